@@ -1,0 +1,730 @@
+//! Configuration: one TOML file plus `HOTLINE_<SECTION>__<KEY>` environment overrides.
+//!
+//! This module owns the shape of the configuration, its defaults, and every check that can be
+//! made without starting anything. Unknown keys and values of the wrong kind are rejected by the
+//! deserializer with the key's full name; checks across keys (port ranges that overlap, a
+//! recordings directory that cannot be written) are collected by [`Config::problems`] and
+//! reported all at once.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::{self, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Prefix of the environment overrides: `HOTLINE_SIP__UDP_PORT=5070` sets `sip.udp_port`.
+pub const ENV_PREFIX: &str = "HOTLINE_";
+
+/// The whole configuration of one Hotline node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP signaling listeners.
+    pub sip: SipConfig,
+    /// RTP media ports.
+    pub rtp: RtpConfig,
+    /// The HTTP server (API, agent desktop, wall board, health and metrics).
+    pub http: HttpConfig,
+    /// PostgreSQL: an external server, or the embedded private cluster.
+    pub database: DatabaseConfig,
+    /// Where call recordings are written.
+    pub recordings: RecordingsConfig,
+    /// The IVR script that answers calls.
+    pub ivr: IvrConfig,
+    /// Logging format and privacy.
+    pub log: LogConfig,
+}
+
+/// `[sip]`: where the SIP engine listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address the UDP and TCP listeners bind to.
+    #[serde(deserialize_with = "de_ip")]
+    pub listen: IpAddr,
+    /// UDP port (0 picks a free port).
+    pub udp_port: Port,
+    /// TCP port (0 picks a free port).
+    pub tcp_port: Port,
+    /// Path of the SIP-over-WebSocket endpoint on the HTTP server (RFC 7118).
+    pub ws_path: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            udp_port: Port(5060),
+            tcp_port: Port(5060),
+            ws_path: "/sip".into(),
+        }
+    }
+}
+
+/// `[rtp]`: the port range media sessions take their ports from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpConfig {
+    /// First port of the range (even: RTP takes even ports, RTCP the odd one above).
+    pub port_min: Port,
+    /// Last port of the range.
+    pub port_max: Port,
+    /// Address written in SDP `c=` lines; defaults to the SIP listen address.
+    #[serde(deserialize_with = "de_opt_ip")]
+    pub public_address: Option<IpAddr>,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            port_min: Port(20000),
+            port_max: Port(29999),
+            public_address: None,
+        }
+    }
+}
+
+/// `[http]`: the HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address and port (port 0 picks a free port; the bound address is logged).
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[database]`: PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://` URL of an external server. When absent (and `DATABASE_URL` is unset too),
+    /// `serve` and `migrate` start a private cluster in `embedded_dir`.
+    pub url: Option<String>,
+    /// Directory of the embedded cluster (data files, Unix socket, server log).
+    pub embedded_dir: PathBuf,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            embedded_dir: PathBuf::from("data/postgres"),
+            max_connections: 10,
+        }
+    }
+}
+
+/// `[recordings]`: call recordings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingsConfig {
+    /// Directory the stereo WAV recordings are written to.
+    pub dir: PathBuf,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        RecordingsConfig {
+            dir: PathBuf::from("recordings"),
+        }
+    }
+}
+
+/// `[ivr]`: the IVR script.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrConfig {
+    /// Path of the IVR script that answers calls.
+    pub script: Option<PathBuf>,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `hotline=debug,sqlx=warn`; `RUST_LOG` wins if set.
+    pub level: String,
+    /// Mask telephone numbers in every log line (`138****5678`). On by default.
+    pub mask_numbers: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+            mask_numbers: true,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A TCP/UDP port number. Deserializes from an integer or a numeric string and says
+/// "a port number from 0 to 65535" when the value is anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port(pub u16);
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Port {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PortVisitor;
+        const EXPECTED: &str = "a port number from 0 to 65535";
+        impl Visitor<'_> for PortVisitor {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
+                u16::try_from(v)
+                    .map(Port)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &EXPECTED))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
+                u16::try_from(v)
+                    .map(Port)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &EXPECTED))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
+                v.trim()
+                    .parse::<u16>()
+                    .map(Port)
+                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &EXPECTED))
+            }
+        }
+        d.deserialize_any(PortVisitor)
+    }
+}
+
+fn parse_or_expect<'de, D: Deserializer<'de>, T: std::str::FromStr>(
+    d: D,
+    expected: &'static str,
+) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim()
+        .parse()
+        .map_err(|_| de::Error::invalid_value(Unexpected::Str(&text), &expected))
+}
+
+fn de_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    parse_or_expect(d, "an IP address such as 0.0.0.0, 127.0.0.1 or ::1")
+}
+
+fn de_opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    const EXPECTED: &str = "an IP address such as 192.0.2.10 or 2001:db8::10";
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| de::Error::invalid_value(Unexpected::Str(&text), &EXPECTED)),
+    }
+}
+
+fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    parse_or_expect(
+        d,
+        "an address and port such as 127.0.0.1:8080 or [::1]:8080",
+    )
+}
+
+/// Why the configuration could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file named with `--config` does not exist.
+    #[error("configuration file {0} not found")]
+    Missing(PathBuf),
+    /// A key is unknown, or a value is not what the key expects.
+    #[error("{}", format_figment(.0))]
+    Invalid(Box<figment::Error>),
+}
+
+fn format_figment(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = match &e.metadata {
+                Some(m) if m.name == ENV_METADATA => {
+                    let profile = e.profile.clone().unwrap_or_default();
+                    let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
+                    format!(
+                        " (from environment variable {})",
+                        m.interpolate(&profile, &keys)
+                    )
+                }
+                Some(m) => match &m.source {
+                    Some(src) => format!(" (from {src})"),
+                    None => format!(" (from {})", m.name),
+                },
+                None => String::new(),
+            };
+            if key.is_empty() {
+                format!("configuration: {}{origin}", e.kind)
+            } else {
+                format!("configuration key `{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// serde stops at the first error; to report a mistake in every section at once, each section
+/// is extracted on its own, and unknown sections are looked for separately.
+fn all_errors(fig: &Figment, first: figment::Error) -> figment::Error {
+    fn section<T: for<'de> Deserialize<'de>>(
+        fig: &Figment,
+        name: &str,
+        out: &mut Vec<figment::Error>,
+    ) {
+        if let Err(e) = fig.extract_inner::<T>(name) {
+            // figment appends the section to the path of an inner extraction's errors; put it
+            // back in front so the key reads `sip.udp_port`.
+            out.extend(e.into_iter().map(|mut e| {
+                if e.path.last().map(String::as_str) == Some(name) {
+                    e.path.pop();
+                    e.path.insert(0, name.to_string());
+                }
+                e
+            }));
+        }
+    }
+    let mut errors = Vec::new();
+    section::<SipConfig>(fig, "sip", &mut errors);
+    section::<RtpConfig>(fig, "rtp", &mut errors);
+    section::<HttpConfig>(fig, "http", &mut errors);
+    section::<DatabaseConfig>(fig, "database", &mut errors);
+    section::<RecordingsConfig>(fig, "recordings", &mut errors);
+    section::<IvrConfig>(fig, "ivr", &mut errors);
+    section::<LogConfig>(fig, "log", &mut errors);
+    const KNOWN: [&str; 7] = ["sip", "rtp", "http", "database", "recordings", "ivr", "log"];
+    if let Ok(data) = fig.data() {
+        for dict in data.values() {
+            for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+                let kind = figment::error::Kind::Message(format!(
+                    "unknown section `{key}`, expected one of `{}`",
+                    KNOWN.join("`, `")
+                ));
+                let mut e = figment::Error::from(kind);
+                e.path = vec![key.clone()];
+                if let Some(md) = fig.find_metadata(key) {
+                    e.metadata = Some(md.clone());
+                }
+                errors.push(e);
+            }
+        }
+    }
+    let mut errors = errors.into_iter();
+    match errors.next() {
+        None => first,
+        Some(mut all) => {
+            for e in errors {
+                all = all.chain(e);
+            }
+            all
+        }
+    }
+}
+
+const ENV_METADATA: &str = "HOTLINE_* environment variables";
+
+/// The `HOTLINE_<SECTION>__<KEY>` variables as a figment provider. Only variables with a `__`
+/// after the prefix are configuration: `HOTLINE_CONFIG` (the file path) is not. Values are
+/// parsed the way figment parses environment values (`5060` is an integer, `true` a bool).
+struct EnvOverrides(Dict);
+
+impl EnvOverrides {
+    fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut root = Dict::new();
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !rest.contains("__") {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            let value = value
+                .parse::<Value>()
+                .unwrap_or_else(|never| match never {});
+            insert_path(&mut root, &path, value);
+        }
+        EnvOverrides(root)
+    }
+}
+
+fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_METADATA).interpolater(|_: &Profile, keys: &[&str]| {
+            format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase())
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
+}
+
+impl Config {
+    /// Reads the defaults, then `file` (if given), then the `HOTLINE_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::load_with_env(file, env)
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, LoadError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(LoadError::Missing(path.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(EnvOverrides::from_vars(env));
+        match fig.extract::<Config>() {
+            Ok(cfg) => Ok(cfg),
+            Err(first) => Err(LoadError::Invalid(Box::new(all_errors(&fig, first)))),
+        }
+    }
+
+    /// Checks across keys and against the file system. Every problem found is returned, each
+    /// naming the key and what is expected; an empty list means the configuration is usable.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let (min, max) = (self.rtp.port_min.0, self.rtp.port_max.0);
+        if min % 2 != 0 {
+            out.push(format!(
+                "`rtp.port_min` is {min}: expected an even port (RTP takes even ports, RTCP the odd one above)"
+            ));
+        }
+        if min == 0 {
+            out.push("`rtp.port_min` is 0: expected a port from 1024 to 65534".into());
+        }
+        if max <= min {
+            out.push(format!(
+                "`rtp.port_max` is {max}: expected a port above `rtp.port_min` ({min})"
+            ));
+        } else if max - min < 3 {
+            out.push(format!(
+                "`rtp.port_min`..`rtp.port_max` ({min}..{max}) holds fewer than 4 ports: expected room for at least one RTP/RTCP pair and a second call"
+            ));
+        }
+        for (key, port) in [
+            ("sip.udp_port", self.sip.udp_port.0),
+            ("sip.tcp_port", self.sip.tcp_port.0),
+        ] {
+            if port != 0 && (min..=max).contains(&port) {
+                out.push(format!(
+                    "`{key}` is {port}, inside the RTP range `rtp.port_min`..`rtp.port_max` ({min}..{max}): expected a port outside it"
+                ));
+            }
+        }
+        let http = self.http.listen;
+        if http.port() != 0
+            && http.port() == self.sip.tcp_port.0
+            && (http.ip() == self.sip.listen
+                || http.ip().is_unspecified()
+                || self.sip.listen.is_unspecified())
+        {
+            out.push(format!(
+                "`http.listen` ({http}) and `sip.tcp_port` ({}) use the same TCP port: expected different ports",
+                self.sip.tcp_port
+            ));
+        }
+        if !self.sip.ws_path.starts_with('/') {
+            out.push(format!(
+                "`sip.ws_path` is {:?}: expected a path starting with /",
+                self.sip.ws_path
+            ));
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            out.push("`database.url`: expected a postgres:// or postgresql:// URL".to_string());
+        }
+        if self.database.max_connections == 0 {
+            out.push("`database.max_connections` is 0: expected at least 1".into());
+        }
+        if let Err(why) = check_writable_dir(&self.recordings.dir) {
+            out.push(format!(
+                "`recordings.dir` ({}): {why}",
+                self.recordings.dir.display()
+            ));
+        }
+        if let Some(script) = &self.ivr.script
+            && !script.is_file()
+        {
+            out.push(format!(
+                "`ivr.script` ({}): no such file; expected the path of an IVR script",
+                script.display()
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            out.push(format!(
+                "`log.level` is {:?}: {e}; expected a filter such as `info` or `hotline=debug`",
+                self.log.level
+            ));
+        }
+        out
+    }
+
+    /// The effective configuration as TOML (what `check-config --show` prints). The database
+    /// URL's password, if any, is replaced by `***`.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        if let Some(url) = &shown.database.url {
+            shown.database.url = Some(redact_url_password(url));
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// A directory is usable if it exists (or can be created) and a file can be created in it.
+fn check_writable_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err("exists but is not a directory".into());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the directory: {e}"))?;
+    let probe = dir.join(format!(".hotline-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("not writable: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, LoadError> {
+        let dir = tempfile::tempdir().map_err(|e| LoadError::Missing(e.to_string().into()))?;
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, toml).map_err(|e| LoadError::Missing(e.to_string().into()))?;
+        Config::load_with_env(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_are_usable_without_a_file() {
+        let cfg = Config::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(cfg.sip.udp_port, Port(5060));
+        assert_eq!(cfg.log.format, LogFormat::Human);
+        assert!(cfg.log.mask_numbers);
+        assert!(cfg.database.url.is_none());
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_env_overrides_file() {
+        let cfg = load_str(
+            "[sip]\nudp_port = 5070\n[log]\nformat = \"json\"\n",
+            &[
+                ("HOTLINE_SIP__UDP_PORT", "5080"),
+                ("HOTLINE_RTP__PORT_MIN", "40000"),
+                ("HOTLINE_RTP__PORT_MAX", "40100"),
+                ("HOTLINE_CONFIG", "ignored.toml"),
+                ("UNRELATED__THING", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.sip.udp_port, Port(5080));
+        assert_eq!(cfg.rtp.port_min, Port(40000));
+        assert_eq!(cfg.rtp.port_max, Port(40100));
+        assert_eq!(cfg.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let err = load_str("[sip]\nudp_prot = 5070\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.udp_prot"), "{err}");
+        assert!(
+            err.contains("udp_port"),
+            "should list the expected keys: {err}"
+        );
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = load_str("[sipp]\nudp_port = 5070\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sipp"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_env_is_named() {
+        let err = load_str("", &[("HOTLINE_SIP__UDP_PROT", "5070")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.udp_prot"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_port_names_key_and_range() {
+        let err = load_str("[sip]\nudp_port = 70000\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.udp_port"), "{err}");
+        assert!(err.contains("0 to 65535"), "{err}");
+        let err = load_str("", &[("HOTLINE_SIP__TCP_PORT", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.tcp_port"), "{err}");
+    }
+
+    #[test]
+    fn mistakes_in_several_sections_are_reported_together() {
+        let err = load_str(
+            "[sip]\nudp_prot = 5070\n[http]\nlisten = \"localhost\"\n[extra]\na = 1\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sip.udp_prot"), "{err}");
+        assert!(
+            err.contains("http.listen") && err.contains("127.0.0.1:8080"),
+            "{err}"
+        );
+        assert!(err.contains("unknown section `extra`"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_says_what_is_expected() {
+        let err = load_str("[log]\nformat = \"xml\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.format"), "{err}");
+        assert!(err.contains("human") && err.contains("json"), "{err}");
+    }
+
+    #[test]
+    fn cross_key_problems_are_all_reported() {
+        let mut cfg = Config::default();
+        cfg.rtp.port_min = Port(5001);
+        cfg.rtp.port_max = Port(6000);
+        cfg.sip.ws_path = "sip".into();
+        cfg.recordings.dir = std::env::temp_dir().join(format!("hl-rec-{}", std::process::id()));
+        let p = cfg.problems();
+        assert!(
+            p.iter()
+                .any(|m| m.contains("rtp.port_min") && m.contains("even")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("sip.udp_port") && m.contains("RTP range")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("sip.ws_path")), "{p:?}");
+        let _ = std::fs::remove_dir_all(&cfg.recordings.dir);
+    }
+
+    #[test]
+    fn http_and_sip_tcp_on_one_port_is_a_problem() {
+        let mut cfg = Config::default();
+        cfg.http.listen = "0.0.0.0:5060".parse().unwrap();
+        cfg.recordings.dir = std::env::temp_dir();
+        let p = cfg.problems();
+        assert!(
+            p.iter()
+                .any(|m| m.contains("http.listen") && m.contains("sip.tcp_port")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn shown_config_hides_the_database_password() {
+        let mut cfg = Config::default();
+        cfg.database.url = Some("postgres://hl:s3cret@db:5432/hotline".into());
+        let shown = cfg.to_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://hl:***@db:5432/hotline"),
+            "{shown}"
+        );
+    }
+}

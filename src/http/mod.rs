@@ -1,0 +1,59 @@
+//! The HTTP server: one router per resource, merged into [`app`]. This module owns the shared
+//! state handed to handlers and the service routes (`/health`, `/ready`, `/metrics`).
+
+mod error;
+mod service;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub db: PgPool,
+    /// Renders the Prometheus text exposition for `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// When this process started (reported by `/health`).
+    pub started: Arc<Instant>,
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(service::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn(track_metrics))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+/// Counts requests and their latency by route pattern (not raw path, to bound the labels).
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("hotline_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("hotline_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}

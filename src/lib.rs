@@ -1,0 +1,13 @@
+//! Hotline: the call-center application of a city's 12345 government-service hotline.
+//!
+//! The SIP/RTP engine lives in the `hotline-sip` crate; this crate holds configuration, the
+//! database, the HTTP server and (as their issues land) the IVR, ACD, tickets and knowledge base.
+
+pub mod config;
+pub mod db;
+pub mod embedded;
+pub mod http;
+pub mod logging;
+pub mod mask;
+pub mod serve;
+pub mod telemetry;

@@ -1,0 +1,121 @@
+//! Start-up and shutdown of a whole node: database (external or embedded), migrations, the
+//! HTTP server, and an orderly stop on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::embedded::EmbeddedPostgres;
+use crate::{db, http, telemetry};
+
+/// The database a node runs on, and the embedded server to stop when it is ours.
+pub struct Database {
+    /// The pool.
+    pub pool: PgPool,
+    /// The private cluster, when no external server is configured.
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Connects to the configured server, or starts the embedded one; then migrates.
+    pub async fn open(cfg: &Config) -> anyhow::Result<Database> {
+        let (opts, embedded) = match db::external_url(cfg.database.url.as_deref()) {
+            Some(url) => {
+                let opts = url
+                    .parse::<sqlx::postgres::PgConnectOptions>()
+                    .context("database.url / DATABASE_URL is not a valid PostgreSQL URL")?;
+                tracing::info!(
+                    url = %crate::config::redact_url_password(&url),
+                    "using the configured PostgreSQL server"
+                );
+                (opts, None)
+            }
+            None => {
+                let pg = EmbeddedPostgres::start(&cfg.database.embedded_dir).await?;
+                (pg.connect_options(), Some(pg))
+            }
+        };
+        let pool = match db::connect(opts, cfg.database.max_connections).await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(pg) = embedded {
+                    let _ = pg.stop().await;
+                }
+                return Err(e).context("cannot connect to PostgreSQL");
+            }
+        };
+        let mut this = Database { pool, embedded };
+        if let Err(e) = db::migrate(&this.pool).await {
+            this.close().await;
+            return Err(e).context("applying migrations failed");
+        }
+        Ok(this)
+    }
+
+    /// Closes the pool, then stops the embedded server if there is one.
+    pub async fn close(&mut self) {
+        self.pool.close().await;
+        if let Some(pg) = self.embedded.take()
+            && let Err(e) = pg.stop().await
+        {
+            tracing::error!(error = %e, "stopping the embedded PostgreSQL");
+        }
+    }
+}
+
+/// Cancelled on the first SIGINT or SIGTERM. Installed before anything starts, so a signal
+/// during start-up still leads to an orderly stop.
+pub fn shutdown_token() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+        t.cancel();
+    });
+    Ok(token)
+}
+
+/// Runs a node until `shutdown` is cancelled, then stops it in order: stop accepting, finish
+/// in-flight requests, close the database, stop the embedded server.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = Arc::new(Instant::now());
+    let metrics = telemetry::prometheus();
+    let mut database = tokio::select! {
+        d = Database::open(&cfg) => d?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    let listener = match tokio::net::TcpListener::bind(cfg.http.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            database.close().await;
+            return Err(e)
+                .with_context(|| format!("cannot listen on http.listen {}", cfg.http.listen));
+        }
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "HTTP listening on http://{addr}");
+    let state = http::AppState {
+        db: database.pool.clone(),
+        metrics,
+        started,
+    };
+    let server = axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let result = server.await;
+    tracing::info!("HTTP server stopped");
+    database.close().await;
+    result.context("HTTP server failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

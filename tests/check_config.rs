@@ -1,0 +1,142 @@
+//! `hotline check-config` reports what is wrong with a configuration and exits non-zero.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+mod common;
+
+use std::path::Path;
+
+use common::hotline;
+
+fn check(dir: &Path, toml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let path = dir.join("hotline.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let mut cmd = hotline();
+    cmd.current_dir(dir)
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .arg("--show");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run hotline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_key_fails_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = check(dir.path(), "[sip]\nudp_port = 5060\nudp_prot = 5070\n", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("sip.udp_prot"), "{err}");
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn out_of_range_port_fails_naming_the_key_and_the_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = check(dir.path(), "[sip]\ntcp_port = 70000\n", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("sip.tcp_port"), "{err}");
+    assert!(err.contains("0 to 65535"), "{err}");
+}
+
+#[test]
+fn environment_override_is_named_by_its_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = check(dir.path(), "", &[("HOTLINE_SIP__UDP_PORT", "99999")]);
+    assert_ne!(code, 0);
+    assert!(err.contains("HOTLINE_SIP__UDP_PORT"), "{err}");
+}
+
+#[test]
+fn environment_override_wins_over_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = check(
+        dir.path(),
+        "[sip]\nudp_port = 5070\n",
+        &[
+            ("HOTLINE_SIP__UDP_PORT", "5080"),
+            ("HOTLINE_LOG__FORMAT", "json"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("udp_port = 5080"), "{out}");
+    assert!(out.contains("format = \"json\""), "{out}");
+    assert!(out.contains("configuration OK"), "{out}");
+}
+
+#[test]
+fn every_cross_key_problem_is_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = check(
+        dir.path(),
+        "[rtp]\nport_min = 30001\nport_max = 30000\n[ivr]\nscript = \"missing.yaml\"\n",
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("rtp.port_min") && err.contains("even"),
+        "{err}"
+    );
+    assert!(err.contains("rtp.port_max"), "{err}");
+    assert!(
+        err.contains("ivr.script") && err.contains("missing.yaml"),
+        "{err}"
+    );
+    assert!(err.contains("3 problem(s) found"), "{err}");
+}
+
+#[test]
+fn serve_refuses_to_start_with_an_invalid_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hotline.toml");
+    std::fs::write(&path, "[http]\nlisten = \"nowhere\"\n").expect("write");
+    let out = hotline()
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .output()
+        .expect("run");
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http.listen") && err.contains("127.0.0.1:8080"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hotline.example.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = hotline()
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(&example)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let out = hotline()
+        .arg("--config")
+        .arg("/nonexistent/hotline.toml")
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotline.toml"));
+}

@@ -1,0 +1,181 @@
+//! Helpers shared by the integration tests: running the real `hotline` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `hotline` binary with a clean environment: no DATABASE_URL, no HOTLINE_* overrides.
+pub fn hotline() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("HOTLINE_") || k == "DATABASE_URL" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A directory the `postgres` system user can traverse (tempdirs are 0700), for when the
+/// tests run as root and the embedded cluster runs as that user.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("hl-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// Writes a config for a test node in `dir`: every port picked by the kernel, the embedded
+/// cluster in `dir/pg`.
+pub fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("hotline.toml");
+    let text = format!(
+        r#"[sip]
+listen = "127.0.0.1"
+udp_port = 0
+tcp_port = 0
+[rtp]
+port_min = 42000
+port_max = 42099
+[http]
+listen = "127.0.0.1:0"
+[database]
+embedded_dir = "{pg}"
+[recordings]
+dir = "{rec}"
+"#,
+        pg = dir.join("pg").display(),
+        rec = dir.join("recordings").display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A running `hotline serve` whose log lines are collected.
+pub struct Node {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Node {
+    pub fn start(config: &Path) -> Node {
+        let mut child = hotline()
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hotline");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Node {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line containing {needle:?} within {limit:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The HTTP base URL, from the "HTTP listening on" line.
+    pub fn wait_http(&mut self) -> String {
+        let line = self.wait_for_line("HTTP listening on http://", Duration::from_secs(90));
+        let start = line.find("http://").expect("url");
+        line[start..]
+            .split_whitespace()
+            .next()
+            .expect("url")
+            .to_string()
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal, limit: Duration) -> i32 {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // Collect the rest of the log.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.log.push(line);
+                }
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hotline did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A failed test still stops the node in order, so no embedded server is left behind.
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The pid in a cluster's postmaster.pid, if the file exists.
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}

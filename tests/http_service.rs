@@ -1,0 +1,71 @@
+//! The service routes against a real PostgreSQL (each test gets its own database).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use hotline::http::{AppState, app};
+
+fn state(db: PgPool) -> AppState {
+    AppState {
+        db,
+        metrics: hotline::telemetry::prometheus(),
+        started: std::sync::Arc::new(std::time::Instant::now()),
+    }
+}
+
+async fn get(db: PgPool, path: &str) -> (StatusCode, serde_json::Value) {
+    let resp = app(state(db))
+        .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[sqlx::test]
+async fn ready_when_migrated(db: PgPool) {
+    let (status, body) = get(db, "/ready").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+}
+
+#[sqlx::test(migrations = false)]
+async fn not_ready_until_migrated(db: PgPool) {
+    let (status, body) = get(db.clone(), "/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["database"]["reachable"], true);
+    assert_eq!(
+        body["database"]["pending_migrations"],
+        serde_json::json!([1])
+    );
+
+    hotline::db::migrate(&db).await.expect("migrate");
+    let (status, _) = get(db, "/ready").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test]
+async fn not_ready_when_the_database_is_gone(db: PgPool) {
+    db.close().await;
+    let (status, body) = get(db, "/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["database"]["reachable"], false);
+}
+
+#[sqlx::test]
+async fn health_answers_and_unknown_paths_get_a_json_404(db: PgPool) {
+    let (status, body) = get(db.clone(), "/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    let (status, body) = get(db, "/no/such/thing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "no such endpoint");
+}

@@ -1,0 +1,268 @@
+//! Character classes and a cursor over header text, after the RFC 3261 ABNF (section 25).
+//!
+//! Header values reach these functions unfolded: every `CRLF 1*WSP` already became one space,
+//! so linear white space (LWS) is simply a run of spaces and tabs.
+
+/// `token` characters: alphanum and `-.!%*_+`'~`.
+pub(crate) fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// `unreserved`: alphanum and the marks `-_.!~*'()`.
+pub(crate) fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+/// `word` characters (Call-ID): token characters plus `()<>:\"/[]?{}`.
+pub(crate) fn is_word(b: u8) -> bool {
+    is_token(b)
+        || matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        )
+}
+
+pub(crate) fn is_wsp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// A string of `allowed` characters and `%HH` escapes, non-empty.
+pub(crate) fn escaped_run(s: &str, allowed: fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if i + 2 >= b.len() || !b[i + 1].is_ascii_hexdigit() || !b[i + 2].is_ascii_hexdigit() {
+                return false;
+            }
+            i += 3;
+        } else if allowed(b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Decodes `%HH` escapes (for comparisons); invalid escapes are kept as they are.
+pub fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// A cursor over one header value.
+#[derive(Clone, Copy)]
+pub(crate) struct Cursor<'a> {
+    pub s: &'a str,
+    pub pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(s: &'a str) -> Self {
+        Cursor { s, pos: 0 }
+    }
+
+    pub fn rest(&self) -> &'a str {
+        &self.s[self.pos..]
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    pub fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
+    }
+
+    /// Skips linear white space; returns whether there was any.
+    pub fn sws(&mut self) -> bool {
+        let start = self.pos;
+        while self.peek().is_some_and(is_wsp) {
+            self.pos += 1;
+        }
+        self.pos > start
+    }
+
+    /// `SWS c SWS` (SEMI, COMMA, EQUAL, SLASH, COLON of the ABNF).
+    pub fn sep(&mut self, c: u8) -> bool {
+        let save = self.pos;
+        self.sws();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            self.sws();
+            true
+        } else {
+            self.pos = save;
+            false
+        }
+    }
+
+    pub fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The longest run of bytes satisfying `pred` (possibly empty).
+    pub fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        let b = self.s.as_bytes();
+        while self.pos < b.len() && pred(b[self.pos]) {
+            self.pos += 1;
+        }
+        &self.s[start..self.pos]
+    }
+
+    pub fn token(&mut self) -> Option<&'a str> {
+        let t = self.take_while(is_token);
+        (!t.is_empty()).then_some(t)
+    }
+
+    /// A quoted string, returned with its quotes; quoted pairs are kept escaped.
+    pub fn quoted(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        if b.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos;
+        let mut i = self.pos + 1;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Some(&self.s[start..self.pos]);
+                }
+                b'\\' => {
+                    // quoted-pair: any octet but CR and LF (unfolding removed those).
+                    if i + 1 >= b.len() {
+                        return None;
+                    }
+                    i += 2;
+                }
+                c if c < 0x20 && c != b'\t' => return None,
+                0x7f => return None,
+                _ => i += 1,
+            }
+        }
+        None
+    }
+}
+
+/// Splits a header value at top-level commas (not inside quotes or angle brackets).
+pub(crate) fn split_commas(s: &str) -> CommaSplit<'_> {
+    CommaSplit { s, pos: 0 }
+}
+
+pub(crate) struct CommaSplit<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        if self.pos > self.s.len() {
+            return None;
+        }
+        let b = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut in_quote = false;
+        let mut in_angle = false;
+        while i < b.len() {
+            match b[i] {
+                b'\\' if in_quote => i += 1,
+                b'"' if !in_angle => in_quote = !in_quote,
+                b'<' if !in_quote => in_angle = true,
+                b'>' if !in_quote => in_angle = false,
+                b',' if !in_quote && !in_angle => {
+                    self.pos = i + 1;
+                    return Some(self.s[start..i].trim_matches(|c| c == ' ' || c == '\t'));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.pos = b.len() + 1;
+        Some(self.s[start..].trim_matches(|c| c == ' ' || c == '\t'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_must_be_two_hex_digits() {
+        assert!(escaped_run("a%20b", is_unreserved));
+        assert!(escaped_run("%00", is_unreserved));
+        assert!(!escaped_run("a%2", is_unreserved));
+        assert!(!escaped_run("a%zz", is_unreserved));
+        assert!(!escaped_run("a b", is_unreserved));
+        assert_eq!(
+            unescape("sips%3Auser%40example.com"),
+            b"sips:user@example.com"
+        );
+    }
+
+    #[test]
+    fn commas_inside_quotes_and_brackets_do_not_split() {
+        let parts: Vec<&str> =
+            split_commas(r#""a, b" <sip:x@y;p=1,2>, <sip:z@w> ,sip:q@r"#).collect();
+        assert_eq!(
+            parts,
+            vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z@w>", "sip:q@r"]
+        );
+    }
+
+    #[test]
+    fn quoted_strings_keep_escapes_and_need_a_close() {
+        let mut c = Cursor::new(r#""J Rosenberg \\\"" rest"#);
+        assert_eq!(c.quoted(), Some(r#""J Rosenberg \\\"""#));
+        assert!(Cursor::new(r#""unterminated"#).quoted().is_none());
+    }
+}

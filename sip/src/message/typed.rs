@@ -1,0 +1,750 @@
+//! Typed header values, parsed from the (unfolded) header text without allocating. The same
+//! functions validate a message when it is parsed and give typed access afterwards.
+
+use std::fmt;
+
+use super::scan::{Cursor, is_token, is_word, split_commas};
+use super::uri::{Host, Params, Uri, UriError, parse_host, parse_ipv6, parse_port};
+
+/// Why a header value is malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderError(pub &'static str);
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<UriError> for HeaderError {
+    fn from(e: UriError) -> Self {
+        HeaderError(e.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, HeaderError>;
+
+/// Most parameters one header value may carry.
+pub const MAX_PARAMS: usize = 64;
+
+/// `*( SEMI generic-param )`: consumes parameters and returns them as written. A name given
+/// twice (two tags, two branches) makes the value ambiguous and is refused.
+fn generic_params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>> {
+    let start = c.pos;
+    let mut names: [&str; MAX_PARAMS] = [""; MAX_PARAMS];
+    let mut n = 0;
+    loop {
+        let save = c.pos;
+        if !c.sep(b';') {
+            c.pos = save;
+            break;
+        }
+        let name = c
+            .token()
+            .ok_or(HeaderError("empty or invalid parameter name"))?;
+        if n == MAX_PARAMS {
+            return Err(HeaderError("too many parameters"));
+        }
+        if names[..n].iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            return Err(HeaderError("parameter given twice"));
+        }
+        names[n] = name;
+        n += 1;
+        if c.sep(b'=') {
+            gen_value(c)?;
+        }
+    }
+    let raw = &c.s[start..c.pos];
+    Ok(Params::from_raw(raw.trim_end_matches([' ', '\t'])))
+}
+
+/// `gen-value = token / host / quoted-string`.
+fn gen_value<'a>(c: &mut Cursor<'a>) -> Result<&'a str> {
+    if c.peek() == Some(b'"') {
+        return c.quoted().ok_or(HeaderError("unterminated quoted string"));
+    }
+    let v = c.take_while(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
+    if v.is_empty() {
+        Err(HeaderError("empty parameter value"))
+    } else {
+        Ok(v)
+    }
+}
+
+fn expect_end(c: &mut Cursor<'_>) -> Result<()> {
+    c.sws();
+    if c.at_end() {
+        Ok(())
+    } else {
+        Err(HeaderError("unexpected characters after the value"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Via
+
+/// One Via value (RFC 3261 20.42, RFC 3581 rport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// Protocol name (`SIP`).
+    pub protocol: &'a str,
+    /// Protocol version (`2.0`).
+    pub version: &'a str,
+    /// Transport (`UDP`, `TCP`, `TLS`, `WS`, ...), as written.
+    pub transport: &'a str,
+    /// The sent-by host.
+    pub host: Host<'a>,
+    /// The sent-by port.
+    pub port: Option<u16>,
+    /// Via parameters.
+    pub params: Params<'a>,
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value.
+    pub fn parse(s: &'a str) -> Result<Via<'a>> {
+        let mut c = Cursor::new(s);
+        c.sws();
+        let protocol = c.token().ok_or(HeaderError("Via without a protocol"))?;
+        if !c.sep(b'/') {
+            return Err(HeaderError("Via protocol without a version"));
+        }
+        let version = c.token().ok_or(HeaderError("Via without a version"))?;
+        if !c.sep(b'/') {
+            return Err(HeaderError("Via without a transport"));
+        }
+        let transport = c.token().ok_or(HeaderError("Via without a transport"))?;
+        // The grammar admits any token; a SIP/2.0 element takes only SIP/2.0.
+        if !protocol.eq_ignore_ascii_case("SIP") || version != "2.0" {
+            return Err(HeaderError("Via protocol is not SIP/2.0"));
+        }
+        if !c.sws() {
+            return Err(HeaderError("Via: no space before sent-by"));
+        }
+        let host_text = if c.peek() == Some(b'[') {
+            let start = c.pos;
+            c.take_while(|b| b != b']');
+            if !c.eat(b']') {
+                return Err(HeaderError("Via: unclosed IPv6 reference"));
+            }
+            &s[start..c.pos]
+        } else {
+            c.take_while(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        };
+        let host = parse_host(host_text)?;
+        let port = if c.sep(b':') {
+            Some(parse_port(c.take_while(|b| b.is_ascii_digit()))?)
+        } else {
+            None
+        };
+        let params = generic_params(&mut c)?;
+        expect_end(&mut c)?;
+        let via = Via {
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            params,
+        };
+        via.check_params()?;
+        Ok(via)
+    }
+
+    fn check_params(&self) -> Result<()> {
+        for (name, value) in self.params.iter() {
+            if name.eq_ignore_ascii_case("received") {
+                let v = value.ok_or(HeaderError("Via received without a value"))?;
+                let bare = v
+                    .strip_prefix('[')
+                    .and_then(|x| x.strip_suffix(']'))
+                    .unwrap_or(v);
+                // RFC 5118 4.5: a bracketed IPv6 address must be tolerated.
+                if bare.parse::<std::net::Ipv4Addr>().is_err() && parse_ipv6(bare).is_none() {
+                    return Err(HeaderError("Via received is not an IP address"));
+                }
+            } else if name.eq_ignore_ascii_case("rport") {
+                if let Some(v) = value {
+                    parse_port(v)?;
+                }
+            } else if name.eq_ignore_ascii_case("ttl") {
+                match value.and_then(|v| v.parse::<u8>().ok()) {
+                    Some(_) => {}
+                    None => return Err(HeaderError("Via ttl is not 0-255")),
+                }
+            } else if name.eq_ignore_ascii_case("branch") {
+                let v = value.ok_or(HeaderError("Via branch without a value"))?;
+                if !v.bytes().all(is_token) {
+                    return Err(HeaderError("Via branch is not a token"));
+                }
+            } else if name.eq_ignore_ascii_case("maddr") {
+                parse_host(value.ok_or(HeaderError("Via maddr without a value"))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// The received parameter.
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.get("received").flatten()
+    }
+
+    /// `None`: no rport; `Some(None)`: rport asked for; `Some(Some(p))`: filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (`z9hG4bK`) and something after it.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > 7 && b.starts_with("z9hG4bK"))
+    }
+}
+
+/// Parses every Via value of one header line.
+pub fn parse_via_list(value: &str) -> impl Iterator<Item = Result<Via<'_>>> {
+    split_commas(value).map(Via::parse)
+}
+
+// ---------------------------------------------------------------------------------------------
+// name-addr / addr-spec (From, To, Contact, Route, Record-Route, ...)
+
+/// A name-addr or addr-spec with its header parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// The display name as written (quoted, with its quotes, or tokens).
+    pub display: Option<&'a str>,
+    /// The URI.
+    pub uri: Uri<'a>,
+    /// Whether the URI was in angle brackets.
+    pub bracketed: bool,
+    /// Header parameters after the address (`tag`, `q`, `expires`, ...).
+    pub params: Params<'a>,
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses `(name-addr / addr-spec) *(SEMI param)`; with `brackets_required` only a
+    /// name-addr is accepted (Route, Record-Route).
+    pub fn parse(s: &'a str, brackets_required: bool) -> Result<NameAddr<'a>> {
+        let mut c = Cursor::new(s);
+        c.sws();
+        let mut display = None;
+        if c.peek() == Some(b'"') {
+            display = Some(
+                c.quoted()
+                    .ok_or(HeaderError("unterminated quoted display name"))?,
+            );
+            c.sws();
+            if c.peek() != Some(b'<') {
+                return Err(HeaderError("display name not followed by <URI>"));
+            }
+        } else if c.peek() != Some(b'<') {
+            // Tokens then '<' make a display name (RFC 4475 3.1.1.6: no LWS before '<' is
+            // accepted); anything else is an addr-spec.
+            let save = c.pos;
+            let start = c.pos;
+            let mut end = c.pos;
+            while c.token().is_some() {
+                end = c.pos;
+                c.sws();
+            }
+            if end > start && c.peek() == Some(b'<') {
+                display = Some(&s[start..end]);
+            } else {
+                c.pos = save;
+            }
+        }
+        let (uri, bracketed) = if c.eat(b'<') {
+            let start = c.pos;
+            c.take_while(|b| b != b'>');
+            let text = &s[start..c.pos];
+            if !c.eat(b'>') {
+                return Err(HeaderError("< without >"));
+            }
+            if text.is_empty() || text.bytes().any(|b| b == b' ' || b == b'\t') {
+                return Err(HeaderError("white space inside <URI>"));
+            }
+            (Uri::parse(text)?, true)
+        } else {
+            if brackets_required {
+                return Err(HeaderError("URI must be in angle brackets"));
+            }
+            let text = c.take_while(|b| !matches!(b, b';' | b',' | b' ' | b'\t'));
+            let uri = Uri::parse(text)?;
+            if matches!(uri, Uri::Sip(_)) && text.contains('?') {
+                // RFC 3261 20.10: a SIP URI with headers must be enclosed in <> (RFC 4475
+                // 3.1.2.13). Another scheme's query is part of its opaque text.
+                return Err(HeaderError("SIP URI with headers outside angle brackets"));
+            }
+            (uri, false)
+        };
+        let params = generic_params(&mut c)?;
+        expect_end(&mut c)?;
+        Ok(NameAddr {
+            display,
+            uri,
+            bracketed,
+            params,
+        })
+    }
+
+    /// The tag parameter (From, To).
+    pub fn tag(&self) -> Option<&'a str> {
+        self.params.get("tag").flatten()
+    }
+
+    /// The display name without quotes or escapes.
+    pub fn display_name(&self) -> Option<String> {
+        let d = self.display?;
+        match d.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+            Some(inner) => {
+                let mut out = String::with_capacity(inner.len());
+                let mut chars = inner.chars();
+                while let Some(ch) = chars.next() {
+                    if ch == '\\' {
+                        if let Some(n) = chars.next() {
+                            out.push(n);
+                        }
+                    } else {
+                        out.push(ch);
+                    }
+                }
+                Some(out)
+            }
+            None => Some(d.to_string()),
+        }
+    }
+}
+
+/// A Contact header value: `*` or a list of addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactValue<'a> {
+    /// `Contact: *` (REGISTER with Expires: 0 removes every binding).
+    Star,
+    /// One contact address.
+    Addr(NameAddr<'a>),
+}
+
+/// Parses every value of one Contact header line.
+pub fn parse_contact_list(value: &str) -> impl Iterator<Item = Result<ContactValue<'_>>> {
+    let star = value.trim() == "*";
+    split_commas(value).map(move |v| {
+        if star {
+            Ok(ContactValue::Star)
+        } else {
+            NameAddr::parse(v, false).map(ContactValue::Addr)
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+/// CSeq: a sequence number below 2^31 and a method (RFC 3261 8.1.1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// Sequence number.
+    pub seq: u32,
+    /// Method, as written.
+    pub method: &'a str,
+}
+
+impl<'a> CSeq<'a> {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(s: &'a str) -> Result<CSeq<'a>> {
+        let mut c = Cursor::new(s);
+        c.sws();
+        let digits = c.take_while(|b| b.is_ascii_digit());
+        let seq = parse_bounded(digits, (1 << 31) - 1)
+            .ok_or(HeaderError("CSeq number is not a number below 2**31"))?
+            as u32;
+        if !c.sws() {
+            return Err(HeaderError("CSeq: no space before the method"));
+        }
+        let method = c.token().ok_or(HeaderError("CSeq without a method"))?;
+        expect_end(&mut c)?;
+        Ok(CSeq { seq, method })
+    }
+}
+
+/// Digits only, at most `max`; leading zeros allowed.
+fn parse_bounded(digits: &str, max: u64) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 19 {
+        return None;
+    }
+    let v: u64 = if significant.is_empty() {
+        0
+    } else {
+        significant.parse().ok()?
+    };
+    (v <= max).then_some(v)
+}
+
+/// `1*DIGIT` up to `max` (Max-Forwards: 255; Content-Length).
+pub fn parse_number(s: &str, max: u64) -> Result<u64> {
+    parse_bounded(s.trim_matches([' ', '\t']), max).ok_or(HeaderError("not a number in range"))
+}
+
+/// `delta-seconds`: digits; values above 2^32-1 are read as 2^32-1 (RFC 3261 20.19).
+pub fn parse_delta_seconds(s: &str) -> Result<u32> {
+    let t = s.trim_matches([' ', '\t']);
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeaderError("not a number of seconds"));
+    }
+    Ok(parse_bounded(t, u64::MAX).map_or(u32::MAX, |v| v.min(u32::MAX as u64) as u32))
+}
+
+/// `delta-seconds *(SEMI generic-param)` (Session-Expires, Min-SE, Retry-After without comment).
+pub fn parse_delta_with_params(s: &str) -> Result<(u32, Params<'_>)> {
+    let mut c = Cursor::new(s);
+    c.sws();
+    let digits = c.take_while(|b| b.is_ascii_digit());
+    let secs = parse_delta_seconds(digits)?;
+    let params = generic_params(&mut c)?;
+    expect_end(&mut c)?;
+    Ok((secs, params))
+}
+
+/// Call-ID: `word ["@" word]`.
+pub fn check_call_id(s: &str) -> Result<()> {
+    let (a, b) = match s.split_once('@') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
+    let word = |w: &str| !w.is_empty() && w.bytes().all(is_word);
+    if word(a) && b.is_none_or(word) {
+        Ok(())
+    } else {
+        Err(HeaderError("Call-ID is not word[@word]"))
+    }
+}
+
+/// A comma list of tokens (Require, Supported, Allow, ...); `allow_empty` for the headers
+/// whose ABNF permits an empty value.
+pub fn parse_token_list(s: &str, allow_empty: bool) -> Result<impl Iterator<Item = &str>> {
+    if s.trim().is_empty() {
+        if !allow_empty {
+            return Err(HeaderError("empty list"));
+        }
+    } else {
+        for t in split_commas(s) {
+            if t.is_empty() || !t.bytes().all(is_token) {
+                return Err(HeaderError("list item is not a token"));
+            }
+        }
+    }
+    Ok(split_commas(s).filter(|t: &&str| !t.is_empty()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media types
+
+/// `type/subtype *(SEMI param)` (Content-Type; Accept allows `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaType<'a> {
+    /// The type (`application`).
+    pub kind: &'a str,
+    /// The subtype (`sdp`).
+    pub subtype: &'a str,
+    /// Parameters (`charset=...`).
+    pub params: Params<'a>,
+}
+
+impl<'a> MediaType<'a> {
+    /// Parses one media type.
+    pub fn parse(s: &'a str) -> Result<MediaType<'a>> {
+        let mut c = Cursor::new(s);
+        c.sws();
+        let kind = c.token().ok_or(HeaderError("media type without a type"))?;
+        if !c.sep(b'/') {
+            return Err(HeaderError("media type without /subtype"));
+        }
+        let subtype = c
+            .token()
+            .ok_or(HeaderError("media type without a subtype"))?;
+        let params = generic_params(&mut c)?;
+        expect_end(&mut c)?;
+        Ok(MediaType {
+            kind,
+            subtype,
+            params,
+        })
+    }
+
+    /// Case-insensitive `type/subtype` comparison.
+    pub fn is(&self, kind: &str, subtype: &str) -> bool {
+        self.kind.eq_ignore_ascii_case(kind) && self.subtype.eq_ignore_ascii_case(subtype)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication (RFC 3261 22, RFC 7616/8760)
+
+/// A challenge (WWW-Authenticate) or credentials (Authorization): a scheme and its
+/// `name=value` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Auth<'a> {
+    /// The scheme (`Digest`).
+    pub scheme: &'a str,
+    /// The parameters as written (`realm="x", nonce="y"`).
+    pub params_raw: &'a str,
+}
+
+impl<'a> Auth<'a> {
+    /// Parses `scheme LWS auth-param *(COMMA auth-param)`.
+    pub fn parse(s: &'a str) -> Result<Auth<'a>> {
+        let mut c = Cursor::new(s);
+        c.sws();
+        let scheme = c
+            .token()
+            .ok_or(HeaderError("authentication without a scheme"))?;
+        if !c.sws() {
+            return Err(HeaderError("authentication scheme without parameters"));
+        }
+        let params_raw = c.rest().trim_end_matches([' ', '\t']);
+        for item in split_commas(params_raw) {
+            let mut p = Cursor::new(item);
+            p.token()
+                .ok_or(HeaderError("authentication parameter without a name"))?;
+            if !p.sep(b'=') {
+                return Err(HeaderError("authentication parameter without ="));
+            }
+            if p.peek() == Some(b'"') {
+                p.quoted()
+                    .ok_or(HeaderError("unterminated quoted authentication value"))?;
+            } else {
+                p.token()
+                    .ok_or(HeaderError("authentication value is not a token"))?;
+            }
+            expect_end(&mut p)?;
+        }
+        Ok(Auth { scheme, params_raw })
+    }
+
+    /// The value of parameter `name` (case-insensitive), unquoted.
+    pub fn param(&self, name: &str) -> Option<String> {
+        split_commas(self.params_raw).find_map(|item| {
+            let (n, v) = item.split_once('=')?;
+            if !n.trim().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let v = v.trim();
+            Some(
+                match v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+                    Some(inner) => unquote(inner),
+                    None => v.to_string(),
+                },
+            )
+        })
+    }
+}
+
+fn unquote(inner: &str) -> String {
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Date (RFC 3261 20.17: RFC 1123 date, GMT only)
+
+/// Checks `wkday "," SP 2DIGIT SP month SP 4DIGIT SP HH:MM:SS SP "GMT"`.
+pub fn check_date(s: &str) -> Result<()> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let bad = HeaderError("Date is not an RFC 1123 date in GMT");
+    let (wkday, rest) = s.trim().split_once(", ").ok_or(bad.clone())?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, zone] = parts.as_slice() else {
+        return Err(bad);
+    };
+    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+    let time_ok = {
+        let t: Vec<&str> = time.split(':').collect();
+        t.len() == 3 && t.iter().all(|x| digits(x, 2))
+    };
+    if DAYS.contains(&wkday)
+        && digits(day, 2)
+        && MONTHS.contains(month)
+        && digits(year, 4)
+        && time_ok
+        && *zone == "GMT"
+    {
+        Ok(())
+    } else {
+        Err(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_with_odd_spacing_and_rport() {
+        let v = Via::parse("SIP  /   2.0 /UDP     192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!((v.protocol, v.version, v.transport), ("SIP", "2.0", "UDP"));
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.has_rfc3261_branch());
+        let v = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK77").unwrap();
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.rport(), Some(None));
+        assert!(v.has_rfc3261_branch());
+        let v =
+            Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3")
+                .unwrap();
+        assert!(matches!(v.host, Host::V6(_)));
+        let list: Vec<_> = parse_via_list(
+            "SIP  / 2.0  / TCP     spindle.example.com   ;   branch  =   z9hG4bK9ikj8  , SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239",
+        )
+        .collect::<Result<_>>()
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].branch(), Some("z9hG4bK9ikj8"));
+        assert_eq!(list[1].branch(), Some("z9hG4bK30239"));
+    }
+
+    #[test]
+    fn broken_vias_are_rejected() {
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/2.0/UDP",
+            "SIP/2.0 192.0.2.1",
+            "SIP/2.0/UDP 192.0.2.1;received=example.com",
+            "SIP/2.0/UDP 192.0.2.1;ttl=300",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP 192.0.2.1 junk",
+            "aaaaa/2.0/UDP 192.0.2.1",
+            "SIP/99999999999999999.0/UDP 192.0.2.1",
+        ] {
+            assert!(
+                parse_via_list(bad).any(|r| r.is_err()),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let a = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(a.tag(), Some("98asjd8"));
+        assert_eq!(a.display_name().as_deref(), Some("J Rosenberg \\\""));
+        let a = NameAddr::parse(
+            "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(a.tag(), Some("1918181833n"));
+        assert!(!a.bracketed);
+        let a = NameAddr::parse("caller<sip:caller@example.com>;tag=323", false).unwrap();
+        assert_eq!(a.display, Some("caller"));
+        let a = NameAddr::parse("Fellow User <sip:user@foo.bar.domain.com>", false).unwrap();
+        assert_eq!(a.display, Some("Fellow User"));
+        // In an addr-spec the parameters belong to the header, not to the URI.
+        let a = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam", false).unwrap();
+        assert!(a.params.has("unknownparam"));
+        assert!(a.uri.params().is_empty());
+        let a = NameAddr::parse("<sip:+19725552222@gw1.example.net;unknownparam>", false).unwrap();
+        assert!(a.uri.params().has("unknownparam"));
+        assert!(a.params.is_empty());
+    }
+
+    #[test]
+    fn broken_name_addrs_are_rejected() {
+        for (bad, brackets) in [
+            (r#""Mr. J. User <sip:j.user@example.com>"#, false),
+            ("\"Watson, Thomas\" < sip:t.watson@example.org >", false),
+            ("Bell, Alexander <sip:a.g.bell@example.com>;tag=43", false),
+            (
+                "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+                false,
+            ),
+            ("\"Joe\" <sip:joe@example.org>;;;;", false),
+            ("sip:services.example.com;lr", true),
+            ("<sip:a@b", false),
+            ("<sip:a@b>;tag=1;tag=2", false),
+        ] {
+            assert!(NameAddr::parse(bad, brackets).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cseq_bounds() {
+        assert_eq!(
+            CSeq::parse("0009   INVITE").unwrap(),
+            CSeq {
+                seq: 9,
+                method: "INVITE"
+            }
+        );
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("2147483648 INVITE").is_err());
+        assert!(CSeq::parse("2147483647 INVITE").is_ok());
+        assert!(CSeq::parse("1INVITE").is_err());
+        assert!(CSeq::parse("-1 INVITE").is_err());
+    }
+
+    #[test]
+    fn scalars() {
+        assert_eq!(parse_number("0068", 255).unwrap(), 68);
+        assert!(parse_number("300", 255).is_err());
+        assert!(parse_number("-999", u64::MAX).is_err());
+        assert_eq!(
+            parse_delta_seconds("1000000000000000000000000000").unwrap(),
+            u32::MAX
+        );
+        assert!(check_call_id("wsinv.ndaksdj@192.0.2.1").is_ok());
+        assert!(check_call_id("a b").is_err());
+        assert!(check_call_id("a@").is_err());
+        let (secs, p) = parse_delta_with_params("1800;refresher=uac").unwrap();
+        assert_eq!(secs, 1800);
+        assert_eq!(p.get("refresher"), Some(Some("uac")));
+    }
+
+    #[test]
+    fn auth_params() {
+        let a = Auth::parse(
+            r#"Digest username="bob", realm="biloxi.com", nonce="", nc=00000001, qop=auth"#,
+        )
+        .unwrap();
+        assert_eq!(a.scheme, "Digest");
+        assert_eq!(a.param("USERNAME").as_deref(), Some("bob"));
+        assert_eq!(a.param("nonce").as_deref(), Some(""));
+        assert_eq!(a.param("nc").as_deref(), Some("00000001"));
+        assert!(Auth::parse("NoOneKnowsThisScheme opaque-data=here").is_ok());
+        assert!(Auth::parse(r#"Digest realm="x"#).is_err());
+        assert!(Auth::parse("Digest").is_err());
+    }
+
+    #[test]
+    fn dates_must_be_gmt() {
+        assert!(check_date("Thu, 12 Feb 2009 18:32:33 GMT").is_ok());
+        assert!(check_date("Fri, 01 Jan 2010 16:00:00 EST").is_err());
+    }
+}

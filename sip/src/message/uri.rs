@@ -1,0 +1,593 @@
+//! URIs: `sip:` and `sips:` (RFC 3261 19.1), `tel:` (RFC 3966), and any other scheme kept
+//! opaque (RFC 3986 `absoluteURI`). Parsing borrows from the text; nothing is allocated.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::scan::{escaped_run, is_token, is_unreserved};
+
+/// A parsed URI, borrowing from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:`.
+    Sip(SipUri<'a>),
+    /// `tel:` (RFC 3966).
+    Tel(TelUri<'a>),
+    /// Any other scheme: checked for URI characters only, kept whole.
+    Other {
+        /// The scheme, as written.
+        scheme: &'a str,
+        /// The whole URI.
+        raw: &'a str,
+    },
+}
+
+/// A `sip:` or `sips:` URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `sips:`.
+    pub secure: bool,
+    /// The user part, still escaped (`%40` stays `%40`).
+    pub user: Option<&'a str>,
+    /// The password, if any (deprecated but legal).
+    pub password: Option<&'a str>,
+    /// The host.
+    pub host: Host<'a>,
+    /// The port, if written.
+    pub port: Option<u16>,
+    /// `;name=value` URI parameters.
+    pub params: Params<'a>,
+    /// The `?h=v&...` headers part, without the `?`.
+    pub headers: Option<&'a str>,
+    /// The whole URI as written.
+    pub raw: &'a str,
+}
+
+/// A `tel:` URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    /// The number with its visual separators (`+1-201-555-0123`).
+    pub number: &'a str,
+    /// `;name=value` parameters (`phone-context`, `ext`, ...).
+    pub params: Params<'a>,
+    /// The whole URI as written.
+    pub raw: &'a str,
+}
+
+/// A host: a domain name, or an IP address (an IPv6 address is written in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A domain name, as written.
+    Name(&'a str),
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// An IPv6 address (written as a bracketed reference).
+    V6(Ipv6Addr),
+}
+
+impl Host<'_> {
+    /// The address, if the host is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Name(_) => None,
+            Host::V4(a) => Some(IpAddr::V4(*a)),
+            Host::V6(a) => Some(IpAddr::V6(*a)),
+        }
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Parameters `;name[=value]...`, validated at parse time and iterated lazily.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Params<'a> {
+    raw: &'a str,
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn from_raw(raw: &'a str) -> Self {
+        Params { raw }
+    }
+
+    /// The parameters as written, starting with `;` (or empty).
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Each `(name, value)`, names as written, values without surrounding white space.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        split_params(self.raw).map(|p| match p.split_once('=') {
+            Some((n, v)) => (n.trim_matches(is_ws), Some(v.trim_matches(is_ws))),
+            None => (p.trim_matches(is_ws), None),
+        })
+    }
+
+    /// The value of the first parameter named `name` (case-insensitive); `Some(None)` for a
+    /// parameter without a value.
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a parameter named `name` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.raw.trim_matches(is_ws).is_empty()
+    }
+}
+
+fn is_ws(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// Splits `;a=1;b;c="x;y"` into `a=1`, `b`, `c="x;y"` (quotes protect semicolons).
+fn split_params(raw: &str) -> impl Iterator<Item = &str> {
+    let b = raw.as_bytes();
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        while pos < b.len() && (b[pos] == b';' || b[pos] == b' ' || b[pos] == b'\t') {
+            pos += 1;
+        }
+        if pos >= b.len() {
+            return None;
+        }
+        let start = pos;
+        let mut in_quote = false;
+        while pos < b.len() {
+            match b[pos] {
+                b'\\' if in_quote => pos += 1,
+                b'"' => in_quote = !in_quote,
+                b';' if !in_quote => break,
+                _ => {}
+            }
+            pos += 1;
+        }
+        let end = pos.min(b.len());
+        Some(raw[start..end].trim_end_matches(is_ws))
+    })
+}
+
+/// Why a URI is malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriError(pub &'static str);
+
+impl fmt::Display for UriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+fn user_unreserved(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+}
+
+fn password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+fn param_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+fn hnv_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+}
+
+/// RFC 3986 characters of an opaque URI: reserved, unreserved and `%` (escapes checked).
+fn uric(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b';' | b'/'
+                | b'?'
+                | b':'
+                | b'@'
+                | b'&'
+                | b'='
+                | b'+'
+                | b'$'
+                | b','
+                | b'['
+                | b']'
+                | b'#'
+        )
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a whole URI (no angle brackets, no surrounding white space).
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
+        let colon = s.find(':').ok_or(UriError("URI without a scheme"))?;
+        let scheme = &s[..colon];
+        let rest = &s[colon + 1..];
+        let valid_scheme = scheme
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !valid_scheme {
+            return Err(UriError("invalid URI scheme"));
+        }
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            parse_sip(s, scheme.len() == 4, rest).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            parse_tel(s, rest).map(Uri::Tel)
+        } else if rest.is_empty() || !escaped_run(rest, uric) {
+            Err(UriError("invalid characters in URI"))
+        } else {
+            Ok(Uri::Other { scheme, raw: s })
+        }
+    }
+
+    /// The URI as written.
+    pub fn raw(&self) -> &'a str {
+        match self {
+            Uri::Sip(u) => u.raw,
+            Uri::Tel(u) => u.raw,
+            Uri::Other { raw, .. } => raw,
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The URI's parameters (an opaque URI has none that we read).
+    pub fn params(&self) -> Params<'a> {
+        match self {
+            Uri::Sip(u) => u.params,
+            Uri::Tel(u) => u.params,
+            Uri::Other { .. } => Params::default(),
+        }
+    }
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.raw())
+    }
+}
+
+fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>, UriError> {
+    // userinfo ends at the only '@' (neither params nor headers may hold one unescaped).
+    let (userinfo, hostpart) = match rest.find('@') {
+        Some(at) => {
+            if rest[at + 1..].contains('@') {
+                return Err(UriError("more than one @ in SIP URI"));
+            }
+            (Some(&rest[..at]), &rest[at + 1..])
+        }
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(ui) => {
+            let (user, password) = match ui.find(':') {
+                Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+                None => (ui, None),
+            };
+            if !escaped_run(user, user_unreserved) {
+                return Err(UriError("invalid user part in SIP URI"));
+            }
+            if let Some(p) = password
+                && !p.is_empty()
+                && !escaped_run(p, password_char)
+            {
+                return Err(UriError("invalid password in SIP URI"));
+            }
+            (Some(user), password)
+        }
+    };
+    let (before_headers, headers) = match hostpart.find('?') {
+        Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
+        None => (hostpart, None),
+    };
+    let (hostport, params) = match before_headers.find(';') {
+        Some(sc) => (&before_headers[..sc], &before_headers[sc..]),
+        None => (before_headers, ""),
+    };
+    let (host, port) = parse_hostport(hostport)?;
+    for p in params.split(';').skip(1) {
+        let ok = match p.split_once('=') {
+            Some((n, v)) => escaped_run(n, param_char) && escaped_run(v, param_char),
+            None => escaped_run(p, param_char),
+        };
+        if !ok {
+            return Err(UriError("invalid SIP URI parameter"));
+        }
+    }
+    if let Some(h) = headers {
+        for pair in h.split('&') {
+            let ok = match pair.split_once('=') {
+                Some((n, v)) => {
+                    escaped_run(n, hnv_char) && (v.is_empty() || escaped_run(v, hnv_char))
+                }
+                None => false,
+            };
+            if !ok {
+                return Err(UriError("invalid SIP URI header"));
+            }
+        }
+    }
+    Ok(SipUri {
+        secure,
+        user,
+        password,
+        host,
+        port,
+        params: Params::from_raw(params),
+        headers,
+        raw,
+    })
+}
+
+/// `host [":" port]`, where an IPv6 address is bracketed.
+pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
+    let (host_text, port_text) = if s.starts_with('[') {
+        let close = s.find(']').ok_or(UriError("unclosed IPv6 reference"))?;
+        let after = &s[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(UriError("junk after IPv6 reference")),
+        };
+        (&s[..=close], port)
+    } else {
+        match s.find(':') {
+            Some(c) => (&s[..c], Some(&s[c + 1..])),
+            None => (s, None),
+        }
+    };
+    let host = parse_host(host_text)?;
+    let port = match port_text {
+        None => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    Ok((host, port))
+}
+
+pub(crate) fn parse_port(p: &str) -> Result<u16, UriError> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UriError("invalid port"));
+    }
+    p.parse::<u16>().map_err(|_| UriError("port out of range"))
+}
+
+/// `hostname / IPv4address / IPv6reference`.
+pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
+    if let Some(inner) = s.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or(UriError("unclosed IPv6 reference"))?;
+        return parse_ipv6(inner)
+            .map(Host::V6)
+            .ok_or(UriError("invalid IPv6 address"));
+    }
+    if s.is_empty() {
+        return Err(UriError("empty host"));
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return parse_ipv4(s)
+            .map(Host::V4)
+            .ok_or(UriError("invalid IPv4 address"));
+    }
+    if is_hostname(s) {
+        Ok(Host::Name(s))
+    } else {
+        Err(UriError("invalid host name"))
+    }
+}
+
+/// Dotted decimal with four octets, each 0..=255 (leading zeros refused, as RFC 3986 does).
+fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    s.parse::<Ipv4Addr>().ok()
+}
+
+/// An IPv6 address. RFC 5118 4.10: RFC 3261's ABNF also admits `2001:db8:::192.0.2.1`
+/// (three colons before an embedded IPv4 part); implementations must accept both forms.
+pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
+    if let Ok(a) = s.parse::<Ipv6Addr>() {
+        return Some(a);
+    }
+    if let Some(i) = s.find(":::")
+        && s.rfind(":::") == Some(i)
+        && s[i + 3..].contains('.')
+    {
+        let fixed = format!("{}::{}", &s[..i], &s[i + 3..]);
+        return fixed.parse::<Ipv6Addr>().ok();
+    }
+    None
+}
+
+/// `*( domainlabel "." ) toplabel [ "." ]`; labels of alphanum and inner hyphens, the last one
+/// starting with a letter.
+fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    let mut labels = s.split('.').peekable();
+    while let Some(label) = labels.next() {
+        let b = label.as_bytes();
+        let ok = !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-');
+        if !ok {
+            return false;
+        }
+        if labels.peek().is_none() && !b[0].is_ascii_alphabetic() {
+            return false;
+        }
+    }
+    true
+}
+
+/// RFC 3966: a global number `+` digits with visual separators, or a local number of hex
+/// digits, `*`, `#` and separators, then parameters.
+fn parse_tel<'a>(raw: &'a str, rest: &'a str) -> Result<TelUri<'a>, UriError> {
+    let (number, params) = match rest.find(';') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let visual = |b: u8| matches!(b, b'-' | b'.' | b'(' | b')');
+    let ok = if let Some(digits) = number.strip_prefix('+') {
+        digits.bytes().any(|b| b.is_ascii_digit())
+            && digits.bytes().all(|b| b.is_ascii_digit() || visual(b))
+    } else {
+        number
+            .bytes()
+            .any(|b| b.is_ascii_hexdigit() || b == b'*' || b == b'#')
+            && number
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'*' || b == b'#' || visual(b))
+    };
+    if !ok {
+        return Err(UriError("invalid telephone number"));
+    }
+    let tel_param = |b: u8| param_char(b) || is_token(b) || b == b'=';
+    for p in params.split(';').skip(1) {
+        if !escaped_run(p, tel_param) {
+            return Err(UriError("invalid tel URI parameter"));
+        }
+    }
+    Ok(TelUri {
+        number,
+        params: Params::from_raw(params),
+        raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri<'_> {
+        match Uri::parse(s) {
+            Ok(Uri::Sip(u)) => u,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sip_uri_parts() {
+        let u = sip("sip:alice:pw@atlanta.example.com:5070;transport=tcp;lr?Subject=hi&X=1");
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("pw"));
+        assert_eq!(u.host, Host::Name("atlanta.example.com"));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.params.get("TRANSPORT"), Some(Some("tcp")));
+        assert!(u.params.has("lr"));
+        assert_eq!(u.headers, Some("Subject=hi&X=1"));
+        assert!(!u.secure);
+        assert!(sip("sips:example.com").secure);
+    }
+
+    #[test]
+    fn escaped_and_unusual_user_parts() {
+        assert_eq!(sip("sip:%00@host5.example.com").user, Some("%00"));
+        assert_eq!(
+            sip("sip:sips%3Auser%40example.com@example.net").user,
+            Some("sips%3Auser%40example.com")
+        );
+        assert_eq!(
+            sip("sip:user;par=u%40example.net@example.com").user,
+            Some("user;par=u%40example.net")
+        );
+        assert!(Uri::parse("sip:us er@example.com").is_err());
+        assert!(Uri::parse("sip:user%4@example.com").is_err());
+    }
+
+    #[test]
+    fn ipv6_references() {
+        assert_eq!(
+            sip("sip:[2001:db8::10]:5070").host,
+            Host::V6("2001:db8::10".parse().unwrap())
+        );
+        assert_eq!(sip("sip:[2001:db8::10:5070]").port, None);
+        assert_eq!(
+            sip("sip:user@[2001:db8:::192.0.2.1]").host.ip(),
+            Some("2001:db8::192.0.2.1".parse().unwrap())
+        );
+        assert!(Uri::parse("sip:user@2001:db8::10").is_err());
+        assert!(Uri::parse("sip:[2001:db8::10").is_err());
+        assert_eq!(
+            sip("sip:[::ffff:192.0.2.2]").host.ip(),
+            Some("::ffff:192.0.2.2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn hosts_and_ports_are_checked() {
+        assert_eq!(
+            sip("sip:192.0.2.1:5060").host,
+            Host::V4(Ipv4Addr::new(192, 0, 2, 1))
+        );
+        assert!(Uri::parse("sip:999.0.2.1").is_err());
+        assert!(Uri::parse("sip:example.com:70000").is_err());
+        assert!(Uri::parse("sip:example.com:").is_err());
+        assert!(Uri::parse("sip:-bad.example.com").is_err());
+        assert!(Uri::parse("sip:").is_err());
+        assert_eq!(sip("sip:example.com.").host, Host::Name("example.com."));
+    }
+
+    #[test]
+    fn tel_and_other_schemes() {
+        match Uri::parse("tel:+1-201-555-0123;ext=1") {
+            Ok(Uri::Tel(t)) => {
+                assert_eq!(t.number, "+1-201-555-0123");
+                assert_eq!(t.params.get("ext"), Some(Some("1")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Uri::parse("tel:12345"), Ok(Uri::Tel(_))));
+        assert!(Uri::parse("tel:+").is_err());
+        assert!(matches!(
+            Uri::parse("soap.beep://192.0.2.103:3002"),
+            Ok(Uri::Other {
+                scheme: "soap.beep",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Uri::parse("isbn:2983792873"),
+            Ok(Uri::Other { .. })
+        ));
+        assert!(Uri::parse("no-colon").is_err());
+        assert!(Uri::parse("1abc:foo").is_err());
+        assert!(Uri::parse("http://exa mple.com").is_err());
+    }
+
+    #[test]
+    fn params_iterate_and_quote_protects_semicolons() {
+        let p = Params::from_raw(r#";a=1; b ;c="x;y";lr"#);
+        let all: Vec<_> = p.iter().collect();
+        assert_eq!(
+            all,
+            vec![
+                ("a", Some("1")),
+                ("b", None),
+                ("c", Some(r#""x;y""#)),
+                ("lr", None)
+            ]
+        );
+    }
+}

@@ -6,6 +6,8 @@
 //!
 //! - [`message`]: the strict RFC 3261 parser and serializer, typed headers, URIs, and stream
 //!   framing.
+//! - [`transaction`]: RFC 3261 client and server transactions (with RFC 6026), timers as data.
 #![warn(missing_docs)]
 
 pub mod message;
+pub mod transaction;

@@ -67,7 +67,8 @@ impl ParseError {
             out.push_str(&format!("From: {f}\r\n"));
         }
         if let Some(t) = &ctx.to {
-            if t.to_ascii_lowercase().contains("tag=") {
+            let tagged = super::NameAddr::parse(t, false).is_ok_and(|a| a.tag().is_some());
+            if tagged {
                 out.push_str(&format!("To: {t}\r\n"));
             } else {
                 out.push_str(&format!("To: {t};tag={}\r\n", stateless_tag(ctx)));

@@ -935,6 +935,27 @@ impl Message {
         });
     }
 
+    /// Replaces the first value of the first field called `name` (for Via: the top Via, even
+    /// when several share one line). Returns false when there is no such field.
+    pub fn replace_first_value(&mut self, name: &HeaderName, value: &str) -> bool {
+        let Some(idx) = self.fields.iter().position(|f| &f.name == name) else {
+            return false;
+        };
+        let old = self.span(self.fields[idx].value_span).to_string();
+        let mut parts = scan::split_commas(&old);
+        parts.next();
+        let rest: Vec<&str> = parts.collect();
+        let new_value = if rest.is_empty() {
+            value.to_string()
+        } else {
+            format!("{value}, {}", rest.join(", "))
+        };
+        let vs = self.text.len() as u32;
+        self.text.push_str(&new_value);
+        self.fields[idx].value_span = (vs, self.text.len() as u32);
+        true
+    }
+
     /// Removes every field called `name`.
     pub fn remove_headers(&mut self, name: &HeaderName) {
         self.fields.retain(|f| &f.name != name);

@@ -1,0 +1,28 @@
+//! Any datagram: the parser must not panic; what it accepts must serialize to something it
+//! accepts again, saying the same thing; what it refuses must give an answer that parses.
+#![no_main]
+
+use hotline_sip::message::{Delivery, Message};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    match Message::parse(data, Delivery::Datagram) {
+        Ok(m) => {
+            let again = Message::parse(&m.to_bytes(), Delivery::Stream)
+                .expect("a serialized message must parse again");
+            assert_eq!(again.headers().count(), m.headers().count());
+            assert_eq!(again.body(), m.body());
+            assert_eq!(again.method(), m.method());
+            assert_eq!(again.status(), m.status());
+            assert_eq!(again.call_id(), m.call_id());
+            let _ = (m.vias().count(), m.contacts().count(), m.routes().count());
+            let _ = (m.from_header(), m.to_header(), m.cseq(), m.request_uri());
+        }
+        Err(e) => {
+            if let Some(reply) = e.reply() {
+                Message::parse(&reply, Delivery::Stream)
+                    .expect("the answer to a refused request must parse");
+            }
+        }
+    }
+});

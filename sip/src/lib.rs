@@ -6,8 +6,10 @@
 //!
 //! - [`message`]: the strict RFC 3261 parser and serializer, typed headers, URIs, and stream
 //!   framing.
+//! - [`auth`]: digest authentication (SHA-256, MD5), nonces that expire and resist replay.
 //! - [`transaction`]: RFC 3261 client and server transactions (with RFC 6026), timers as data.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod message;
 pub mod transaction;

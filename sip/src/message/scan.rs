@@ -3,50 +3,60 @@
 //! Header values reach these functions unfolded: every `CRLF 1*WSP` already became one space,
 //! so linear white space (LWS) is simply a run of spaces and tabs.
 
+/// Builds a 256-entry membership table: alphanumerics plus `extra`.
+const fn table(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = table(b"-.!%*_+`'~");
+static UNRESERVED: [bool; 256] = table(b"-_.!~*'()");
+static WORD: [bool; 256] = table(b"-.!%*_+`'~()<>:\\\"/[]?{}");
+
 /// `token` characters: alphanum and `-.!%*_+`'~`.
+#[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[b as usize]
 }
 
 /// `unreserved`: alphanum and the marks `-_.!~*'()`.
+#[inline]
 pub(crate) fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+    UNRESERVED[b as usize]
 }
 
 /// `word` characters (Call-ID): token characters plus `()<>:\"/[]?{}`.
+#[inline]
 pub(crate) fn is_word(b: u8) -> bool {
-    is_token(b)
-        || matches!(
-            b,
-            b'(' | b')'
-                | b'<'
-                | b'>'
-                | b':'
-                | b'\\'
-                | b'"'
-                | b'/'
-                | b'['
-                | b']'
-                | b'?'
-                | b'{'
-                | b'}'
-        )
+    WORD[b as usize]
 }
 
+/// Position of an ASCII byte; for the short strings of header values a plain scan beats the
+/// generic `str::find` machinery.
+#[inline]
+pub(crate) fn find(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+#[inline]
 pub(crate) fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
 /// A string of `allowed` characters and `%HH` escapes, non-empty.
-pub(crate) fn escaped_run(s: &str, allowed: fn(u8) -> bool) -> bool {
+#[inline]
+pub(crate) fn escaped_run(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     let b = s.as_bytes();
     if b.is_empty() {
         return false;
@@ -235,6 +245,28 @@ impl<'a> Iterator for CommaSplit<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn character_tables_match_the_abnf() {
+        for b in 0u8..=255 {
+            let alnum = b.is_ascii_alphanumeric();
+            assert_eq!(
+                is_token(b),
+                alnum || b"-.!%*_+`'~".contains(&b),
+                "token {b}"
+            );
+            assert_eq!(
+                is_unreserved(b),
+                alnum || b"-_.!~*'()".contains(&b),
+                "unreserved {b}"
+            );
+            assert_eq!(
+                is_word(b),
+                alnum || b"-.!%*_+`'~()<>:\\\"/[]?{}".contains(&b),
+                "word {b}"
+            );
+        }
+    }
 
     #[test]
     fn escapes_must_be_two_hex_digits() {

@@ -278,7 +278,7 @@ impl<'a> NameAddr<'a> {
             }
             let text = c.take_while(|b| !matches!(b, b';' | b',' | b' ' | b'\t'));
             let uri = Uri::parse(text)?;
-            if matches!(uri, Uri::Sip(_)) && text.contains('?') {
+            if matches!(uri, Uri::Sip(_)) && super::scan::find(text, b'?').is_some() {
                 // RFC 3261 20.10: a SIP URI with headers must be enclosed in <> (RFC 4475
                 // 3.1.2.13). Another scheme's query is part of its opaque text.
                 return Err(HeaderError("SIP URI with headers outside angle brackets"));

@@ -209,7 +209,7 @@ fn uric(b: u8) -> bool {
 impl<'a> Uri<'a> {
     /// Parses a whole URI (no angle brackets, no surrounding white space).
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
-        let colon = s.find(':').ok_or(UriError("URI without a scheme"))?;
+        let colon = super::scan::find(s, b':').ok_or(UriError("URI without a scheme"))?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         let valid_scheme = scheme
@@ -268,9 +268,9 @@ impl fmt::Display for Uri<'_> {
 
 fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>, UriError> {
     // userinfo ends at the only '@' (neither params nor headers may hold one unescaped).
-    let (userinfo, hostpart) = match rest.find('@') {
+    let (userinfo, hostpart) = match super::scan::find(rest, b'@') {
         Some(at) => {
-            if rest[at + 1..].contains('@') {
+            if super::scan::find(&rest[at + 1..], b'@').is_some() {
                 return Err(UriError("more than one @ in SIP URI"));
             }
             (Some(&rest[..at]), &rest[at + 1..])
@@ -280,7 +280,7 @@ fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (user, password) = match ui.find(':') {
+            let (user, password) = match super::scan::find(ui, b':') {
                 Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                 None => (ui, None),
             };
@@ -296,11 +296,11 @@ fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>
             (Some(user), password)
         }
     };
-    let (before_headers, headers) = match hostpart.find('?') {
+    let (before_headers, headers) = match super::scan::find(hostpart, b'?') {
         Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
         None => (hostpart, None),
     };
-    let (hostport, params) = match before_headers.find(';') {
+    let (hostport, params) = match super::scan::find(before_headers, b';') {
         Some(sc) => (&before_headers[..sc], &before_headers[sc..]),
         None => (before_headers, ""),
     };
@@ -342,7 +342,7 @@ fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>
 /// `host [":" port]`, where an IPv6 address is bracketed.
 pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
     let (host_text, port_text) = if s.starts_with('[') {
-        let close = s.find(']').ok_or(UriError("unclosed IPv6 reference"))?;
+        let close = super::scan::find(s, b']').ok_or(UriError("unclosed IPv6 reference"))?;
         let after = &s[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
@@ -351,7 +351,7 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriErro
         };
         (&s[..=close], port)
     } else {
-        match s.find(':') {
+        match super::scan::find(s, b':') {
             Some(c) => (&s[..c], Some(&s[c + 1..])),
             None => (s, None),
         }
@@ -409,7 +409,7 @@ pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
     }
     if let Some(i) = s.find(":::")
         && s.rfind(":::") == Some(i)
-        && s[i + 3..].contains('.')
+        && super::scan::find(&s[i + 3..], b'.').is_some()
     {
         let fixed = format!("{}::{}", &s[..i], &s[i + 3..]);
         return fixed.parse::<Ipv6Addr>().ok();
@@ -444,7 +444,7 @@ fn is_hostname(s: &str) -> bool {
 /// RFC 3966: a global number `+` digits with visual separators, or a local number of hex
 /// digits, `*`, `#` and separators, then parameters.
 fn parse_tel<'a>(raw: &'a str, rest: &'a str) -> Result<TelUri<'a>, UriError> {
-    let (number, params) = match rest.find(';') {
+    let (number, params) = match super::scan::find(rest, b';') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };

@@ -4,12 +4,16 @@
 //! `../shared/DESIGN.md`): bytes and the current time go in; datagrams to send, events and the
 //! next deadline come out. The application owns the sockets and the clock.
 //!
+//! - [`endpoint`]: transactions, registrar and the UAS rules of RFC 3261 8.2 in one object.
 //! - [`message`]: the strict RFC 3261 parser and serializer, typed headers, URIs, and stream
 //!   framing.
 //! - [`auth`]: digest authentication (SHA-256, MD5), nonces that expire and resist replay.
+//! - [`registrar`]: REGISTER with digest authentication, bindings, throttling.
 //! - [`transaction`]: RFC 3261 client and server transactions (with RFC 6026), timers as data.
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod endpoint;
 pub mod message;
+pub mod registrar;
 pub mod transaction;

@@ -1,0 +1,613 @@
+//! The registrar (RFC 3261 10.3): agents' softphones REGISTER with digest credentials and the
+//! engine learns where to ring them.
+//!
+//! Sans-IO like the rest of the engine: time is seconds passed in, the request comes in as a
+//! [`Message`], the response goes out as one. Credentials come from the application through
+//! [`CredentialStore`]. A source address that fails authentication too often is refused for a
+//! while without being challenged (brute-force throttling).
+//!
+//! The address of record is the user part of the To URI: one hotline serves one domain.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::auth::{Challenger, CredentialStore, Verdict};
+use crate::message::{ContactValue, HeaderName, Message, parse_delta_seconds};
+use crate::transaction::Peer;
+
+/// Limits and timings of the registrar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Digest realm.
+    pub realm: String,
+    /// Shortest registration accepted (423 below it).
+    pub min_expires: u32,
+    /// Longest registration granted (longer requests are shortened).
+    pub max_expires: u32,
+    /// Used when the request names no expiry.
+    pub default_expires: u32,
+    /// Seconds a nonce stays valid.
+    pub nonce_ttl: u64,
+    /// Failed authentications from one address within `failure_window` before it is blocked.
+    pub max_failures: u32,
+    /// Seconds over which failures are counted.
+    pub failure_window: u64,
+    /// Seconds an address stays blocked.
+    pub block_for: u64,
+    /// Most contacts one agent may bind.
+    pub max_bindings: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            realm: "hotline".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            nonce_ttl: 300,
+            max_failures: 5,
+            failure_window: 60,
+            block_for: 300,
+            max_bindings: 5,
+        }
+    }
+}
+
+/// Where an agent can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The agent (user part of the address of record).
+    pub aor: String,
+    /// The Contact URI as registered.
+    pub contact: String,
+    /// When the binding lapses (seconds, the registrar's clock).
+    pub expires_at: u64,
+    /// Call-ID and CSeq of the REGISTER that made it (RFC 3261 10.3 step 7 ordering).
+    pub call_id: String,
+    /// See `call_id`.
+    pub cseq: u32,
+    /// Where the REGISTER came from: behind NAT, requests go here, not to the Contact host.
+    pub source: Peer,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    window_start: u64,
+    count: u32,
+    blocked_until: u64,
+}
+
+/// Bindings of every agent.
+#[derive(Debug)]
+pub struct Registrar {
+    config: RegistrarConfig,
+    challenger: Challenger,
+    bindings: HashMap<String, Vec<Binding>>,
+    failures: HashMap<IpAddr, Failures>,
+    tag_counter: u64,
+}
+
+impl Registrar {
+    /// A registrar with a random nonce secret.
+    pub fn new(config: RegistrarConfig) -> Self {
+        let challenger = Challenger::new(&config.realm, config.nonce_ttl);
+        Registrar {
+            config,
+            challenger,
+            bindings: HashMap::new(),
+            failures: HashMap::new(),
+            tag_counter: 0,
+        }
+    }
+
+    /// A registrar whose nonces derive from a fixed secret (tests).
+    pub fn with_secret(config: RegistrarConfig, secret: [u8; 32]) -> Self {
+        let mut r = Registrar::new(config);
+        r.challenger = Challenger::with_secret(&r.config.realm, r.config.nonce_ttl, secret);
+        r
+    }
+
+    /// Answers one REGISTER.
+    pub fn handle(
+        &mut self,
+        now: u64,
+        req: &Message,
+        peer: Peer,
+        store: &dyn CredentialStore,
+    ) -> Message {
+        if let Some(f) = self.failures.get(&peer.addr.ip())
+            && f.blocked_until > now
+        {
+            return self.reply(req, 403, Some("too many failed attempts; try later"));
+        }
+        let creds = req
+            .auths(&HeaderName::Authorization)
+            .find(|a| {
+                a.scheme.eq_ignore_ascii_case("Digest")
+                    && a.param("realm").as_deref() == Some(self.challenger.realm())
+            })
+            .or_else(|| req.auths(&HeaderName::Authorization).next());
+        let method = req.method().map_or("REGISTER", |m| m.as_str());
+        let user = match self.challenger.verify(now, method, creds.as_ref(), store) {
+            Verdict::Ok(user) => user,
+            Verdict::Challenge => return self.challenge(now, req, false),
+            Verdict::Stale => return self.challenge(now, req, true),
+            Verdict::Fail(why) => {
+                self.note_failure(now, peer.addr.ip());
+                return self.reply(req, 403, Some(why));
+            }
+        };
+        self.failures.remove(&peer.addr.ip());
+        let Some(aor) = req
+            .to_header()
+            .and_then(|t| t.uri.as_sip().and_then(|u| u.user).map(str::to_string))
+        else {
+            return self.reply(req, 404, Some("the To URI names no user"));
+        };
+        if aor != user {
+            return self.reply(
+                req,
+                403,
+                Some("the authenticated user may not register this address"),
+            );
+        }
+        self.update(now, req, peer, &aor)
+    }
+
+    fn update(&mut self, now: u64, req: &Message, peer: Peer, aor: &str) -> Message {
+        let (Some(call_id), Some(cseq)) = (req.call_id(), req.cseq()) else {
+            return self.reply(req, 400, Some("no Call-ID or CSeq"));
+        };
+        let header_expires = req.expires();
+        let contacts: Vec<ContactValue<'_>> = req.contacts().collect();
+        let star = contacts.iter().any(|c| matches!(c, ContactValue::Star));
+        if star {
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return self.reply(
+                    req,
+                    400,
+                    Some("Contact: * needs Expires: 0 and no other contact"),
+                );
+            }
+            self.bindings.remove(aor);
+            return self.ok(now, req, aor);
+        }
+        // Work out every change first; apply them only if all are acceptable.
+        let mut changes: Vec<(String, u32)> = Vec::new();
+        for c in &contacts {
+            let ContactValue::Addr(a) = c else { continue };
+            let expires = match a.params.get("expires") {
+                Some(Some(v)) => parse_delta_seconds(v).unwrap_or(self.config.default_expires),
+                _ => header_expires.unwrap_or(self.config.default_expires),
+            };
+            if expires != 0 && expires < self.config.min_expires {
+                let mut r = self.reply(req, 423, None);
+                r.push_header(HeaderName::MinExpires, &self.config.min_expires.to_string());
+                return r;
+            }
+            let existing = self
+                .bindings
+                .get(aor)
+                .and_then(|bs| bs.iter().find(|b| b.contact == a.uri.raw()));
+            if let Some(b) = existing
+                && b.call_id == call_id
+                && cseq.seq <= b.cseq
+            {
+                return self.reply(req, 400, Some("REGISTER out of order (CSeq not higher)"));
+            }
+            changes.push((
+                a.uri.raw().to_string(),
+                expires.min(self.config.max_expires),
+            ));
+        }
+        let list = self.bindings.entry(aor.to_string()).or_default();
+        list.retain(|b| b.expires_at > now);
+        let mut after: Vec<Binding> = list.clone();
+        for (contact, expires) in changes {
+            after.retain(|b| b.contact != contact);
+            if expires > 0 {
+                after.push(Binding {
+                    aor: aor.to_string(),
+                    contact,
+                    expires_at: now + u64::from(expires),
+                    call_id: call_id.to_string(),
+                    cseq: cseq.seq,
+                    source: peer,
+                });
+            }
+        }
+        if after.len() > self.config.max_bindings {
+            return self.reply(req, 403, Some("too many contacts for one agent"));
+        }
+        if after.is_empty() {
+            self.bindings.remove(aor);
+        } else {
+            self.bindings.insert(aor.to_string(), after);
+        }
+        self.ok(now, req, aor)
+    }
+
+    fn ok(&mut self, now: u64, req: &Message, aor: &str) -> Message {
+        let mut r = self.reply(req, 200, None);
+        for b in self.lookup(now, aor) {
+            let left = b.expires_at.saturating_sub(now);
+            r.push_header(
+                HeaderName::Contact,
+                &format!("<{}>;expires={left}", b.contact),
+            );
+        }
+        r
+    }
+
+    fn challenge(&mut self, now: u64, req: &Message, stale: bool) -> Message {
+        let mut r = self.reply(req, 401, None);
+        for c in self.challenger.challenge(now, stale) {
+            r.push_header(HeaderName::WwwAuthenticate, &c);
+        }
+        r
+    }
+
+    fn note_failure(&mut self, now: u64, ip: IpAddr) {
+        let cfg = &self.config;
+        let f = self.failures.entry(ip).or_insert(Failures {
+            window_start: now,
+            count: 0,
+            blocked_until: 0,
+        });
+        if now.saturating_sub(f.window_start) > cfg.failure_window {
+            f.window_start = now;
+            f.count = 0;
+        }
+        f.count += 1;
+        if f.count >= cfg.max_failures {
+            f.blocked_until = now + cfg.block_for;
+        }
+        if self.failures.len() > 100_000 {
+            self.failures.retain(|_, f| f.blocked_until > now);
+        }
+    }
+
+    /// A response with a To tag (8.2.6.2) and, for failures, a Warning with the reason.
+    fn reply(&mut self, req: &Message, code: u16, why: Option<&str>) -> Message {
+        self.tag_counter += 1;
+        let mut r = Message::response_to(req, code);
+        if let Some(to) = req.header(&HeaderName::To)
+            && req.to_header().is_some_and(|t| t.tag().is_none())
+        {
+            r.replace_first_value(
+                &HeaderName::To,
+                &format!("{to};tag=reg{:x}", self.tag_counter),
+            );
+        }
+        if let Some(w) = why {
+            r.push_header(
+                HeaderName::Other("Warning".into()),
+                &format!("399 hotline \"{w}\""),
+            );
+        }
+        r.set_body(None, Vec::new());
+        r
+    }
+
+    /// The live bindings of an agent, most recently refreshed first.
+    pub fn lookup(&self, now: u64, aor: &str) -> Vec<&Binding> {
+        let mut v: Vec<&Binding> = self
+            .bindings
+            .get(aor)
+            .map(|bs| bs.iter().filter(|b| b.expires_at > now).collect())
+            .unwrap_or_default();
+        v.sort_by_key(|b| std::cmp::Reverse(b.expires_at));
+        v
+    }
+
+    /// Drops lapsed bindings and returns them.
+    pub fn expire(&mut self, now: u64) -> Vec<Binding> {
+        let mut gone = Vec::new();
+        self.bindings.retain(|_, bs| {
+            let (dead, live): (Vec<Binding>, Vec<Binding>) =
+                bs.drain(..).partition(|b| b.expires_at <= now);
+            gone.extend(dead);
+            *bs = live;
+            !bs.is_empty()
+        });
+        gone
+    }
+
+    /// Number of agents with at least one binding.
+    pub fn registered_agents(&self) -> usize {
+        self.bindings.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Algorithm, authorization, ha1};
+    use crate::message::{Auth, Delivery};
+    use crate::transaction::TransportKind;
+
+    struct Agents;
+    impl CredentialStore for Agents {
+        fn ha1(&self, user: &str, realm: &str, alg: Algorithm) -> Option<String> {
+            (user == "1001").then(|| ha1(alg, user, realm, "pw1001"))
+        }
+    }
+
+    fn peer(ip: &str) -> Peer {
+        Peer {
+            addr: format!("{ip}:5060").parse().unwrap(),
+            transport: TransportKind::Udp,
+        }
+    }
+
+    fn register(cseq: u32, contact: &str, expires: Option<&str>, auth: Option<&str>) -> Message {
+        let mut text = format!(
+            "REGISTER sip:hotline SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bKr{cseq}\r\n\
+             From: <sip:1001@hotline>;tag=f1\r\nTo: <sip:1001@hotline>\r\nCall-ID: reg-1\r\n\
+             CSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\nContact: {contact}\r\n"
+        );
+        if let Some(e) = expires {
+            text.push_str(&format!("Expires: {e}\r\n"));
+        }
+        if let Some(a) = auth {
+            text.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        Message::parse(text.as_bytes(), Delivery::Datagram).unwrap()
+    }
+
+    /// Registers through the 401 challenge with `password`; returns the final response.
+    fn register_with(
+        r: &mut Registrar,
+        now: u64,
+        cseq: u32,
+        contact: &str,
+        expires: Option<&str>,
+        password: &str,
+        from: &str,
+    ) -> Message {
+        let first = r.handle(
+            now,
+            &register(cseq, contact, expires, None),
+            peer(from),
+            &Agents,
+        );
+        assert_eq!(first.status(), Some(401));
+        let challenge = first
+            .auths(&HeaderName::WwwAuthenticate)
+            .next()
+            .map(|a: Auth<'_>| a.param("nonce").unwrap())
+            .unwrap();
+        let cred = authorization(
+            Algorithm::Sha256,
+            "1001",
+            "hotline",
+            password,
+            &challenge,
+            1,
+            "cn",
+            "REGISTER",
+            "sip:hotline",
+        );
+        r.handle(
+            now,
+            &register(cseq + 1, contact, expires, Some(&cred)),
+            peer(from),
+            &Agents,
+        )
+    }
+
+    #[test]
+    fn challenge_then_bind_then_lookup_then_expire() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [1; 32]);
+        let ok = register_with(
+            &mut r,
+            100,
+            1,
+            "<sip:1001@10.0.0.5:5062>",
+            Some("600"),
+            "pw1001",
+            "10.0.0.5",
+        );
+        assert_eq!(ok.status(), Some(200));
+        assert!(ok.to_header().unwrap().tag().is_some());
+        let contact = ok.contacts().next().unwrap();
+        let ContactValue::Addr(a) = contact else {
+            panic!()
+        };
+        assert_eq!(a.params.get("expires"), Some(Some("600")));
+        let b = r.lookup(200, "1001");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].contact, "sip:1001@10.0.0.5:5062");
+        assert_eq!(b[0].source, peer("10.0.0.5"));
+        assert!(r.lookup(701, "1001").is_empty());
+        assert_eq!(r.expire(701).len(), 1);
+        assert_eq!(r.registered_agents(), 0);
+    }
+
+    #[test]
+    fn a_wrong_password_binds_nothing_and_repeated_failures_block_the_source() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [1; 32]);
+        for i in 0..5 {
+            let resp = register_with(
+                &mut r,
+                100,
+                10 * i + 1,
+                "<sip:1001@10.0.0.9>",
+                None,
+                "guess",
+                "10.0.0.9",
+            );
+            assert_eq!(resp.status(), Some(403));
+        }
+        assert!(r.lookup(100, "1001").is_empty());
+        // Blocked: even the right password is refused without a challenge, from that address.
+        let blocked = r.handle(
+            100,
+            &register(99, "<sip:1001@10.0.0.9>", None, None),
+            peer("10.0.0.9"),
+            &Agents,
+        );
+        assert_eq!(blocked.status(), Some(403));
+        // Another address is not affected, and the block lapses.
+        let other = register_with(
+            &mut r,
+            100,
+            200,
+            "<sip:1001@10.0.0.8>",
+            None,
+            "pw1001",
+            "10.0.0.8",
+        );
+        assert_eq!(other.status(), Some(200));
+        let later = register_with(
+            &mut r,
+            401,
+            300,
+            "<sip:1001@10.0.0.9>",
+            None,
+            "pw1001",
+            "10.0.0.9",
+        );
+        assert_eq!(later.status(), Some(200));
+    }
+
+    #[test]
+    fn too_brief_is_423_and_zero_unbinds() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [1; 32]);
+        let brief = register_with(
+            &mut r,
+            100,
+            1,
+            "<sip:1001@10.0.0.5>",
+            Some("30"),
+            "pw1001",
+            "10.0.0.5",
+        );
+        assert_eq!(brief.status(), Some(423));
+        assert_eq!(brief.header(&HeaderName::MinExpires), Some("60"));
+        assert!(r.lookup(100, "1001").is_empty());
+        register_with(
+            &mut r,
+            100,
+            3,
+            "<sip:1001@10.0.0.5>",
+            Some("120"),
+            "pw1001",
+            "10.0.0.5",
+        );
+        register_with(
+            &mut r,
+            100,
+            5,
+            "<sip:1001@10.0.0.6>;expires=300",
+            None,
+            "pw1001",
+            "10.0.0.5",
+        );
+        assert_eq!(r.lookup(100, "1001").len(), 2, "two contacts for one agent");
+        let gone = register_with(
+            &mut r,
+            110,
+            7,
+            "<sip:1001@10.0.0.5>",
+            Some("0"),
+            "pw1001",
+            "10.0.0.5",
+        );
+        assert_eq!(gone.status(), Some(200));
+        assert_eq!(r.lookup(110, "1001").len(), 1);
+        let all = register_with(&mut r, 120, 9, "*", Some("0"), "pw1001", "10.0.0.5");
+        assert_eq!(all.status(), Some(200));
+        assert!(r.lookup(120, "1001").is_empty());
+    }
+
+    #[test]
+    fn long_expiry_is_capped_and_replays_are_refused() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [1; 32]);
+        let ok = register_with(
+            &mut r,
+            100,
+            1,
+            "<sip:1001@10.0.0.5>",
+            Some("99999999"),
+            "pw1001",
+            "10.0.0.5",
+        );
+        assert_eq!(ok.status(), Some(200));
+        assert_eq!(r.lookup(100, "1001")[0].expires_at, 100 + 3600);
+        // The same credentials again (same nonce-count): refused.
+        let first = r.handle(
+            100,
+            &register(50, "<sip:1001@10.0.0.5>", None, None),
+            peer("10.0.0.5"),
+            &Agents,
+        );
+        let nonce = first
+            .auths(&HeaderName::WwwAuthenticate)
+            .next()
+            .unwrap()
+            .param("nonce")
+            .unwrap();
+        let cred = authorization(
+            Algorithm::Md5,
+            "1001",
+            "hotline",
+            "pw1001",
+            &nonce,
+            1,
+            "c",
+            "REGISTER",
+            "sip:hotline",
+        );
+        let once = r.handle(
+            100,
+            &register(51, "<sip:1001@10.0.0.5>", None, Some(&cred)),
+            peer("10.0.0.5"),
+            &Agents,
+        );
+        assert_eq!(once.status(), Some(200));
+        let again = r.handle(
+            100,
+            &register(52, "<sip:1001@10.0.0.5>", None, Some(&cred)),
+            peer("10.0.0.5"),
+            &Agents,
+        );
+        assert_eq!(again.status(), Some(403));
+    }
+
+    #[test]
+    fn another_agents_credentials_cannot_register_this_one() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [1; 32]);
+        let first = r.handle(
+            1,
+            &register(1, "<sip:x@10.0.0.5>", None, None),
+            peer("10.0.0.5"),
+            &Agents,
+        );
+        let nonce = first
+            .auths(&HeaderName::WwwAuthenticate)
+            .next()
+            .unwrap()
+            .param("nonce")
+            .unwrap();
+        let cred = authorization(
+            Algorithm::Sha256,
+            "1001",
+            "hotline",
+            "pw1001",
+            &nonce,
+            1,
+            "c",
+            "REGISTER",
+            "sip:hotline",
+        );
+        let mut req = register(2, "<sip:x@10.0.0.5>", None, Some(&cred));
+        req.replace_first_value(&HeaderName::To, "<sip:1002@hotline>");
+        assert_eq!(
+            r.handle(1, &req, peer("10.0.0.5"), &Agents).status(),
+            Some(403)
+        );
+    }
+}

@@ -52,6 +52,14 @@ pub struct SipConfig {
     pub tcp_port: Port,
     /// Path of the SIP-over-WebSocket endpoint on the HTTP server (RFC 7118).
     pub ws_path: String,
+    /// Digest realm agents authenticate in.
+    pub realm: String,
+    /// Largest SIP message accepted, in bytes (larger: 513, and a TCP connection is closed).
+    pub max_message_bytes: usize,
+    /// Most TCP connections open at once, and from one address.
+    pub max_tcp_connections: usize,
+    /// See `max_tcp_connections`.
+    pub max_tcp_connections_per_ip: usize,
 }
 
 impl Default for SipConfig {
@@ -61,6 +69,10 @@ impl Default for SipConfig {
             udp_port: Port(5060),
             tcp_port: Port(5060),
             ws_path: "/sip".into(),
+            realm: "hotline".into(),
+            max_message_bytes: 65_535,
+            max_tcp_connections: 4096,
+            max_tcp_connections_per_ip: 32,
         }
     }
 }
@@ -491,6 +503,18 @@ impl Config {
                 "`http.listen` ({http}) and `sip.tcp_port` ({}) use the same TCP port: expected different ports",
                 self.sip.tcp_port
             ));
+        }
+        if self.sip.realm.is_empty() || self.sip.realm.contains('"') {
+            out.push("`sip.realm`: expected a non-empty name without quotes".into());
+        }
+        if !(1024..=1 << 20).contains(&self.sip.max_message_bytes) {
+            out.push(format!(
+                "`sip.max_message_bytes` is {}: expected 1024 to 1048576",
+                self.sip.max_message_bytes
+            ));
+        }
+        if self.sip.max_tcp_connections == 0 || self.sip.max_tcp_connections_per_ip == 0 {
+            out.push("`sip.max_tcp_connections` and `sip.max_tcp_connections_per_ip`: expected at least 1".into());
         }
         if !self.sip.ws_path.starts_with('/') {
             out.push(format!(

@@ -10,4 +10,5 @@ pub mod http;
 pub mod logging;
 pub mod mask;
 pub mod serve;
+pub mod signaling;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
+use crate::signaling::{self, Credentials};
 use crate::{db, http, telemetry};
 
 /// The database a node runs on, and the embedded server to stop when it is ours.
@@ -104,6 +105,28 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     };
     let addr = listener.local_addr()?;
+    let creds = Arc::new(Credentials::default());
+    let accounts = match creds.reload(&database.pool, &cfg.sip.realm).await {
+        Ok(n) => n,
+        Err(e) => {
+            database.close().await;
+            return Err(e).context("reading SIP accounts");
+        }
+    };
+    let reloader = creds.spawn_reloader(
+        database.pool.clone(),
+        cfg.sip.realm.clone(),
+        shutdown.clone(),
+    );
+    let (sip, sip_task) = match signaling::start(&cfg.sip, creds, shutdown.clone()).await {
+        Ok(x) => x,
+        Err(e) => {
+            shutdown.cancel();
+            database.close().await;
+            return Err(e);
+        }
+    };
+    tracing::info!(udp = %sip.udp, tcp = %sip.tcp, accounts, "SIP listening on udp:{} tcp:{}", sip.udp, sip.tcp);
     tracing::info!(%addr, "HTTP listening on http://{addr}");
     let state = http::AppState {
         db: database.pool.clone(),
@@ -114,6 +137,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let result = server.await;
     tracing::info!("HTTP server stopped");
+    shutdown.cancel();
+    let _ = sip_task.await;
+    let _ = reloader.await;
     database.close().await;
     result.context("HTTP server failed")?;
     tracing::info!("stopped cleanly");

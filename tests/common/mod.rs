@@ -66,7 +66,12 @@ pub struct Node {
 
 impl Node {
     pub fn start(config: &Path) -> Node {
-        let mut child = hotline()
+        Self::start_with(hotline(), config)
+    }
+
+    /// Starts `cmd` (a [`hotline`] command with extra environment) as `serve`.
+    pub fn start_with(mut cmd: Command, config: &Path) -> Node {
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .arg("serve")
@@ -178,4 +183,76 @@ pub fn process_alive(pid: i32) -> bool {
         && std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| !s.contains(") Z "))
             .unwrap_or(false)
+}
+
+/// A scratch database on the `DATABASE_URL` server, dropped when the guard goes.
+pub struct TestDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl TestDb {
+    pub fn create() -> TestDb {
+        let admin = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL must name a PostgreSQL server (scripts/test.sh sets it)");
+        let name = format!(
+            "hotline_it_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        block_on(async {
+            let pool = sqlx::PgPool::connect(&admin).await.expect("connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+                .expect("create database");
+            pool.close().await;
+        });
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        TestDb {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+
+    /// Runs SQL against the scratch database.
+    pub fn execute(&self, sql: String) {
+        let url = self.url.clone();
+        block_on(async move {
+            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect("execute");
+            pool.close().await;
+        });
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        block_on(async move {
+            if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(&pool)
+                    .await;
+                pool.close().await;
+            }
+        });
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }

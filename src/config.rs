@@ -60,6 +60,10 @@ pub struct SipConfig {
     pub max_tcp_connections: usize,
     /// See `max_tcp_connections`.
     pub max_tcp_connections_per_ip: usize,
+    /// Digest algorithms offered to registering phones, most preferred first: `SHA-256`,
+    /// `MD5`. Some old phones (and SIPp 3.6) read only the first challenge; put `MD5` first,
+    /// or alone, for them.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -73,6 +77,7 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             max_tcp_connections: 4096,
             max_tcp_connections_per_ip: 32,
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }
@@ -433,6 +438,16 @@ impl Provider for EnvOverrides {
     }
 }
 
+impl SipConfig {
+    /// The digest algorithms, parsed (unknown names were refused by [`Config::problems`]).
+    pub fn algorithms(&self) -> Vec<hotline_sip::auth::Algorithm> {
+        self.digest_algorithms
+            .iter()
+            .filter_map(|a| hotline_sip::auth::Algorithm::parse(a))
+            .collect()
+    }
+}
+
 impl Config {
     /// Reads the defaults, then `file` (if given), then the `HOTLINE_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, LoadError> {
@@ -503,6 +518,22 @@ impl Config {
                 "`http.listen` ({http}) and `sip.tcp_port` ({}) use the same TCP port: expected different ports",
                 self.sip.tcp_port
             ));
+        }
+        let algs = &self.sip.digest_algorithms;
+        let unknown: Vec<&String> = algs
+            .iter()
+            .filter(|a| hotline_sip::auth::Algorithm::parse(a).is_none())
+            .collect();
+        if algs.is_empty() || !unknown.is_empty() {
+            out.push(format!(
+                "`sip.digest_algorithms` is {algs:?}: expected a non-empty list of \"SHA-256\" and \"MD5\""
+            ));
+        } else if algs
+            .iter()
+            .enumerate()
+            .any(|(i, a)| algs[..i].iter().any(|b| b.eq_ignore_ascii_case(a)))
+        {
+            out.push("`sip.digest_algorithms`: an algorithm is listed twice".into());
         }
         if self.sip.realm.is_empty() || self.sip.realm.contains('"') {
             out.push("`sip.realm`: expected a non-empty name without quotes".into());

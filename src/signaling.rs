@@ -153,6 +153,7 @@ pub async fn start(
     let endpoint_config = EndpointConfig {
         registrar: RegistrarConfig {
             realm: cfg.realm.clone(),
+            algorithms: cfg.algorithms(),
             ..RegistrarConfig::default()
         },
         server: format!("Hotline/{}", env!("CARGO_PKG_VERSION")),

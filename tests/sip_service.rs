@@ -13,41 +13,6 @@ use hotline_sip::auth::{Algorithm, authorization, ha1};
 use hotline_sip::message::{Delivery, HeaderName, Message};
 use nix::sys::signal::Signal;
 
-struct Node {
-    node: common::Node,
-    udp: SocketAddr,
-    tcp: SocketAddr,
-    _db: TestDb,
-    _dir: tempfile::TempDir,
-}
-
-fn start() -> Node {
-    let db = TestDb::create();
-    let dir = shared_tempdir();
-    let config = write_config(dir.path());
-    let mut cmd = hotline();
-    cmd.env("HOTLINE_DATABASE__URL", &db.url);
-    let mut node = common::Node::start_with(cmd, &config);
-    let line = node.wait_for_line("SIP listening on", Duration::from_secs(60));
-    let addr_after = |key: &str| -> SocketAddr {
-        let start = line.find(key).unwrap() + key.len();
-        line[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (udp, tcp) = (addr_after("udp:"), addr_after("tcp:"));
-    Node {
-        node,
-        udp,
-        tcp,
-        _db: db,
-        _dir: dir,
-    }
-}
-
 fn options(branch: &str, call_id: &str) -> String {
     format!(
         "OPTIONS sip:12345@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK{branch}\r\n\
@@ -85,7 +50,7 @@ fn udp_exchange(sock: &UdpSocket, to: SocketAddr, msg: &str) -> Message {
 
 #[test]
 fn options_register_and_refusals_over_udp_and_tcp() {
-    let mut n = start();
+    let mut n = start_sip_node("");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
@@ -101,7 +66,7 @@ fn options_register_and_refusals_over_udp_and_tcp() {
         ha1(Algorithm::Md5, "1001", "hotline", "pw-1001"),
         ha1(Algorithm::Sha256, "1001", "hotline", "pw-1001"),
     );
-    n._db.execute(format!(
+    n.db.execute(format!(
         "INSERT INTO sip_accounts (username, realm, ha1_md5, ha1_sha256) VALUES ('1001', 'hotline', '{md5}', '{sha}')"
     ));
 

@@ -31,7 +31,8 @@ impl Algorithm {
         }
     }
 
-    fn parse(s: &str) -> Option<Algorithm> {
+    /// Reads an `algorithm=` token (`MD5`, `SHA-256`, any case).
+    pub fn parse(s: &str) -> Option<Algorithm> {
         if s.eq_ignore_ascii_case("MD5") {
             Some(Algorithm::Md5)
         } else if s.eq_ignore_ascii_case("SHA-256") {
@@ -171,11 +172,11 @@ impl Challenger {
         nonce
     }
 
-    /// WWW-Authenticate values for a 401: SHA-256 first, then MD5 (RFC 8760 section 2.4),
-    /// sharing one fresh nonce.
-    pub fn challenge(&mut self, now: u64, stale: bool) -> Vec<String> {
+    /// WWW-Authenticate values for a 401, one per algorithm in order of preference (RFC 8760
+    /// section 2.4: SHA-256 first, then MD5), sharing one fresh nonce.
+    pub fn challenge(&mut self, now: u64, stale: bool, algorithms: &[Algorithm]) -> Vec<String> {
         let nonce = self.new_nonce(now);
-        [Algorithm::Sha256, Algorithm::Md5]
+        algorithms
             .iter()
             .map(|alg| {
                 format!(
@@ -347,7 +348,7 @@ mod tests {
     fn both_algorithms_authenticate_once_per_nonce_count() {
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let mut c = Challenger::with_secret("hotline", 300, [7; 32]);
-            let ch = c.challenge(1000, false);
+            let ch = c.challenge(1000, false, &[Algorithm::Sha256, Algorithm::Md5]);
             assert!(ch[0].contains("SHA-256") && ch[1].contains("MD5"));
             let nonce = nonce_of(&ch[0]);
             let cred = |nc| {
@@ -381,7 +382,7 @@ mod tests {
     #[test]
     fn wrong_password_unknown_user_and_expired_nonces() {
         let mut c = Challenger::with_secret("hotline", 300, [7; 32]);
-        let nonce = nonce_of(&c.challenge(1000, false)[0]);
+        let nonce = nonce_of(&c.challenge(1000, false, &[Algorithm::Sha256, Algorithm::Md5])[0]);
         let bad = authorization(
             Algorithm::Sha256,
             "agent1001",

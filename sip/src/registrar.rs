@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::auth::{Challenger, CredentialStore, Verdict};
+use crate::auth::{Algorithm, Challenger, CredentialStore, Verdict};
 use crate::message::{ContactValue, HeaderName, Message, parse_delta_seconds};
 use crate::transaction::Peer;
 
@@ -36,6 +36,8 @@ pub struct RegistrarConfig {
     pub block_for: u64,
     /// Most contacts one agent may bind.
     pub max_bindings: usize,
+    /// Digest algorithms offered, most preferred first (one WWW-Authenticate each).
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for RegistrarConfig {
@@ -50,6 +52,7 @@ impl Default for RegistrarConfig {
             failure_window: 60,
             block_for: 300,
             max_bindings: 5,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -242,7 +245,10 @@ impl Registrar {
 
     fn challenge(&mut self, now: u64, req: &Message, stale: bool) -> Message {
         let mut r = self.reply(req, 401, None);
-        for c in self.challenger.challenge(now, stale) {
+        for c in self
+            .challenger
+            .challenge(now, stale, &self.config.algorithms)
+        {
             r.push_header(HeaderName::WwwAuthenticate, &c);
         }
         r
@@ -323,7 +329,7 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Algorithm, authorization, ha1};
+    use crate::auth::{authorization, ha1};
     use crate::message::{Auth, Delivery};
     use crate::transaction::TransportKind;
 

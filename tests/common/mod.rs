@@ -34,12 +34,18 @@ pub fn shared_tempdir() -> tempfile::TempDir {
 /// Writes a config for a test node in `dir`: every port picked by the kernel, the embedded
 /// cluster in `dir/pg`.
 pub fn write_config(dir: &Path) -> PathBuf {
+    write_config_with(dir, "")
+}
+
+/// [`write_config`] with extra `[sip]` keys.
+pub fn write_config_with(dir: &Path, sip_extra: &str) -> PathBuf {
     let path = dir.join("hotline.toml");
     let text = format!(
         r#"[sip]
 listen = "127.0.0.1"
 udp_port = 0
 tcp_port = 0
+{sip_extra}
 [rtp]
 port_min = 42000
 port_max = 42099
@@ -255,4 +261,40 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(f)
+}
+
+/// A node serving SIP on loopback, on a scratch database of the `DATABASE_URL` server.
+pub struct SipNode {
+    pub node: Node,
+    pub udp: std::net::SocketAddr,
+    pub tcp: std::net::SocketAddr,
+    pub db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a node with extra `[sip]` configuration and waits until SIP listens.
+pub fn start_sip_node(sip_extra: &str) -> SipNode {
+    let db = TestDb::create();
+    let dir = shared_tempdir();
+    let config = write_config_with(dir.path(), sip_extra);
+    let mut cmd = hotline();
+    cmd.env("HOTLINE_DATABASE__URL", &db.url);
+    let mut node = Node::start_with(cmd, &config);
+    let line = node.wait_for_line("SIP listening on", Duration::from_secs(60));
+    let addr_after = |key: &str| -> std::net::SocketAddr {
+        let start = line.find(key).expect("address in the log") + key.len();
+        line[start..]
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("a socket address")
+    };
+    let (udp, tcp) = (addr_after("udp:"), addr_after("tcp:"));
+    SipNode {
+        node,
+        udp,
+        tcp,
+        db,
+        _dir: dir,
+    }
 }

@@ -173,6 +173,9 @@ async fn engine_loop(
     shutdown: CancellationToken,
 ) {
     let mut endpoint = Endpoint::new(config, Instant::now());
+    if let Ok(addr) = udp.local_addr() {
+        endpoint.set_local_addr(addr);
+    }
     let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -266,10 +269,8 @@ fn handle_events(endpoint: &mut Endpoint) {
                 metrics::counter!("hotline_sip_refused_total", "status" => code).increment(1);
                 tracing::debug!(%peer.addr, ?status, %detail, "SIP message refused");
             }
-            EndpointEvent::Ack { .. }
-            | EndpointEvent::Cancelled { .. }
-            | EndpointEvent::Response { .. }
-            | EndpointEvent::Timeout { .. } => {}
+            // No call is ever answered yet, so no dialog events can arise.
+            _ => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `../shared/DESIGN.md`): bytes and the current time go in; datagrams to send, events and the
 //! next deadline come out. The application owns the sockets and the clock.
 //!
+//! - [`dialog`]: dialog state and in-dialog request building (RFC 3261 12).
 //! - [`endpoint`]: transactions, registrar and the UAS rules of RFC 3261 8.2 in one object.
 //! - [`message`]: the strict RFC 3261 parser and serializer, typed headers, URIs, and stream
 //!   framing.
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod registrar;

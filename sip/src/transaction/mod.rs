@@ -672,6 +672,11 @@ impl Transactions {
         });
     }
 
+    /// Sends bytes already serialized (a 2xx retransmission).
+    pub fn send_raw(&mut self, peer: Peer, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit { peer, bytes });
+    }
+
     fn on_response(&mut self, now: Instant, msg: Message) {
         let (Some(via), Some(cseq), Some(code)) = (msg.top_via(), msg.cseq(), msg.status()) else {
             return;

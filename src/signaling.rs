@@ -7,8 +7,9 @@
 //! its connection. Bounds: the largest message (`sip.max_message_bytes`), connections in all
 //! and per address.
 //!
-//! Calls are not taken yet: until the media and dialog layers land (issues 3 and 4), an INVITE
-//! is answered 480 with Retry-After, so carriers and phones see a clean refusal, not silence.
+//! What happens to calls is the [`CallHandler`]'s business. Until the media engine and the ACD
+//! land (issues 4 and 8), `serve` uses [`RefuseCalls`]: an INVITE is answered 480 with
+//! Retry-After, so carriers and phones see a clean refusal, not silence.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -110,6 +111,66 @@ impl Credentials {
     }
 }
 
+/// What the application does with calls: the engine task hands it every endpoint event, with
+/// the endpoint to act on (answer, refuse, hang up, place calls). The ACD implements it; until
+/// then [`RefuseCalls`] answers every INVITE 480.
+pub trait CallHandler: Send + 'static {
+    /// One event from the endpoint.
+    fn handle(&mut self, endpoint: &mut Endpoint, now: Instant, event: EndpointEvent);
+}
+
+/// Refuses calls with 480 and Retry-After: the production behaviour until the media and
+/// dialog-driven call path exists.
+pub struct RefuseCalls;
+
+impl CallHandler for RefuseCalls {
+    fn handle(&mut self, endpoint: &mut Endpoint, now: Instant, event: EndpointEvent) {
+        match event {
+            EndpointEvent::Request { tx, request, peer } => {
+                if request.method() == Some(&Method::Invite) {
+                    tracing::info!(
+                        from = request.header(&HeaderName::From).unwrap_or(""),
+                        to = request.request_uri_str().unwrap_or(""),
+                        %peer.addr,
+                        "call refused: call handling is not available yet"
+                    );
+                    let mut r = Message::response_to(&request, 480);
+                    if let Some(to) = request.header(&HeaderName::To) {
+                        r.replace_first_value(&HeaderName::To, &format!("{to};tag=hl{tx:x}"));
+                    }
+                    r.push_header(HeaderName::RetryAfter, "60");
+                    r.set_body(None, Vec::new());
+                    let _ = endpoint.respond(now, tx, r);
+                } else {
+                    let mut r = Message::response_to(&request, 481);
+                    r.set_body(None, Vec::new());
+                    let _ = endpoint.respond(now, tx, r);
+                }
+            }
+            other => log_event(other),
+        }
+    }
+}
+
+/// Logs and counts the events every handler leaves to the service.
+pub fn log_event(event: EndpointEvent) {
+    match event {
+        EndpointEvent::Registration { aor, contacts } => {
+            tracing::info!(agent = %aor, contacts, "registration changed");
+        }
+        EndpointEvent::Refused {
+            peer,
+            status,
+            detail,
+        } => {
+            let code = status.map_or("dropped".to_string(), |s| s.to_string());
+            metrics::counter!("hotline_sip_refused_total", "status" => code).increment(1);
+            tracing::debug!(%peer.addr, ?status, %detail, "SIP message refused");
+        }
+        _ => {}
+    }
+}
+
 /// The bound addresses of the running service.
 #[derive(Debug, Clone, Copy)]
 pub struct SignalingAddrs {
@@ -125,10 +186,20 @@ enum Input {
     Closed(SocketAddr),
 }
 
-/// Binds the sockets and starts the engine task and the TCP accept loop.
+/// Binds the sockets and starts the engine task and the TCP accept loop, refusing calls.
 pub async fn start(
     cfg: &SipConfig,
     creds: Arc<Credentials>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SignalingAddrs, tokio::task::JoinHandle<()>)> {
+    start_with_handler(cfg, creds, Box::new(RefuseCalls), shutdown).await
+}
+
+/// [`start`] with the application's call handler.
+pub async fn start_with_handler(
+    cfg: &SipConfig,
+    creds: Arc<Credentials>,
+    handler: Box<dyn CallHandler>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SignalingAddrs, tokio::task::JoinHandle<()>)> {
     let udp = UdpSocket::bind((cfg.listen, cfg.udp_port.0))
@@ -160,7 +231,15 @@ pub async fn start(
         ..EndpointConfig::default()
     };
     let max = cfg.max_message_bytes;
-    let task = tokio::spawn(engine_loop(udp, rx, endpoint_config, creds, max, shutdown));
+    let task = tokio::spawn(engine_loop(
+        udp,
+        rx,
+        endpoint_config,
+        creds,
+        handler,
+        max,
+        shutdown,
+    ));
     Ok((addrs, task))
 }
 
@@ -169,6 +248,7 @@ async fn engine_loop(
     mut rx: mpsc::Receiver<Input>,
     config: EndpointConfig,
     creds: Arc<Credentials>,
+    mut handler: Box<dyn CallHandler>,
     max_message: usize,
     shutdown: CancellationToken,
 ) {
@@ -207,7 +287,9 @@ async fn engine_loop(
             },
             _ = tokio::time::sleep_until(deadline) => endpoint.handle_timeout(Instant::now(), creds.as_ref()),
         }
-        handle_events(&mut endpoint);
+        while let Some(ev) = endpoint.poll_event() {
+            handler.handle(&mut endpoint, Instant::now(), ev);
+        }
         while let Some(t) = endpoint.poll_transmit() {
             match t.peer.transport {
                 TransportKind::Udp => {
@@ -230,49 +312,6 @@ async fn engine_loop(
             .set(endpoint.registrar().registered_agents() as f64);
     }
     tracing::info!("SIP signaling stopped");
-}
-
-fn handle_events(endpoint: &mut Endpoint) {
-    while let Some(ev) = endpoint.poll_event() {
-        match ev {
-            EndpointEvent::Request { tx, request, peer } => {
-                let now = Instant::now();
-                if request.method() == Some(&Method::Invite) {
-                    tracing::info!(
-                        from = request.header(&HeaderName::From).unwrap_or(""),
-                        to = request.request_uri_str().unwrap_or(""),
-                        %peer.addr,
-                        "call refused: call handling is not available yet"
-                    );
-                    let mut r = Message::response_to(&request, 480);
-                    if let Some(to) = request.header(&HeaderName::To) {
-                        r.replace_first_value(&HeaderName::To, &format!("{to};tag=hl{tx:x}"));
-                    }
-                    r.push_header(HeaderName::RetryAfter, "60");
-                    r.set_body(None, Vec::new());
-                    let _ = endpoint.respond(now, tx, r);
-                } else {
-                    let mut r = Message::response_to(&request, 481);
-                    r.set_body(None, Vec::new());
-                    let _ = endpoint.respond(now, tx, r);
-                }
-            }
-            EndpointEvent::Registration { aor, contacts } => {
-                tracing::info!(agent = %aor, contacts, "registration changed");
-            }
-            EndpointEvent::Refused {
-                peer,
-                status,
-                detail,
-            } => {
-                let code = status.map_or("dropped".to_string(), |s| s.to_string());
-                metrics::counter!("hotline_sip_refused_total", "status" => code).increment(1);
-                tracing::debug!(%peer.addr, ?status, %detail, "SIP message refused");
-            }
-            // No call is ever answered yet, so no dialog events can arise.
-            _ => {}
-        }
-    }
 }
 
 async fn accept_loop(

@@ -48,6 +48,17 @@ impl CredentialStore for Credentials {
 }
 
 impl Credentials {
+    /// Sets one account's HA1 hashes in the cache (tools and tests; the database is the
+    /// source of truth and a reload replaces the cache).
+    pub fn set(&self, username: &str, ha1_md5: &str, ha1_sha256: &str) {
+        if let Ok(mut guard) = self.accounts.write() {
+            guard.insert(
+                username.to_string(),
+                (ha1_md5.to_string(), ha1_sha256.to_string()),
+            );
+        }
+    }
+
     /// Reads every enabled account of `realm`.
     pub async fn reload(&self, pool: &PgPool, realm: &str) -> Result<usize, sqlx::Error> {
         let rows = sqlx::query!(

@@ -348,6 +348,18 @@ impl Endpoint {
         }
         let code = response.status().unwrap_or(0);
         let invite = self.server_invites.get(&tx).cloned();
+        // A dialog-making response needs our Contact (12.1.1); supply it if the caller did not.
+        if let Some((req, _, _)) = &invite
+            && (101..300).contains(&code)
+            && response.header(&HeaderName::Contact).is_none()
+        {
+            let user = req
+                .request_uri()
+                .and_then(|u| u.as_sip().and_then(|s| s.user).map(str::to_string))
+                .unwrap_or_else(|| "hotline".into());
+            let contact = self.contact(&user);
+            response.push_header(HeaderName::Contact, &contact);
+        }
         if let Some((req, peer, existing)) = &invite
             && (200..300).contains(&code)
         {

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench --bench cps -- [seconds] [rate ...]` (default: 5 s at 1000 2000 3000 4000).
 
+#![allow(clippy::expect_used)] // a benchmark that cannot start has nothing to report
+
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;

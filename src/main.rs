@@ -31,6 +31,15 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Create or change an agent's SIP account; the password is read from standard input and
+    /// only its digest hashes (HA1, MD5 and SHA-256) are stored.
+    SipAccount {
+        /// The SIP user name (the agent's extension, e.g. 1001).
+        username: String,
+        /// Disable the account instead (its phones can no longer register).
+        #[arg(long)]
+        disable: bool,
+    },
     /// Validate the configuration and the files it names; print every problem; exit non-zero
     /// if there is any.
     CheckConfig {
@@ -91,6 +100,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve::run(cfg, shutdown).await,
             Command::Migrate => migrate(&cfg).await,
+            Command::SipAccount { username, disable } => {
+                sip_account(&cfg, &username, disable).await
+            }
             Command::CheckConfig { .. } => Ok(()),
         }
     });
@@ -102,6 +114,60 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn sip_account(cfg: &Config, username: &str, disable: bool) -> anyhow::Result<()> {
+    use hotline_sip::auth::{Algorithm, ha1};
+    let valid = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+    anyhow::ensure!(
+        valid,
+        "user name {username:?}: expected 1 to 64 of A-Z a-z 0-9 . _ ~ -"
+    );
+    let realm = cfg.sip.realm.as_str();
+    let mut database = Database::open(cfg).await?;
+    let result = if disable {
+        sqlx::query!(
+            "UPDATE sip_accounts SET enabled = FALSE, updated_at = now() WHERE username = $1",
+            username
+        )
+        .execute(&database.pool)
+        .await
+        .map(|r| r.rows_affected())
+    } else {
+        let mut password = String::new();
+        std::io::stdin().read_line(&mut password)?;
+        let password = password.trim_end_matches(['\r', '\n']);
+        anyhow::ensure!(
+            password.len() >= 8,
+            "the password must have at least 8 characters"
+        );
+        let md5 = ha1(Algorithm::Md5, username, realm, password);
+        let sha = ha1(Algorithm::Sha256, username, realm, password);
+        sqlx::query!(
+            "INSERT INTO sip_accounts (username, realm, ha1_md5, ha1_sha256) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO UPDATE SET realm = $2, ha1_md5 = $3, ha1_sha256 = $4,
+                 enabled = TRUE, updated_at = now()",
+            username,
+            realm,
+            md5,
+            sha
+        )
+        .execute(&database.pool)
+        .await
+        .map(|r| r.rows_affected())
+    };
+    database.close().await;
+    let n = result?;
+    anyhow::ensure!(n == 1, "no SIP account {username}");
+    println!(
+        "SIP account {username} {} in realm {realm}",
+        if disable { "disabled" } else { "set" }
+    );
+    Ok(())
 }
 
 async fn migrate(cfg: &Config) -> anyhow::Result<()> {

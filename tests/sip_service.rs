@@ -179,3 +179,108 @@ fn options_register_and_refusals_over_udp_and_tcp() {
         "no password in the log"
     );
 }
+
+#[test]
+fn sip_account_command_stores_only_hashes_and_the_phone_registers() {
+    let mut n = start_sip_node("");
+    let dir = tempfile::tempdir().unwrap();
+    let set = |args: &[&str], stdin: &str| {
+        let mut child = hotline()
+            .current_dir(dir.path())
+            .env("HOTLINE_DATABASE__URL", &n.db.url)
+            .arg("sip-account")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(
+        !set(&["2002"], "short\n").status.success(),
+        "too short a password"
+    );
+    assert!(
+        !set(&["bad name"], "long-enough-pw\n").status.success(),
+        "bad user name"
+    );
+    let out = set(&["2002"], "long-enough-pw\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let reg = |cseq: u32, auth: Option<&str>| register(cseq, auth).replace("1001", "2002");
+    let mut status = None;
+    for attempt in 0..50u32 {
+        let challenge = udp_exchange(&sock, n.udp, &reg(10 * attempt + 1, None));
+        let nonce = challenge
+            .auths(&HeaderName::WwwAuthenticate)
+            .next()
+            .unwrap()
+            .param("nonce")
+            .unwrap();
+        let cred = authorization(
+            Algorithm::Sha256,
+            "2002",
+            "hotline",
+            "long-enough-pw",
+            &nonce,
+            1,
+            "c",
+            "REGISTER",
+            "sip:127.0.0.1",
+        );
+        status = udp_exchange(&sock, n.udp, &reg(10 * attempt + 2, Some(&cred))).status();
+        if status == Some(200) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status, Some(200));
+    // Disabled: the next REGISTER is refused.
+    assert!(set(&["2002", "--disable"], "").status.success());
+    let mut refused = false;
+    for attempt in 0..50u32 {
+        let challenge = udp_exchange(&sock, n.udp, &reg(1000 + 10 * attempt, None));
+        let nonce = challenge
+            .auths(&HeaderName::WwwAuthenticate)
+            .next()
+            .unwrap()
+            .param("nonce")
+            .unwrap();
+        let cred = authorization(
+            Algorithm::Sha256,
+            "2002",
+            "hotline",
+            "long-enough-pw",
+            &nonce,
+            1,
+            "c",
+            "REGISTER",
+            "sip:127.0.0.1",
+        );
+        if udp_exchange(&sock, n.udp, &reg(1001 + 10 * attempt, Some(&cred))).status() == Some(403)
+        {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused, "a disabled account still registers");
+    assert_eq!(
+        n.node
+            .signal_and_wait(Signal::SIGTERM, Duration::from_secs(30)),
+        0
+    );
+}

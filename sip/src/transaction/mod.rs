@@ -187,6 +187,9 @@ struct Tx {
     server: bool,
     invite: bool,
     state: State,
+    /// Server, until the final response: the address the request came from (counted in
+    /// `per_source`).
+    source: Option<IpAddr>,
     peer: Peer,
     request: Message,
     /// Client: the request's bytes (for retransmission). Server: the last response sent.
@@ -194,7 +197,7 @@ struct Tx {
     /// The ACK sent for a failure response (client INVITE), for its retransmissions.
     ack: Option<Vec<u8>>,
     interval: Duration,
-    deadlines: [Option<Instant>; 12],
+    deadlines: [Option<Instant>; 13],
     server_key: Option<ServerKey>,
     client_key: Option<ClientKey>,
     merge_key: Option<(String, String, u32, String)>,
@@ -222,6 +225,11 @@ pub struct Transactions {
     server_index: HashMap<ServerKey, TxId>,
     client_index: HashMap<ClientKey, TxId>,
     merge_index: HashMap<(String, String, u32, String), TxId>,
+    /// Server transactions still waiting for their final response, per source address, and
+    /// the most one address may have waiting (a flood indicator: answered ones only absorb
+    /// retransmissions and cost little, so a busy trunk is not limited by them).
+    per_source: HashMap<IpAddr, usize>,
+    max_per_source: usize,
     queue: TimerQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -261,10 +269,19 @@ impl Transactions {
             server_index: HashMap::new(),
             client_index: HashMap::new(),
             merge_index: HashMap::new(),
+            per_source: HashMap::new(),
+            max_per_source: 1000,
             queue: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// The most requests from one source address that may wait for their final response at
+    /// once; beyond it new ones from that address are answered 503 with Retry-After
+    /// (default 1000).
+    pub fn set_max_per_source(&mut self, max: usize) {
+        self.max_per_source = max.max(1);
     }
 
     /// Live transactions.
@@ -402,6 +419,19 @@ impl Transactions {
         let is_cancel = msg.method() == Some(&Method::Cancel);
         let invite = msg.method() == Some(&Method::Invite);
         let reply_peer = response_peer(&msg, peer);
+        let held = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
+        if held >= self.max_per_source {
+            // One address flooding us gets a stateless 503; everyone else is served.
+            let mut busy = Message::response_to(&msg, 503);
+            busy.push_header(HeaderName::RetryAfter, "5");
+            busy.set_body(None, Vec::new());
+            self.transmits.push_back(Transmit {
+                peer: reply_peer,
+                bytes: busy.to_bytes(),
+            });
+            return;
+        }
+        *self.per_source.entry(peer.addr.ip()).or_insert(0) += 1;
         // Merged request (8.2.2.2): same From tag, Call-ID and CSeq as a live transaction but
         // another branch, outside a dialog.
         let merge_key = match (
@@ -427,12 +457,13 @@ impl Transactions {
             server: true,
             invite,
             state: State::Initial,
+            source: Some(peer.addr.ip()),
             peer: reply_peer,
             request: msg.clone(),
             last_sent: None,
             ack: None,
             interval: self.config.t1,
-            deadlines: [None; 12],
+            deadlines: [None; 13],
             server_key: Some(key.clone()),
             client_key: None,
             merge_key: if merged { None } else { merge_key.clone() },
@@ -440,6 +471,14 @@ impl Transactions {
         };
         self.txs.insert(id, tx);
         self.server_index.insert(key, id);
+        if !invite && let Some(tx) = self.txs.get_mut(&id) {
+            tx.arm(
+                &mut self.queue,
+                id,
+                Timer::Unanswered,
+                now + self.config.t1x64(),
+            );
+        }
         if merged {
             let _ = self.respond(now, id, Message::response_to(&msg, 482));
             return;
@@ -585,6 +624,11 @@ impl Transactions {
         });
         tx.last_sent = Some(bytes);
         tx.last_to = response.header(&HeaderName::To).map(str::to_string);
+        if code >= 200
+            && let Some(ip) = tx.source.take()
+        {
+            release(&mut self.per_source, ip);
+        }
         match (tx.invite, code) {
             (_, 100..=199) => tx.state = State::Proceeding,
             (true, 200..=299) => {
@@ -638,12 +682,13 @@ impl Transactions {
             server: false,
             invite,
             state: State::Initial,
+            source: None,
             peer,
             request,
             last_sent: Some(bytes.clone()),
             ack: None,
             interval: self.config.t1,
-            deadlines: [None; 12],
+            deadlines: [None; 13],
             server_key: None,
             client_key: Some(key.clone()),
             merge_key: None,
@@ -804,6 +849,11 @@ impl Transactions {
                 Timer::D | Timer::I | Timer::J | Timer::K | Timer::L | Timer::M => {
                     self.terminate(id);
                 }
+                Timer::Unanswered => {
+                    if matches!(tx.state, State::Initial | State::Proceeding) {
+                        self.terminate(id);
+                    }
+                }
             }
         }
     }
@@ -822,12 +872,24 @@ impl Transactions {
             {
                 self.merge_index.remove(&k);
             }
+            if let Some(ip) = tx.source.take() {
+                release(&mut self.per_source, ip);
+            }
         }
     }
 
     /// Timer entries queued, live or stale (for tests and metrics).
     pub fn queued_timers(&self) -> usize {
         self.queue.len()
+    }
+}
+
+fn release(per_source: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(n) = per_source.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            per_source.remove(&ip);
+        }
     }
 }
 

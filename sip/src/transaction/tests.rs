@@ -614,6 +614,7 @@ fn a_malformed_request_is_answered_400_and_reported() {
 #[test]
 fn many_transactions_keep_the_timer_queue_bounded() {
     let mut ep = Transactions::new(TimerConfig::default());
+
     let mut now = Instant::now();
     let from = peer(ALICE, TransportKind::Udp);
     for i in 0..1000 {
@@ -633,4 +634,54 @@ fn many_transactions_keep_the_timer_queue_bounded() {
     ep.handle_timeout(now);
     assert_eq!(ep.len(), 0, "timer J ended every one");
     assert_eq!(ep.queued_timers(), 0);
+}
+
+#[test]
+fn one_source_cannot_hold_more_than_its_share_of_transactions() {
+    let mut ep = Transactions::new(TimerConfig::default());
+    ep.set_max_per_source(10);
+    let now = Instant::now();
+    let flood = peer("198.51.100.9:5060", TransportKind::Udp);
+    for i in 0..15u32 {
+        let mut m = request(Method::Options, &format!("z9hG4bKflood{i}"), i + 1);
+        m.replace_first_value(&HeaderName::CallId, &format!("flood-{i}"));
+        ep.handle_input(now, flood, &m.to_bytes());
+    }
+    assert_eq!(ep.len(), 10);
+    let busy: Vec<Vec<u8>> = std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| t.bytes)
+        .collect();
+    assert_eq!(busy.len(), 5);
+    assert!(busy.iter().all(|b| b.starts_with(b"SIP/2.0 503 ")));
+    // Another address is still served.
+    let m = request(Method::Options, "z9hG4bKother", 1);
+    ep.handle_input(now, peer(ALICE, TransportKind::Udp), &m.to_bytes());
+    assert_eq!(ep.len(), 11);
+    // Answered requests no longer count against the address.
+    let pending: Vec<(TxId, Message)> = std::iter::from_fn(|| ep.poll_event())
+        .filter_map(|e| match e {
+            Event::Request { tx, request, .. } => Some((tx, request)),
+            _ => None,
+        })
+        .collect();
+    let (tx, req) = pending[0].clone();
+    ep.respond(now, tx, answer(&req, 200)).unwrap();
+    let _ = ep.poll_transmit();
+    let m = request(Method::Options, "z9hG4bKafter", 50);
+    ep.handle_input(now, flood, &m.to_bytes());
+    assert!(
+        ep.poll_transmit()
+            .is_none_or(|t| !t.bytes.starts_with(b"SIP/2.0 503")),
+        "one answered, one more admitted"
+    );
+    // Requests nobody answers do not hold their place for ever: after 64*T1 they are dropped,
+    // and the address is served again.
+    while ep.poll_event().is_some() {}
+    let later = now + Duration::from_secs(33);
+    ep.handle_timeout(later);
+    assert_eq!(ep.len(), 0, "unanswered dropped, answered ended by timer J");
+    let m = request(Method::Options, "z9hG4bKlater", 99);
+    ep.handle_input(later, flood, &m.to_bytes());
+    assert!(ep.poll_transmit().is_none(), "served, not refused");
+    assert_eq!(ep.len(), 1);
 }

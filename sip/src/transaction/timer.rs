@@ -60,6 +60,9 @@ pub enum Timer {
     L,
     /// Client INVITE (RFC 6026): pass 2xx retransmissions to the TU.
     M,
+    /// Server non-INVITE (ours, not RFC 3261's): the TU never answered within 64*T1, by
+    /// when the client gave up (its timer F); the transaction is dropped so it cannot linger.
+    Unanswered,
 }
 
 /// Deadlines of all transactions, earliest first. Entries are not removed when a timer is

@@ -60,6 +60,29 @@ pub struct Dialog {
     pub(crate) ack: Option<Vec<u8>>,
     /// Whether the ACK arrived (UAS) or was sent (UAC).
     pub confirmed: bool,
+    /// RFC 4028 session timer, when the peer refreshes: the interval and when to give up.
+    pub session: Option<SessionTimer>,
+}
+
+/// A session timer the peer refreshes (RFC 4028): without a refresh before `expires_at`, the
+/// call is ended with a BYE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimer {
+    /// The negotiated Session-Expires.
+    pub interval: Duration,
+    /// When the BYE goes: the interval minus min(32 s, interval/3) after the last refresh.
+    pub expires_at: Instant,
+}
+
+impl SessionTimer {
+    /// A timer refreshed at `now`.
+    pub fn refreshed(interval: Duration, now: Instant) -> SessionTimer {
+        let margin = (interval / 3).min(Duration::from_secs(32));
+        SessionTimer {
+            interval,
+            expires_at: now + interval - margin,
+        }
+    }
 }
 
 /// A 2xx being retransmitted.
@@ -107,6 +130,7 @@ impl Dialog {
             unacked_2xx: None,
             ack: None,
             confirmed: false,
+            session: None,
         })
     }
 
@@ -146,6 +170,7 @@ impl Dialog {
             unacked_2xx: None,
             ack: None,
             confirmed: false,
+            session: None,
         })
     }
 

@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::auth::CredentialStore;
 use crate::dialog::Retransmit;
@@ -30,8 +30,10 @@ use crate::transaction::{
 
 /// Methods the hotline takes.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
-/// Option tags the endpoint implements (none yet: session timers are still to come).
-pub const SUPPORTED: &[&str] = &[];
+/// Option tags the endpoint implements.
+pub const SUPPORTED: &[&str] = &["timer"];
+/// Shortest session interval accepted (RFC 4028 Min-SE; 422 below it).
+pub const MIN_SE: u32 = 90;
 
 /// Settings of an endpoint.
 #[derive(Debug, Clone, Default)]
@@ -44,13 +46,15 @@ pub struct EndpointConfig {
     pub server: String,
 }
 
-pub use crate::dialog::{Dialog, DialogId, Role};
+pub use crate::dialog::{Dialog, DialogId, Role, SessionTimer};
 
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// The peer sent BYE.
     RemoteBye,
+    /// The peer did not refresh the session in time (RFC 4028); a BYE was sent.
+    SessionExpired,
     /// We answered but no ACK came within 64*T1; a BYE was sent.
     NoAck,
 }
@@ -180,6 +184,8 @@ pub struct Endpoint {
     server_invites: HashMap<TxId, (Message, Peer, Option<DialogId>)>,
     /// INVITEs we sent: the request, its destination, and its dialog for a re-INVITE.
     client_invites: HashMap<TxId, (Message, Peer, Option<DialogId>)>,
+    /// UPDATEs we are answering, with their dialog (a 2xx refreshes its session timer).
+    server_updates: HashMap<TxId, DialogId>,
     local: SocketAddr,
     id_prefix: String,
     counter: u64,
@@ -197,6 +203,7 @@ impl Endpoint {
             dialogs: HashMap::new(),
             server_invites: HashMap::new(),
             client_invites: HashMap::new(),
+            server_updates: HashMap::new(),
             local: SocketAddr::from(([127, 0, 0, 1], 5060)),
             id_prefix: random_prefix(),
             counter: 0,
@@ -271,6 +278,19 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant, store: &dyn CredentialStore) {
         self.tx.handle_timeout(now);
         self.retransmit_2xx(now);
+        let expired: Vec<DialogId> = self
+            .dialogs
+            .values()
+            .filter(|d| d.session.is_some_and(|s| s.expires_at <= now))
+            .map(|d| d.id.clone())
+            .collect();
+        for id in expired {
+            let _ = self.bye(now, &id);
+            self.events.push_back(EndpointEvent::CallEnded {
+                dialog: id,
+                reason: EndReason::SessionExpired,
+            });
+        }
         let gone = self.registrar.expire(self.secs(now));
         for b in gone {
             let left = self.registrar.lookup(self.secs(now), &b.aor).len();
@@ -288,7 +308,16 @@ impl Endpoint {
             .dialogs
             .values()
             .filter_map(|d| d.unacked_2xx.as_ref().map(|r| r.next.min(r.give_up)));
-        self.tx.poll_timeout().into_iter().chain(retransmits).min()
+        let sessions = self
+            .dialogs
+            .values()
+            .filter_map(|d| d.session.map(|s| s.expires_at));
+        self.tx
+            .poll_timeout()
+            .into_iter()
+            .chain(retransmits)
+            .chain(sessions)
+            .min()
     }
 
     /// 13.3.1.4: the 2xx goes again at T1, 2*T1, ... up to T2, until the ACK or 64*T1.
@@ -360,6 +389,17 @@ impl Endpoint {
             let contact = self.contact(&user);
             response.push_header(HeaderName::Contact, &contact);
         }
+        let session = match &invite {
+            Some((req, _, _)) if (200..300).contains(&code) => session_interval(req),
+            _ => None,
+        };
+        if let Some(se) = session
+            && response.header(&HeaderName::SessionExpires).is_none()
+        {
+            // RFC 4028 9: the caller supports timers, so it refreshes; we watch.
+            response.push_header(HeaderName::SessionExpires, &format!("{se};refresher=uac"));
+            response.push_header(HeaderName::Require, "timer");
+        }
         if let Some((req, peer, existing)) = &invite
             && (200..300).contains(&code)
         {
@@ -386,6 +426,19 @@ impl Endpoint {
                     give_up,
                     invite_cseq,
                 });
+                d.session = session
+                    .map(|se| SessionTimer::refreshed(Duration::from_secs(u64::from(se)), now));
+            }
+        }
+        if let Some(id) = self.server_updates.get(&tx).cloned()
+            && code >= 200
+        {
+            self.server_updates.remove(&tx);
+            if (200..300).contains(&code)
+                && let Some(d) = self.dialogs.get_mut(&id)
+                && let Some(s) = d.session
+            {
+                d.session = Some(SessionTimer::refreshed(s.interval, now));
             }
         }
         let result = self.tx.respond(now, tx, response);
@@ -718,11 +771,15 @@ impl Endpoint {
                     });
                 }
             }
-            Some(Method::Update) => self.events.push_back(EndpointEvent::Modify {
-                dialog: id,
-                tx,
-                request: req,
-            }),
+            Some(Method::Update) => {
+                // A refresh: the session timer restarts when we answer it 2xx.
+                self.server_updates.insert(tx, id.clone());
+                self.events.push_back(EndpointEvent::Modify {
+                    dialog: id,
+                    tx,
+                    request: req,
+                })
+            }
             Some(Method::Info) => {
                 let _ = self.respond(now, tx, finish(Message::response_to(&req, 200)));
                 self.events.push_back(EndpointEvent::Info {
@@ -854,6 +911,15 @@ impl Endpoint {
             r.push_header(HeaderName::Unsupported, &unsupported.join(", "));
             return Some((finish(r), "unsupported extension required"));
         }
+        if *method == Method::Invite
+            && let Some((se, _)) = req.session_expires()
+            && se < MIN_SE
+        {
+            // RFC 4028 8.1: too short an interval.
+            let mut r = Message::response_to(req, 422);
+            r.push_header(HeaderName::MinSe, &MIN_SE.to_string());
+            return Some((finish(r), "session interval too small"));
+        }
         if *method == Method::Invite {
             if req.max_forwards() == Some(0) {
                 return Some((finish(Message::response_to(req, 483)), "Max-Forwards is 0"));
@@ -908,6 +974,19 @@ fn add_tag(r: &mut Message, tag: &str) {
     {
         r.replace_first_value(&HeaderName::To, &format!("{to};tag={tag}"));
     }
+}
+
+/// The session interval to grant an INVITE (RFC 4028): its Session-Expires when the caller
+/// supports timers (raised to our Min-SE), else none.
+fn session_interval(req: &Message) -> Option<u32> {
+    let supports = req
+        .tokens(&HeaderName::Supported)
+        .chain(req.tokens(&HeaderName::Require))
+        .any(|t| t.eq_ignore_ascii_case("timer"));
+    if !supports {
+        return None;
+    }
+    req.session_expires().map(|(se, _)| se.max(MIN_SE))
 }
 
 fn random_prefix() -> String {

@@ -46,13 +46,24 @@ impl ParseError {
 
     /// The answer to send back, if the message was a request that can be answered: a
     /// response with the status, the copied Via, From, To (with a tag added), Call-ID and
-    /// CSeq, and a Warning (399) carrying the detail. An ACK is never answered.
+    /// CSeq, and a Warning (399) carrying the detail. From, To, Call-ID and CSeq are copied
+    /// only when they are themselves well formed, so the answer parses; the Vias are copied as
+    /// they came, broken ones too (RFC 4475 3.1.2.1 still wants its 400, and the answer goes
+    /// to the source address). An ACK is never answered.
     pub fn reply(&self) -> Option<Vec<u8>> {
         let status = self.status?;
         let ctx = self.context.as_ref()?;
         if ctx.is_ack || ctx.vias.is_empty() {
             return None;
         }
+        let addr_ok = |v: &&String| super::NameAddr::parse(v, false).is_ok();
+        let from = ctx.from.as_ref().filter(addr_ok);
+        let to = ctx.to.as_ref().filter(addr_ok);
+        let call_id = ctx
+            .call_id
+            .as_ref()
+            .filter(|c| super::check_call_id(c).is_ok());
+        let cseq = ctx.cseq.as_ref().filter(|c| super::CSeq::parse(c).is_ok());
         let mut out = String::with_capacity(512);
         out.push_str(&format!(
             "SIP/2.0 {status} {}\r\n",
@@ -63,10 +74,10 @@ impl ParseError {
             out.push_str(v);
             out.push_str("\r\n");
         }
-        if let Some(f) = &ctx.from {
+        if let Some(f) = from {
             out.push_str(&format!("From: {f}\r\n"));
         }
-        if let Some(t) = &ctx.to {
+        if let Some(t) = to {
             let tagged = super::NameAddr::parse(t, false).is_ok_and(|a| a.tag().is_some());
             if tagged {
                 out.push_str(&format!("To: {t}\r\n"));
@@ -74,10 +85,10 @@ impl ParseError {
                 out.push_str(&format!("To: {t};tag={}\r\n", stateless_tag(ctx)));
             }
         }
-        if let Some(c) = &ctx.call_id {
+        if let Some(c) = call_id {
             out.push_str(&format!("Call-ID: {c}\r\n"));
         }
-        if let Some(c) = &ctx.cseq {
+        if let Some(c) = cseq {
             out.push_str(&format!("CSeq: {c}\r\n"));
         }
         let warning: String = self

@@ -101,8 +101,17 @@ pub struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
-    /// Parses one Via value.
+    /// Parses one Via value of SIP/2.0.
     pub fn parse(s: &'a str) -> Result<Via<'a>> {
+        Self::parse_inner(s, true)
+    }
+
+    /// Parses one Via value of any protocol version (to answer a SIP/7.0 request with 505).
+    pub fn parse_any_version(s: &'a str) -> Result<Via<'a>> {
+        Self::parse_inner(s, false)
+    }
+
+    fn parse_inner(s: &'a str, sip_2_0: bool) -> Result<Via<'a>> {
         let mut c = Cursor::new(s);
         c.sws();
         let protocol = c.token().ok_or(HeaderError("Via without a protocol"))?;
@@ -115,7 +124,7 @@ impl<'a> Via<'a> {
         }
         let transport = c.token().ok_or(HeaderError("Via without a transport"))?;
         // The grammar admits any token; a SIP/2.0 element takes only SIP/2.0.
-        if !protocol.eq_ignore_ascii_case("SIP") || version != "2.0" {
+        if sip_2_0 && (!protocol.eq_ignore_ascii_case("SIP") || version != "2.0") {
             return Err(HeaderError("Via protocol is not SIP/2.0"));
         }
         if !c.sws() {

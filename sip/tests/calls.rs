@@ -42,6 +42,9 @@ struct Net {
     agent: Endpoint,
     in_flight: Vec<(Instant, Wire)>,
     filter: Box<dyn FnMut(&Wire) -> bool>,
+    /// Extra copies and delays: each message may be duplicated and each copy delayed by its
+    /// own amount, so copies overtake each other (reordering).
+    shaper: Box<dyn FnMut(&Wire) -> Vec<Duration>>,
     wire: Vec<Wire>,
     hotline_events: Vec<EndpointEvent>,
     agent_events: Vec<EndpointEvent>,
@@ -60,6 +63,7 @@ impl Net {
             agent,
             in_flight: Vec::new(),
             filter: Box::new(|_| true),
+            shaper: Box::new(|_| vec![Duration::from_millis(20)]),
             wire: Vec::new(),
             hotline_events: Vec::new(),
             agent_events: Vec::new(),
@@ -541,4 +545,79 @@ fn info_is_delivered_and_answered_and_old_cseqs_get_500() {
         .filter_map(status)
         .collect();
     assert_eq!(statuses, [200, 500]);
+}
+
+#[test]
+fn duplicated_and_reordered_messages_change_nothing_the_application_sees() {
+    let mut net = Net::new();
+    // Every message arrives twice; the copies take 5 to 85 ms, so later messages often
+    // overtake earlier ones.
+    let mut n: u64 = 7;
+    net.shaper = Box::new(move |_| {
+        let mut delay = || {
+            n = n
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Duration::from_millis(5 + (n >> 33) % 80)
+        };
+        vec![delay(), delay()]
+    });
+    let (_, hd, ad) = net.call_and_answer();
+    net.run_for(Duration::from_secs(1));
+    net.hotline.reinvite(net.now, &hd, SDP).unwrap();
+    net.run_for(Duration::from_millis(300));
+    let (mtx, req) = net
+        .agent_events
+        .iter()
+        .find_map(|e| match e {
+            EndpointEvent::Modify { tx, request, .. } => Some((*tx, request.clone())),
+            _ => None,
+        })
+        .expect("re-INVITE delivered");
+    net.agent
+        .respond(net.now, mtx, answer(&req, 200, Some(SDP)))
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    net.agent.bye(net.now, &ad).unwrap();
+    net.run_for(Duration::from_secs(40));
+    let count = |events: &[EndpointEvent], f: fn(&EndpointEvent) -> bool| {
+        events.iter().filter(|e| f(e)).count()
+    };
+    assert_eq!(
+        count(&net.agent_events, |e| matches!(
+            e,
+            EndpointEvent::Request { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&net.agent_events, |e| matches!(
+            e,
+            EndpointEvent::CallConfirmed { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&net.agent_events, |e| matches!(
+            e,
+            EndpointEvent::Modify { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&net.hotline_events, |e| matches!(
+            e,
+            EndpointEvent::Answered { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&net.hotline_events, |e| matches!(
+            e,
+            EndpointEvent::CallEnded { .. }
+        )),
+        1
+    );
+    assert_eq!(net.hotline.dialog_count() + net.agent.dialog_count(), 0);
+    assert_eq!(net.hotline.transactions() + net.agent.transactions(), 0);
 }

@@ -36,6 +36,9 @@ struct Wire {
     msg: Message,
 }
 
+/// Decides each message's copies and their delays.
+type Shaper = Box<dyn FnMut(&Wire) -> Vec<Duration>>;
+
 struct Net {
     now: Instant,
     hotline: Endpoint,
@@ -44,7 +47,7 @@ struct Net {
     filter: Box<dyn FnMut(&Wire) -> bool>,
     /// Extra copies and delays: each message may be duplicated and each copy delayed by its
     /// own amount, so copies overtake each other (reordering).
-    shaper: Box<dyn FnMut(&Wire) -> Vec<Duration>>,
+    shaper: Shaper,
     wire: Vec<Wire>,
     hotline_events: Vec<EndpointEvent>,
     agent_events: Vec<EndpointEvent>,

@@ -3,7 +3,7 @@
 //! parses (it may lack From or To when the request did, and keeps a broken Via as it came).
 #![no_main]
 
-use hotline_sip::message::{Delivery, Message};
+use hotline_sip::message::{Delivery, HeaderName, Message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,7 +11,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(m) => {
             let again = Message::parse(&m.to_bytes(), Delivery::Stream)
                 .expect("a serialized message must parse again");
-            assert_eq!(again.headers().count(), m.headers().count());
+            // The serializer adds a Content-Length when there was none; nothing else changes.
+            let fields = |x: &Message| {
+                x.headers()
+                    .filter(|(n, _, _)| **n != HeaderName::ContentLength)
+                    .count()
+            };
+            assert_eq!(fields(&again), fields(&m));
             assert_eq!(again.body(), m.body());
             assert_eq!(again.method(), m.method());
             assert_eq!(again.status(), m.status());

@@ -56,7 +56,10 @@ impl ParseError {
         if ctx.is_ack || ctx.vias.is_empty() {
             return None;
         }
-        let addr_ok = |v: &&String| super::NameAddr::parse(v, false).is_ok();
+        // A valueless `tag` would make the added tag a duplicate: such an address is left out.
+        let addr_ok = |v: &&String| {
+            super::NameAddr::parse(v, false).is_ok_and(|a| a.params.get("tag") != Some(None))
+        };
         let from = ctx.from.as_ref().filter(addr_ok);
         let to = ctx.to.as_ref().filter(addr_ok);
         let call_id = ctx

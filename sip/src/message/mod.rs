@@ -455,7 +455,11 @@ impl Message {
                     } else {
                         to = true;
                     }
-                    NameAddr::parse(v, false).map_err(bad)?;
+                    let a = NameAddr::parse(v, false).map_err(bad)?;
+                    // tag-param = "tag" EQUAL token (RFC 3261 25.1).
+                    if a.params.get("tag") == Some(None) {
+                        return Err(bad(HeaderError("tag without a value")));
+                    }
                 }
                 HeaderName::Contact => {
                     let mut n = 0;

@@ -119,6 +119,11 @@ fn refusals_carry_the_right_status() {
             400,
         ),
         ("Max-Forwards: 70", "Max-Forwards 70", 400),
+        (
+            "To: <sip:12345@hotline.example.com>",
+            "To: <sip:12345@hotline.example.com>;tag",
+            400,
+        ),
     ];
     for (from, to, status) in cases {
         let raw = INVITE.replacen(from, to, 1);

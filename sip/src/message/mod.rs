@@ -255,7 +255,7 @@ impl Message {
         let line_str = |(s, e): (usize, usize)| &head[s - head_start..e - head_start];
 
         let first = line_str(lines[0]);
-        let is_response = first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/");
+        let is_response = starts_with_sip(first);
 
         // Collect the header fields (unfolded) into the message text.
         let mut text = String::with_capacity(head.len() + 8);
@@ -361,7 +361,7 @@ impl Message {
 
     fn parse_start_line(&mut self, len: usize) -> Result<(), ParseError> {
         let line = &self.text[..len];
-        if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+        if starts_with_sip(line) {
             let (version, rest) = line.split_once(' ').unwrap_or((line, ""));
             if !version.eq_ignore_ascii_case("SIP/2.0") {
                 return Err(ParseError::drop("response with another SIP version"));
@@ -616,12 +616,20 @@ impl Message {
     }
 }
 
+/// Whether text starts with `SIP/` in any case. Byte-wise: the text may start with a
+/// multi-byte character, where slicing a `str` at 4 would panic (a fuzzer finding).
+fn starts_with_sip(s: &str) -> bool {
+    s.as_bytes()
+        .get(..4)
+        .is_some_and(|b| b.eq_ignore_ascii_case(b"SIP/"))
+}
+
 fn check_version(v: &str) -> Result<(), ParseError> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         return Ok(());
     }
     let well_formed = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && starts_with_sip(v)
         && v[4..].split_once('.').is_some_and(|(a, b)| {
             !a.is_empty()
                 && !b.is_empty()

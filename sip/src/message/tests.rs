@@ -205,3 +205,12 @@ fn built_messages_serialize_and_reparse() {
     );
     assert_eq!(back.method(), Some(&Method::Options));
 }
+
+#[test]
+fn a_start_line_beginning_with_multibyte_text_is_refused_not_a_panic() {
+    // Fuzzer finding: slicing the first 4 bytes of "Bев..." cut a character in two.
+    let raw = "B\u{435}\u{432}\u{44f}\u{442}\u{44c} - sip:a@b SIP/2.0\nCSeq: 321 BYE\nContent-Length: 0\n\n";
+    assert!(parse(raw).is_err());
+    assert!(parse("\u{432}IP/2.0 200 OK\r\n\r\n").is_err());
+    assert!(parse("SI\u{432} 200 OK\r\n\r\n").is_err());
+}

@@ -18,12 +18,12 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   log "cargo nextest run"
-  cargo nextest run --workspace --all-targets --locked --no-fail-fast
+  cargo nextest run --workspace --lib --bins --tests --locked --no-fail-fast
   log "doc tests"
   cargo test --workspace --doc --locked
 else
   log "cargo test (cargo-nextest not installed)"
-  cargo test --workspace --all-targets --locked --no-fail-fast
+  cargo test --workspace --lib --bins --tests --locked --no-fail-fast
   cargo test --workspace --doc --locked
 fi
 log "all tests passed"

@@ -448,7 +448,11 @@ async fn connection(
                 Ok(None) => break,
                 Err(e) => {
                     // The stream cannot be framed any further (RFC 4475 3.1.2.3, 3.3.9):
-                    // nothing after this point can be trusted, so the connection closes.
+                    // nothing after this point can be trusted, so the connection closes,
+                    // after a 513 when an oversize request's headers could be read.
+                    if let Some(reply) = e.reply {
+                        let _ = out_tx.send(reply).await;
+                    }
                     metrics::counter!("hotline_sip_dropped_total", "reason" => "framing")
                         .increment(1);
                     tracing::debug!(%addr, status = e.status, detail = e.detail, "closing a TCP connection");

@@ -169,6 +169,20 @@ fn options_register_and_refusals_over_udp_and_tcp() {
     tcp.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\nl: 7\r\n\r\nhello")
         .unwrap();
     assert_eq!(tcp.read(&mut buf).unwrap_or(0), 0, "connection closed");
+    // A request too large for sip.max_message_bytes gets 513, then the connection closes.
+    let mut big = TcpStream::connect(n.tcp).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let huge = options("t2", "tcp-2")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("Content-Length: 0", "Content-Length: 100000");
+    big.write_all(huge.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = big.read_to_end(&mut got);
+    assert!(
+        got.starts_with(b"SIP/2.0 513 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 
     let code = n
         .node

@@ -20,6 +20,9 @@ pub struct FramingError {
     pub status: u16,
     /// What is wrong.
     pub detail: &'static str,
+    /// The answer to send before closing, when the head could be read: a 513 for a message
+    /// whose Content-Length is over the limit (RFC 3261 21.5.14).
+    pub reply: Option<Vec<u8>>,
 }
 
 /// Accumulates stream bytes and yields whole messages.
@@ -59,6 +62,7 @@ impl StreamFramer {
             return Err(FramingError {
                 status: 400,
                 detail: "stream already failed",
+                reply: None,
             });
         }
         match self.cut() {
@@ -97,6 +101,7 @@ impl StreamFramer {
                 return Err(FramingError {
                     status: 513,
                     detail: "header section larger than the maximum message size",
+                    reply: None,
                 });
             }
             return Ok(None);
@@ -105,11 +110,13 @@ impl StreamFramer {
         let total = head_len.checked_add(body_len).ok_or(FramingError {
             status: 400,
             detail: "Content-Length overflows",
+            reply: None,
         })?;
         if total > self.max_message {
             return Err(FramingError {
                 status: 513,
                 detail: "message larger than the maximum message size",
+                reply: too_large_reply(&self.buf[..head_len]),
             });
         }
         if self.buf.len() < total {
@@ -118,6 +125,20 @@ impl StreamFramer {
         let rest = self.buf.split_off(total);
         let msg = std::mem::replace(&mut self.buf, rest);
         Ok(Some(FrameEvent::Message(msg)))
+    }
+}
+
+/// A 513 for a request whose head is readable but whose body is over the limit: the head is
+/// parsed alone (its Content-Length then promises more than is there, which the parser refuses
+/// with the request's headers kept for the answer).
+fn too_large_reply(head: &[u8]) -> Option<Vec<u8>> {
+    match super::Message::parse(head, super::Delivery::Stream) {
+        Err(mut e) if e.context.is_some() => {
+            e.status = Some(513);
+            e.detail = "message larger than the maximum message size".into();
+            e.reply()
+        }
+        _ => None,
     }
 }
 
@@ -158,6 +179,7 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
             return Err(FramingError {
                 status: 400,
                 detail: "Content-Length is not a number",
+                reply: None,
             });
         }
         let n = value
@@ -167,6 +189,7 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
             return Err(FramingError {
                 status: 400,
                 detail: "more than one Content-Length",
+                reply: None,
             });
         }
         found = Some(n);
@@ -216,6 +239,20 @@ mod tests {
         let mut f = StreamFramer::new(64);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1000\r\n\r\n");
         assert_eq!(f.next_event().map_err(|e| e.status), Err(513));
+        // With the headers an answer needs, the 513 is ready to send.
+        let mut f = StreamFramer::new(400);
+        f.push(
+            b"INVITE sip:12345@h SIP/2.0\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKbig\r\n\
+              From: <sip:a@h>;tag=1\r\nTo: <sip:12345@h>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\n\
+              Max-Forwards: 70\r\nContent-Length: 100000\r\n\r\n",
+        );
+        let e = f.next_event().unwrap_err();
+        let reply = String::from_utf8(e.reply.expect("a 513 to send")).unwrap();
+        assert!(
+            reply.starts_with("SIP/2.0 513 Message Too Large\r\n"),
+            "{reply}"
+        );
+        assert!(reply.contains("Call-ID: big"));
         let mut f = StreamFramer::new(64);
         f.push(&[b'x'; 100]);
         assert_eq!(f.next_event().map_err(|e| e.status), Err(513));

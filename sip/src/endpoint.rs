@@ -690,6 +690,21 @@ impl Endpoint {
                 };
                 let target = self.dialogs.get(&id).map_or(peer, |d| d.peer);
                 self.tx.send_raw(target, ack_bytes);
+                // RFC 4028: a callee that refreshes itself (refresher=uas) is watched like a
+                // caller is; we never ask to be the refresher (our INVITEs do not offer it).
+                if first
+                    && let Some((se, params)) = response.session_expires()
+                    && params
+                        .get("refresher")
+                        .flatten()
+                        .is_some_and(|r| r.eq_ignore_ascii_case("uas"))
+                    && let Some(d) = self.dialogs.get_mut(&id)
+                {
+                    d.session = Some(SessionTimer::refreshed(
+                        Duration::from_secs(u64::from(se)),
+                        now,
+                    ));
+                }
                 if first {
                     if dialog.is_some() {
                         self.end_local_reinvite(Some(&id), tx);
@@ -722,7 +737,6 @@ impl Endpoint {
                 }
             }
         }
-        let _ = now;
     }
 
     /// A request inside one of our dialogs (12.2.2).

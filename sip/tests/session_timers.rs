@@ -141,3 +141,42 @@ fn too_short_an_interval_is_422_with_min_se() {
     assert_eq!(r.status(), Some(422));
     assert_eq!(r.header(&HeaderName::MinSe), Some("90"));
 }
+
+#[test]
+fn a_callee_that_refreshes_itself_is_watched_too() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(EndpointConfig::default(), t0);
+    let agent = Peer {
+        addr: "192.0.2.20:5060".parse().unwrap(),
+        transport: TransportKind::Udp,
+    };
+    ep.invite(t0, agent, "sip:1001@192.0.2.20:5060", "12345", None)
+        .unwrap();
+    let invite = std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| Message::parse(&t.bytes, Delivery::Datagram).unwrap())
+        .find(|m| m.method() == Some(&Method::Invite))
+        .unwrap();
+    let mut ok = Message::response_to(&invite, 200);
+    let to = format!("{};tag=agent", invite.header(&HeaderName::To).unwrap());
+    ok.replace_first_value(&HeaderName::To, &to);
+    ok.push_header(HeaderName::Contact, "<sip:1001@192.0.2.20:5060>");
+    ok.push_header(HeaderName::SessionExpires, "90;refresher=uas");
+    ok.set_body(None, Vec::new());
+    ep.handle_input(t0, agent, &ok.to_bytes(), &NoUsers);
+    assert!(matches!(
+        ep.poll_event(),
+        Some(EndpointEvent::Answered { .. })
+    ));
+    while ep.poll_transmit().is_some() {}
+    let (byes, _) = byes_after(&mut ep, t0 + Duration::from_secs(59));
+    assert_eq!(byes, 0);
+    let (byes, events) = byes_after(&mut ep, t0 + Duration::from_secs(61));
+    assert_eq!(byes, 1);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EndpointEvent::CallEnded {
+            reason: EndReason::SessionExpired,
+            ..
+        }
+    )));
+}

@@ -12,3 +12,4 @@ pub mod mask;
 pub mod serve;
 pub mod signaling;
 pub mod telemetry;
+pub mod tickets;

@@ -934,6 +934,18 @@ impl Endpoint {
             r.push_header(HeaderName::MinSe, &MIN_SE.to_string());
             return Some((finish(r), "session interval too small"));
         }
+        if *method == Method::Invite
+            && req.to_header().is_some_and(|t| t.tag().is_none())
+            && !req
+                .contacts()
+                .any(|c| matches!(c, crate::message::ContactValue::Addr(_)))
+        {
+            // 8.1.1.8: an INVITE must say where to reach its sender, or no dialog can exist.
+            return Some((
+                finish(Message::response_to(req, 400)),
+                "INVITE without Contact",
+            ));
+        }
         if *method == Method::Invite {
             if req.max_forwards() == Some(0) {
                 return Some((finish(Message::response_to(req, 483)), "Max-Forwards is 0"));

@@ -147,6 +147,23 @@ fn requests_for_the_application_reach_it_and_nothing_else_does() {
 }
 
 #[test]
+fn an_invite_without_contact_is_400() {
+    let invite = String::from_utf8(rfc4475("longreq.dat")).unwrap();
+    let start = invite.find("Contact:").unwrap();
+    let end = start + invite[start..].find("\r\n").unwrap() + 2;
+    let without = format!("{}{}", &invite[..start], &invite[end..]);
+    let (_, events, status) = answer_status(without.as_bytes());
+    assert_eq!(status, Some(400));
+    assert!(matches!(
+        events.as_slice(),
+        [EndpointEvent::Refused {
+            status: Some(400),
+            ..
+        }]
+    ));
+}
+
+#[test]
 fn invites_with_no_hops_left_and_unwanted_methods() {
     let invite = String::from_utf8(rfc4475("longreq.dat")).unwrap();
     let (resp, _) = answer(

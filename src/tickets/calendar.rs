@@ -184,16 +184,29 @@ impl WorkCalendar {
     /// time) of the n-th working day after the day of `at`, as an instant.
     pub fn deadline(&self, at: DateTime<Utc>, n: u32) -> Result<DateTime<Utc>, CalendarError> {
         let local_day = at.with_timezone(&china_time()).date_naive();
-        let last = self.add_working_days(local_day, n)?;
-        let end = (last + Duration::days(1))
-            .and_hms_opt(0, 0, 0)
-            .ok_or_else(|| CalendarError::Invalid("date out of range".into()))?;
-        china_time()
-            .from_local_datetime(&end)
-            .single()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| CalendarError::Invalid("no such local time".into()))
+        end_of_day(self.add_working_days(local_day, n)?)
     }
+
+    /// A deadline moved by `n` more working days (an extension): from the end of its last
+    /// day to the end of the n-th working day after that day.
+    pub fn extend(&self, due: DateTime<Utc>, n: u32) -> Result<DateTime<Utc>, CalendarError> {
+        let last_day = (due - Duration::seconds(1))
+            .with_timezone(&china_time())
+            .date_naive();
+        end_of_day(self.add_working_days(last_day, n)?)
+    }
+}
+
+/// 24:00 China time at the end of `day`, as an instant.
+pub fn end_of_day(day: NaiveDate) -> Result<DateTime<Utc>, CalendarError> {
+    let end = (day + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .ok_or_else(|| CalendarError::Invalid("date out of range".into()))?;
+    china_time()
+        .from_local_datetime(&end)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| CalendarError::Invalid("no such local time".into()))
 }
 
 #[cfg(test)]

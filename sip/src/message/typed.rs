@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::scan::{Cursor, is_token, is_word, split_commas};
+use super::scan::{Cursor, is_token, is_word, is_wsp, split_commas};
 use super::uri::{Host, Params, Uri, UriError, parse_host, parse_ipv6, parse_port};
 
 /// Why a header value is malformed.
@@ -442,16 +442,40 @@ pub fn check_call_id(s: &str) -> Result<()> {
 /// A comma list of tokens (Require, Supported, Allow, ...); `allow_empty` for the headers
 /// whose ABNF permits an empty value.
 pub fn parse_token_list(s: &str, allow_empty: bool) -> Result<impl Iterator<Item = &str>> {
-    if s.trim().is_empty() {
-        if !allow_empty {
-            return Err(HeaderError("empty list"));
+    // One pass: `token *(SWS "," SWS token)` with white space around; no quotes or brackets
+    // can occur in a token list, so the quote-aware splitter is not needed to check it.
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut items = 0;
+    loop {
+        while i < b.len() && is_wsp(b[i]) {
+            i += 1;
         }
-    } else {
-        for t in split_commas(s) {
-            if t.is_empty() || !t.bytes().all(is_token) {
-                return Err(HeaderError("list item is not a token"));
+        let start = i;
+        while i < b.len() && is_token(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            if items > 0 {
+                return Err(HeaderError("empty list item")); // after a comma
             }
+            break;
         }
+        items += 1;
+        while i < b.len() && is_wsp(b[i]) {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b',' {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    if i != b.len() || (items == 0 && !s.trim_matches([' ', '\t']).is_empty()) {
+        return Err(HeaderError("list item is not a token"));
+    }
+    if items == 0 && !allow_empty {
+        return Err(HeaderError("empty list"));
     }
     Ok(split_commas(s).filter(|t: &&str| !t.is_empty()))
 }
@@ -734,6 +758,21 @@ mod tests {
         let (secs, p) = parse_delta_with_params("1800;refresher=uac").unwrap();
         assert_eq!(secs, 1800);
         assert_eq!(p.get("refresher"), Some(Some("uac")));
+    }
+
+    #[test]
+    fn token_lists() {
+        assert_eq!(
+            parse_token_list("INVITE, ACK ,CANCEL", false)
+                .unwrap()
+                .collect::<Vec<_>>(),
+            ["INVITE", "ACK", "CANCEL"]
+        );
+        assert_eq!(parse_token_list("  ", true).unwrap().count(), 0);
+        for bad in ["", "a,,b", "a,", ",a", "a b", "a;b", "<a>"] {
+            assert!(parse_token_list(bad, false).is_err(), "{bad:?}");
+        }
+        assert!(parse_token_list("a, b", true).is_ok());
     }
 
     #[test]

@@ -170,40 +170,52 @@ impl fmt::Display for UriError {
     }
 }
 
+/// Builds a 256-entry class table: unreserved characters plus `extra`.
+const fn class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+static USER: [bool; 256] = class(b"&=+$,;?/");
+static PASSWORD: [bool; 256] = class(b"&=+$,");
+static PARAM: [bool; 256] = class(b"[]/:&+$");
+static HNV: [bool; 256] = class(b"[]/?:+$");
+static URIC: [bool; 256] = class(b";/?:@&=+$,[]#");
+
 fn user_unreserved(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+    USER[b as usize]
 }
 
 fn password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+    PASSWORD[b as usize]
 }
 
 fn param_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+    PARAM[b as usize]
 }
 
 fn hnv_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+    HNV[b as usize]
 }
 
 /// RFC 3986 characters of an opaque URI: reserved, unreserved and `%` (escapes checked).
 fn uric(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b';' | b'/'
-                | b'?'
-                | b':'
-                | b'@'
-                | b'&'
-                | b'='
-                | b'+'
-                | b'$'
-                | b','
-                | b'['
-                | b']'
-                | b'#'
-        )
+    URIC[b as usize]
 }
 
 impl<'a> Uri<'a> {
@@ -418,27 +430,30 @@ pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
 }
 
 /// `*( domainlabel "." ) toplabel [ "." ]`; labels of alphanum and inner hyphens, the last one
-/// starting with a letter.
+/// starting with a letter. One pass over the bytes.
 fn is_hostname(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    if s.is_empty() || s.len() > 253 {
+    let b = s.strip_suffix('.').unwrap_or(s).as_bytes();
+    if b.is_empty() || b.len() > 253 {
         return false;
     }
-    let mut labels = s.split('.').peekable();
-    while let Some(label) = labels.next() {
-        let b = label.as_bytes();
-        let ok = !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-');
-        if !ok {
-            return false;
-        }
-        if labels.peek().is_none() && !b[0].is_ascii_alphabetic() {
+    let mut label_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'.' {
+            // A label: non-empty, alphanumeric at both ends.
+            if i == label_start || b[i - 1] == b'-' {
+                return false;
+            }
+            label_start = i + 1;
+        } else if c == b'-' {
+            if i == label_start {
+                return false;
+            }
+        } else if !c.is_ascii_alphanumeric() {
             return false;
         }
     }
-    true
+    // The top label: non-empty, not ending in '-', starting with a letter.
+    label_start < b.len() && b[b.len() - 1] != b'-' && b[label_start].is_ascii_alphabetic()
 }
 
 /// RFC 3966: a global number `+` digits with visual separators, or a local number of hex
@@ -547,6 +562,64 @@ mod tests {
         assert!(Uri::parse("sip:-bad.example.com").is_err());
         assert!(Uri::parse("sip:").is_err());
         assert_eq!(sip("sip:example.com.").host, Host::Name("example.com."));
+    }
+
+    #[test]
+    fn class_tables_match_the_abnf() {
+        for b in 0u8..=255 {
+            let unreserved = b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b);
+            assert_eq!(
+                user_unreserved(b),
+                unreserved || b"&=+$,;?/".contains(&b),
+                "user {b}"
+            );
+            assert_eq!(
+                password_char(b),
+                unreserved || b"&=+$,".contains(&b),
+                "password {b}"
+            );
+            assert_eq!(
+                param_char(b),
+                unreserved || b"[]/:&+$".contains(&b),
+                "param {b}"
+            );
+            assert_eq!(
+                hnv_char(b),
+                unreserved || b"[]/?:+$".contains(&b),
+                "hnv {b}"
+            );
+            assert_eq!(
+                uric(b),
+                unreserved || b";/?:@&=+$,[]#".contains(&b),
+                "uric {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_names_follow_the_abnf() {
+        for good in [
+            "example.com",
+            "a",
+            "x1.example-host.org",
+            "example.com.",
+            "h-1.b",
+        ] {
+            assert!(is_hostname(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "a.1com",
+            "a.com-",
+            "ex_ample.com",
+            "a.-b",
+        ] {
+            assert!(!is_hostname(bad), "{bad}");
+        }
     }
 
     #[test]

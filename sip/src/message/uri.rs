@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::scan::{escaped_run, is_token, is_unreserved};
+use super::scan::{escaped_run, is_token};
 
 /// A parsed URI, borrowing from its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,25 +3,31 @@
 //! Header values reach these functions unfolded: every `CRLF 1*WSP` already became one space,
 //! so linear white space (LWS) is simply a run of spaces and tabs.
 
-/// Builds a 256-entry membership table: alphanumerics plus `extra`.
-const fn table(extra: &[u8]) -> [bool; 256] {
+/// The marks of `unreserved` (RFC 3261 25.1), besides alphanumerics.
+pub(crate) const MARKS: &[u8] = b"-_.!~*'()";
+
+/// Builds a 256-entry membership table: alphanumerics plus every byte of `sets`.
+pub(crate) const fn table(sets: &[&[u8]]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric();
+        t[c] = (c as u8).is_ascii_alphanumeric();
         c += 1;
     }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
+    let mut s = 0;
+    while s < sets.len() {
+        let mut i = 0;
+        while i < sets[s].len() {
+            t[sets[s][i] as usize] = true;
+            i += 1;
+        }
+        s += 1;
     }
     t
 }
 
-static TOKEN: [bool; 256] = table(b"-.!%*_+`'~");
-static WORD: [bool; 256] = table(b"-.!%*_+`'~()<>:\\\"/[]?{}");
+static TOKEN: [bool; 256] = table(&[b"-.!%*_+`'~"]);
+static WORD: [bool; 256] = table(&[b"-.!%*_+`'~()<>:\\\"/[]?{}"]);
 
 /// `token` characters: alphanum and `-.!%*_+`'~`.
 #[inline]

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::scan::{escaped_run, is_token};
+use super::scan::{MARKS, escaped_run, is_token, table};
 
 /// A parsed URI, borrowing from its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,32 +170,12 @@ impl fmt::Display for UriError {
     }
 }
 
-/// Builds a 256-entry class table: unreserved characters plus `extra`.
-const fn class(extra: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-            );
-        c += 1;
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
-
-static USER: [bool; 256] = class(b"&=+$,;?/");
-static PASSWORD: [bool; 256] = class(b"&=+$,");
-static PARAM: [bool; 256] = class(b"[]/:&+$");
-static HNV: [bool; 256] = class(b"[]/?:+$");
-static URIC: [bool; 256] = class(b";/?:@&=+$,[]#");
+// Unreserved characters plus each class's own (RFC 3261 25.1, RFC 3986 for `uric`).
+static USER: [bool; 256] = table(&[MARKS, b"&=+$,;?/"]);
+static PASSWORD: [bool; 256] = table(&[MARKS, b"&=+$,"]);
+static PARAM: [bool; 256] = table(&[MARKS, b"[]/:&+$"]);
+static HNV: [bool; 256] = table(&[MARKS, b"[]/?:+$"]);
+static URIC: [bool; 256] = table(&[MARKS, b";/?:@&=+$,[]#"]);
 
 fn user_unreserved(b: u8) -> bool {
     USER[b as usize]

@@ -514,6 +514,11 @@ mod tests {
         .unwrap()
     }
 
+    /// Dispatched at `d` and signed for by the lead unit at `s`.
+    fn signed(d: DateTime<Utc>, s: DateTime<Utc>) -> Ticket {
+        run(&dispatched(d), Action::Sign, Actor::UnitStaff(7), s).unwrap()
+    }
+
     #[test]
     fn dispatch_before_the_spring_festival_counts_working_days_only() {
         let t = dispatched(at(2, 12));
@@ -524,13 +529,7 @@ mod tests {
 
     #[test]
     fn an_extension_adds_working_days_to_the_deadline_within_the_maximum() {
-        let t = run(
-            &dispatched(at(2, 12)),
-            Action::Sign,
-            Actor::UnitStaff(7),
-            at(2, 13),
-        )
-        .unwrap();
+        let t = signed(at(2, 12), at(2, 13));
         let t = run(
             &t,
             Action::RequestExtension { days: 3 },
@@ -613,13 +612,7 @@ mod tests {
 
     #[test]
     fn termination_is_requested_then_reviewed() {
-        let t = run(
-            &dispatched(at(3, 2)),
-            Action::Sign,
-            Actor::UnitStaff(7),
-            at(3, 2),
-        )
-        .unwrap();
+        let t = signed(at(3, 2), at(3, 2));
         let t = run(
             &t,
             Action::RequestTermination,
@@ -636,13 +629,7 @@ mod tests {
 
     #[test]
     fn a_dissatisfied_revisit_reopens_to_the_same_unit() {
-        let t = run(
-            &dispatched(at(3, 2)),
-            Action::Sign,
-            Actor::UnitStaff(7),
-            at(3, 2),
-        )
-        .unwrap();
+        let t = signed(at(3, 2), at(3, 2));
         let t = run(&t, Action::Reply, Actor::UnitStaff(7), at(3, 3)).unwrap();
         let reopened = run(
             &t,

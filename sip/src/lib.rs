@@ -6,16 +6,20 @@
 //!
 //! - [`dialog`]: dialog state and in-dialog request building (RFC 3261 12).
 //! - [`endpoint`]: transactions, registrar and the UAS rules of RFC 3261 8.2 in one object.
+//! - [`media`]: G.711 mu-law and A-law, by table.
 //! - [`message`]: the strict RFC 3261 parser and serializer, typed headers, URIs, and stream
 //!   framing.
 //! - [`auth`]: digest authentication (SHA-256, MD5), nonces that expire and resist replay.
 //! - [`registrar`]: REGISTER with digest authentication, bindings, throttling.
+//! - [`rtp`]: RTP packets (RFC 3550) and telephone-event payloads (RFC 4733).
 //! - [`transaction`]: RFC 3261 client and server transactions (with RFC 6026), timers as data.
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
+pub mod media;
 pub mod message;
 pub mod registrar;
+pub mod rtp;
 pub mod transaction;

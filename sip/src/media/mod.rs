@@ -1,0 +1,3 @@
+//! Media processing (issue 4). So far: the G.711 codecs the hotline speaks.
+
+pub mod g711;

@@ -99,3 +99,100 @@ mod tests {
         );
     }
 }
+
+/// A digit pressed, once per key press.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digit {
+    /// The character.
+    pub digit: char,
+    /// How long it was held, in timestamp units (8 kHz: 800 = 100 ms), as far as known.
+    pub duration: u16,
+}
+
+/// Turns telephone-event packets into one digit per key press (RFC 4733 section 2.5): an
+/// event is identified by its RTP timestamp, which stays the same through its updates and its
+/// three end packets; the digit is reported at the first packet, so a long press is one digit
+/// and a lost start packet still yields it.
+#[derive(Debug, Default)]
+pub struct DtmfReceiver {
+    /// (ssrc, timestamp) of the last event reported.
+    last: Option<(u32, u32)>,
+}
+
+impl DtmfReceiver {
+    /// A receiver.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One telephone-event packet; returns the digit when it starts a new key press.
+    pub fn on_packet(&mut self, ssrc: u32, timestamp: u32, payload: &[u8]) -> Option<Digit> {
+        let ev = TelephoneEvent::parse(payload)?;
+        let digit = ev.digit()?;
+        if self.last == Some((ssrc, timestamp)) {
+            return None; // an update or an end retransmission of the same press
+        }
+        self.last = Some((ssrc, timestamp));
+        Some(Digit {
+            digit,
+            duration: ev.duration,
+        })
+    }
+}
+
+#[cfg(test)]
+mod receiver_tests {
+    use super::*;
+
+    fn payload(event: u8, end: bool, duration: u16) -> [u8; 4] {
+        TelephoneEvent {
+            event,
+            end,
+            volume: 10,
+            duration,
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn one_digit_per_press_despite_updates_and_three_ends() {
+        let mut r = DtmfReceiver::new();
+        let mut got = Vec::new();
+        // "1": start, two updates, three ends at timestamp 1000; then "1" again at 3000
+        // (a second press of the same key), then "#" at 5000 whose start packet was lost.
+        let packets = [
+            (1000, payload(1, false, 160)),
+            (1000, payload(1, false, 320)),
+            (1000, payload(1, false, 480)),
+            (1000, payload(1, true, 640)),
+            (1000, payload(1, true, 640)),
+            (1000, payload(1, true, 640)),
+            (3000, payload(1, false, 160)),
+            (3000, payload(1, true, 800)),
+            (5000, payload(11, false, 480)),
+            (5000, payload(11, true, 960)),
+        ];
+        for (ts, p) in packets {
+            if let Some(d) = r.on_packet(42, ts, &p) {
+                got.push(d.digit);
+            }
+        }
+        assert_eq!(got, ['1', '1', '#']);
+    }
+
+    #[test]
+    fn a_long_press_is_one_digit() {
+        let mut r = DtmfReceiver::new();
+        let n = (1..200u16)
+            .filter_map(|i| r.on_packet(1, 8000, &payload(5, false, i * 160)))
+            .count();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn non_digits_and_garbage_are_ignored() {
+        let mut r = DtmfReceiver::new();
+        assert_eq!(r.on_packet(1, 1, &payload(16, false, 160)), None);
+        assert_eq!(r.on_packet(1, 2, &[1, 2]), None);
+    }
+}

@@ -1,3 +1,4 @@
-//! Media processing (issue 4). So far: the G.711 codecs the hotline speaks.
+//! Media processing (issue 4). So far: the G.711 codecs and in-band DTMF detection.
 
 pub mod g711;
+pub mod tone;

@@ -1,8 +1,9 @@
 //! RTP (RFC 3550) packets and RFC 4733 telephone-event payloads, parsed and written without
-//! allocating on the receive path. Anything a peer sends is checked: a short or inconsistent
+//! allocating on the receive path, and the jitter buffer of a received stream. Anything a peer sends is checked: a short or inconsistent
 //! packet is an error, never a panic.
 
 pub mod dtmf;
+pub mod jitter;
 
 /// Why an RTP packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,7 @@
 //! - [`auth`]: digest authentication (SHA-256, MD5), nonces that expire and resist replay.
 //! - [`registrar`]: REGISTER with digest authentication, bindings, throttling.
 //! - [`rtp`]: RTP packets (RFC 3550) and telephone-event payloads (RFC 4733).
+//! - [`sdp`]: SDP parsing and the RFC 3264 offer/answer for G.711 and telephone-event.
 //! - [`transaction`]: RFC 3261 client and server transactions (with RFC 6026), timers as data.
 #![warn(missing_docs)]
 
@@ -22,4 +23,5 @@ pub mod media;
 pub mod message;
 pub mod registrar;
 pub mod rtp;
+pub mod sdp;
 pub mod transaction;

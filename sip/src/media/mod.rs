@@ -1,4 +1,6 @@
-//! Media processing (issue 4). So far: the G.711 codecs and in-band DTMF detection.
+//! Media processing (issue 4). So far: the G.711 codecs, prompts and their player, and in-band
+//! DTMF detection.
 
 pub mod g711;
+pub mod player;
 pub mod tone;

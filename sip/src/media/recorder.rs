@@ -81,7 +81,7 @@ impl Recorder {
             w.write_sample(decode(agent, agent_codec, i)).map_err(err)?;
         }
         self.frames += 1;
-        if self.frames % self.flush_every == 0 {
+        if self.frames.is_multiple_of(self.flush_every) {
             self.flush()?;
         }
         Ok(())

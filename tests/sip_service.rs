@@ -144,7 +144,10 @@ fn options_register_and_refusals_over_udp_and_tcp() {
     );
 
     // A call is refused cleanly until the call path exists.
-    let invite = options("i1", "inv-1").replace("OPTIONS", "INVITE");
+    let invite = options("i1", "inv-1").replace("OPTIONS", "INVITE").replace(
+        "Content-Length: 0",
+        "Contact: <sip:probe@127.0.0.1:9>\r\nContent-Length: 0",
+    );
     let r = udp_exchange(&sock, n.udp, &invite);
     assert_eq!(r.status(), Some(480));
     assert_eq!(r.header(&HeaderName::RetryAfter), Some("60"));

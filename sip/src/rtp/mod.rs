@@ -4,6 +4,7 @@
 
 pub mod dtmf;
 pub mod jitter;
+pub mod ports;
 
 /// Why an RTP packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

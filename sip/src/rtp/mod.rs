@@ -5,6 +5,7 @@
 pub mod dtmf;
 pub mod jitter;
 pub mod ports;
+pub mod rtcp;
 
 /// Why an RTP packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

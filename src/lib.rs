@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod embedded;
 pub mod http;
+pub mod ivr;
 pub mod logging;
 pub mod mask;
 pub mod serve;

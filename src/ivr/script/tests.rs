@@ -1,0 +1,205 @@
+use super::*;
+
+fn ctx() -> Context {
+    Context {
+        queues: ["general".to_string()].into_iter().collect(),
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(Path::new("/scripts/main.toml"), text, &ctx()) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+const GOOD: &str = r##"
+start = "greeting"
+
+[nodes.greeting]
+type = "play"
+prompt = { text = "您好，这里是12345政务服务便民热线" }
+next = "hours"
+
+[nodes.hours]
+type = "condition"
+branches = [{ when = "caller ~ ^1[3-9]\\d{9}$", goto = "menu" }]
+default = "menu"
+
+[nodes.menu]
+type = "menu"
+prompt = { text = "查询工单请按1，人工服务请按0" }
+choices = { "1" = "ask_ticket", "0" = "queue" }
+default = "queue"
+
+[nodes.ask_ticket]
+type = "collect"
+prompt = { text = "请输入工单号，以井号结束" }
+var = "ticket"
+min = 6
+max = 12
+terminator = "#"
+pattern = "^\\d+$"
+next = "status"
+default = "queue"
+
+[nodes.status]
+type = "ticket_status"
+next = "menu"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+digits = { "9" = "bye" }
+
+[nodes.bye]
+type = "hangup"
+"##;
+
+#[test]
+fn a_good_script_loads_with_every_node() {
+    let s = parse(Path::new("/scripts/main.toml"), GOOD, &ctx()).unwrap();
+    assert_eq!(s.start, "greeting");
+    assert_eq!(s.nodes.len(), 7);
+    match &s.nodes["ask_ticket"] {
+        Node::Collect {
+            min, max, timeout, ..
+        } => assert_eq!((*min, *max, *timeout), (6, 12, 5)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_target_is_reported_with_the_line_of_its_node() {
+    let text = GOOD.replace("next = \"status\"", "next = \"statsu\"");
+    let p = problems(&text);
+    let line = text
+        .lines()
+        .position(|l| l == "[nodes.ask_ticket]")
+        .unwrap()
+        + 1;
+    // The typo also leaves "status" unreachable; both are reported.
+    assert_eq!(
+        p[0],
+        format!(
+            "/scripts/main.toml:{line}: node \"ask_ticket\" leads to \"statsu\", which does not exist"
+        ),
+    );
+    assert!(p[1].contains("\"status\" is unreachable"), "{p:?}");
+    assert_eq!(p.len(), 2);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_line_order() {
+    let text = GOOD
+        .replace("queue = \"general\"", "queue = \"nosuch\"")
+        .replace("\"1\" = \"ask_ticket\"", "\"11\" = \"ask_ticket\"")
+        .replace("pattern = \"^\\\\d+$\"", "pattern = \"^(\"");
+    let p = problems(&text);
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(p[0].contains("\"11\" is not a key"), "{p:#?}");
+    assert!(p[1].contains("does not compile"), "{p:#?}");
+    assert!(
+        p[2].contains("queue \"nosuch\" is not configured"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_names_its_line() {
+    let text = "start = \"a\"\n\n[nodes.a]\ntype = \"hangup\"\nbroken =\n";
+    let p = problems(text);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("/scripts/main.toml:5: "), "{p:?}");
+}
+
+#[test]
+fn an_unknown_node_type_or_field_is_refused() {
+    let p = problems("start = \"a\"\n[nodes.a]\ntype = \"dance\"\n");
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("dance"), "{p:?}");
+    let p = problems("start = \"a\"\n[nodes.a]\ntype = \"hangup\"\ncolour = \"red\"\n");
+    assert!(p[0].contains("colour"), "{p:?}");
+    let p = problems("start = \"a\"\n[nodes.a]\ntype = \"goto\"\ntarget = \"a\"\nwait = 1\n");
+    assert!(p[0].contains("wait"), "{p:?}");
+}
+
+#[test]
+fn unreachable_nodes_and_a_missing_start_are_reported() {
+    let text = format!("{GOOD}\n[nodes.orphan]\ntype = \"hangup\"\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("\"orphan\" is unreachable"), "{p:?}");
+    let p = problems(&GOOD.replace("start = \"greeting\"", "start = \"nope\""));
+    assert!(
+        p[0].starts_with("/scripts/main.toml:2: start node \"nope\""),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_loop_that_never_waits_is_reported_once_but_a_menu_loop_is_fine() {
+    // status -> menu is a loop through a menu, which waits for the caller: fine (GOOD).
+    assert!(problems(GOOD).is_empty());
+    let text = "start = \"a\"\n\
+        [nodes.a]\ntype = \"play\"\nprompt = { text = \"x\" }\nnext = \"b\"\n\
+        [nodes.b]\ntype = \"goto\"\ntarget = \"a\"\n";
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("a -> b loop for ever"), "{p:?}");
+}
+
+#[test]
+fn prompts_need_one_source_and_files_must_exist() {
+    let dir = std::env::temp_dir().join(format!("ivr-prompts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("welcome.wav"), b"RIFF").unwrap();
+    let path = dir.join("main.toml");
+    let text = "start = \"a\"\n\
+        [nodes.a]\ntype = \"play\"\nprompt = { file = \"welcome.wav\" }\nnext = \"b\"\n\
+        [nodes.b]\ntype = \"play\"\nprompt = { file = \"missing.wav\" }\nnext = \"c\"\n\
+        [nodes.c]\ntype = \"play\"\nprompt = { file = \"welcome.wav\", text = \"x\" }\nnext = \"d\"\n\
+        [nodes.d]\ntype = \"hangup\"\n";
+    std::fs::write(&path, text).unwrap();
+    let p = load(&path, &ctx()).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let msgs: Vec<_> = p.iter().map(|p| (p.line, p.message.clone())).collect();
+    assert_eq!(
+        msgs,
+        [
+            (
+                6,
+                "node \"b\": prompt file \"missing.wav\" not found".to_string()
+            ),
+            (
+                10,
+                "node \"c\": a prompt needs exactly one of file or text".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn conditions_are_checked_when_the_script_loads() {
+    for (when, ok) in [
+        ("holiday", true),
+        ("workday", true),
+        ("time in 08:30-17:30", true),
+        ("time in 25:00-17:30", false),
+        ("var.ticket == 123", true),
+        ("var. == 1", false),
+        ("queue.general.waiting > 10", true),
+        ("queue.general.waiting > many", false),
+        ("caller ~ ^(", false),
+        ("weather is nice", false),
+    ] {
+        assert_eq!(check_condition(when).is_ok(), ok, "{when}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_problem_not_a_panic() {
+    let p = load(Path::new("/nonexistent/ivr.toml"), &ctx()).unwrap_err();
+    assert_eq!(p.len(), 1);
+    assert!(p[0].message.starts_with("cannot read the script"));
+}

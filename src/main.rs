@@ -47,10 +47,21 @@ enum Command {
         #[arg(long)]
         show: bool,
     },
+    /// Validate an IVR script; print every problem as FILE:LINE: reason; exit 2 if there is any.
+    CheckIvr {
+        /// The script (TOML).
+        file: std::path::PathBuf,
+        /// A queue the script may send callers to (repeatable).
+        #[arg(long = "queue", value_name = "NAME")]
+        queues: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CheckIvr { file, queues } = &cli.command {
+        return check_ivr(file, queues);
+    }
     let mut cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -103,7 +114,7 @@ fn main() -> ExitCode {
             Command::SipAccount { username, disable } => {
                 sip_account(&cfg, &username, disable).await
             }
-            Command::CheckConfig { .. } => Ok(()),
+            Command::CheckConfig { .. } | Command::CheckIvr { .. } => Ok(()),
         }
     });
     match result {
@@ -112,6 +123,30 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "hotline stopped with an error");
             eprintln!("hotline: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_ivr(file: &std::path::Path, queues: &[String]) -> ExitCode {
+    let ctx = hotline::ivr::script::Context {
+        queues: queues.iter().cloned().collect(),
+    };
+    match hotline::ivr::script::load(file, &ctx) {
+        Ok(script) => {
+            println!(
+                "{}: IVR script OK ({} nodes, start {:?})",
+                file.display(),
+                script.nodes.len(),
+                script.start
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            ExitCode::from(2)
         }
     }
 }

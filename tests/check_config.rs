@@ -140,3 +140,54 @@ fn a_missing_config_file_is_an_error() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hotline.toml"));
 }
+
+fn check_ivr(script: &Path, queues: &[&str]) -> (i32, String, String) {
+    let mut cmd = hotline();
+    cmd.arg("check-ivr").arg(script);
+    for q in queues {
+        cmd.arg("--queue").arg(q);
+    }
+    let out = cmd.output().expect("run hotline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_shipped_ivr_script_is_valid() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ivr/main.toml");
+    let (code, out, err) = check_ivr(&script, &["general", "enterprise"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("IVR script OK (6 nodes"), "{out}");
+    // Without the queues it refers to, it is not.
+    let (code, _, err) = check_ivr(&script, &["general"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("queue \"enterprise\" is not configured"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_ivr_script_fails_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "start = \"menu\"\n\n[nodes.menu]\ntype = \"menu\"\nprompt = { text = \"按1\" }\n\
+         choices = { \"1\" = \"nowhere\" }\ndefault = \"menu\"\n",
+    )
+    .expect("write script");
+    let (code, _, err) = check_ivr(&path, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{}:3: node \"menu\" leads to \"nowhere\", which does not exist",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("1 problem(s) found"), "{err}");
+}

@@ -567,13 +567,17 @@ impl Config {
                 self.recordings.dir.display()
             ));
         }
-        if let Some(script) = &self.ivr.script
-            && !script.is_file()
-        {
-            out.push(format!(
-                "`ivr.script` ({}): no such file; expected the path of an IVR script",
-                script.display()
-            ));
+        if let Some(script) = &self.ivr.script {
+            if !script.is_file() {
+                out.push(format!(
+                    "`ivr.script` ({}): no such file; expected the path of an IVR script",
+                    script.display()
+                ));
+            } else if let Err(problems) =
+                crate::ivr::script::load(script, &crate::ivr::script::Context::default())
+            {
+                out.extend(problems.iter().map(|p| format!("`ivr.script`: {p}")));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             out.push(format!(

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
 
 fn check_ivr(file: &std::path::Path, queues: &[String]) -> ExitCode {
     let ctx = hotline::ivr::script::Context {
-        queues: queues.iter().cloned().collect(),
+        queues: (!queues.is_empty()).then(|| queues.iter().cloned().collect()),
     };
     match hotline::ivr::script::load(file, &ctx) {
         Ok(script) => {

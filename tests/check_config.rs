@@ -157,7 +157,7 @@ fn check_ivr(script: &Path, queues: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn the_shipped_ivr_script_is_valid() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ivr/main.toml");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
     let (code, out, err) = check_ivr(&script, &["general", "enterprise"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("IVR script OK (6 nodes"), "{out}");
@@ -190,4 +190,25 @@ fn a_bad_ivr_script_fails_with_file_line_and_reason() {
         "{err}"
     );
     assert!(err.contains("1 problem(s) found"), "{err}");
+}
+
+#[test]
+fn check_config_validates_the_ivr_script_it_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ivr.toml"),
+        "start = \"a\"\n[nodes.a]\ntype = \"goto\"\ntarget = \"b\"\n",
+    )
+    .expect("write script");
+    let (code, _, err) = check(dir.path(), "[ivr]\nscript = \"ivr.toml\"\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`ivr.script`: ivr.toml:2: node \"a\" leads to \"b\", which does not exist"),
+        "{err}"
+    );
+    // The shipped script passes (queue names are not configured yet, so not checked).
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
+    let toml = format!("[ivr]\nscript = {:?}\n", shipped.display().to_string());
+    let (code, out, err) = check(dir.path(), &toml, &[]);
+    assert_eq!(code, 0, "{out}{err}");
 }

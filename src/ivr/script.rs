@@ -218,8 +218,8 @@ impl fmt::Display for Problem {
 /// What the validator checks against: the queues that exist.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    /// Names of the configured queues.
-    pub queues: BTreeSet<String>,
+    /// Names of the configured queues; `None` skips the check (no queues configured yet).
+    pub queues: Option<BTreeSet<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -386,7 +386,7 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
             _ => {}
         }
         if let Node::Queue { queue, .. } = node
-            && !ctx.queues.contains(queue)
+            && ctx.queues.as_ref().is_some_and(|q| !q.contains(queue))
         {
             at(
                 line,

@@ -2,7 +2,7 @@ use super::*;
 
 fn ctx() -> Context {
     Context {
-        queues: ["general".to_string()].into_iter().collect(),
+        queues: Some(["general".to_string()].into_iter().collect()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The IVR: scripts a caller walks through before (or instead of) reaching an agent.
 //!
-//! `script` owns the file format and its load-time validation; the interpreter that runs a
-//! script against a call comes with issue 5.
+//! `script` owns the file format and its load-time validation; `session` runs a script
+//! against one call, sans-IO (events in, actions out).
 
 pub mod script;
+pub mod session;

@@ -127,7 +127,7 @@ pub enum Node {
         /// Skills required.
         #[serde(default)]
         skills: Vec<String>,
-        /// While waiting, a digit leads here and back to the queue afterwards.
+        /// While waiting, a key takes the caller out of the queue to this node.
         #[serde(default)]
         digits: BTreeMap<String, String>,
     },

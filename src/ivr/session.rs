@@ -1,0 +1,541 @@
+//! Running a script against one call, sans-IO.
+//!
+//! A [`Session`] takes events (the call started, a prompt finished, a key was pressed, a
+//! timer fired, a look-up answered) and returns actions for the driver (play this, start a
+//! timer, put the caller in a queue, transfer, hang up). It does no I/O and reads no clock:
+//! what conditions need (the caller's number, the time of day, whether today is a working day,
+//! queue lengths) comes through [`Facts`], so every path is testable without sleeping.
+//!
+//! Rules a caller notices:
+//! - A menu waits `timeout` seconds after its prompt; no key or a key that is not a choice
+//!   replays it, up to `retries` times, then the caller goes to `default`.
+//! - Keys pressed during a prompt that allows barge-in stop it and count as input for the
+//!   node that follows (callers who know the menu need not wait for it).
+//! - Collect ends on its terminator, at `max` digits, or on the timeout; fewer than `min`
+//!   digits or input that fails `pattern` goes to `default`.
+//! - A script that somehow runs away (more than [`MAX_STEPS`] nodes without waiting for the
+//!   caller) ends the call instead of spinning; validation already refuses such loops.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::script::{Node, PromptRef, Script};
+
+/// Most nodes run in a row without waiting for the caller.
+pub const MAX_STEPS: usize = 1000;
+
+/// Seconds a survey waits for a score.
+pub const SURVEY_TIMEOUT_SECS: u32 = 8;
+
+/// What a condition can ask about the world.
+pub trait Facts {
+    /// The caller's number.
+    fn caller(&self) -> &str;
+    /// Minutes since local midnight (China time for the hotline).
+    fn minute_of_day(&self) -> u16;
+    /// Whether today is a working day (the official calendar, make-up days included).
+    fn workday(&self) -> bool;
+    /// Callers waiting in a queue.
+    fn waiting(&self, queue: &str) -> u32;
+}
+
+/// Something that happened to the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The call was answered; run the script from its start.
+    Start,
+    /// The prompt started by the last `Play` or `Speak` finished.
+    PromptDone,
+    /// A key (0-9, *, #).
+    Digit(char),
+    /// The timer with this token fired (stale tokens are ignored).
+    Timeout(u64),
+}
+
+/// What the driver should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Play a prompt; report `PromptDone` when it ends. Replaces any prompt playing.
+    Play {
+        /// The prompt.
+        prompt: PromptRef,
+    },
+    /// Stop the prompt playing (barge-in).
+    StopPrompt,
+    /// Start the timer (replacing any other); report `Timeout(token)` when it fires.
+    Timer {
+        /// Identifies this timer.
+        token: u64,
+        /// How long.
+        after: Duration,
+    },
+    /// Speak a knowledge-base article or a category's menu; report `PromptDone`.
+    Knowledge {
+        /// Article id.
+        article: Option<i64>,
+        /// Category.
+        category: Option<String>,
+    },
+    /// Look up a ticket's progress and speak it (Art. 13); report `PromptDone`.
+    TicketStatus {
+        /// The ticket number the caller keyed, if the script collected one as `ticket`.
+        number: Option<String>,
+    },
+    /// Store a satisfaction score 1-5 for this call.
+    Score(u8),
+    /// Put the caller in a queue; the session now waits there.
+    Enqueue {
+        /// Queue.
+        queue: String,
+        /// Priority.
+        priority: i32,
+        /// Skills required.
+        skills: Vec<String>,
+        /// Variables collected so far (they go to the agent's screen).
+        vars: BTreeMap<String, String>,
+    },
+    /// Take the caller out of the queue (a key pressed while waiting).
+    Dequeue,
+    /// Transfer the call.
+    Transfer {
+        /// Target URI.
+        uri: String,
+    },
+    /// End the call.
+    Hangup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wait {
+    /// Not started.
+    Idle,
+    /// A prompt is playing in `node`.
+    Prompt { node: String, barge_in: bool },
+    /// Waiting for input in `node` (menu, collect, survey) after its prompt.
+    Input { node: String, token: u64 },
+    /// In a queue.
+    Queued { node: String },
+    /// Transferred or hung up.
+    Done,
+}
+
+/// One call's walk through a script.
+#[derive(Debug)]
+pub struct Session<'s> {
+    script: &'s Script,
+    wait: Wait,
+    vars: BTreeMap<String, String>,
+    /// Keys typed ahead (barge-in), consumed by the next node that takes input.
+    typed: VecDeque<char>,
+    /// Digits collected by the current collect node.
+    collected: String,
+    /// Times the current menu has been replayed.
+    tries: u32,
+    next_token: u64,
+}
+
+impl<'s> Session<'s> {
+    /// A session that has not started.
+    pub fn new(script: &'s Script) -> Self {
+        Session {
+            script,
+            wait: Wait::Idle,
+            vars: BTreeMap::new(),
+            typed: VecDeque::new(),
+            collected: String::new(),
+            tries: 0,
+            next_token: 0,
+        }
+    }
+
+    /// Variables set so far (collected digits and `set` nodes).
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
+    /// The node the caller is in, if the call is still in the script.
+    pub fn node(&self) -> Option<&str> {
+        match &self.wait {
+            Wait::Prompt { node, .. } | Wait::Input { node, .. } | Wait::Queued { node } => {
+                Some(node)
+            }
+            Wait::Idle | Wait::Done => None,
+        }
+    }
+
+    /// Whether the session has finished (transferred or hung up).
+    pub fn is_done(&self) -> bool {
+        self.wait == Wait::Done
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, event: Event, facts: &dyn Facts) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (event, self.wait.clone()) {
+            (Event::Start, Wait::Idle) => {
+                let start = self.script.start.clone();
+                self.enter(&start, facts, &mut out);
+            }
+            (Event::PromptDone, Wait::Prompt { node, .. }) => {
+                self.after_prompt(&node, facts, &mut out);
+            }
+            (Event::Digit(d), Wait::Prompt { node, barge_in })
+                if barge_in || self.takes_input(&node) =>
+            {
+                out.push(Action::StopPrompt);
+                self.typed.push_back(d);
+                self.after_prompt(&node, facts, &mut out);
+            }
+            (Event::Digit(d), Wait::Input { node, .. }) => {
+                self.typed.push_back(d);
+                self.consume(&node, facts, &mut out);
+            }
+            (Event::Timeout(t), Wait::Input { node, token }) if t == token => {
+                self.timed_out(&node, facts, &mut out);
+            }
+            (Event::Digit(d), Wait::Queued { node }) => {
+                if let Some(Node::Queue { digits, .. }) = self.script.nodes.get(&node)
+                    && let Some(target) = digits.get(d.encode_utf8(&mut [0; 4]) as &str)
+                {
+                    out.push(Action::Dequeue);
+                    let target = target.clone();
+                    self.enter(&target, facts, &mut out);
+                }
+            }
+            // Anything else (a late prompt end, a stale timer, input after the end) is ignored.
+            _ => {}
+        }
+        out
+    }
+
+    fn takes_input(&self, node: &str) -> bool {
+        matches!(
+            self.script.nodes.get(node),
+            Some(Node::Menu { .. } | Node::Collect { .. } | Node::Survey { .. })
+        )
+    }
+
+    fn timer(&mut self, node: &str, seconds: u32, out: &mut Vec<Action>) {
+        self.next_token += 1;
+        let token = self.next_token;
+        out.push(Action::Timer {
+            token,
+            after: Duration::from_secs(u64::from(seconds)),
+        });
+        self.wait = Wait::Input {
+            node: node.to_string(),
+            token,
+        };
+    }
+
+    /// Runs nodes from `name` until one waits for something.
+    fn enter(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let mut name = name.to_string();
+        self.tries = 0;
+        for _ in 0..MAX_STEPS {
+            let Some(node) = self.script.nodes.get(&name) else {
+                // Validation makes this unreachable; end the call rather than strand it.
+                self.finish(Action::Hangup, out);
+                return;
+            };
+            let next = match node {
+                Node::Play {
+                    prompt, barge_in, ..
+                } => {
+                    self.play(&name, prompt, *barge_in, out);
+                    return;
+                }
+                Node::Menu { prompt, .. } | Node::Collect { prompt, .. } => {
+                    self.collected.clear();
+                    if self.typed.is_empty() {
+                        self.play(&name, prompt, true, out);
+                    } else {
+                        // Typed ahead: skip the prompt and use the keys.
+                        self.await_input(&name, facts, out);
+                    }
+                    return;
+                }
+                Node::Survey { prompt, .. } => {
+                    self.play(&name, prompt, true, out);
+                    return;
+                }
+                Node::Kb {
+                    article, category, ..
+                } => {
+                    out.push(Action::Knowledge {
+                        article: *article,
+                        category: category.clone(),
+                    });
+                    self.wait = Wait::Prompt {
+                        node: name,
+                        barge_in: false,
+                    };
+                    return;
+                }
+                Node::TicketStatus { .. } => {
+                    out.push(Action::TicketStatus {
+                        number: self.vars.get("ticket").cloned(),
+                    });
+                    self.wait = Wait::Prompt {
+                        node: name,
+                        barge_in: false,
+                    };
+                    return;
+                }
+                Node::Queue {
+                    queue,
+                    priority,
+                    skills,
+                    ..
+                } => {
+                    out.push(Action::Enqueue {
+                        queue: queue.clone(),
+                        priority: *priority,
+                        skills: skills.clone(),
+                        vars: self.vars.clone(),
+                    });
+                    self.typed.clear();
+                    self.wait = Wait::Queued { node: name };
+                    return;
+                }
+                Node::Transfer { uri } => {
+                    self.finish(Action::Transfer { uri: uri.clone() }, out);
+                    return;
+                }
+                Node::Hangup {} => {
+                    self.finish(Action::Hangup, out);
+                    return;
+                }
+                Node::Condition { branches, default } => branches
+                    .iter()
+                    .find(|b| self.holds(&b.when, facts))
+                    .map_or(default, |b| &b.goto)
+                    .clone(),
+                Node::Set { var, value, next } => {
+                    self.vars.insert(var.clone(), value.clone());
+                    next.clone()
+                }
+                Node::Goto { target } => target.clone(),
+            };
+            name = next;
+        }
+        self.finish(Action::Hangup, out);
+    }
+
+    fn play(&mut self, name: &str, prompt: &PromptRef, barge_in: bool, out: &mut Vec<Action>) {
+        out.push(Action::Play {
+            prompt: prompt.clone(),
+        });
+        self.wait = Wait::Prompt {
+            node: name.to_string(),
+            barge_in,
+        };
+    }
+
+    fn finish(&mut self, action: Action, out: &mut Vec<Action>) {
+        out.push(action);
+        self.typed.clear();
+        self.wait = Wait::Done;
+    }
+
+    fn after_prompt(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let Some(node) = self.script.nodes.get(name) else {
+            return;
+        };
+        match node {
+            Node::Play { next, .. } | Node::Kb { next, .. } | Node::TicketStatus { next } => {
+                let next = next.clone();
+                self.tries = 0;
+                self.enter(&next, facts, out);
+            }
+            Node::Menu { .. } | Node::Collect { .. } | Node::Survey { .. } => {
+                self.await_input(name, facts, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// An input node whose prompt is over (or skipped): use keys typed ahead, else start
+    /// its timer.
+    fn await_input(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        if self.typed.is_empty() {
+            let seconds = match self.script.nodes.get(name) {
+                Some(Node::Menu { timeout, .. } | Node::Collect { timeout, .. }) => *timeout,
+                _ => SURVEY_TIMEOUT_SECS,
+            };
+            self.timer(name, seconds, out);
+        } else {
+            // No timer runs while the keys are used; token 0 is never issued.
+            self.wait = Wait::Input {
+                node: name.to_string(),
+                token: 0,
+            };
+            self.consume(name, facts, out);
+        }
+    }
+
+    /// Uses typed keys in an input node.
+    fn consume(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let Some(node) = self.script.nodes.get(name) else {
+            return;
+        };
+        while let Some(d) = self.typed.pop_front() {
+            match node {
+                Node::Menu { choices, .. } => {
+                    if let Some(target) = choices.get(d.encode_utf8(&mut [0; 4]) as &str) {
+                        let target = target.clone();
+                        self.tries = 0;
+                        self.typed.clear();
+                        self.enter(&target, facts, out);
+                    } else {
+                        self.typed.clear();
+                        self.retry(name, facts, out);
+                    }
+                    return;
+                }
+                Node::Collect {
+                    max,
+                    terminator,
+                    timeout,
+                    ..
+                } => {
+                    if terminator.as_deref().is_some_and(|t| t.starts_with(d)) {
+                        self.typed.clear();
+                        self.collect_done(name, facts, out);
+                        return;
+                    }
+                    self.collected.push(d);
+                    if self.collected.len() >= *max as usize {
+                        self.typed.clear();
+                        self.collect_done(name, facts, out);
+                        return;
+                    }
+                    if self.typed.is_empty() {
+                        // Inter-digit timeout restarts with each key.
+                        let timeout = *timeout;
+                        self.timer(name, timeout, out);
+                    }
+                }
+                Node::Survey { next, .. } => {
+                    let next = next.clone();
+                    self.typed.clear();
+                    if let Some(score) = d.to_digit(10).filter(|s| (1..=5).contains(s)) {
+                        out.push(Action::Score(score as u8));
+                        self.enter(&next, facts, out);
+                    } else {
+                        // Not a score: ask again.
+                        self.enter(name, facts, out);
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn timed_out(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        match self.script.nodes.get(name) {
+            Some(Node::Menu { .. }) => self.retry(name, facts, out),
+            Some(Node::Collect { .. }) => self.collect_done(name, facts, out),
+            Some(Node::Survey { next, .. }) => {
+                let next = next.clone();
+                self.enter(&next, facts, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// No input or a wrong key in a menu: replay it, or go to its default.
+    fn retry(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let Some(Node::Menu {
+            prompt,
+            retries,
+            default,
+            ..
+        }) = self.script.nodes.get(name)
+        else {
+            return;
+        };
+        if self.tries < *retries {
+            self.tries += 1;
+            self.play(name, prompt, true, out);
+        } else {
+            let default = default.clone();
+            self.tries = 0;
+            self.enter(&default, facts, out);
+        }
+    }
+
+    fn collect_done(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let Some(Node::Collect {
+            var,
+            min,
+            pattern,
+            next,
+            default,
+            ..
+        }) = self.script.nodes.get(name)
+        else {
+            return;
+        };
+        let input = std::mem::take(&mut self.collected);
+        let long_enough = input.len() >= *min as usize;
+        let matches = pattern
+            .as_deref()
+            .is_none_or(|p| regex::Regex::new(p).is_ok_and(|re| re.is_match(&input)));
+        let target = if long_enough && matches {
+            self.vars.insert(var.clone(), input);
+            next.clone()
+        } else {
+            default.clone()
+        };
+        self.enter(&target, facts, out);
+    }
+
+    /// Evaluates a condition (the language `script` validates).
+    fn holds(&self, when: &str, facts: &dyn Facts) -> bool {
+        let w = when.trim();
+        match w {
+            "workday" => return facts.workday(),
+            "holiday" => return !facts.workday(),
+            _ => {}
+        }
+        if let Some(re) = w.strip_prefix("caller ~ ") {
+            return regex::Regex::new(re.trim()).is_ok_and(|re| re.is_match(facts.caller()));
+        }
+        if let Some((name, value)) = w.strip_prefix("var.").and_then(|r| r.split_once(" == ")) {
+            return self.vars.get(name).is_some_and(|v| v == value.trim());
+        }
+        if let Some((a, b)) = w.strip_prefix("time in ").and_then(|r| r.split_once('-')) {
+            let (Some(a), Some(b)) = (minutes(a), minutes(b)) else {
+                return false;
+            };
+            let t = facts.minute_of_day();
+            // A range that crosses midnight (18:00-08:30) is the time outside (b, a).
+            return if a <= b {
+                a <= t && t < b
+            } else {
+                t >= a || t < b
+            };
+        }
+        if let Some((queue, n)) = w
+            .strip_prefix("queue.")
+            .and_then(|r| r.split_once(".waiting > "))
+        {
+            return n
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|n| facts.waiting(queue) > n);
+        }
+        false
+    }
+}
+
+fn minutes(hhmm: &str) -> Option<u16> {
+    let (h, m) = hhmm.trim().split_once(':')?;
+    let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+#[cfg(test)]
+mod tests;

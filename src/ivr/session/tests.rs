@@ -1,0 +1,444 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+use crate::ivr::script::{Context, parse};
+
+struct World {
+    caller: String,
+    minute: u16,
+    workday: bool,
+    waiting: HashMap<String, u32>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            caller: "13812345678".into(),
+            minute: 10 * 60,
+            workday: true,
+            waiting: HashMap::new(),
+        }
+    }
+}
+
+impl Facts for World {
+    fn caller(&self) -> &str {
+        &self.caller
+    }
+    fn minute_of_day(&self) -> u16 {
+        self.minute
+    }
+    fn workday(&self) -> bool {
+        self.workday
+    }
+    fn waiting(&self, queue: &str) -> u32 {
+        self.waiting.get(queue).copied().unwrap_or(0)
+    }
+}
+
+const SCRIPT: &str = r##"
+start = "greeting"
+
+[nodes.greeting]
+type = "play"
+prompt = { text = "greeting" }
+next = "menu"
+barge_in = true
+
+[nodes.menu]
+type = "menu"
+prompt = { text = "menu" }
+choices = { "0" = "queue", "1" = "ask_ticket", "2" = "survey" }
+timeout = 6
+retries = 2
+default = "queue"
+
+[nodes.ask_ticket]
+type = "collect"
+prompt = { text = "ticket number" }
+var = "ticket"
+min = 6
+max = 8
+terminator = "#"
+pattern = "^[1-9]\\d+$"
+next = "status"
+default = "sorry"
+
+[nodes.status]
+type = "ticket_status"
+next = "menu"
+
+[nodes.sorry]
+type = "play"
+prompt = { text = "sorry" }
+next = "menu"
+
+[nodes.survey]
+type = "survey"
+prompt = { text = "rate us 1 to 5" }
+next = "bye"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+priority = 1
+digits = { "1" = "ask_ticket" }
+
+[nodes.bye]
+type = "hangup"
+"##;
+
+fn script(text: &str) -> Script {
+    parse(Path::new("t.toml"), text, &Context::default()).unwrap()
+}
+
+fn text(t: &str) -> Action {
+    Action::Play {
+        prompt: PromptRef {
+            file: None,
+            text: Some(t.into()),
+        },
+    }
+}
+
+fn timer(a: &[Action]) -> u64 {
+    a.iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::Timer { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("a timer")
+}
+
+fn keys(s: &mut Session, w: &World, keys: &str) -> Vec<Action> {
+    keys.chars()
+        .flat_map(|k| s.handle(Event::Digit(k), w))
+        .collect()
+}
+
+fn enqueued(a: &[Action]) -> Option<&str> {
+    a.iter().find_map(|a| match a {
+        Action::Enqueue { queue, .. } => Some(queue.as_str()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    assert_eq!(s.handle(Event::Start, &w), [text("greeting")]);
+    assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
+    let a = s.handle(Event::PromptDone, &w);
+    assert_eq!(
+        a,
+        [Action::Timer {
+            token: 1,
+            after: Duration::from_secs(6)
+        }]
+    );
+    assert_eq!(s.handle(Event::Digit('1'), &w), [text("ticket number")]);
+    s.handle(Event::PromptDone, &w);
+    let a = keys(&mut s, &w, "202611#");
+    assert_eq!(
+        a.last(),
+        Some(&Action::TicketStatus {
+            number: Some("202611".into())
+        })
+    );
+    assert_eq!(s.vars()["ticket"], "202611");
+    assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
+    assert_eq!(s.node(), Some("menu"));
+}
+
+#[test]
+fn keys_during_a_barge_in_greeting_choose_from_the_menu_without_hearing_it() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    let a = s.handle(Event::Digit('0'), &w);
+    assert_eq!(a[0], Action::StopPrompt);
+    assert!(!a.contains(&text("menu")), "{a:?}");
+    assert_eq!(enqueued(&a), Some("general"));
+    // The prompt's late end changes nothing.
+    assert!(s.handle(Event::PromptDone, &w).is_empty());
+    assert_eq!(s.node(), Some("queue"));
+}
+
+#[test]
+fn typed_ahead_digits_fill_a_collect_node() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::PromptDone, &w); // menu prompt
+    let a = keys(&mut s, &w, "1"); // during the menu prompt: barge in to ask_ticket
+    assert_eq!(a, [Action::StopPrompt, text("ticket number")]);
+    let a = keys(&mut s, &w, "3456789#");
+    assert_eq!(a[0], Action::StopPrompt);
+    assert!(a.contains(&Action::TicketStatus {
+        number: Some("3456789".into())
+    }));
+}
+
+#[test]
+fn a_silent_caller_hears_the_menu_again_then_reaches_an_agent() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::PromptDone, &w);
+    let mut a = s.handle(Event::PromptDone, &w);
+    for _ in 0..2 {
+        assert_eq!(s.handle(Event::Timeout(timer(&a)), &w), [text("menu")]);
+        a = s.handle(Event::PromptDone, &w);
+    }
+    let last = s.handle(Event::Timeout(timer(&a)), &w);
+    assert_eq!(enqueued(&last), Some("general"));
+}
+
+#[test]
+fn a_wrong_key_replays_the_menu_and_a_stale_timer_is_ignored() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::PromptDone, &w);
+    let a = s.handle(Event::PromptDone, &w);
+    let stale = timer(&a);
+    assert_eq!(s.handle(Event::Digit('7'), &w), [text("menu")]);
+    assert!(s.handle(Event::Timeout(stale), &w).is_empty());
+    s.handle(Event::PromptDone, &w);
+    assert_eq!(s.handle(Event::Digit('2'), &w), [text("rate us 1 to 5")]);
+}
+
+#[test]
+fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    for (typed, expect_ok, ends_by_timeout) in [
+        ("123", false, true),       // too short, caller stops typing
+        ("0123456#", false, false), // fails the pattern (leading zero)
+        ("12345678", true, false),  // max 8 reached without '#'
+        ("1234567", true, true),    // timeout after 7 >= min 6
+    ] {
+        let mut s = Session::new(&sc);
+        s.handle(Event::Start, &w);
+        s.handle(Event::PromptDone, &w);
+        s.handle(Event::PromptDone, &w);
+        s.handle(Event::Digit('1'), &w);
+        s.handle(Event::PromptDone, &w);
+        let mut a = keys(&mut s, &w, typed);
+        if ends_by_timeout {
+            a = s.handle(Event::Timeout(timer(&a)), &w);
+        }
+        if expect_ok {
+            assert_eq!(
+                a.last(),
+                Some(&Action::TicketStatus {
+                    number: Some(typed.into())
+                }),
+                "{typed}"
+            );
+        } else {
+            assert_eq!(a.last(), Some(&text("sorry")), "{typed}: {a:?}");
+            assert!(!s.vars().contains_key("ticket"));
+        }
+    }
+}
+
+#[test]
+fn the_survey_keeps_scores_1_to_5_only() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('2'), &w);
+    s.handle(Event::PromptDone, &w);
+    assert_eq!(s.handle(Event::Digit('9'), &w), [text("rate us 1 to 5")]);
+    s.handle(Event::PromptDone, &w);
+    assert_eq!(
+        s.handle(Event::Digit('4'), &w),
+        [Action::Score(4), Action::Hangup]
+    );
+    assert!(s.is_done());
+    assert!(s.handle(Event::Digit('1'), &w).is_empty());
+    // No answer: the call goes on without a score.
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('2'), &w);
+    let a = s.handle(Event::PromptDone, &w);
+    assert_eq!(s.handle(Event::Timeout(timer(&a)), &w), [Action::Hangup]);
+}
+
+#[test]
+fn a_key_while_queued_leaves_the_queue_for_its_node() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('0'), &w);
+    assert!(s.handle(Event::Digit('5'), &w).is_empty());
+    assert_eq!(
+        s.handle(Event::Digit('1'), &w),
+        [Action::Dequeue, text("ticket number")]
+    );
+}
+
+#[test]
+fn a_greeting_without_barge_in_ignores_keys() {
+    let sc = script(&SCRIPT.replace("barge_in = true", "barge_in = false"));
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    assert!(s.handle(Event::Digit('0'), &w).is_empty());
+    assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
+}
+
+const ROUTING: &str = r##"
+start = "route"
+
+[nodes.route]
+type = "condition"
+branches = [
+  { when = "caller ~ ^0?10\\d+$", goto = "vip" },
+  { when = "time in 18:00-08:30", goto = "night" },
+  { when = "holiday", goto = "night" },
+  { when = "queue.general.waiting > 20", goto = "busy" },
+]
+default = "tag"
+
+[nodes.tag]
+type = "set"
+var = "route"
+value = "day"
+next = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+
+[nodes.vip]
+type = "transfer"
+uri = "sip:vip@127.0.0.1"
+
+[nodes.night]
+type = "play"
+prompt = { text = "night" }
+next = "queue"
+
+[nodes.busy]
+type = "play"
+prompt = { text = "busy" }
+next = "queue"
+"##;
+
+#[test]
+fn conditions_route_by_caller_time_calendar_and_queue_length() {
+    let sc = script(ROUTING);
+    let first = |w: &World| {
+        let mut s = Session::new(&sc);
+        let a = s.handle(Event::Start, w);
+        (a, s.vars().clone())
+    };
+    let (a, vars) = first(&World::default());
+    assert_eq!(enqueued(&a), Some("general"));
+    assert_eq!(vars["route"], "day");
+    let (a, _) = first(&World {
+        caller: "01012345678".into(),
+        ..World::default()
+    });
+    assert_eq!(
+        a,
+        [Action::Transfer {
+            uri: "sip:vip@127.0.0.1".into()
+        }]
+    );
+    for minute in [18 * 60, 23 * 60 + 59, 0, 8 * 60 + 29] {
+        let (a, _) = first(&World {
+            minute,
+            ..World::default()
+        });
+        assert_eq!(a, [text("night")], "minute {minute}");
+    }
+    let (a, _) = first(&World {
+        minute: 8 * 60 + 30,
+        ..World::default()
+    });
+    assert_eq!(enqueued(&a), Some("general"));
+    let (a, _) = first(&World {
+        workday: false,
+        ..World::default()
+    });
+    assert_eq!(a, [text("night")]);
+    let busy = World {
+        waiting: [("general".to_string(), 21)].into_iter().collect(),
+        ..World::default()
+    };
+    assert_eq!(first(&busy).0, [text("busy")]);
+    let not_busy = World {
+        waiting: [("general".to_string(), 20)].into_iter().collect(),
+        ..World::default()
+    };
+    assert_eq!(enqueued(&first(&not_busy).0), Some("general"));
+}
+
+#[test]
+fn the_enqueue_carries_what_the_caller_keyed() {
+    let sc = script(SCRIPT);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('1'), &w);
+    s.handle(Event::PromptDone, &w);
+    keys(&mut s, &w, "12#"); // too short: "sorry", then the menu
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::Digit('1'), &w);
+    s.handle(Event::PromptDone, &w);
+    keys(&mut s, &w, "654321#");
+    s.handle(Event::PromptDone, &w); // status spoken, back to menu
+    let a = s.handle(Event::Digit('0'), &w);
+    match a.iter().find(|a| matches!(a, Action::Enqueue { .. })) {
+        Some(Action::Enqueue { priority, vars, .. }) => {
+            assert_eq!(*priority, 1);
+            assert_eq!(vars.get("ticket").map(String::as_str), Some("654321"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_runaway_script_ends_the_call_instead_of_spinning() {
+    // Validation refuses this loop; the session must still survive a script built by hand.
+    let mut nodes = BTreeMap::new();
+    nodes.insert("a".to_string(), Node::Goto { target: "b".into() });
+    nodes.insert("b".to_string(), Node::Goto { target: "a".into() });
+    let sc = Script {
+        path: "hand.toml".into(),
+        start: "a".into(),
+        nodes,
+    };
+    let mut s = Session::new(&sc);
+    assert_eq!(s.handle(Event::Start, &World::default()), [Action::Hangup]);
+    assert!(s.is_done());
+}
+
+#[test]
+fn the_shipped_script_greets_and_queues_a_caller_who_presses_0() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
+    let sc = crate::ivr::script::load(&path, &Context::default()).unwrap();
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    let a = s.handle(Event::Start, &w);
+    assert!(
+        matches!(&a[..], [Action::Play { prompt }] if prompt.text.as_deref().is_some_and(|t| t.contains("110"))),
+        "{a:?}"
+    );
+    let a = s.handle(Event::Digit('0'), &w);
+    assert_eq!(enqueued(&a), Some("general"));
+}

@@ -482,55 +482,105 @@ fn instant_cycle(nodes: &BTreeMap<String, Spanned<Node>>, from: &str) -> Option<
     walk(nodes, from, from, &mut path).then_some(path)
 }
 
-/// Checks the condition language: `caller ~ <regex>`, `var.<name> == <value>`,
-/// `time in HH:MM-HH:MM`, `holiday`, `workday`, `queue.<name>.waiting > <n>`.
+/// A parsed condition (the small language of `condition` nodes).
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `caller ~ <regex>`: the caller's number matches.
+    Caller(regex::Regex),
+    /// `var.<name> == <value>`.
+    Var {
+        /// Variable.
+        name: String,
+        /// Value it must equal.
+        value: String,
+    },
+    /// `time in HH:MM-HH:MM`, in minutes of the day; `from > to` crosses midnight.
+    Time {
+        /// Start, inclusive.
+        from: u16,
+        /// End, exclusive.
+        to: u16,
+    },
+    /// `workday`: today is a working day.
+    Workday,
+    /// `holiday`: today is not a working day.
+    Holiday,
+    /// `queue.<name>.waiting > <n>`.
+    Waiting {
+        /// Queue.
+        queue: String,
+        /// Threshold.
+        more_than: u32,
+    },
+}
+
+fn minutes(hhmm: &str) -> Option<u16> {
+    let (h, m) = hhmm.trim().split_once(':')?;
+    if m.len() != 2 {
+        return None;
+    }
+    let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+impl Condition {
+    /// Parses `caller ~ <regex>`, `var.<name> == <value>`, `time in HH:MM-HH:MM`, `holiday`,
+    /// `workday`, `queue.<name>.waiting > <n>`.
+    pub fn parse(when: &str) -> Result<Condition, String> {
+        let w = when.trim();
+        match w {
+            "holiday" => return Ok(Condition::Holiday),
+            "workday" => return Ok(Condition::Workday),
+            _ => {}
+        }
+        if let Some(re) = w.strip_prefix("caller ~ ") {
+            return regex::Regex::new(re.trim())
+                .map(Condition::Caller)
+                .map_err(|e| e.to_string());
+        }
+        if let Some(rest) = w.strip_prefix("var.") {
+            return match rest.split_once(" == ") {
+                Some((name, value))
+                    if !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+                {
+                    Ok(Condition::Var {
+                        name: name.to_string(),
+                        value: value.trim().to_string(),
+                    })
+                }
+                _ => Err("expected var.<name> == <value>".into()),
+            };
+        }
+        if let Some(range) = w.strip_prefix("time in ") {
+            return range
+                .split_once('-')
+                .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)))
+                .map(|(from, to)| Condition::Time { from, to })
+                .ok_or_else(|| "expected time in HH:MM-HH:MM".into());
+        }
+        if let Some(rest) = w.strip_prefix("queue.") {
+            return match rest.split_once(".waiting > ") {
+                Some((queue, n)) if !queue.is_empty() => n
+                    .trim()
+                    .parse::<u32>()
+                    .map(|more_than| Condition::Waiting {
+                        queue: queue.to_string(),
+                        more_than,
+                    })
+                    .map_err(|_| "expected queue.<name>.waiting > <n>".into()),
+                _ => Err("expected queue.<name>.waiting > <n>".into()),
+            };
+        }
+        Err(
+            "unknown condition (caller ~, var.x ==, time in, holiday, workday, queue.x.waiting >)"
+                .into(),
+        )
+    }
+}
+
 fn check_condition(when: &str) -> Result<(), String> {
-    let w = when.trim();
-    if w == "holiday" || w == "workday" {
-        return Ok(());
-    }
-    if let Some(re) = w.strip_prefix("caller ~ ") {
-        return regex::Regex::new(re.trim())
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-    }
-    if let Some(rest) = w.strip_prefix("var.") {
-        return match rest.split_once(" == ") {
-            Some((name, _))
-                if !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
-            {
-                Ok(())
-            }
-            _ => Err("expected var.<name> == <value>".into()),
-        };
-    }
-    if let Some(range) = w.strip_prefix("time in ") {
-        let ok = range.split_once('-').is_some_and(|(a, b)| {
-            [a, b].iter().all(|t| {
-                t.split_once(':').is_some_and(|(h, m)| {
-                    h.parse::<u8>().is_ok_and(|h| h < 24)
-                        && m.len() == 2
-                        && m.parse::<u8>().is_ok_and(|m| m < 60)
-                })
-            })
-        });
-        return if ok {
-            Ok(())
-        } else {
-            Err("expected time in HH:MM-HH:MM".into())
-        };
-    }
-    if let Some(rest) = w.strip_prefix("queue.") {
-        return match rest.split_once(".waiting > ") {
-            Some((_, n)) if n.trim().parse::<u32>().is_ok() => Ok(()),
-            _ => Err("expected queue.<name>.waiting > <n>".into()),
-        };
-    }
-    Err(
-        "unknown condition (caller ~, var.x ==, time in, holiday, workday, queue.x.waiting >)"
-            .into(),
-    )
+    Condition::parse(when).map(|_| ())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::script::{Node, PromptRef, Script};
+use super::script::{Condition, Node, PromptRef, Script};
 
 /// Most nodes run in a row without waiting for the caller.
 pub const MAX_STEPS: usize = 1000;
@@ -492,49 +492,26 @@ impl<'s> Session<'s> {
         self.enter(&target, facts, out);
     }
 
-    /// Evaluates a condition (the language `script` validates).
+    /// Evaluates a condition; one that does not parse (validation refuses those) is false.
     fn holds(&self, when: &str, facts: &dyn Facts) -> bool {
-        let w = when.trim();
-        match w {
-            "workday" => return facts.workday(),
-            "holiday" => return !facts.workday(),
-            _ => {}
+        match Condition::parse(when) {
+            Ok(Condition::Workday) => facts.workday(),
+            Ok(Condition::Holiday) => !facts.workday(),
+            Ok(Condition::Caller(re)) => re.is_match(facts.caller()),
+            Ok(Condition::Var { name, value }) => self.vars.get(&name) == Some(&value),
+            Ok(Condition::Time { from, to }) => {
+                let t = facts.minute_of_day();
+                // A range that crosses midnight (18:00-08:30) is the time outside [to, from).
+                if from <= to {
+                    from <= t && t < to
+                } else {
+                    t >= from || t < to
+                }
+            }
+            Ok(Condition::Waiting { queue, more_than }) => facts.waiting(&queue) > more_than,
+            Err(_) => false,
         }
-        if let Some(re) = w.strip_prefix("caller ~ ") {
-            return regex::Regex::new(re.trim()).is_ok_and(|re| re.is_match(facts.caller()));
-        }
-        if let Some((name, value)) = w.strip_prefix("var.").and_then(|r| r.split_once(" == ")) {
-            return self.vars.get(name).is_some_and(|v| v == value.trim());
-        }
-        if let Some((a, b)) = w.strip_prefix("time in ").and_then(|r| r.split_once('-')) {
-            let (Some(a), Some(b)) = (minutes(a), minutes(b)) else {
-                return false;
-            };
-            let t = facts.minute_of_day();
-            // A range that crosses midnight (18:00-08:30) is the time outside (b, a).
-            return if a <= b {
-                a <= t && t < b
-            } else {
-                t >= a || t < b
-            };
-        }
-        if let Some((queue, n)) = w
-            .strip_prefix("queue.")
-            .and_then(|r| r.split_once(".waiting > "))
-        {
-            return n
-                .trim()
-                .parse::<u32>()
-                .is_ok_and(|n| facts.waiting(queue) > n);
-        }
-        false
     }
-}
-
-fn minutes(hhmm: &str) -> Option<u16> {
-    let (h, m) = hhmm.trim().split_once(':')?;
-    let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
-    (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
 #[cfg(test)]

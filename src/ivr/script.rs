@@ -19,12 +19,16 @@
 //! Node types: `play`, `menu`, `collect`, `kb`, `ticket_status`, `survey`, `queue`,
 //! `transfer`, `condition`, `set`, `goto`, `hangup`. Validation reports every problem at once,
 //! each with the file, the line of the node and the reason: unknown node targets, prompt files
-//! that do not exist, nodes no path reaches, loops that never wait for the caller, patterns
-//! that do not compile, queues that are not configured, bad digits.
+//! that do not exist or do not decode (they are decoded once, here, and kept in the script),
+//! nodes no path reaches, loops that never wait for the caller, patterns that do not compile,
+//! queues that are not configured, bad digits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hotline_sip::media::player::Prompt;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -196,6 +200,8 @@ pub struct Script {
     pub start: String,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Node>,
+    /// Prompt files, decoded once at load (both G.711 laws), by the name the script uses.
+    pub prompts: BTreeMap<String, Arc<Prompt>>,
 }
 
 /// One problem, located.
@@ -314,6 +320,7 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
         );
     }
     let dir = path.parent().unwrap_or(Path::new("."));
+    let mut prompts = BTreeMap::new();
     for (name, node) in &file.nodes {
         let line = lines[name.as_str()];
         let node = node.get_ref();
@@ -328,8 +335,16 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
         for p in node.prompts() {
             match (&p.file, &p.text) {
                 (Some(f), None) => {
-                    if !dir.join(f).is_file() {
+                    let file = dir.join(f);
+                    if !file.is_file() {
                         at(line, format!("node {name:?}: prompt file {f:?} not found"));
+                    } else if !prompts.contains_key(f) {
+                        match Prompt::load(&file) {
+                            Ok(p) => {
+                                prompts.insert(f.clone(), Arc::new(p));
+                            }
+                            Err(e) => at(line, format!("node {name:?}: {e}")),
+                        }
                     }
                 }
                 (None, Some(t)) if !t.trim().is_empty() => {}
@@ -446,6 +461,7 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
             .into_iter()
             .map(|(k, v)| (k, v.into_inner()))
             .collect(),
+        prompts,
     })
 }
 

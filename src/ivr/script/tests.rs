@@ -150,22 +150,33 @@ fn a_loop_that_never_waits_is_reported_once_but_a_menu_loop_is_fine() {
 }
 
 #[test]
-fn prompts_need_one_source_and_files_must_exist() {
+fn prompts_need_one_source_and_files_must_decode() {
     let dir = std::env::temp_dir().join(format!("ivr-prompts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("welcome.wav"), b"RIFF").unwrap();
+    std::fs::write(dir.join("welcome.wav"), wav(8000, 16, 1, 800)).unwrap();
+    std::fs::write(dir.join("eight-bit.wav"), wav(8000, 8, 1, 800)).unwrap();
+    std::fs::write(dir.join("not-a.wav"), b"RIFF").unwrap();
     let path = dir.join("main.toml");
-    let text = "start = \"a\"\n\
-        [nodes.a]\ntype = \"play\"\nprompt = { file = \"welcome.wav\" }\nnext = \"b\"\n\
-        [nodes.b]\ntype = \"play\"\nprompt = { file = \"missing.wav\" }\nnext = \"c\"\n\
-        [nodes.c]\ntype = \"play\"\nprompt = { file = \"welcome.wav\", text = \"x\" }\nnext = \"d\"\n\
-        [nodes.d]\ntype = \"hangup\"\n";
-    std::fs::write(&path, text).unwrap();
+    let play = |name: &str, prompt: &str, next: &str| {
+        format!("[nodes.{name}]\ntype = \"play\"\nprompt = {{ {prompt} }}\nnext = \"{next}\"\n")
+    };
+    let text = [
+        "start = \"a\"\n".to_string(),
+        play("a", "file = \"welcome.wav\"", "b"),
+        play("b", "file = \"missing.wav\"", "c"),
+        play("c", "file = \"welcome.wav\", text = \"x\"", "d"),
+        play("d", "file = \"eight-bit.wav\"", "e"),
+        play("e", "file = \"not-a.wav\"", "f"),
+        play("f", "file = \"welcome.wav\"", "g"),
+        "[nodes.g]\ntype = \"hangup\"\n".to_string(),
+    ]
+    .concat();
+    std::fs::write(&path, &text).unwrap();
     let p = load(&path, &ctx()).unwrap_err();
-    std::fs::remove_dir_all(&dir).unwrap();
     let msgs: Vec<_> = p.iter().map(|p| (p.line, p.message.clone())).collect();
+    assert_eq!(msgs.len(), 4, "{msgs:#?}");
     assert_eq!(
-        msgs,
+        msgs[..2],
         [
             (
                 6,
@@ -177,6 +188,47 @@ fn prompts_need_one_source_and_files_must_exist() {
             ),
         ]
     );
+    assert_eq!(msgs[2].0, 14);
+    assert!(msgs[2].1.contains("eight-bit.wav: 8-bit"), "{msgs:?}");
+    assert_eq!(msgs[3].0, 18);
+    assert!(msgs[3].1.contains("not-a.wav"), "{msgs:?}");
+    // Good prompts are decoded once, however many nodes use them.
+    let good = text
+        .replace("missing.wav", "welcome.wav")
+        .replace("eight-bit.wav", "welcome.wav")
+        .replace("not-a.wav", "welcome.wav")
+        .replace("file = \"welcome.wav\", text = \"x\"", "text = \"x\"");
+    std::fs::write(&path, good).unwrap();
+    let script = load(&path, &ctx()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(script.prompts.len(), 1);
+    // 800 samples at 8 kHz are 5 frames of 20 ms.
+    assert_eq!(script.prompts["welcome.wav"].frames(), 5);
+}
+
+/// A PCM WAV file of `samples` frames (a quiet ramp).
+fn wav(rate: u32, bits: u16, channels: u16, samples: u32) -> Vec<u8> {
+    let bytes_per_sample = bits / 8;
+    let block = bytes_per_sample * channels;
+    let data_len = samples * u32::from(block);
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+    w.extend_from_slice(&block.to_le_bytes());
+    w.extend_from_slice(&bits.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples * u32::from(channels) {
+        let v = (i % 64) as u8;
+        w.extend(std::iter::repeat_n(v, usize::from(bytes_per_sample)));
+    }
+    w
 }
 
 #[test]

@@ -422,6 +422,7 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
         path: "hand.toml".into(),
         start: "a".into(),
         nodes,
+        prompts: BTreeMap::new(),
     };
     let mut s = Session::new(&sc);
     assert_eq!(s.handle(Event::Start, &World::default()), [Action::Hangup]);

@@ -1,7 +1,9 @@
 //! The IVR: scripts a caller walks through before (or instead of) reaching an agent.
 //!
 //! `script` owns the file format and its load-time validation; `session` runs a script
-//! against one call, sans-IO (events in, actions out).
+//! against one call, sans-IO (events in, actions out); `facts` answers its conditions for a
+//! real call (China time, the official working-day calendar).
 
+pub mod facts;
 pub mod script;
 pub mod session;

@@ -55,12 +55,36 @@ enum Command {
         #[arg(long = "queue", value_name = "NAME")]
         queues: Vec<String>,
     },
+    /// Dry-run an IVR script: print what a caller pressing KEYS would hear and where the call
+    /// would go. KEYS are 0-9, *, # and t (let the timer fire); each prompt plays to its end.
+    IvrWalk {
+        /// The script (TOML).
+        file: std::path::PathBuf,
+        /// The keys, in order (e.g. "1 202611# t").
+        #[arg(default_value = "")]
+        keys: String,
+        /// The caller's number (for `caller ~` conditions).
+        #[arg(long, default_value = "13800000000")]
+        caller: String,
+        /// When the call happens, RFC 3339 (for time and calendar conditions); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::CheckIvr { file, queues } = &cli.command {
         return check_ivr(file, queues);
+    }
+    if let Command::IvrWalk {
+        file,
+        keys,
+        caller,
+        at,
+    } = &cli.command
+    {
+        return ivr_walk(file, keys, caller, at.as_deref());
     }
     let mut cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -114,7 +138,9 @@ fn main() -> ExitCode {
             Command::SipAccount { username, disable } => {
                 sip_account(&cfg, &username, disable).await
             }
-            Command::CheckConfig { .. } | Command::CheckIvr { .. } => Ok(()),
+            Command::CheckConfig { .. } | Command::CheckIvr { .. } | Command::IvrWalk { .. } => {
+                Ok(())
+            }
         }
     });
     match result {
@@ -146,6 +172,51 @@ fn check_ivr(file: &std::path::Path, queues: &[String]) -> ExitCode {
                 eprintln!("{p}");
             }
             eprintln!("{} problem(s) found", problems.len());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn ivr_walk(file: &std::path::Path, keys: &str, caller: &str, at: Option<&str>) -> ExitCode {
+    use hotline::ivr::{facts::CallFacts, script, walk::walk};
+    use hotline::tickets::calendar::WorkCalendar;
+    let script = match script::load(file, &script::Context::default()) {
+        Ok(s) => s,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let now = match at.map(chrono::DateTime::parse_from_rfc3339) {
+        None => chrono::Utc::now(),
+        Some(Ok(t)) => t.with_timezone(&chrono::Utc),
+        Some(Err(e)) => {
+            eprintln!(
+                "--at {:?}: {e}; expected RFC 3339 such as 2026-10-01T09:00:00+08:00",
+                at.unwrap_or("")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let calendar = match WorkCalendar::shipped() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("calendar: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let facts = CallFacts::new(caller, now, &calendar, Default::default());
+    match walk(&script, keys, &facts) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::from(2)
         }
     }

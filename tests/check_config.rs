@@ -212,3 +212,34 @@ fn check_config_validates_the_ivr_script_it_names() {
     let (code, out, err) = check(dir.path(), &toml, &[]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn ivr_walk_prints_what_a_caller_would_hear() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
+    let out = hotline()
+        .arg("ivr-walk")
+        .arg(&script)
+        .arg("1 202611#")
+        .args(["--at", "2026-10-01T09:00:00+08:00"])
+        .output()
+        .expect("run hotline");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("speak the progress of ticket 202611"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("(waiting in node \"menu\")\n"), "{stdout}");
+    let out = hotline()
+        .arg("ivr-walk")
+        .arg(&script)
+        .args(["--at", "yesterday"])
+        .output()
+        .expect("run hotline");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+}

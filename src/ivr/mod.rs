@@ -2,8 +2,10 @@
 //!
 //! `script` owns the file format and its load-time validation; `session` runs a script
 //! against one call, sans-IO (events in, actions out); `facts` answers its conditions for a
-//! real call (China time, the official working-day calendar).
+//! real call (China time, the official working-day calendar); `walk` is a dry run for script
+//! authors.
 
 pub mod facts;
 pub mod script;
 pub mod session;
+pub mod walk;

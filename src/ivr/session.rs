@@ -163,6 +163,14 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// The token of the timer the session is waiting on, if one is running.
+    pub fn timer(&self) -> Option<u64> {
+        match self.wait {
+            Wait::Input { token, .. } if token != 0 => Some(token),
+            _ => None,
+        }
+    }
+
     /// Whether the session has finished (transferred or hung up).
     pub fn is_done(&self) -> bool {
         self.wait == Wait::Done
@@ -215,7 +223,7 @@ impl<'s> Session<'s> {
         )
     }
 
-    fn timer(&mut self, node: &str, seconds: u32, out: &mut Vec<Action>) {
+    fn start_timer(&mut self, node: &str, seconds: u32, out: &mut Vec<Action>) {
         self.next_token += 1;
         let token = self.next_token;
         out.push(Action::Timer {
@@ -363,7 +371,7 @@ impl<'s> Session<'s> {
                 Some(Node::Menu { timeout, .. } | Node::Collect { timeout, .. }) => *timeout,
                 _ => SURVEY_TIMEOUT_SECS,
             };
-            self.timer(name, seconds, out);
+            self.start_timer(name, seconds, out);
         } else {
             // No timer runs while the keys are used; token 0 is never issued.
             self.wait = Wait::Input {
@@ -413,7 +421,7 @@ impl<'s> Session<'s> {
                     if self.typed.is_empty() {
                         // Inter-digit timeout restarts with each key.
                         let timeout = *timeout;
-                        self.timer(name, timeout, out);
+                        self.start_timer(name, timeout, out);
                     }
                 }
                 Node::Survey { next, .. } => {

@@ -146,6 +146,21 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_caller_reaches_an_agent_after_one_menu() {
+        let lines = walk(&shipped(), "t", &Night).unwrap();
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("按1")).count(),
+            1,
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(&"wait 3 s for a key".to_string()),
+            "{lines:#?}"
+        );
+        assert_eq!(lines.last().unwrap(), "(waiting in node \"queue\")");
+    }
+
+    #[test]
     fn bad_keys_and_a_timeout_without_a_timer_are_errors() {
         assert!(walk(&shipped(), "1x", &Night).unwrap_err().contains("'x'"));
         // In the queue no timer runs.

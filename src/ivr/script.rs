@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! start = "greeting"
+//! after_agent = "survey"   # optional: where the caller goes when the agent hangs up
 //!
 //! [nodes.greeting]
 //! type = "play"
@@ -188,6 +189,8 @@ fn default_retries() -> u32 {
 #[serde(deny_unknown_fields)]
 struct File {
     start: Spanned<String>,
+    #[serde(default)]
+    after_agent: Option<Spanned<String>>,
     nodes: BTreeMap<String, Spanned<Node>>,
 }
 
@@ -198,6 +201,8 @@ pub struct Script {
     pub path: PathBuf,
     /// The first node.
     pub start: String,
+    /// Where the caller goes when the agent hangs up first (the satisfaction survey).
+    pub after_agent: Option<String>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Node>,
     /// Prompt files, decoded once at load (both G.711 laws), by the name the script uses.
@@ -319,6 +324,15 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
             format!("start node {start:?} does not exist"),
         );
     }
+    let after_agent = file.after_agent.as_ref().map(|a| a.get_ref().as_str());
+    if let (Some(a), Some(spanned)) = (after_agent, &file.after_agent)
+        && !file.nodes.contains_key(a)
+    {
+        at(
+            line_of(text, spanned.span().start),
+            format!("after_agent node {a:?} does not exist"),
+        );
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut prompts = BTreeMap::new();
     for (name, node) in &file.nodes {
@@ -419,9 +433,9 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
             }
         }
     }
-    // Reachability from the start.
+    // Reachability from the start and from the after-agent entry.
     let mut seen = BTreeSet::new();
-    let mut todo = vec![start];
+    let mut todo: Vec<&str> = [Some(start), after_agent].into_iter().flatten().collect();
     while let Some(n) = todo.pop() {
         if !seen.insert(n) {
             continue;
@@ -456,6 +470,7 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
     Ok(Script {
         path: path.to_path_buf(),
         start: start.to_string(),
+        after_agent: after_agent.map(str::to_string),
         nodes: file
             .nodes
             .into_iter()

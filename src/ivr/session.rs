@@ -24,6 +24,9 @@ use super::script::{Condition, Node, PromptRef, Script};
 /// Most nodes run in a row without waiting for the caller.
 pub const MAX_STEPS: usize = 1000;
 
+/// Most nodes kept in a call's path (a caller looping through menus for an hour stays bounded).
+pub const MAX_PATH: usize = 500;
+
 /// Seconds a survey waits for a score.
 pub const SURVEY_TIMEOUT_SECS: u32 = 8;
 
@@ -50,6 +53,9 @@ pub enum Event {
     Digit(char),
     /// The timer with this token fired (stale tokens are ignored).
     Timeout(u64),
+    /// The agent hung up while the caller stays on the line: go to the script's
+    /// `after_agent` node (the survey), or end the call.
+    AgentHungUp,
 }
 
 /// What the driver should do.
@@ -80,6 +86,9 @@ pub enum Action {
     TicketStatus {
         /// The ticket number the caller keyed, if the script collected one as `ticket`.
         number: Option<String>,
+        /// The last four digits of the phone number given on the ticket, if collected as
+        /// `phone4` (the check that the caller may hear this ticket).
+        phone_last4: Option<String>,
     },
     /// Store a satisfaction score 1-5 for this call.
     Score(u8),
@@ -94,7 +103,15 @@ pub enum Action {
         /// Variables collected so far (they go to the agent's screen).
         vars: BTreeMap<String, String>,
     },
-    /// Take the caller out of the queue (a key pressed while waiting).
+    /// Keep the caller's place in the queue but offer the call to no agent (the caller
+    /// pressed a key for self-service while waiting).
+    Pause,
+    /// Offer the call again from the place it kept, with the variables collected meanwhile.
+    Resume {
+        /// Variables collected so far.
+        vars: BTreeMap<String, String>,
+    },
+    /// Take the caller out of the queue (the script went on to another queue or elsewhere).
     Dequeue,
     /// Transfer the call.
     Transfer {
@@ -131,6 +148,10 @@ pub struct Session<'s> {
     collected: String,
     /// Times the current menu has been replayed.
     tries: u32,
+    /// The queue node whose place the caller keeps while in self-service.
+    paused_in: Option<String>,
+    /// Every node entered, in order (for the call record).
+    path: Vec<String>,
     next_token: u64,
 }
 
@@ -144,6 +165,8 @@ impl<'s> Session<'s> {
             typed: VecDeque::new(),
             collected: String::new(),
             tries: 0,
+            paused_in: None,
+            path: Vec::new(),
             next_token: 0,
         }
     }
@@ -151,6 +174,11 @@ impl<'s> Session<'s> {
     /// Variables set so far (collected digits and `set` nodes).
     pub fn vars(&self) -> &BTreeMap<String, String> {
         &self.vars
+    }
+
+    /// Every node the call entered, in order (kept with the call record).
+    pub fn path(&self) -> &[String] {
+        &self.path
     }
 
     /// The node the caller is in, if the call is still in the script.
@@ -179,6 +207,9 @@ impl<'s> Session<'s> {
     /// Handles one event.
     pub fn handle(&mut self, event: Event, facts: &dyn Facts) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Event::Digit(key) = event {
+            tracing::debug!(%key, node = self.node().unwrap_or("-"), "IVR key");
+        }
         match (event, self.wait.clone()) {
             (Event::Start, Wait::Idle) => {
                 let start = self.script.start.clone();
@@ -205,9 +236,17 @@ impl<'s> Session<'s> {
                 if let Some(Node::Queue { digits, .. }) = self.script.nodes.get(&node)
                     && let Some(target) = digits.get(d.encode_utf8(&mut [0; 4]) as &str)
                 {
-                    out.push(Action::Dequeue);
+                    out.push(Action::Pause);
+                    self.paused_in = Some(node.clone());
                     let target = target.clone();
                     self.enter(&target, facts, &mut out);
+                }
+            }
+            (Event::AgentHungUp, wait) if wait != Wait::Idle && wait != Wait::Done => {
+                self.typed.clear();
+                match self.script.after_agent.clone() {
+                    Some(node) => self.enter(&node, facts, &mut out),
+                    None => self.finish(Action::Hangup, &mut out),
                 }
             }
             // Anything else (a late prompt end, a stale timer, input after the end) is ignored.
@@ -241,6 +280,10 @@ impl<'s> Session<'s> {
         let mut name = name.to_string();
         self.tries = 0;
         for _ in 0..MAX_STEPS {
+            tracing::debug!(node = %name, "IVR step");
+            if self.path.len() < MAX_PATH {
+                self.path.push(name.clone());
+            }
             let Some(node) = self.script.nodes.get(&name) else {
                 // Validation makes this unreachable; end the call rather than strand it.
                 self.finish(Action::Hangup, out);
@@ -283,6 +326,7 @@ impl<'s> Session<'s> {
                 Node::TicketStatus { .. } => {
                     out.push(Action::TicketStatus {
                         number: self.vars.get("ticket").cloned(),
+                        phone_last4: self.vars.get("phone4").cloned(),
                     });
                     self.wait = Wait::Prompt {
                         node: name,
@@ -296,12 +340,23 @@ impl<'s> Session<'s> {
                     skills,
                     ..
                 } => {
-                    out.push(Action::Enqueue {
-                        queue: queue.clone(),
-                        priority: *priority,
-                        skills: skills.clone(),
-                        vars: self.vars.clone(),
-                    });
+                    match self.paused_in.take() {
+                        // Back from self-service: the caller's place was kept.
+                        Some(kept) if kept == name => out.push(Action::Resume {
+                            vars: self.vars.clone(),
+                        }),
+                        other => {
+                            if other.is_some() {
+                                out.push(Action::Dequeue);
+                            }
+                            out.push(Action::Enqueue {
+                                queue: queue.clone(),
+                                priority: *priority,
+                                skills: skills.clone(),
+                                vars: self.vars.clone(),
+                            });
+                        }
+                    }
                     self.typed.clear();
                     self.wait = Wait::Queued { node: name };
                     return;
@@ -341,6 +396,9 @@ impl<'s> Session<'s> {
     }
 
     fn finish(&mut self, action: Action, out: &mut Vec<Action>) {
+        if self.paused_in.take().is_some() {
+            out.push(Action::Dequeue);
+        }
         out.push(action);
         self.typed.clear();
         self.wait = Wait::Done;

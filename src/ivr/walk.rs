@@ -1,6 +1,7 @@
 //! A dry run of a script from the terminal (`hotline ivr-walk`): the keys a caller presses go
 //! in, a transcript of what the caller would hear and where the call would go comes out. Every
-//! prompt plays to its end before the next key (no barge-in); `t` lets the running timer fire.
+//! prompt plays to its end before the next key (no barge-in); `t` lets the running timer fire
+//! and `h` is the agent hanging up.
 
 use std::fmt::Write as _;
 
@@ -10,14 +11,16 @@ use super::session::{Action, Event, Facts, Session};
 /// Most events one walk delivers.
 const MAX_EVENTS: usize = 10_000;
 
-/// Walks `script` with `keys` (0-9, *, #, or `t` for a timeout); returns the transcript, one
-/// line per step.
+/// Walks `script` with `keys` (0-9, *, #, `t` for a timeout, `h` for the agent hanging up);
+/// returns the transcript, one line per step, ending with the path of nodes taken.
 pub fn walk(script: &Script, keys: &str, facts: &dyn Facts) -> Result<Vec<String>, String> {
     if let Some(bad) = keys
         .chars()
-        .find(|c| !(c.is_ascii_digit() || matches!(c, '*' | '#' | 't' | ' ')))
+        .find(|c| !(c.is_ascii_digit() || matches!(c, '*' | '#' | 't' | 'h' | ' ')))
     {
-        return Err(format!("key {bad:?}: expected 0-9, *, # or t (timeout)"));
+        return Err(format!(
+            "key {bad:?}: expected 0-9, *, #, t (timeout) or h (the agent hangs up)"
+        ));
     }
     let mut keys = keys.chars().filter(|c| *c != ' ');
     let mut session = Session::new(script);
@@ -37,6 +40,7 @@ pub fn walk(script: &Script, keys: &str, facts: &dyn Facts) -> Result<Vec<String
             out.push(describe(&action));
         }
         if session.is_done() {
+            out.push(format!("(path: {})", session.path().join(" > ")));
             return Ok(out);
         }
         event = if prompt_playing {
@@ -50,6 +54,10 @@ pub fn walk(script: &Script, keys: &str, facts: &dyn Facts) -> Result<Vec<String
                     }
                     None => return Err("`t`: no timer is running".into()),
                 },
+                Some('h') => {
+                    out.push("(the agent hangs up)".into());
+                    Some(Event::AgentHungUp)
+                }
                 Some(k) => {
                     out.push(format!("(caller presses {k})"));
                     Some(Event::Digit(k))
@@ -61,6 +69,7 @@ pub fn walk(script: &Script, keys: &str, facts: &dyn Facts) -> Result<Vec<String
     if let Some(node) = session.node() {
         out.push(format!("(waiting in node {node:?})"));
     }
+    out.push(format!("(path: {})", session.path().join(" > ")));
     Ok(out)
 }
 
@@ -87,9 +96,13 @@ fn describe(a: &Action) -> String {
             }
             s
         }
-        Action::TicketStatus { number } => match number {
-            Some(n) => format!("speak the progress of ticket {n}"),
-            None => "speak ticket progress (no number collected)".into(),
+        Action::TicketStatus {
+            number,
+            phone_last4,
+        } => match (number, phone_last4) {
+            (Some(n), Some(p)) => format!("speak the progress of ticket {n} (phone ending {p})"),
+            (Some(n), None) => format!("speak the progress of ticket {n}"),
+            _ => "speak ticket progress (no number collected)".into(),
         },
         Action::Score(n) => format!("record satisfaction {n}"),
         Action::Enqueue {
@@ -98,6 +111,8 @@ fn describe(a: &Action) -> String {
             skills,
             vars,
         } => format!("queue {queue:?} (priority {priority}, skills {skills:?}, vars {vars:?})"),
+        Action::Pause => "keep the place in the queue (self-service)".into(),
+        Action::Resume { vars } => format!("back in the queue at the same place (vars {vars:?})"),
         Action::Dequeue => "leave the queue".into(),
         Action::Transfer { uri } => format!("transfer to {uri}"),
         Action::Hangup => "hang up".into(),
@@ -134,30 +149,37 @@ mod tests {
     }
 
     #[test]
-    fn a_walk_shows_prompts_keys_and_where_the_call_ends_up() {
-        let lines = walk(&shipped(), "2", &Night).unwrap();
+    fn the_demo_flow_checks_a_ticket_returns_to_the_queue_and_ends_with_the_survey() {
+        let lines = walk(&shipped(), "2 202611# 5678 h 4", &Night).unwrap();
         assert!(lines[0].starts_with("play text \"您好"), "{lines:#?}");
-        assert_eq!(lines[3], "(caller presses 2)");
         assert_eq!(
-            lines[4],
-            "queue \"enterprise\" (priority 0, skills [\"enterprise\"], vars {})"
+            lines[1],
+            "queue \"general\" (priority 0, skills [], vars {})"
         );
-        assert_eq!(lines.last().unwrap(), "(waiting in node \"enterprise\")");
+        for expected in [
+            "keep the place in the queue (self-service)",
+            "speak the progress of ticket 202611 (phone ending 5678)",
+            "back in the queue at the same place (vars {\"phone4\": \"5678\", \"ticket\": \"202611\"})",
+            "record satisfaction 4",
+            "hang up",
+        ] {
+            assert!(
+                lines.iter().any(|l| l == expected),
+                "{expected}: {lines:#?}"
+            );
+        }
+        assert_eq!(
+            lines.last().unwrap(),
+            "(path: greeting > queue > ask_ticket > ask_phone > status > queue > survey > thanks > bye)"
+        );
     }
 
     #[test]
-    fn a_silent_caller_reaches_an_agent_after_one_menu() {
-        let lines = walk(&shipped(), "t", &Night).unwrap();
-        assert_eq!(
-            lines.iter().filter(|l| l.contains("按1")).count(),
-            1,
-            "{lines:#?}"
-        );
-        assert!(
-            lines.contains(&"wait 3 s for a key".to_string()),
-            "{lines:#?}"
-        );
-        assert_eq!(lines.last().unwrap(), "(waiting in node \"queue\")");
+    fn a_silent_caller_waits_in_the_queue_without_a_menu() {
+        let lines = walk(&shipped(), "", &Night).unwrap();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert_eq!(lines[2], "(waiting in node \"queue\")");
+        assert_eq!(lines[3], "(path: greeting > queue)");
     }
 
     #[test]

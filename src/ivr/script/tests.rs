@@ -255,3 +255,22 @@ fn a_missing_file_is_a_problem_not_a_panic() {
     assert_eq!(p.len(), 1);
     assert!(p[0].message.starts_with("cannot read the script"));
 }
+
+#[test]
+fn after_agent_must_exist_and_makes_its_nodes_reachable() {
+    let text = GOOD.replace(
+        "start = \"greeting\"",
+        "start = \"greeting\"\nafter_agent = \"survey\"",
+    );
+    let p = problems(&text);
+    assert_eq!(
+        p,
+        ["/scripts/main.toml:3: after_agent node \"survey\" does not exist"]
+    );
+    // A survey reached only after the agent hangs up is not "unreachable".
+    let text = format!(
+        "{text}\n[nodes.survey]\ntype = \"survey\"\nprompt = {{ text = \"rate\" }}\nnext = \"bye\"\n"
+    );
+    let s = parse(Path::new("/scripts/main.toml"), &text, &ctx()).unwrap();
+    assert_eq!(s.after_agent.as_deref(), Some("survey"));
+}

@@ -146,7 +146,8 @@ fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
     assert_eq!(
         a.last(),
         Some(&Action::TicketStatus {
-            number: Some("202611".into())
+            number: Some("202611".into()),
+            phone_last4: None,
         })
     );
     assert_eq!(s.vars()["ticket"], "202611");
@@ -181,7 +182,8 @@ fn typed_ahead_digits_fill_a_collect_node() {
     let a = keys(&mut s, &w, "3456789#");
     assert_eq!(a[0], Action::StopPrompt);
     assert!(a.contains(&Action::TicketStatus {
-        number: Some("3456789".into())
+        number: Some("3456789".into()),
+        phone_last4: None,
     }));
 }
 
@@ -240,7 +242,8 @@ fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
             assert_eq!(
                 a.last(),
                 Some(&Action::TicketStatus {
-                    number: Some(typed.into())
+                    number: Some(typed.into()),
+                    phone_last4: None,
                 }),
                 "{typed}"
             );
@@ -276,7 +279,7 @@ fn the_survey_keeps_scores_1_to_5_only() {
 }
 
 #[test]
-fn a_key_while_queued_leaves_the_queue_for_its_node() {
+fn a_key_while_queued_keeps_the_place_and_the_caller_comes_back_to_it() {
     let sc = script(SCRIPT);
     let w = World::default();
     let mut s = Session::new(&sc);
@@ -285,8 +288,86 @@ fn a_key_while_queued_leaves_the_queue_for_its_node() {
     assert!(s.handle(Event::Digit('5'), &w).is_empty());
     assert_eq!(
         s.handle(Event::Digit('1'), &w),
-        [Action::Dequeue, text("ticket number")]
+        [Action::Pause, text("ticket number")]
     );
+    s.handle(Event::PromptDone, &w);
+    keys(&mut s, &w, "654321#");
+    // The status is spoken, then the menu; 0 leads back to the same queue node.
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::PromptDone, &w);
+    let a = s.handle(Event::Digit('0'), &w);
+    let vars: BTreeMap<String, String> = [("ticket".to_string(), "654321".to_string())].into();
+    assert_eq!(a, [Action::Resume { vars }]);
+    assert_eq!(
+        s.path(),
+        [
+            "greeting",
+            "menu",
+            "queue",
+            "ask_ticket",
+            "status",
+            "menu",
+            "queue"
+        ]
+    );
+}
+
+#[test]
+fn leaving_a_kept_place_for_another_queue_or_a_transfer_gives_it_up() {
+    let text = SCRIPT.replace(
+        "digits = { \"1\" = \"ask_ticket\" }",
+        "digits = { \"1\" = \"ask_ticket\", \"2\" = \"other\", \"3\" = \"out\" }",
+    ) + "[nodes.other]\ntype = \"queue\"\nqueue = \"general\"\nskills = [\"vip\"]\n\
+           [nodes.out]\ntype = \"transfer\"\nuri = \"sip:110@127.0.0.1\"\n";
+    let sc = script(&text);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('0'), &w);
+    let a = s.handle(Event::Digit('2'), &w);
+    assert_eq!(a[0], Action::Pause);
+    assert_eq!(a[1], Action::Dequeue);
+    assert!(matches!(&a[2], Action::Enqueue { skills, .. } if skills == &["vip".to_string()]));
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('0'), &w);
+    assert_eq!(
+        s.handle(Event::Digit('3'), &w),
+        [
+            Action::Pause,
+            Action::Dequeue,
+            Action::Transfer {
+                uri: "sip:110@127.0.0.1".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn when_the_agent_hangs_up_the_caller_gets_the_survey_or_the_call_ends() {
+    let src = SCRIPT.replace(
+        "start = \"greeting\"",
+        "start = \"greeting\"\nafter_agent = \"survey\"",
+    );
+    let sc = script(&src);
+    let w = World::default();
+    let mut s = Session::new(&sc);
+    assert!(s.handle(Event::AgentHungUp, &w).is_empty(), "not started");
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('0'), &w);
+    assert_eq!(s.handle(Event::AgentHungUp, &w), [text("rate us 1 to 5")]);
+    s.handle(Event::PromptDone, &w);
+    assert_eq!(
+        s.handle(Event::Digit('5'), &w),
+        [Action::Score(5), Action::Hangup]
+    );
+    // Without after_agent the call simply ends.
+    let sc = script(SCRIPT);
+    let mut s = Session::new(&sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::Digit('0'), &w);
+    assert_eq!(s.handle(Event::AgentHungUp, &w), [Action::Hangup]);
+    assert!(s.handle(Event::AgentHungUp, &w).is_empty(), "already over");
 }
 
 #[test]
@@ -421,6 +502,7 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
     let sc = Script {
         path: "hand.toml".into(),
         start: "a".into(),
+        after_agent: None,
         nodes,
         prompts: BTreeMap::new(),
     };
@@ -430,7 +512,7 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
 }
 
 #[test]
-fn the_shipped_script_greets_and_queues_a_caller_who_presses_0() {
+fn the_shipped_script_queues_a_caller_who_presses_nothing() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
     let sc = crate::ivr::script::load(&path, &Context::default()).unwrap();
     let w = World::default();
@@ -440,6 +522,7 @@ fn the_shipped_script_greets_and_queues_a_caller_who_presses_0() {
         matches!(&a[..], [Action::Play { prompt }] if prompt.text.as_deref().is_some_and(|t| t.contains("110"))),
         "{a:?}"
     );
-    let a = s.handle(Event::Digit('0'), &w);
+    let a = s.handle(Event::PromptDone, &w);
     assert_eq!(enqueued(&a), Some("general"));
+    assert_eq!(s.path(), ["greeting", "queue"]);
 }

@@ -208,7 +208,7 @@ fn ivr_walk(file: &std::path::Path, keys: &str, caller: &str, at: Option<&str>) 
         }
     };
     let facts = CallFacts::new(caller, now, &calendar, Default::default());
-    match walk(&script, keys, &facts) {
+    match walk(&std::sync::Arc::new(script), keys, &facts) {
         Ok(lines) => {
             for l in lines {
                 println!("{l}");

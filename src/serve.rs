@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
+use crate::ivr::script::Context as IvrContext;
+use crate::ivr::store::ScriptStore;
 use crate::signaling::{self, Credentials};
 use crate::{db, http, telemetry};
 
@@ -69,6 +71,52 @@ impl Database {
     }
 }
 
+/// Loads `ivr.script`, if configured, and reloads it on SIGHUP until `shutdown`: new calls get
+/// the new version, calls in progress keep theirs, and a version that fails validation is
+/// refused with every problem logged while the one in force stays.
+fn ivr_store(
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<(Arc<ScriptStore>, tokio::task::JoinHandle<()>)>> {
+    let Some(path) = &cfg.ivr.script else {
+        return Ok(None);
+    };
+    let store = ScriptStore::load(path, IvrContext::default()).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("invalid IVR script:\n{}", lines.join("\n"))
+    })?;
+    let store = Arc::new(store);
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tracing::info!(
+        script = %path.display(),
+        nodes = store.current().nodes.len(),
+        "IVR script loaded; SIGHUP reloads it"
+    );
+    let s = Arc::clone(&store);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        break;
+                    }
+                    if let Err(problems) = s.reload() {
+                        for p in &problems {
+                            tracing::error!("IVR script reload refused: {p}");
+                        }
+                        tracing::error!(
+                            problems = problems.len(),
+                            "IVR script reload refused; the script in force stays"
+                        );
+                    }
+                }
+            }
+        }
+    });
+    Ok(Some((store, task)))
+}
+
 /// Cancelled on the first SIGINT or SIGTERM. Installed before anything starts, so a signal
 /// during start-up still leads to an orderly stop.
 pub fn shutdown_token() -> anyhow::Result<CancellationToken> {
@@ -118,6 +166,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         cfg.sip.realm.clone(),
         shutdown.clone(),
     );
+    let ivr = match ivr_store(&cfg, shutdown.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            shutdown.cancel();
+            let _ = reloader.await;
+            database.close().await;
+            return Err(e);
+        }
+    };
     let (sip, sip_task) = match signaling::start(&cfg.sip, creds, shutdown.clone()).await {
         Ok(x) => x,
         Err(e) => {
@@ -140,6 +197,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     shutdown.cancel();
     let _ = sip_task.await;
     let _ = reloader.await;
+    if let Some((_, task)) = ivr {
+        let _ = task.await;
+    }
     database.close().await;
     result.context("HTTP server failed")?;
     tracing::info!("stopped cleanly");

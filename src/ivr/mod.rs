@@ -3,9 +3,10 @@
 //! `script` owns the file format and its load-time validation; `session` runs a script
 //! against one call, sans-IO (events in, actions out); `facts` answers its conditions for a
 //! real call (China time, the official working-day calendar); `walk` is a dry run for script
-//! authors.
+//! authors; `store` holds the script in force and reloads it.
 
 pub mod facts;
 pub mod script;
 pub mod session;
+pub mod store;
 pub mod walk;

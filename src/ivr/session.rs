@@ -17,6 +17,7 @@
 //!   caller) ends the call instead of spinning; validation already refuses such loops.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::script::{Condition, Node, PromptRef, Script};
@@ -138,8 +139,8 @@ enum Wait {
 
 /// One call's walk through a script.
 #[derive(Debug)]
-pub struct Session<'s> {
-    script: &'s Script,
+pub struct Session {
+    script: Arc<Script>,
     wait: Wait,
     vars: BTreeMap<String, String>,
     /// Keys typed ahead (barge-in), consumed by the next node that takes input.
@@ -155,9 +156,9 @@ pub struct Session<'s> {
     next_token: u64,
 }
 
-impl<'s> Session<'s> {
+impl Session {
     /// A session that has not started.
-    pub fn new(script: &'s Script) -> Self {
+    pub fn new(script: Arc<Script>) -> Self {
         Session {
             script,
             wait: Wait::Idle,
@@ -206,13 +207,14 @@ impl<'s> Session<'s> {
 
     /// Handles one event.
     pub fn handle(&mut self, event: Event, facts: &dyn Facts) -> Vec<Action> {
+        let script = Arc::clone(&self.script);
         let mut out = Vec::new();
         if let Event::Digit(key) = event {
             tracing::debug!(%key, node = self.node().unwrap_or("-"), "IVR key");
         }
         match (event, self.wait.clone()) {
             (Event::Start, Wait::Idle) => {
-                let start = self.script.start.clone();
+                let start = script.start.clone();
                 self.enter(&start, facts, &mut out);
             }
             (Event::PromptDone, Wait::Prompt { node, .. }) => {
@@ -233,7 +235,7 @@ impl<'s> Session<'s> {
                 self.timed_out(&node, facts, &mut out);
             }
             (Event::Digit(d), Wait::Queued { node }) => {
-                if let Some(Node::Queue { digits, .. }) = self.script.nodes.get(&node)
+                if let Some(Node::Queue { digits, .. }) = script.nodes.get(&node)
                     && let Some(target) = digits.get(d.encode_utf8(&mut [0; 4]) as &str)
                 {
                     out.push(Action::Pause);
@@ -244,7 +246,7 @@ impl<'s> Session<'s> {
             }
             (Event::AgentHungUp, wait) if wait != Wait::Idle && wait != Wait::Done => {
                 self.typed.clear();
-                match self.script.after_agent.clone() {
+                match script.after_agent.clone() {
                     Some(node) => self.enter(&node, facts, &mut out),
                     None => self.finish(Action::Hangup, &mut out),
                 }
@@ -256,8 +258,9 @@ impl<'s> Session<'s> {
     }
 
     fn takes_input(&self, node: &str) -> bool {
+        let script = Arc::clone(&self.script);
         matches!(
-            self.script.nodes.get(node),
+            script.nodes.get(node),
             Some(Node::Menu { .. } | Node::Collect { .. } | Node::Survey { .. })
         )
     }
@@ -277,6 +280,7 @@ impl<'s> Session<'s> {
 
     /// Runs nodes from `name` until one waits for something.
     fn enter(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let script = Arc::clone(&self.script);
         let mut name = name.to_string();
         self.tries = 0;
         for _ in 0..MAX_STEPS {
@@ -284,7 +288,7 @@ impl<'s> Session<'s> {
             if self.path.len() < MAX_PATH {
                 self.path.push(name.clone());
             }
-            let Some(node) = self.script.nodes.get(&name) else {
+            let Some(node) = script.nodes.get(&name) else {
                 // Validation makes this unreachable; end the call rather than strand it.
                 self.finish(Action::Hangup, out);
                 return;
@@ -405,7 +409,8 @@ impl<'s> Session<'s> {
     }
 
     fn after_prompt(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
-        let Some(node) = self.script.nodes.get(name) else {
+        let script = Arc::clone(&self.script);
+        let Some(node) = script.nodes.get(name) else {
             return;
         };
         match node {
@@ -424,8 +429,9 @@ impl<'s> Session<'s> {
     /// An input node whose prompt is over (or skipped): use keys typed ahead, else start
     /// its timer.
     fn await_input(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let script = Arc::clone(&self.script);
         if self.typed.is_empty() {
-            let seconds = match self.script.nodes.get(name) {
+            let seconds = match script.nodes.get(name) {
                 Some(Node::Menu { timeout, .. } | Node::Collect { timeout, .. }) => *timeout,
                 _ => SURVEY_TIMEOUT_SECS,
             };
@@ -442,7 +448,8 @@ impl<'s> Session<'s> {
 
     /// Uses typed keys in an input node.
     fn consume(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
-        let Some(node) = self.script.nodes.get(name) else {
+        let script = Arc::clone(&self.script);
+        let Some(node) = script.nodes.get(name) else {
             return;
         };
         while let Some(d) = self.typed.pop_front() {
@@ -500,7 +507,8 @@ impl<'s> Session<'s> {
     }
 
     fn timed_out(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
-        match self.script.nodes.get(name) {
+        let script = Arc::clone(&self.script);
+        match script.nodes.get(name) {
             Some(Node::Menu { .. }) => self.retry(name, facts, out),
             Some(Node::Collect { .. }) => self.collect_done(name, facts, out),
             Some(Node::Survey { next, .. }) => {
@@ -513,12 +521,13 @@ impl<'s> Session<'s> {
 
     /// No input or a wrong key in a menu: replay it, or go to its default.
     fn retry(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let script = Arc::clone(&self.script);
         let Some(Node::Menu {
             prompt,
             retries,
             default,
             ..
-        }) = self.script.nodes.get(name)
+        }) = script.nodes.get(name)
         else {
             return;
         };
@@ -533,6 +542,7 @@ impl<'s> Session<'s> {
     }
 
     fn collect_done(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+        let script = Arc::clone(&self.script);
         let Some(Node::Collect {
             var,
             min,
@@ -540,7 +550,7 @@ impl<'s> Session<'s> {
             next,
             default,
             ..
-        }) = self.script.nodes.get(name)
+        }) = script.nodes.get(name)
         else {
             return;
         };

@@ -4,6 +4,7 @@
 //! and `h` is the agent hanging up.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::script::{PromptRef, Script};
 use super::session::{Action, Event, Facts, Session};
@@ -13,7 +14,7 @@ const MAX_EVENTS: usize = 10_000;
 
 /// Walks `script` with `keys` (0-9, *, #, `t` for a timeout, `h` for the agent hanging up);
 /// returns the transcript, one line per step, ending with the path of nodes taken.
-pub fn walk(script: &Script, keys: &str, facts: &dyn Facts) -> Result<Vec<String>, String> {
+pub fn walk(script: &Arc<Script>, keys: &str, facts: &dyn Facts) -> Result<Vec<String>, String> {
     if let Some(bad) = keys
         .chars()
         .find(|c| !(c.is_ascii_digit() || matches!(c, '*' | '#' | 't' | 'h' | ' ')))
@@ -23,7 +24,7 @@ pub fn walk(script: &Script, keys: &str, facts: &dyn Facts) -> Result<Vec<String
         ));
     }
     let mut keys = keys.chars().filter(|c| *c != ' ');
-    let mut session = Session::new(script);
+    let mut session = Session::new(Arc::clone(script));
     let mut out = Vec::new();
     let mut event = Some(Event::Start);
     for _ in 0..MAX_EVENTS {
@@ -143,9 +144,9 @@ mod tests {
         }
     }
 
-    fn shipped() -> Script {
+    fn shipped() -> Arc<Script> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
-        load(&path, &Context::default()).unwrap()
+        Arc::new(load(&path, &Context::default()).unwrap())
     }
 
     #[test]

@@ -89,8 +89,8 @@ digits = { "1" = "ask_ticket" }
 type = "hangup"
 "##;
 
-fn script(text: &str) -> Script {
-    parse(Path::new("t.toml"), text, &Context::default()).unwrap()
+fn script(text: &str) -> Arc<Script> {
+    Arc::new(parse(Path::new("t.toml"), text, &Context::default()).unwrap())
 }
 
 fn text(t: &str) -> Action {
@@ -129,7 +129,7 @@ fn enqueued(a: &[Action]) -> Option<&str> {
 fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     assert_eq!(s.handle(Event::Start, &w), [text("greeting")]);
     assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
     let a = s.handle(Event::PromptDone, &w);
@@ -159,7 +159,7 @@ fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
 fn keys_during_a_barge_in_greeting_choose_from_the_menu_without_hearing_it() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     let a = s.handle(Event::Digit('0'), &w);
     assert_eq!(a[0], Action::StopPrompt);
@@ -174,7 +174,7 @@ fn keys_during_a_barge_in_greeting_choose_from_the_menu_without_hearing_it() {
 fn typed_ahead_digits_fill_a_collect_node() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w); // menu prompt
     let a = keys(&mut s, &w, "1"); // during the menu prompt: barge in to ask_ticket
@@ -191,7 +191,7 @@ fn typed_ahead_digits_fill_a_collect_node() {
 fn a_silent_caller_hears_the_menu_again_then_reaches_an_agent() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w);
     let mut a = s.handle(Event::PromptDone, &w);
@@ -207,7 +207,7 @@ fn a_silent_caller_hears_the_menu_again_then_reaches_an_agent() {
 fn a_wrong_key_replays_the_menu_and_a_stale_timer_is_ignored() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w);
     let a = s.handle(Event::PromptDone, &w);
@@ -228,7 +228,7 @@ fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
         ("12345678", true, false),  // max 8 reached without '#'
         ("1234567", true, true),    // timeout after 7 >= min 6
     ] {
-        let mut s = Session::new(&sc);
+        let mut s = Session::new(sc.clone());
         s.handle(Event::Start, &w);
         s.handle(Event::PromptDone, &w);
         s.handle(Event::PromptDone, &w);
@@ -258,7 +258,7 @@ fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
 fn the_survey_keeps_scores_1_to_5_only() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('2'), &w);
     s.handle(Event::PromptDone, &w);
@@ -271,7 +271,7 @@ fn the_survey_keeps_scores_1_to_5_only() {
     assert!(s.is_done());
     assert!(s.handle(Event::Digit('1'), &w).is_empty());
     // No answer: the call goes on without a score.
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('2'), &w);
     let a = s.handle(Event::PromptDone, &w);
@@ -282,7 +282,7 @@ fn the_survey_keeps_scores_1_to_5_only() {
 fn a_key_while_queued_keeps_the_place_and_the_caller_comes_back_to_it() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
     assert!(s.handle(Event::Digit('5'), &w).is_empty());
@@ -321,14 +321,14 @@ fn leaving_a_kept_place_for_another_queue_or_a_transfer_gives_it_up() {
            [nodes.out]\ntype = \"transfer\"\nuri = \"sip:110@127.0.0.1\"\n";
     let sc = script(&text);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
     let a = s.handle(Event::Digit('2'), &w);
     assert_eq!(a[0], Action::Pause);
     assert_eq!(a[1], Action::Dequeue);
     assert!(matches!(&a[2], Action::Enqueue { skills, .. } if skills == &["vip".to_string()]));
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
     assert_eq!(
@@ -351,7 +351,7 @@ fn when_the_agent_hangs_up_the_caller_gets_the_survey_or_the_call_ends() {
     );
     let sc = script(&src);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     assert!(s.handle(Event::AgentHungUp, &w).is_empty(), "not started");
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
@@ -363,7 +363,7 @@ fn when_the_agent_hangs_up_the_caller_gets_the_survey_or_the_call_ends() {
     );
     // Without after_agent the call simply ends.
     let sc = script(SCRIPT);
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
     assert_eq!(s.handle(Event::AgentHungUp, &w), [Action::Hangup]);
@@ -374,7 +374,7 @@ fn when_the_agent_hangs_up_the_caller_gets_the_survey_or_the_call_ends() {
 fn a_greeting_without_barge_in_ignores_keys() {
     let sc = script(&SCRIPT.replace("barge_in = true", "barge_in = false"));
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     assert!(s.handle(Event::Digit('0'), &w).is_empty());
     assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
@@ -422,7 +422,7 @@ next = "queue"
 fn conditions_route_by_caller_time_calendar_and_queue_length() {
     let sc = script(ROUTING);
     let first = |w: &World| {
-        let mut s = Session::new(&sc);
+        let mut s = Session::new(sc.clone());
         let a = s.handle(Event::Start, w);
         (a, s.vars().clone())
     };
@@ -472,7 +472,7 @@ fn conditions_route_by_caller_time_calendar_and_queue_length() {
 fn the_enqueue_carries_what_the_caller_keyed() {
     let sc = script(SCRIPT);
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('1'), &w);
     s.handle(Event::PromptDone, &w);
@@ -499,14 +499,14 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
     let mut nodes = BTreeMap::new();
     nodes.insert("a".to_string(), Node::Goto { target: "b".into() });
     nodes.insert("b".to_string(), Node::Goto { target: "a".into() });
-    let sc = Script {
+    let sc = Arc::new(Script {
         path: "hand.toml".into(),
         start: "a".into(),
         after_agent: None,
         nodes,
         prompts: BTreeMap::new(),
-    };
-    let mut s = Session::new(&sc);
+    });
+    let mut s = Session::new(sc.clone());
     assert_eq!(s.handle(Event::Start, &World::default()), [Action::Hangup]);
     assert!(s.is_done());
 }
@@ -514,9 +514,9 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
 #[test]
 fn the_shipped_script_queues_a_caller_who_presses_nothing() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
-    let sc = crate::ivr::script::load(&path, &Context::default()).unwrap();
+    let sc = Arc::new(crate::ivr::script::load(&path, &Context::default()).unwrap());
     let w = World::default();
-    let mut s = Session::new(&sc);
+    let mut s = Session::new(sc.clone());
     let a = s.handle(Event::Start, &w);
     assert!(
         matches!(&a[..], [Action::Play { prompt }] if prompt.text.as_deref().is_some_and(|t| t.contains("110"))),

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_test_database
 log "tests use DATABASE_URL=$DATABASE_URL"
 # Real SIP peers for the interop tests.
-apt_install sip-tester baresip
+apt_install sip-tester baresip espeak-ng
 export SQLX_OFFLINE=true
 
 log "cargo fmt --check"

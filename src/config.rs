@@ -167,6 +167,9 @@ impl Default for RecordingsConfig {
 pub struct IvrConfig {
     /// Path of the IVR script that answers calls.
     pub script: Option<PathBuf>,
+    /// Text-to-speech command for `text` prompts, `{out}` and `{text}` replaced (without
+    /// `{text}` the text goes to standard input); default espeak-ng's Mandarin voice.
+    pub tts_command: Option<Vec<String>>,
 }
 
 /// `[log]`: logging.

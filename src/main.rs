@@ -54,6 +54,10 @@ enum Command {
         /// A queue the script may send callers to (repeatable).
         #[arg(long = "queue", value_name = "NAME")]
         queues: Vec<String>,
+        /// Also synthesise its text prompts (espeak-ng, cached beside the script), as `serve`
+        /// does.
+        #[arg(long)]
+        speak: bool,
     },
     /// Dry-run an IVR script: print what a caller pressing KEYS would hear and where the call
     /// would go. KEYS are 0-9, *, # and t (let the timer fire); each prompt plays to its end.
@@ -74,8 +78,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::CheckIvr { file, queues } = &cli.command {
-        return check_ivr(file, queues);
+    if let Command::CheckIvr {
+        file,
+        queues,
+        speak,
+    } = &cli.command
+    {
+        return check_ivr(file, queues, *speak);
     }
     if let Command::IvrWalk {
         file,
@@ -153,9 +162,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_ivr(file: &std::path::Path, queues: &[String]) -> ExitCode {
+fn check_ivr(file: &std::path::Path, queues: &[String], speak: bool) -> ExitCode {
     let ctx = hotline::ivr::script::Context {
         queues: (!queues.is_empty()).then(|| queues.iter().cloned().collect()),
+        tts: speak.then(|| hotline::ivr::tts::Tts::for_script(file, None)),
     };
     match hotline::ivr::script::load(file, &ctx) {
         Ok(script) => {

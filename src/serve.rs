@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
 use crate::ivr::script::Context as IvrContext;
 use crate::ivr::store::ScriptStore;
+use crate::ivr::tts::Tts;
 use crate::signaling::{self, Credentials};
 use crate::{db, http, telemetry};
 
@@ -81,7 +82,11 @@ fn ivr_store(
     let Some(path) = &cfg.ivr.script else {
         return Ok(None);
     };
-    let store = ScriptStore::load(path, IvrContext::default()).map_err(|problems| {
+    let ctx = IvrContext {
+        queues: None,
+        tts: Some(Tts::for_script(path, cfg.ivr.tts_command.as_deref())),
+    };
+    let store = ScriptStore::load(path, ctx).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("invalid IVR script:\n{}", lines.join("\n"))
     })?;

@@ -9,4 +9,5 @@ pub mod facts;
 pub mod script;
 pub mod session;
 pub mod store;
+pub mod tts;
 pub mod walk;

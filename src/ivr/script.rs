@@ -24,12 +24,14 @@
 //! nodes no path reaches, loops that never wait for the caller, patterns that do not compile,
 //! queues that are not configured, bad digits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hotline_sip::media::player::Prompt;
+
+use super::tts::Tts;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -205,8 +207,25 @@ pub struct Script {
     pub after_agent: Option<String>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, Node>,
-    /// Prompt files, decoded once at load (both G.711 laws), by the name the script uses.
+    /// Prompts decoded once at load (both G.711 laws), by [`prompt_key`]: files always, texts
+    /// when the load had a speech engine.
     pub prompts: BTreeMap<String, Arc<Prompt>>,
+}
+
+/// The key of a prompt in [`Script::prompts`]: `file:<name>` or `tts:<text>`.
+pub fn prompt_key(p: &PromptRef) -> String {
+    match (&p.file, &p.text) {
+        (Some(f), _) => format!("file:{f}"),
+        (None, Some(t)) => format!("tts:{t}"),
+        (None, None) => String::new(),
+    }
+}
+
+impl Script {
+    /// The decoded audio of a prompt, if it was loaded.
+    pub fn prompt(&self, p: &PromptRef) -> Option<Arc<Prompt>> {
+        self.prompts.get(&prompt_key(p)).cloned()
+    }
 }
 
 /// One problem, located.
@@ -226,11 +245,14 @@ impl fmt::Display for Problem {
     }
 }
 
-/// What the validator checks against: the queues that exist.
+/// What the validator checks against: the queues that exist, and the speech engine.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     /// Names of the configured queues; `None` skips the check (no queues configured yet).
     pub queues: Option<BTreeSet<String>>,
+    /// Text-to-speech for `text` prompts; `None` checks the script without synthesising (a
+    /// dry run), `Some` synthesises every text at load so a missing engine is a load error.
+    pub tts: Option<Tts>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -352,16 +374,28 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
                     let file = dir.join(f);
                     if !file.is_file() {
                         at(line, format!("node {name:?}: prompt file {f:?} not found"));
-                    } else if !prompts.contains_key(f) {
+                    } else if let btree_map::Entry::Vacant(slot) = prompts.entry(prompt_key(p)) {
                         match Prompt::load(&file) {
-                            Ok(p) => {
-                                prompts.insert(f.clone(), Arc::new(p));
+                            Ok(loaded) => {
+                                slot.insert(Arc::new(loaded));
                             }
                             Err(e) => at(line, format!("node {name:?}: {e}")),
                         }
                     }
                 }
-                (None, Some(t)) if !t.trim().is_empty() => {}
+                (None, Some(t)) if !t.trim().is_empty() => {
+                    if let Some(tts) = &ctx.tts
+                        && let btree_map::Entry::Vacant(slot) = prompts.entry(prompt_key(p))
+                    {
+                        match tts.speak(t).map(|f| Prompt::load(&f)) {
+                            Ok(Ok(p)) => {
+                                slot.insert(Arc::new(p));
+                            }
+                            Ok(Err(e)) => at(line, format!("node {name:?}: {e}")),
+                            Err(e) => at(line, format!("node {name:?}: {e}")),
+                        }
+                    }
+                }
                 _ => at(
                     line,
                     format!("node {name:?}: a prompt needs exactly one of file or text"),

@@ -3,6 +3,7 @@ use super::*;
 fn ctx() -> Context {
     Context {
         queues: Some(["general".to_string()].into_iter().collect()),
+        tts: None,
     }
 }
 
@@ -203,7 +204,7 @@ fn prompts_need_one_source_and_files_must_decode() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(script.prompts.len(), 1);
     // 800 samples at 8 kHz are 5 frames of 20 ms.
-    assert_eq!(script.prompts["welcome.wav"].frames(), 5);
+    assert_eq!(script.prompts["file:welcome.wav"].frames(), 5);
 }
 
 /// A PCM WAV file of `samples` frames (a quiet ramp).
@@ -273,4 +274,44 @@ fn after_agent_must_exist_and_makes_its_nodes_reachable() {
     );
     let s = parse(Path::new("/scripts/main.toml"), &text, &ctx()).unwrap();
     assert_eq!(s.after_agent.as_deref(), Some("survey"));
+}
+
+#[test]
+fn with_a_speech_engine_texts_are_synthesised_at_load_and_a_missing_engine_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("main.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let speak = Context {
+        tts: Some(Tts::for_script(&path, None)),
+        ..ctx()
+    };
+    let script = load(&path, &speak).unwrap();
+    // Three texts in GOOD: the greeting, the menu and the ticket-number prompt.
+    let texts = script
+        .prompts
+        .keys()
+        .filter(|k| k.starts_with("tts:"))
+        .count();
+    assert_eq!(texts, 3, "{:?}", script.prompts.keys());
+    let greeting = PromptRef {
+        file: None,
+        text: Some("您好，这里是12345政务服务便民热线".into()),
+    };
+    assert!(script.prompt(&greeting).unwrap().frames() > 50);
+
+    let broken = Context {
+        tts: Some(Tts {
+            command: vec!["no-such-tts".into()],
+            cache_dir: dir.path().join("cache"),
+        }),
+        ..ctx()
+    };
+    let p = load(&path, &broken).unwrap_err();
+    assert_eq!(p.len(), 3, "one problem per node with a text: {p:#?}");
+    assert!(
+        p[0].to_string()
+            .contains("\"greeting\": text-to-speech program \"no-such-tts\" not found"),
+        "{}",
+        p[0]
+    );
 }

@@ -76,6 +76,13 @@ pub enum Node {
         retries: u32,
         /// Where to go when the retries are spent.
         default: String,
+        /// Played before the menu is repeated because no key came ("请按键选择").
+        #[serde(default)]
+        no_input: Option<PromptRef>,
+        /// Played before the menu is repeated because of a key that is not a choice
+        /// ("您的输入有误").
+        #[serde(default)]
+        invalid: Option<PromptRef>,
     },
     /// Collect digits into a variable.
     Collect {
@@ -291,8 +298,16 @@ impl Node {
 
     fn prompts(&self) -> Vec<&PromptRef> {
         match self {
+            Node::Menu {
+                prompt,
+                no_input,
+                invalid,
+                ..
+            } => [Some(prompt), no_input.as_ref(), invalid.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
             Node::Play { prompt, .. }
-            | Node::Menu { prompt, .. }
             | Node::Collect { prompt, .. }
             | Node::Survey { prompt, .. } => vec![prompt],
             _ => Vec::new(),

@@ -8,7 +8,8 @@
 //!
 //! Rules a caller notices:
 //! - A menu waits `timeout` seconds after its prompt; no key or a key that is not a choice
-//!   replays it, up to `retries` times, then the caller goes to `default`.
+//!   replays it (after its `no_input` or `invalid` notice, if it has one; a key during the
+//!   notice is taken at once), up to `retries` times, then the caller goes to `default`.
 //! - Keys pressed during a prompt that allows barge-in stop it and count as input for the
 //!   node that follows (callers who know the menu need not wait for it).
 //! - Collect ends on its terminator, at `max` digits, or on the timeout; fewer than `min`
@@ -129,12 +130,21 @@ enum Wait {
     Idle,
     /// A prompt is playing in `node`.
     Prompt { node: String, barge_in: bool },
+    /// A menu's no-input or invalid-input notice is playing; the menu replays after it.
+    Notice { node: String },
     /// Waiting for input in `node` (menu, collect, survey) after its prompt.
     Input { node: String, token: u64 },
     /// In a queue.
     Queued { node: String },
     /// Transferred or hung up.
     Done,
+}
+
+/// Why a menu is repeated.
+#[derive(Debug, Clone, Copy)]
+enum Retry {
+    NoInput,
+    Invalid,
 }
 
 /// One call's walk through a script.
@@ -185,9 +195,10 @@ impl Session {
     /// The node the caller is in, if the call is still in the script.
     pub fn node(&self) -> Option<&str> {
         match &self.wait {
-            Wait::Prompt { node, .. } | Wait::Input { node, .. } | Wait::Queued { node } => {
-                Some(node)
-            }
+            Wait::Prompt { node, .. }
+            | Wait::Notice { node }
+            | Wait::Input { node, .. }
+            | Wait::Queued { node } => Some(node),
             Wait::Idle | Wait::Done => None,
         }
     }
@@ -219,6 +230,18 @@ impl Session {
             }
             (Event::PromptDone, Wait::Prompt { node, .. }) => {
                 self.after_prompt(&node, facts, &mut out);
+            }
+            (Event::PromptDone, Wait::Notice { node }) => {
+                if let Some(Node::Menu { prompt, .. }) = self.script.nodes.get(&node) {
+                    let prompt = prompt.clone();
+                    self.play(&node, &prompt, true, &mut out);
+                }
+            }
+            (Event::Digit(d), Wait::Notice { node }) => {
+                // The caller knows what to press: skip the notice and the replay.
+                out.push(Action::StopPrompt);
+                self.typed.push_back(d);
+                self.await_input(&node, facts, &mut out);
             }
             (Event::Digit(d), Wait::Prompt { node, barge_in })
                 if barge_in || self.takes_input(&node) =>
@@ -462,7 +485,7 @@ impl Session {
                         self.enter(&target, facts, out);
                     } else {
                         self.typed.clear();
-                        self.retry(name, facts, out);
+                        self.retry(name, Retry::Invalid, facts, out);
                     }
                     return;
                 }
@@ -509,7 +532,7 @@ impl Session {
     fn timed_out(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
         let script = Arc::clone(&self.script);
         match script.nodes.get(name) {
-            Some(Node::Menu { .. }) => self.retry(name, facts, out),
+            Some(Node::Menu { .. }) => self.retry(name, Retry::NoInput, facts, out),
             Some(Node::Collect { .. }) => self.collect_done(name, facts, out),
             Some(Node::Survey { next, .. }) => {
                 let next = next.clone();
@@ -520,12 +543,14 @@ impl Session {
     }
 
     /// No input or a wrong key in a menu: replay it, or go to its default.
-    fn retry(&mut self, name: &str, facts: &dyn Facts, out: &mut Vec<Action>) {
+    fn retry(&mut self, name: &str, why: Retry, facts: &dyn Facts, out: &mut Vec<Action>) {
         let script = Arc::clone(&self.script);
         let Some(Node::Menu {
             prompt,
             retries,
             default,
+            no_input,
+            invalid,
             ..
         }) = script.nodes.get(name)
         else {
@@ -533,7 +558,19 @@ impl Session {
         };
         if self.tries < *retries {
             self.tries += 1;
-            self.play(name, prompt, true, out);
+            let notice = match why {
+                Retry::NoInput => no_input,
+                Retry::Invalid => invalid,
+            };
+            match notice {
+                Some(n) => {
+                    out.push(Action::Play { prompt: n.clone() });
+                    self.wait = Wait::Notice {
+                        node: name.to_string(),
+                    };
+                }
+                None => self.play(name, prompt, true, out),
+            }
         } else {
             let default = default.clone();
             self.tries = 0;

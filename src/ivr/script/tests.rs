@@ -315,3 +315,18 @@ fn with_a_speech_engine_texts_are_synthesised_at_load_and_a_missing_engine_is_a_
         p[0]
     );
 }
+
+#[test]
+fn a_menu_notice_is_checked_like_any_prompt() {
+    let text = GOOD.replace(
+        "default = \"queue\"\n\n[nodes.ask_ticket]",
+        "default = \"queue\"\ninvalid = { file = \"wrong-key.wav\" }\n\n[nodes.ask_ticket]",
+    );
+    assert_ne!(text, GOOD);
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("node \"menu\": prompt file \"wrong-key.wav\" not found"),
+        "{p:?}"
+    );
+}

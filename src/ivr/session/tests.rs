@@ -526,3 +526,45 @@ fn the_shipped_script_queues_a_caller_who_presses_nothing() {
     assert_eq!(enqueued(&a), Some("general"));
     assert_eq!(s.path(), ["greeting", "queue"]);
 }
+
+#[test]
+fn a_menu_says_why_it_repeats_and_a_key_during_the_notice_counts() {
+    let sc = script(&SCRIPT.replace(
+        "default = \"queue\"",
+        "default = \"queue\"\nno_input = { text = \"please press a key\" }\n\
+         invalid = { text = \"that key is not a choice\" }",
+    ));
+    let w = World::default();
+    let mut s = Session::new(sc.clone());
+    s.handle(Event::Start, &w);
+    s.handle(Event::PromptDone, &w);
+    let a = s.handle(Event::PromptDone, &w);
+    // No key: the no-input notice, then the menu again.
+    assert_eq!(
+        s.handle(Event::Timeout(timer(&a)), &w),
+        [text("please press a key")]
+    );
+    assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
+    s.handle(Event::PromptDone, &w);
+    // A wrong key: the invalid-input notice; a right key during it is taken at once.
+    assert_eq!(
+        s.handle(Event::Digit('7'), &w),
+        [text("that key is not a choice")]
+    );
+    assert_eq!(
+        s.handle(Event::Digit('1'), &w),
+        [Action::StopPrompt, text("ticket number")]
+    );
+    // Retries are counted across both kinds: after two, the default.
+    let mut s = Session::new(sc);
+    s.handle(Event::Start, &w);
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::Digit('7'), &w);
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::Digit('8'), &w);
+    s.handle(Event::PromptDone, &w);
+    s.handle(Event::PromptDone, &w);
+    assert_eq!(enqueued(&s.handle(Event::Digit('9'), &w)), Some("general"));
+}

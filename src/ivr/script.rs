@@ -263,7 +263,9 @@ pub struct Context {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    // Bytes, not a str slice: an offset inside a character cannot panic.
+    let head = &text.as_bytes()[..offset.min(text.len())];
+    head.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 impl Node {

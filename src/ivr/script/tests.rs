@@ -330,3 +330,29 @@ fn a_menu_notice_is_checked_like_any_prompt() {
         "{p:?}"
     );
 }
+
+#[test]
+fn any_truncation_or_corruption_of_a_script_is_a_problem_not_a_panic() {
+    let mut refused = 0;
+    for end in (0..GOOD.len()).filter(|&i| GOOD.is_char_boundary(i)) {
+        if parse(Path::new("t.toml"), &GOOD[..end], &ctx()).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused > 100, "only {refused} truncations refused");
+    // Overwrite each ASCII byte with characters that matter to TOML.
+    for (i, b) in GOOD.bytes().enumerate() {
+        if !b.is_ascii() {
+            continue;
+        }
+        for c in ["\"", "[", "\n", "é"] {
+            let mut text = GOOD.to_string();
+            text.replace_range(i..i + 1, c);
+            if let Err(problems) = parse(Path::new("t.toml"), &text, &ctx()) {
+                assert!(!problems.is_empty());
+                let lines = text.lines().count() + 1;
+                assert!(problems.iter().all(|p| p.line >= 1 && p.line <= lines));
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! One IVR call's media, sans-IO: a [`Session`] joined to an RTP stream.
+//!
+//! Prompts the session plays go out as G.711 RTP frames paced on the media clock (start +
+//! n x 20 ms, so nothing drifts); when a prompt's last frame is sent the session hears
+//! `PromptDone`. RFC 4733 telephone-events coming in become key presses (one per press,
+//! however many updates and end packets carry it). The session's timers run on the same
+//! clock. Between prompts the stream carries silence, so the caller's side keeps receiving
+//! media (NAT bindings, jitter buffers). Everything else the session asks for (queue,
+//! transfer, hang-up, look-ups) comes out of [`IvrCall::poll_action`] for the application.
+//!
+//! No sockets and no clock: the driver passes `now`, feeds datagrams in, and sends what
+//! [`IvrCall::poll_transmit`] returns when [`IvrCall::poll_timeout`] is due.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hotline_sip::media::player::{Player, Prompt};
+use hotline_sip::rtp::dtmf::DtmfReceiver;
+use hotline_sip::rtp::{RtpPacket, RtpSender};
+use hotline_sip::sdp::Codec;
+
+use super::script::Script;
+use super::session::{Action, Event, Facts, Session};
+
+/// Samples in one 20 ms frame at 8 kHz.
+const FRAME: usize = 160;
+
+/// One call in the IVR.
+#[derive(Debug)]
+pub struct IvrCall {
+    script: Arc<Script>,
+    session: Session,
+    codec: Codec,
+    telephone_event: Option<u8>,
+    sender: RtpSender,
+    dtmf: DtmfReceiver,
+    /// The prompt playing, if any.
+    player: Option<Player>,
+    /// The session's timer: token and deadline.
+    timer: Option<(u64, Instant)>,
+    /// Packets ready to send.
+    transmit: VecDeque<Vec<u8>>,
+    /// Actions for the application.
+    actions: VecDeque<Action>,
+    started: bool,
+}
+
+impl IvrCall {
+    /// A call that will speak `codec` and receive digits on payload type `telephone_event`
+    /// (as negotiated in SDP), sending as `ssrc`.
+    pub fn new(
+        script: Arc<Script>,
+        codec: Codec,
+        telephone_event: Option<u8>,
+        ssrc: u32,
+        seed: u64,
+    ) -> Self {
+        IvrCall {
+            session: Session::new(Arc::clone(&script)),
+            script,
+            codec,
+            telephone_event,
+            sender: RtpSender::new(ssrc, codec.payload_type(), 20, seed),
+            dtmf: DtmfReceiver::new(),
+            player: None,
+            timer: None,
+            transmit: VecDeque::new(),
+            actions: VecDeque::new(),
+            started: false,
+        }
+    }
+
+    /// The session (its path and variables, for the call record).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The call is answered: the script starts and the first frame goes out now.
+    pub fn start(&mut self, now: Instant, facts: &dyn Facts) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.event(now, Event::Start, facts);
+        self.handle_timeout(now, facts);
+    }
+
+    /// The application has spoken a look-up (knowledge, ticket status): play these prompts,
+    /// then the script goes on.
+    pub fn speak(&mut self, prompts: Vec<Arc<Prompt>>) {
+        self.player = Some(Player::new(prompts, false));
+        self.sender.talkspurt();
+    }
+
+    /// The agent hung up; the caller stays for the survey if the script has one.
+    pub fn agent_hung_up(&mut self, now: Instant, facts: &dyn Facts) {
+        self.event(now, Event::AgentHungUp, facts);
+    }
+
+    /// A datagram from the caller's RTP port.
+    pub fn handle_rtp(&mut self, now: Instant, datagram: &[u8], facts: &dyn Facts) {
+        let Ok(p) = RtpPacket::parse(datagram) else {
+            return; // not RTP: ignored
+        };
+        if Some(p.payload_type) != self.telephone_event {
+            return; // the caller's voice: the IVR only listens for keys
+        }
+        if let Some(d) = self.dtmf.on_packet(p.ssrc, p.timestamp, p.payload) {
+            self.event(now, Event::Digit(d.digit), facts);
+        }
+    }
+
+    /// When [`IvrCall::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.started || self.session.is_done() {
+            return None;
+        }
+        let media = self.sender.next_due();
+        match (media, self.timer.map(|(_, at)| at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends the frames that are due and fires the session's timer when it is due.
+    pub fn handle_timeout(&mut self, now: Instant, facts: &dyn Facts) {
+        if let Some((token, at)) = self.timer
+            && at <= now
+        {
+            self.timer = None;
+            self.event(now, Event::Timeout(token), facts);
+        }
+        // Frames due by now (a late wake-up sends the ones it missed, keeping the clock).
+        let mut sent = 0;
+        while !self.session.is_done()
+            && self.sender.next_due().is_none_or(|due| due <= now)
+            && sent < 50
+        {
+            sent += 1;
+            let Some(frame) = self.next_frame(now, facts) else {
+                break;
+            };
+            let packet = self.sender.packet(now, &frame).to_vec();
+            self.transmit.push_back(packet);
+        }
+    }
+
+    /// The next packet to send to the caller.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    /// The next thing the application must do (queue, transfer, hang up, look up, score).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The frame for this tick. A prompt whose last frame has played is done now, when its
+    /// successor's first frame is due, so prompts follow each other without a gap. `None`
+    /// when the script has ended the call.
+    fn next_frame(&mut self, now: Instant, facts: &dyn Facts) -> Option<Vec<u8>> {
+        let codec = self.codec;
+        // Bounded: each round is a prompt that ended; empty prompts in a row are few.
+        for _ in 0..16 {
+            let Some(player) = self.player.as_mut() else {
+                break;
+            };
+            if let Some(f) = player.next_frame(codec) {
+                return Some(f.to_vec());
+            }
+            self.player = None;
+            self.event(now, Event::PromptDone, facts);
+            if self.session.is_done() {
+                return None;
+            }
+        }
+        let silence = match codec {
+            Codec::Pcmu => 0xFF,
+            Codec::Pcma => 0xD5,
+        };
+        Some(vec![silence; FRAME])
+    }
+
+    fn event(&mut self, now: Instant, event: Event, facts: &dyn Facts) {
+        for action in self.session.handle(event, facts) {
+            match action {
+                Action::Play { prompt } => {
+                    // A prompt without audio (a text loaded without speech) plays as nothing.
+                    let audio: Vec<_> = self.script.prompt(&prompt).into_iter().collect();
+                    self.player = Some(Player::new(audio, false));
+                    self.sender.talkspurt();
+                }
+                Action::StopPrompt => self.player = None,
+                Action::Timer { token, after } => self.timer = Some((token, now + after)),
+                other => self.actions.push_back(other),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -128,6 +128,35 @@ impl Credentials {
 pub trait CallHandler: Send + 'static {
     /// One event from the endpoint.
     fn handle(&mut self, endpoint: &mut Endpoint, now: Instant, event: EndpointEvent);
+
+    /// Called once before the first event with a handle on the engine task, which the
+    /// handler's own tasks (a call's media, an agent's timer) use to act on the endpoint, e.g.
+    /// to hang up when the IVR says so.
+    fn attach(&mut self, engine: EngineHandle) {
+        let _ = engine;
+    }
+}
+
+/// Work for the engine task from outside it: runs with the endpoint, like a handler event.
+pub type Command = Box<dyn FnOnce(&mut Endpoint, Instant) + Send>;
+
+/// Sends [`Command`]s to the engine task.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Input>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineHandle")
+    }
+}
+
+impl EngineHandle {
+    /// Queues `f` to run on the engine task; `false` when the engine has stopped.
+    pub async fn run(&self, f: impl FnOnce(&mut Endpoint, Instant) + Send + 'static) -> bool {
+        self.tx.send(Input::Command(Box::new(f))).await.is_ok()
+    }
 }
 
 /// Refuses calls with 480 and Retry-After: the production behaviour until the media and
@@ -210,6 +239,7 @@ enum Input {
     Stream(Peer, Vec<u8>),
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Closed(SocketAddr),
+    Command(Command),
 }
 
 /// Binds the sockets and starts the engine task and the TCP accept loop, refusing calls.
@@ -225,7 +255,7 @@ pub async fn start(
 pub async fn start_with_handler(
     cfg: &SipConfig,
     creds: Arc<Credentials>,
-    handler: Box<dyn CallHandler>,
+    mut handler: Box<dyn CallHandler>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SignalingAddrs, tokio::task::JoinHandle<()>)> {
     let udp = bind_udp(SocketAddr::new(cfg.listen, cfg.udp_port.0))
@@ -238,6 +268,7 @@ pub async fn start_with_handler(
         tcp: tcp.local_addr()?,
     };
     let (tx, rx) = mpsc::channel::<Input>(4096);
+    handler.attach(EngineHandle { tx: tx.clone() });
     tokio::spawn(accept_loop(
         tcp,
         tx,
@@ -309,6 +340,7 @@ async fn engine_loop(
                 }
                 Input::Opened(addr, sender) => { conns.insert(addr, sender); }
                 Input::Closed(addr) => { conns.remove(&addr); }
+                Input::Command(f) => f(&mut endpoint, Instant::now()),
             },
             _ = tokio::time::sleep_until(deadline) => endpoint.handle_timeout(Instant::now(), creds.as_ref()),
         }

@@ -92,13 +92,27 @@ fn corpus_call_scenarios_complete_against_the_engine() {
             failures.push(format!("{file} (exit {code}):\n{errors}"));
         }
     }
+    // Ours: the application ends the call from a task of its own (the engine handle).
+    let own = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_recv_bye.xml");
+    let (code, errors) = sipp(addrs.udp, &own, "bye-later");
+    if code != 0 {
+        failures.push(format!("uac_recv_bye.xml (exit {code}):\n{errors}"));
+    }
     shutdown.cancel();
     rt.block_on(task).unwrap();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
     let log = log.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{}\nhandler log: {log:?}",
+        failures.join("\n")
+    );
     assert!(
         log.iter()
             .any(|b| b.starts_with("info") && b.contains("Signal=1")),
         "the INFO DTMF reached the application: {log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l == "bye sent"),
+        "the BYE went out through the engine handle: {log:?}"
     );
 }

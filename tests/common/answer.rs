@@ -3,13 +3,15 @@
 //! the drachtio-srf scenarios expect of their test apps:
 //! - `ring`: 180 and wait (the caller cancels);
 //! - `reinvite-bye`: answer, then send a re-INVITE, then hang up;
+//! - `bye-later`: answer, then hang up 200 ms later from a task of its own, through the
+//!   engine handle (as a call's media task does when the IVR ends the call);
 //! - anything else: 180, 200, and answer re-INVITEs and INFO.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hotline::signaling::CallHandler;
+use hotline::signaling::{CallHandler, EngineHandle};
 use hotline_sip::endpoint::{DialogId, Endpoint, EndpointEvent};
 use hotline_sip::message::{HeaderName, Message, Method};
 use hotline_sip::transaction::TxId;
@@ -22,8 +24,9 @@ pub struct AnswerCalls {
     /// Dialogs whose script is "re-INVITE, then BYE", with the re-INVITE's transaction.
     scripted: Vec<(DialogId, Option<TxId>)>,
     /// One line per event: `registered 1001 1`, `confirmed`, `ended RemoteBye`, `refused 403`,
-    /// `info <body>`.
+    /// `info <body>`, `bye sent`.
     pub log: Arc<Mutex<Vec<String>>>,
+    engine: Option<EngineHandle>,
 }
 
 pub fn with_tag(req: &Message, code: u16, tx: TxId) -> Message {
@@ -37,6 +40,10 @@ pub fn with_tag(req: &Message, code: u16, tx: TxId) -> Message {
 }
 
 impl CallHandler for AnswerCalls {
+    fn attach(&mut self, engine: EngineHandle) {
+        self.engine = Some(engine);
+    }
+
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
         match event {
             EndpointEvent::Request { tx, request, .. }
@@ -61,7 +68,21 @@ impl CallHandler for AnswerCalls {
                 let to_user = ack
                     .to_header()
                     .and_then(|t| t.uri.as_sip().and_then(|s| s.user).map(str::to_string));
-                if to_user.as_deref() == Some("reinvite-bye") {
+                if to_user.as_deref() == Some("bye-later")
+                    && let Some(engine) = self.engine.clone()
+                {
+                    let log = Arc::clone(&self.log);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        engine
+                            .run(move |ep, now| {
+                                if ep.bye(now, &dialog).is_ok() {
+                                    log.lock().unwrap().push("bye sent".into());
+                                }
+                            })
+                            .await;
+                    });
+                } else if to_user.as_deref() == Some("reinvite-bye") {
                     let tx = ep.reinvite(now, &dialog, TEST_SDP.as_bytes()).ok();
                     self.scripted.push((dialog, tx));
                 }

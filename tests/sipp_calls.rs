@@ -87,7 +87,23 @@ fn corpus_call_scenarios_complete_against_the_engine() {
     ];
     let mut failures = Vec::new();
     for (file, service) in scenarios {
-        let (code, errors) = sipp(addrs.udp, &corpus(file), service);
+        // uac-drop-one-200 drops each 200 it receives with 75 % probability (`lost="75"`,
+        // SIPp has no seed): all 11 retransmissions in Timer H's 32 s are lost 4 % of the
+        // time, and the engine then rightly gives up (NoAck) and hangs up. That is the
+        // scenario's dice, not a fault, so it gets three tries (all lost: 0.007 %).
+        let tries = if file.ends_with("uac-drop-one-200.xml") {
+            3
+        } else {
+            1
+        };
+        let mut last = (0, String::new());
+        for _ in 0..tries {
+            last = sipp(addrs.udp, &corpus(file), service);
+            if last.0 == 0 {
+                break;
+            }
+        }
+        let (code, errors) = last;
         if code != 0 {
             failures.push(format!("{file} (exit {code}):\n{errors}"));
         }

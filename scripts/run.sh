@@ -10,5 +10,7 @@ cd "$(dirname "$0")/.."
 if [ -z "${DATABASE_URL:-}" ]; then
   ensure_pg_binaries || { log "PostgreSQL's server programs are needed: apt-get install postgresql"; exit 1; }
 fi
+# The IVR speaks text prompts with espeak-ng (needed once `ivr.script` is set).
+apt_install espeak-ng || log "without espeak-ng, an IVR script with text prompts will not load"
 cargo build --release --locked --bin hotline
 exec target/release/hotline --config "${HOTLINE_CONFIG:-config/hotline.example.toml}" "$@" serve

@@ -26,6 +26,10 @@ use super::session::{Action, Event, Facts, Session};
 /// Samples in one 20 ms frame at 8 kHz.
 const FRAME: usize = 160;
 
+/// One frame of silence in each law.
+const SILENCE_PCMU: [u8; FRAME] = [0xFF; FRAME];
+const SILENCE_PCMA: [u8; FRAME] = [0xD5; FRAME];
+
 /// One call in the IVR.
 #[derive(Debug)]
 pub struct IvrCall {
@@ -138,10 +142,20 @@ impl IvrCall {
             && sent < 50
         {
             sent += 1;
-            let Some(frame) = self.next_frame(now, facts) else {
+            if !self.advance_prompt(now, facts) {
                 break;
+            }
+            let codec = self.codec;
+            // The frame is borrowed from the decoded prompt (or the silence constant) and
+            // copied once, into the packet.
+            let frame = match self.player.as_mut().and_then(|p| p.next_frame(codec)) {
+                Some(f) => f,
+                None => match codec {
+                    Codec::Pcmu => &SILENCE_PCMU[..],
+                    Codec::Pcma => &SILENCE_PCMA[..],
+                },
             };
-            let packet = self.sender.packet(now, &frame).to_vec();
+            let packet = self.sender.packet(now, frame).to_vec();
             self.transmit.push_back(packet);
         }
     }
@@ -156,30 +170,24 @@ impl IvrCall {
         self.actions.pop_front()
     }
 
-    /// The frame for this tick. A prompt whose last frame has played is done now, when its
-    /// successor's first frame is due, so prompts follow each other without a gap. `None`
-    /// when the script has ended the call.
-    fn next_frame(&mut self, now: Instant, facts: &dyn Facts) -> Option<Vec<u8>> {
-        let codec = self.codec;
+    /// Ends the prompts whose last frame has played, now that the next frame is due, so the
+    /// next prompt's first frame follows with no gap. `false` when the script has ended the
+    /// call.
+    fn advance_prompt(&mut self, now: Instant, facts: &dyn Facts) -> bool {
         // Bounded: each round is a prompt that ended; empty prompts in a row are few.
         for _ in 0..16 {
-            let Some(player) = self.player.as_mut() else {
-                break;
-            };
-            if let Some(f) = player.next_frame(codec) {
-                return Some(f.to_vec());
-            }
-            self.player = None;
-            self.event(now, Event::PromptDone, facts);
-            if self.session.is_done() {
-                return None;
+            match &self.player {
+                Some(p) if p.finished() => {
+                    self.player = None;
+                    self.event(now, Event::PromptDone, facts);
+                    if self.session.is_done() {
+                        return false;
+                    }
+                }
+                _ => break,
             }
         }
-        let silence = match codec {
-            Codec::Pcmu => 0xFF,
-            Codec::Pcma => 0xD5,
-        };
-        Some(vec![silence; FRAME])
+        true
     }
 
     fn event(&mut self, now: Instant, event: Event, facts: &dyn Facts) {

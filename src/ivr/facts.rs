@@ -11,10 +11,14 @@ use crate::tickets::calendar::{WorkCalendar, china_time};
 /// The world as one call sees it when a condition is evaluated.
 #[derive(Debug, Clone)]
 pub struct CallFacts {
-    caller: String,
-    minute_of_day: u16,
-    workday: bool,
-    waiting: HashMap<String, u32>,
+    /// The caller's number.
+    pub caller: String,
+    /// Minutes since midnight, China time.
+    pub minute_of_day: u16,
+    /// Whether today is a working day.
+    pub workday: bool,
+    /// Callers waiting, by queue.
+    pub waiting: HashMap<String, u32>,
 }
 
 impl CallFacts {

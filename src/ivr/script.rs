@@ -475,7 +475,7 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
         }
         if let Node::Condition { branches, .. } = node {
             for b in branches {
-                if let Err(why) = check_condition(&b.when) {
+                if let Err(why) = Condition::parse(&b.when) {
                     at(
                         line,
                         format!("node {name:?}: condition {:?}: {why}", b.when),
@@ -659,10 +659,6 @@ impl Condition {
                 .into(),
         )
     }
-}
-
-fn check_condition(when: &str) -> Result<(), String> {
-    Condition::parse(when).map(|_| ())
 }
 
 #[cfg(test)]

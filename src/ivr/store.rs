@@ -51,22 +51,15 @@ impl ScriptStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ivr::session::{Action, Event, Facts, Session};
+    use crate::ivr::facts::CallFacts;
+    use crate::ivr::session::{Action, Event, Session};
 
-    struct Any;
-
-    impl Facts for Any {
-        fn caller(&self) -> &str {
-            "13812345678"
-        }
-        fn minute_of_day(&self) -> u16 {
-            600
-        }
-        fn workday(&self) -> bool {
-            true
-        }
-        fn waiting(&self, _: &str) -> u32 {
-            0
+    fn any() -> CallFacts {
+        CallFacts {
+            caller: "13812345678".into(),
+            minute_of_day: 600,
+            workday: true,
+            waiting: Default::default(),
         }
     }
 
@@ -91,7 +84,7 @@ mod tests {
         let store = ScriptStore::load(&path, Context::default()).unwrap();
         let mut old_call = Session::new(store.current());
         assert_eq!(
-            played(&old_call.handle(Event::Start, &Any)),
+            played(&old_call.handle(Event::Start, &any())),
             Some("old greeting")
         );
 
@@ -105,15 +98,15 @@ mod tests {
         store.reload().unwrap();
         let mut new_call = Session::new(store.current());
         assert_eq!(
-            played(&new_call.handle(Event::Start, &Any)),
+            played(&new_call.handle(Event::Start, &any())),
             Some("new greeting")
         );
         assert!(matches!(
-            new_call.handle(Event::PromptDone, &Any)[..],
+            new_call.handle(Event::PromptDone, &any())[..],
             [Action::Enqueue { .. }]
         ));
         // The old call finishes on the version it started with.
-        assert_eq!(old_call.handle(Event::PromptDone, &Any), [Action::Hangup]);
+        assert_eq!(old_call.handle(Event::PromptDone, &any()), [Action::Hangup]);
     }
 
     #[test]
@@ -134,7 +127,7 @@ mod tests {
                 .contains("\"byee\", which does not exist")
         );
         let mut call = Session::new(store.current());
-        assert_eq!(played(&call.handle(Event::Start, &Any)), Some("greeting"));
-        assert_eq!(call.handle(Event::PromptDone, &Any), [Action::Hangup]);
+        assert_eq!(played(&call.handle(Event::Start, &any())), Some("greeting"));
+        assert_eq!(call.handle(Event::PromptDone, &any()), [Action::Hangup]);
     }
 }

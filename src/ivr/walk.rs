@@ -125,22 +125,15 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::ivr::facts::CallFacts;
     use crate::ivr::script::{Context, load};
 
-    struct Night;
-
-    impl Facts for Night {
-        fn caller(&self) -> &str {
-            "13812345678"
-        }
-        fn minute_of_day(&self) -> u16 {
-            23 * 60
-        }
-        fn workday(&self) -> bool {
-            false
-        }
-        fn waiting(&self, _: &str) -> u32 {
-            0
+    fn night() -> CallFacts {
+        CallFacts {
+            caller: "13812345678".into(),
+            minute_of_day: 23 * 60,
+            workday: false,
+            waiting: Default::default(),
         }
     }
 
@@ -151,7 +144,7 @@ mod tests {
 
     #[test]
     fn the_demo_flow_checks_a_ticket_returns_to_the_queue_and_ends_with_the_survey() {
-        let lines = walk(&shipped(), "2 202611# 5678 h 4", &Night).unwrap();
+        let lines = walk(&shipped(), "2 202611# 5678 h 4", &night()).unwrap();
         assert!(lines[0].starts_with("play text \"您好"), "{lines:#?}");
         assert_eq!(
             lines[1],
@@ -177,7 +170,7 @@ mod tests {
 
     #[test]
     fn a_silent_caller_waits_in_the_queue_without_a_menu() {
-        let lines = walk(&shipped(), "", &Night).unwrap();
+        let lines = walk(&shipped(), "", &night()).unwrap();
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert_eq!(lines[2], "(waiting in node \"queue\")");
         assert_eq!(lines[3], "(path: greeting > queue)");
@@ -185,9 +178,13 @@ mod tests {
 
     #[test]
     fn bad_keys_and_a_timeout_without_a_timer_are_errors() {
-        assert!(walk(&shipped(), "1x", &Night).unwrap_err().contains("'x'"));
+        assert!(
+            walk(&shipped(), "1x", &night())
+                .unwrap_err()
+                .contains("'x'")
+        );
         // In the queue no timer runs.
-        let e = walk(&shipped(), "0t", &Night).unwrap_err();
+        let e = walk(&shipped(), "0t", &night()).unwrap_err();
         assert!(e.contains("no timer"), "{e}");
     }
 }

@@ -165,9 +165,14 @@ impl Player {
         self.barge_in
     }
 
-    /// Whether everything was played (or stopped).
+    /// Whether no frame is left to play (everything played, or stopped): true as soon as the
+    /// last frame has been taken, so the next prompt can follow without a gap.
     pub fn finished(&self) -> bool {
-        self.item >= self.playlist.len()
+        let rest = self.playlist.get(self.item..).unwrap_or_default();
+        rest.iter().enumerate().all(|(i, p)| {
+            let played = if i == 0 { self.frame } else { 0 };
+            played >= p.frames()
+        })
     }
 }
 
@@ -253,10 +258,12 @@ mod tests {
         let b = Arc::new(Prompt::from_linear("b", &[-1000; 160]));
         let mut p = Player::new(vec![a.clone(), b.clone()], false);
         let mut levels = Vec::new();
-        while let Some(f) = p.next_frame(Codec::Pcmu) {
+        while !p.finished() {
+            let f = p.next_frame(Codec::Pcmu).unwrap();
             levels.push(ulaw_decode(f[0]).signum());
         }
         assert_eq!(levels, [1, 1, -1]);
+        assert_eq!(p.next_frame(Codec::Pcmu), None);
         assert!(p.finished());
         let mut p = Player::new(vec![a.clone(), b.clone()], true);
         p.next_frame(Codec::Pcmu);

@@ -5,22 +5,15 @@ use hotline_sip::rtp::dtmf::TelephoneEvent;
 use hotline_sip::rtp::write_packet;
 
 use super::*;
+use crate::ivr::facts::CallFacts;
 use crate::ivr::script::{Context, PromptRef, parse, prompt_key};
 
-struct Day;
-
-impl Facts for Day {
-    fn caller(&self) -> &str {
-        "13812345678"
-    }
-    fn minute_of_day(&self) -> u16 {
-        600
-    }
-    fn workday(&self) -> bool {
-        true
-    }
-    fn waiting(&self, _: &str) -> u32 {
-        0
+fn day() -> CallFacts {
+    CallFacts {
+        caller: "13812345678".into(),
+        minute_of_day: 600,
+        workday: true,
+        waiting: Default::default(),
     }
 }
 
@@ -82,7 +75,7 @@ fn run(call: &mut IvrCall, from: Instant, to: Instant) -> Vec<(Duration, Vec<u8>
             break;
         }
         now = now.max(due);
-        call.handle_timeout(now, &Day);
+        call.handle_timeout(now, &day());
         while let Some(p) = call.poll_transmit() {
             out.push((now - from, p));
         }
@@ -117,7 +110,7 @@ fn digit(call: &mut IvrCall, now: Instant, key: char, ts: u32) {
             0xCAFE,
             &ev.to_bytes(),
         );
-        call.handle_rtp(now, &b, &Day);
+        call.handle_rtp(now, &b, &day());
     }
 }
 
@@ -125,7 +118,7 @@ fn digit(call: &mut IvrCall, now: Instant, key: char, ts: u32) {
 fn prompts_go_out_frame_by_frame_on_the_media_clock_then_the_menu_waits() {
     let t0 = Instant::now();
     let mut call = IvrCall::new(script(), Codec::Pcmu, Some(101), 0x1234, 99);
-    call.start(t0, &Day);
+    call.start(t0, &day());
     let sent = run(&mut call, t0, t0 + Duration::from_millis(190));
     // 0, 20, ..., 180 ms: ten packets, one every 20 ms.
     let times: Vec<u128> = sent.iter().map(|(t, _)| t.as_millis()).collect();
@@ -157,7 +150,7 @@ fn prompts_go_out_frame_by_frame_on_the_media_clock_then_the_menu_waits() {
 fn a_key_during_the_greeting_stops_it_and_picks_from_the_menu() {
     let t0 = Instant::now();
     let mut call = IvrCall::new(script(), Codec::Pcma, Some(101), 1, 2);
-    call.start(t0, &Day);
+    call.start(t0, &day());
     let first = run(&mut call, t0, t0 + Duration::from_millis(20));
     assert_eq!(first.len(), 2);
     digit(&mut call, t0 + Duration::from_millis(30), '0', 4000);
@@ -182,7 +175,7 @@ fn a_key_during_the_greeting_stops_it_and_picks_from_the_menu() {
 fn the_menu_timer_runs_on_the_same_clock() {
     let t0 = Instant::now();
     let mut call = IvrCall::new(script(), Codec::Pcmu, Some(101), 1, 2);
-    call.start(t0, &Day);
+    call.start(t0, &day());
     // The menu prompt's last frame (sent at 80 ms) has played at 100 ms; 3 s later it is
     // replayed once, then the caller goes to the default queue 3 s after that replay ends.
     let sent = run(&mut call, t0, t0 + Duration::from_millis(3_200));
@@ -205,13 +198,13 @@ fn the_menu_timer_runs_on_the_same_clock() {
 fn garbage_and_voice_packets_are_ignored() {
     let t0 = Instant::now();
     let mut call = IvrCall::new(script(), Codec::Pcmu, Some(101), 1, 2);
-    call.start(t0, &Day);
+    call.start(t0, &day());
     for junk in [&b""[..], b"\x80", b"hello world, not rtp", &[0xFF; 200]] {
-        call.handle_rtp(t0, junk, &Day);
+        call.handle_rtp(t0, junk, &day());
     }
     let mut voice = Vec::new();
     write_packet(&mut voice, true, 0, 1, 1, 9, &[0x10; 160]);
-    call.handle_rtp(t0, &voice, &Day);
+    call.handle_rtp(t0, &voice, &day());
     assert_eq!(call.poll_action(), None);
     assert_eq!(call.session().node(), Some("greeting"));
 }

@@ -246,7 +246,7 @@ fn conditions_are_checked_when_the_script_loads() {
         ("caller ~ ^(", false),
         ("weather is nice", false),
     ] {
-        assert_eq!(check_condition(when).is_ok(), ok, "{when}");
+        assert_eq!(Condition::parse(when).is_ok(), ok, "{when}");
     }
 }
 

@@ -2,38 +2,16 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::ivr::facts::CallFacts;
 use crate::ivr::script::{Context, parse};
 
-struct World {
-    caller: String,
-    minute: u16,
-    workday: bool,
-    waiting: HashMap<String, u32>,
-}
-
-impl Default for World {
-    fn default() -> Self {
-        World {
-            caller: "13812345678".into(),
-            minute: 10 * 60,
-            workday: true,
-            waiting: HashMap::new(),
-        }
-    }
-}
-
-impl Facts for World {
-    fn caller(&self) -> &str {
-        &self.caller
-    }
-    fn minute_of_day(&self) -> u16 {
-        self.minute
-    }
-    fn workday(&self) -> bool {
-        self.workday
-    }
-    fn waiting(&self, queue: &str) -> u32 {
-        self.waiting.get(queue).copied().unwrap_or(0)
+/// A weekday morning, nobody waiting.
+fn world() -> CallFacts {
+    CallFacts {
+        caller: "13812345678".into(),
+        minute_of_day: 10 * 60,
+        workday: true,
+        waiting: HashMap::new(),
     }
 }
 
@@ -112,7 +90,7 @@ fn timer(a: &[Action]) -> u64 {
         .expect("a timer")
 }
 
-fn keys(s: &mut Session, w: &World, keys: &str) -> Vec<Action> {
+fn keys(s: &mut Session, w: &CallFacts, keys: &str) -> Vec<Action> {
     keys.chars()
         .flat_map(|k| s.handle(Event::Digit(k), w))
         .collect()
@@ -128,7 +106,7 @@ fn enqueued(a: &[Action]) -> Option<&str> {
 #[test]
 fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     assert_eq!(s.handle(Event::Start, &w), [text("greeting")]);
     assert_eq!(s.handle(Event::PromptDone, &w), [text("menu")]);
@@ -158,7 +136,7 @@ fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
 #[test]
 fn keys_during_a_barge_in_greeting_choose_from_the_menu_without_hearing_it() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     let a = s.handle(Event::Digit('0'), &w);
@@ -173,7 +151,7 @@ fn keys_during_a_barge_in_greeting_choose_from_the_menu_without_hearing_it() {
 #[test]
 fn typed_ahead_digits_fill_a_collect_node() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w); // menu prompt
@@ -190,7 +168,7 @@ fn typed_ahead_digits_fill_a_collect_node() {
 #[test]
 fn a_silent_caller_hears_the_menu_again_then_reaches_an_agent() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w);
@@ -206,7 +184,7 @@ fn a_silent_caller_hears_the_menu_again_then_reaches_an_agent() {
 #[test]
 fn a_wrong_key_replays_the_menu_and_a_stale_timer_is_ignored() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w);
@@ -221,7 +199,7 @@ fn a_wrong_key_replays_the_menu_and_a_stale_timer_is_ignored() {
 #[test]
 fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     for (typed, expect_ok, ends_by_timeout) in [
         ("123", false, true),       // too short, caller stops typing
         ("0123456#", false, false), // fails the pattern (leading zero)
@@ -257,7 +235,7 @@ fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
 #[test]
 fn the_survey_keeps_scores_1_to_5_only() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('2'), &w);
@@ -281,7 +259,7 @@ fn the_survey_keeps_scores_1_to_5_only() {
 #[test]
 fn a_key_while_queued_keeps_the_place_and_the_caller_comes_back_to_it() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
@@ -320,7 +298,7 @@ fn leaving_a_kept_place_for_another_queue_or_a_transfer_gives_it_up() {
     ) + "[nodes.other]\ntype = \"queue\"\nqueue = \"general\"\nskills = [\"vip\"]\n\
            [nodes.out]\ntype = \"transfer\"\nuri = \"sip:110@127.0.0.1\"\n";
     let sc = script(&text);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('0'), &w);
@@ -350,7 +328,7 @@ fn when_the_agent_hangs_up_the_caller_gets_the_survey_or_the_call_ends() {
         "start = \"greeting\"\nafter_agent = \"survey\"",
     );
     let sc = script(&src);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     assert!(s.handle(Event::AgentHungUp, &w).is_empty(), "not started");
     s.handle(Event::Start, &w);
@@ -373,7 +351,7 @@ fn when_the_agent_hangs_up_the_caller_gets_the_survey_or_the_call_ends() {
 #[test]
 fn a_greeting_without_barge_in_ignores_keys() {
     let sc = script(&SCRIPT.replace("barge_in = true", "barge_in = false"));
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     assert!(s.handle(Event::Digit('0'), &w).is_empty());
@@ -421,17 +399,17 @@ next = "queue"
 #[test]
 fn conditions_route_by_caller_time_calendar_and_queue_length() {
     let sc = script(ROUTING);
-    let first = |w: &World| {
+    let first = |w: &CallFacts| {
         let mut s = Session::new(sc.clone());
         let a = s.handle(Event::Start, w);
         (a, s.vars().clone())
     };
-    let (a, vars) = first(&World::default());
+    let (a, vars) = first(&world());
     assert_eq!(enqueued(&a), Some("general"));
     assert_eq!(vars["route"], "day");
-    let (a, _) = first(&World {
+    let (a, _) = first(&CallFacts {
         caller: "01012345678".into(),
-        ..World::default()
+        ..world()
     });
     assert_eq!(
         a,
@@ -440,30 +418,30 @@ fn conditions_route_by_caller_time_calendar_and_queue_length() {
         }]
     );
     for minute in [18 * 60, 23 * 60 + 59, 0, 8 * 60 + 29] {
-        let (a, _) = first(&World {
-            minute,
-            ..World::default()
+        let (a, _) = first(&CallFacts {
+            minute_of_day: minute,
+            ..world()
         });
         assert_eq!(a, [text("night")], "minute {minute}");
     }
-    let (a, _) = first(&World {
-        minute: 8 * 60 + 30,
-        ..World::default()
+    let (a, _) = first(&CallFacts {
+        minute_of_day: 8 * 60 + 30,
+        ..world()
     });
     assert_eq!(enqueued(&a), Some("general"));
-    let (a, _) = first(&World {
+    let (a, _) = first(&CallFacts {
         workday: false,
-        ..World::default()
+        ..world()
     });
     assert_eq!(a, [text("night")]);
-    let busy = World {
+    let busy = CallFacts {
         waiting: [("general".to_string(), 21)].into_iter().collect(),
-        ..World::default()
+        ..world()
     };
     assert_eq!(first(&busy).0, [text("busy")]);
-    let not_busy = World {
+    let not_busy = CallFacts {
         waiting: [("general".to_string(), 20)].into_iter().collect(),
-        ..World::default()
+        ..world()
     };
     assert_eq!(enqueued(&first(&not_busy).0), Some("general"));
 }
@@ -471,7 +449,7 @@ fn conditions_route_by_caller_time_calendar_and_queue_length() {
 #[test]
 fn the_enqueue_carries_what_the_caller_keyed() {
     let sc = script(SCRIPT);
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::Digit('1'), &w);
@@ -507,7 +485,7 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
         prompts: BTreeMap::new(),
     });
     let mut s = Session::new(sc.clone());
-    assert_eq!(s.handle(Event::Start, &World::default()), [Action::Hangup]);
+    assert_eq!(s.handle(Event::Start, &world()), [Action::Hangup]);
     assert!(s.is_done());
 }
 
@@ -515,7 +493,7 @@ fn a_runaway_script_ends_the_call_instead_of_spinning() {
 fn the_shipped_script_queues_a_caller_who_presses_nothing() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
     let sc = Arc::new(crate::ivr::script::load(&path, &Context::default()).unwrap());
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     let a = s.handle(Event::Start, &w);
     assert!(
@@ -534,7 +512,7 @@ fn a_menu_says_why_it_repeats_and_a_key_during_the_notice_counts() {
         "default = \"queue\"\nno_input = { text = \"please press a key\" }\n\
          invalid = { text = \"that key is not a choice\" }",
     ));
-    let w = World::default();
+    let w = world();
     let mut s = Session::new(sc.clone());
     s.handle(Event::Start, &w);
     s.handle(Event::PromptDone, &w);

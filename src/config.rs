@@ -93,6 +93,10 @@ pub struct RtpConfig {
     /// Address written in SDP `c=` lines; defaults to the SIP listen address.
     #[serde(deserialize_with = "de_opt_ip")]
     pub public_address: Option<IpAddr>,
+    /// A call whose caller has sent no RTP for this many seconds is hung up (a dead call
+    /// must not hold a line and a port); 0 turns the check off. Not applied while the caller
+    /// holds the call.
+    pub inactivity_timeout_secs: u64,
 }
 
 impl Default for RtpConfig {
@@ -101,6 +105,7 @@ impl Default for RtpConfig {
             port_min: Port(20000),
             port_max: Port(29999),
             public_address: None,
+            inactivity_timeout_secs: 60,
         }
     }
 }
@@ -483,6 +488,21 @@ impl Config {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let (min, max) = (self.rtp.port_min.0, self.rtp.port_max.0);
+        if self.ivr.script.is_some()
+            && self.rtp.public_address.is_none()
+            && self.sip.listen.is_unspecified()
+        {
+            out.push(format!(
+                "`rtp.public_address` is not set and `sip.listen` is {}: expected an address callers can send RTP to in one of them (SDP cannot announce {})",
+                self.sip.listen, self.sip.listen
+            ));
+        }
+        let idle = self.rtp.inactivity_timeout_secs;
+        if idle != 0 && !(5..=3600).contains(&idle) {
+            out.push(format!(
+                "`rtp.inactivity_timeout_secs` is {idle}: expected 0 (off) or 5 to 3600 seconds"
+            ));
+        }
         if min % 2 != 0 {
             out.push(format!(
                 "`rtp.port_min` is {min}: expected an even port (RTP takes even ports, RTCP the odd one above)"

@@ -9,12 +9,14 @@ use sqlx::PgPool;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::calls::{Calls, CallsConfig, record};
 use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
 use crate::ivr::script::Context as IvrContext;
 use crate::ivr::store::ScriptStore;
 use crate::ivr::tts::Tts;
-use crate::signaling::{self, Credentials};
+use crate::signaling::{self, CallHandler, Credentials, RefuseCalls};
+use crate::tickets::calendar::WorkCalendar;
 use crate::{db, http, telemetry};
 
 /// The database a node runs on, and the embedded server to stop when it is ours.
@@ -122,6 +124,59 @@ fn ivr_store(
     Ok(Some((store, task)))
 }
 
+/// Said when a caller asks the IVR for a self-service that is not connected yet.
+const UNAVAILABLE_TEXT: &str = "抱歉，这项自助服务暂时无法使用。";
+
+/// The handler for calls: the IVR when a script is configured (with the receiver of its call
+/// records), else a clean refusal (480), since nothing could take the call.
+#[allow(clippy::type_complexity)]
+fn call_handler(
+    cfg: &Config,
+    scripts: Option<Arc<ScriptStore>>,
+) -> anyhow::Result<(
+    Box<dyn CallHandler>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<record::CallRecord>>,
+)> {
+    let Some(scripts) = scripts else {
+        tracing::warn!("no `ivr.script` configured: calls are refused (480)");
+        return Ok((Box::new(RefuseCalls), None));
+    };
+    let calendar = WorkCalendar::shipped().context("the shipped working-day calendar")?;
+    let unavailable = cfg
+        .ivr
+        .script
+        .as_deref()
+        .map(|p| Tts::for_script(p, cfg.ivr.tts_command.as_deref()))
+        .and_then(|tts| match tts.speak(UNAVAILABLE_TEXT) {
+            Ok(wav) => hotline_sip::media::player::Prompt::load(&wav)
+                .map_err(|e| tracing::warn!(error = %e, "the self-service notice"))
+                .ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot synthesise the self-service notice");
+                None
+            }
+        })
+        .map(Arc::new)
+        .into_iter()
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let calls = Calls::new(
+        CallsConfig {
+            bind: cfg.sip.listen,
+            announce: cfg.rtp.public_address.unwrap_or(cfg.sip.listen),
+            port_min: cfg.rtp.port_min.0,
+            port_max: cfg.rtp.port_max.0,
+            inactivity: (cfg.rtp.inactivity_timeout_secs > 0)
+                .then(|| std::time::Duration::from_secs(cfg.rtp.inactivity_timeout_secs)),
+        },
+        scripts,
+        Arc::new(calendar),
+        tx,
+        unavailable,
+    );
+    Ok((Box::new(calls), Some(rx)))
+}
+
 /// Cancelled on the first SIGINT or SIGTERM. Installed before anything starts, so a signal
 /// during start-up still leads to an orderly stop.
 pub fn shutdown_token() -> anyhow::Result<CancellationToken> {
@@ -180,7 +235,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             return Err(e);
         }
     };
-    let (sip, sip_task) = match signaling::start(&cfg.sip, creds, shutdown.clone()).await {
+    let (handler, records) = match call_handler(&cfg, ivr.as_ref().map(|(s, _)| Arc::clone(s))) {
         Ok(x) => x,
         Err(e) => {
             shutdown.cancel();
@@ -188,6 +243,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             return Err(e);
         }
     };
+    let record_writer = records.map(|rx| record::spawn_writer(database.pool.clone(), rx));
+    let (sip, sip_task) =
+        match signaling::start_with_handler(&cfg.sip, creds, handler, shutdown.clone()).await {
+            Ok(x) => x,
+            Err(e) => {
+                shutdown.cancel();
+                database.close().await;
+                return Err(e);
+            }
+        };
     tracing::info!(udp = %sip.udp, tcp = %sip.tcp, accounts, "SIP listening on udp:{} tcp:{}", sip.udp, sip.tcp);
     tracing::info!(%addr, "HTTP listening on http://{addr}");
     let state = http::AppState {
@@ -201,6 +266,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     tracing::info!("HTTP server stopped");
     shutdown.cancel();
     let _ = sip_task.await;
+    // The handler (and with it every call's record sender) is gone with the engine task, so
+    // the writer ends once the last media task has handed in its record.
+    if let Some(w) = record_writer {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w).await;
+    }
     let _ = reloader.await;
     if let Some((_, task)) = ivr {
         let _ = task.await;

@@ -5,26 +5,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::answer::AnswerCalls;
+use common::baresip::{command, free_port};
 use hotline::config::{Port, SipConfig};
 use hotline::signaling::{Credentials, start_with_handler};
 use hotline_sip::auth::{Algorithm, ha1};
 use tokio_util::sync::CancellationToken;
-
-fn free_port() -> u16 {
-    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u.local_addr().unwrap().port();
-    // The control port is TCP: make sure it is free there too.
-    drop(TcpListener::bind(("127.0.0.1", port)).ok());
-    port
-}
 
 /// A headless baresip with one account; audio from a sine generator, none played.
 fn baresip(dir: &Path, server_port: u16, password: &str) -> (Child, u16) {
@@ -59,21 +50,6 @@ fn baresip(dir: &Path, server_port: u16, password: &str) -> (Child, u16) {
         .spawn()
         .expect("baresip is installed (scripts/test.sh installs the baresip package)");
     (child, ctrl_port)
-}
-
-/// Sends one command over ctrl_tcp (a JSON netstring).
-fn command(ctrl_port: u16, cmd: &str, params: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", ctrl_port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => panic!("baresip control port: {e}"),
-        }
-    };
-    let json = format!(r#"{{"command":"{cmd}","params":"{params}","token":"t"}}"#);
-    s.write_all(format!("{}:{json},", json.len()).as_bytes())
-        .unwrap();
 }
 
 fn wait_for(log: &Arc<Mutex<Vec<String>>>, what: &str, limit: Duration) -> bool {

@@ -47,8 +47,13 @@ pub struct IvrCall {
     transmit: VecDeque<Vec<u8>>,
     /// Actions for the application.
     actions: VecDeque<Action>,
+    /// Every key the caller pressed, in order (bounded), for the call record.
+    keys: String,
     started: bool,
 }
+
+/// Keys kept for the call record; a caller leaning on the keypad cannot grow it further.
+const MAX_KEYS: usize = 256;
 
 impl IvrCall {
     /// A call that will speak `codec` and receive digits on payload type `telephone_event`
@@ -71,8 +76,16 @@ impl IvrCall {
             timer: None,
             transmit: VecDeque::new(),
             actions: VecDeque::new(),
+            keys: String::new(),
             started: false,
         }
+    }
+
+    /// A re-INVITE changed the codec or the telephone-event payload type.
+    pub fn set_codec(&mut self, codec: Codec, telephone_event: Option<u8>) {
+        self.codec = codec;
+        self.telephone_event = telephone_event;
+        self.sender.set_payload_type(codec.payload_type());
     }
 
     /// The session (its path and variables, for the call record).
@@ -111,8 +124,22 @@ impl IvrCall {
             return; // the caller's voice: the IVR only listens for keys
         }
         if let Some(d) = self.dtmf.on_packet(p.ssrc, p.timestamp, p.payload) {
-            self.event(now, Event::Digit(d.digit), facts);
+            self.digit(now, d.digit, facts);
         }
+    }
+
+    /// A key pressed, however it came (RFC 4733 in [`IvrCall::handle_rtp`], SIP INFO, in-band
+    /// detection): all take this way, so the script sees the same events.
+    pub fn digit(&mut self, now: Instant, key: char, facts: &dyn Facts) {
+        if self.keys.len() < MAX_KEYS {
+            self.keys.push(key);
+        }
+        self.event(now, Event::Digit(key), facts);
+    }
+
+    /// Every key the caller pressed, in order (the first 256).
+    pub fn keys(&self) -> &str {
+        &self.keys
     }
 
     /// When [`IvrCall::handle_timeout`] is next due.

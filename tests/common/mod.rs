@@ -2,6 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod answer;
+pub mod baresip;
+pub mod sipp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -228,6 +230,20 @@ impl TestDb {
         }
     }
 
+    /// Runs a query against the scratch database and returns its rows.
+    pub fn rows(&self, sql: &str) -> Vec<sqlx::postgres::PgRow> {
+        let (url, sql) = (self.url.clone(), sql.to_string());
+        block_on(async move {
+            let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&pool)
+                .await
+                .expect("query");
+            pool.close().await;
+            rows
+        })
+    }
+
     /// Runs SQL against the scratch database.
     pub fn execute(&self, sql: String) {
         let url = self.url.clone();
@@ -276,11 +292,19 @@ pub struct SipNode {
 
 /// Starts a node with extra `[sip]` configuration and waits until SIP listens.
 pub fn start_sip_node(sip_extra: &str) -> SipNode {
+    start_sip_node_env(sip_extra, &[])
+}
+
+/// [`start_sip_node`] with extra environment (`HOTLINE_IVR__SCRIPT`, ...).
+pub fn start_sip_node_env(sip_extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> SipNode {
     let db = TestDb::create();
     let dir = shared_tempdir();
     let config = write_config_with(dir.path(), sip_extra);
     let mut cmd = hotline();
     cmd.env("HOTLINE_DATABASE__URL", &db.url);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let mut node = Node::start_with(cmd, &config);
     let line = node.wait_for_line("SIP listening on", Duration::from_secs(60));
     let addr_after = |key: &str| -> std::net::SocketAddr {

@@ -140,6 +140,32 @@ impl DtmfReceiver {
     }
 }
 
+/// The key a SIP INFO carries (the de-facto `application/dtmf-relay` body, `Signal=5` and
+/// `Duration=160` lines, or `application/dtmf` with the key alone), if it names one. The
+/// content type's subtype is given in lower case; anything else is not a key.
+pub fn info_digit(subtype: &str, body: &[u8]) -> Option<char> {
+    let text = std::str::from_utf8(body).ok()?;
+    let value = match subtype {
+        "dtmf-relay" => text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then_some(v.trim())
+        })?,
+        "dtmf" => text.trim(),
+        _ => return None,
+    };
+    let mut chars = value.chars();
+    let c = chars.next()?.to_ascii_uppercase();
+    if chars.next().is_some() {
+        // Some gateways send the event code ("Signal=10" for *, "11" for #).
+        return match value {
+            "10" => Some('*'),
+            "11" => Some('#'),
+            _ => None,
+        };
+    }
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
+}
+
 #[cfg(test)]
 mod receiver_tests {
     use super::*;
@@ -194,5 +220,34 @@ mod receiver_tests {
         let mut r = DtmfReceiver::new();
         assert_eq!(r.on_packet(1, 1, &payload(16, false, 160)), None);
         assert_eq!(r.on_packet(1, 2, &[1, 2]), None);
+    }
+}
+
+#[cfg(test)]
+mod info_tests {
+    use super::info_digit;
+
+    #[test]
+    fn dtmf_relay_and_dtmf_bodies_give_their_key() {
+        assert_eq!(
+            info_digit("dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            info_digit("dtmf-relay", b"signal= #\nDuration=100"),
+            Some('#')
+        );
+        assert_eq!(info_digit("dtmf-relay", b"Signal=11\r\n"), Some('#'));
+        assert_eq!(info_digit("dtmf-relay", b"Signal=a\r\n"), Some('A'));
+        assert_eq!(info_digit("dtmf", b"7\r\n"), Some('7'));
+    }
+
+    #[test]
+    fn bodies_that_name_no_key_give_none() {
+        assert_eq!(info_digit("dtmf-relay", b"Duration=160\r\n"), None);
+        assert_eq!(info_digit("dtmf-relay", b"Signal=55\r\n"), None);
+        assert_eq!(info_digit("dtmf-relay", b"Signal=x\r\n"), None);
+        assert_eq!(info_digit("dtmf-relay", &[0xff, 0xfe]), None);
+        assert_eq!(info_digit("sdp", b"Signal=1"), None);
     }
 }

@@ -262,6 +262,15 @@ impl RtpSender {
     pub fn talkspurt(&mut self) {
         self.marker = true;
     }
+
+    /// Sends with another payload type from the next packet on (a re-INVITE changed the
+    /// codec); the stream's sequence and clock go on.
+    pub fn set_payload_type(&mut self, payload_type: u8) {
+        if payload_type != self.payload_type {
+            self.payload_type = payload_type;
+            self.marker = true;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,426 @@
+//! Calls: what the hotline does with the calls the signaling engine hands over.
+//!
+//! [`Calls`] is the [`CallHandler`] of `serve`. An INVITE is answered at once (the hotline
+//! takes every call; GB/T 33358 wants no ringing wait): the SDP offer is answered on a port
+//! pair from the RTP range (503 with Retry-After when the range is used up, 488 when no G.711
+//! is offered, our offer in the 200 when the INVITE has none), and the call goes to the IVR
+//! script in force. Each call then lives in a media task of its own ([`media`]), which owns
+//! its RTP socket and its [`IvrCall`]; this handler only passes signaling news to it (ACK,
+//! INFO keys, hold, hang-up). When a call ends its record goes to [`record`]'s writer.
+//!
+//! Until the ACD lands (issue 8) a caller the script puts in a queue waits there, hearing
+//! silence, with the script's keys still live; transfers end the call.
+
+pub mod media;
+pub mod record;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use hotline_sip::endpoint::{DialogId, EndReason, Endpoint, EndpointEvent};
+use hotline_sip::media::player::Prompt;
+use hotline_sip::message::{HeaderName, Message, Method};
+use hotline_sip::rtp::dtmf::info_digit;
+use hotline_sip::rtp::ports::PortAllocator;
+use hotline_sip::sdp::{self, Direction, Local, Negotiated, Sdp};
+use hotline_sip::transaction::TxId;
+use tokio::sync::mpsc;
+
+use self::media::{MediaTask, ToMedia};
+use self::record::CallRecord;
+use crate::ivr::call::IvrCall;
+use crate::ivr::store::ScriptStore;
+use crate::signaling::{CallHandler, EngineHandle, log_event};
+use crate::tickets::calendar::WorkCalendar;
+
+/// Settings of the call handler.
+#[derive(Debug, Clone)]
+pub struct CallsConfig {
+    /// Where RTP sockets are bound.
+    pub bind: IpAddr,
+    /// The address written in SDP (the public one behind NAT).
+    pub announce: IpAddr,
+    /// The RTP port range.
+    pub port_min: u16,
+    /// The RTP port range's end.
+    pub port_max: u16,
+    /// Hang up after this long without RTP from the caller.
+    pub inactivity: Option<Duration>,
+}
+
+/// A call in progress, as the handler knows it.
+struct Live {
+    news: mpsc::UnboundedSender<ToMedia>,
+    local: Local,
+    /// Our 200 carried the offer: the ACK carries the answer.
+    offered: bool,
+}
+
+/// The application's call handler: answers and runs calls through the IVR.
+pub struct Calls {
+    scripts: Arc<ScriptStore>,
+    calendar: Arc<WorkCalendar>,
+    cfg: CallsConfig,
+    ports: Arc<Mutex<PortAllocator>>,
+    engine: Option<EngineHandle>,
+    live: HashMap<DialogId, Live>,
+    finished: Arc<Mutex<Vec<DialogId>>>,
+    records: mpsc::UnboundedSender<CallRecord>,
+    unavailable: Vec<Arc<Prompt>>,
+    calls: u64,
+}
+
+/// Seconds a caller refused for want of ports is asked to wait.
+const RETRY_AFTER_SECS: u32 = 5;
+
+impl Calls {
+    /// A handler running calls through `scripts`; finished call records go to `records`.
+    /// `unavailable` is spoken when the script asks for a self-service not connected yet.
+    pub fn new(
+        cfg: CallsConfig,
+        scripts: Arc<ScriptStore>,
+        calendar: Arc<WorkCalendar>,
+        records: mpsc::UnboundedSender<CallRecord>,
+        unavailable: Vec<Arc<Prompt>>,
+    ) -> Self {
+        Calls {
+            ports: Arc::new(Mutex::new(PortAllocator::new(cfg.port_min, cfg.port_max))),
+            scripts,
+            calendar,
+            cfg,
+            engine: None,
+            live: HashMap::new(),
+            finished: Arc::default(),
+            records,
+            unavailable,
+            calls: 0,
+        }
+    }
+
+    /// Calls in progress.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    fn forget_finished(&mut self) {
+        let done: Vec<DialogId> = match self.finished.lock() {
+            Ok(mut f) => std::mem::take(&mut *f),
+            Err(_) => return,
+        };
+        for d in done {
+            self.live.remove(&d);
+        }
+        metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
+    }
+
+    /// A port pair with its RTP socket bound; `None` when the range is used up (or every port
+    /// tried is taken by another program).
+    fn bind_port(&self) -> Option<(u16, std::net::UdpSocket)> {
+        let mut ports = self.ports.lock().ok()?;
+        for _ in 0..8 {
+            let port = ports.allocate().ok()?;
+            match std::net::UdpSocket::bind(SocketAddr::new(self.cfg.bind, port)) {
+                Ok(s) if s.set_nonblocking(true).is_ok() => return Some((port, s)),
+                Ok(_) | Err(_) => {
+                    tracing::debug!(port, "RTP port taken by another program; trying the next");
+                    // Given back: the allocator goes round robin, so the next try is another
+                    // port, and this one is tried again only after the whole range.
+                    ports.release(port);
+                }
+            }
+        }
+        None
+    }
+
+    fn invite(&mut self, ep: &mut Endpoint, now: Instant, tx: TxId, request: Message) {
+        // The offer, if the INVITE has one.
+        let offer = match body_sdp(&request) {
+            Ok(o) => o,
+            Err(status) => {
+                let mut r = final_response(&request, status, tx);
+                if status == 415 {
+                    r.push_header(HeaderName::Other("Accept".into()), "application/sdp");
+                }
+                let _ = ep.respond(now, tx, r);
+                return;
+            }
+        };
+        let Some((port, socket)) = self.bind_port() else {
+            metrics::counter!("hotline_calls_refused_total", "reason" => "ports").increment(1);
+            tracing::warn!("call refused: no RTP port free");
+            let mut r = final_response(&request, 503, tx);
+            r.push_header(HeaderName::RetryAfter, &RETRY_AFTER_SECS.to_string());
+            let _ = ep.respond(now, tx, r);
+            return;
+        };
+        self.calls += 1;
+        let local = Local {
+            addr: SocketAddr::new(self.cfg.announce, port),
+            session_id: random() >> 33,
+            version: 1,
+        };
+        let (body, negotiated) = match &offer {
+            Some(o) => match sdp::answer(o, local) {
+                Ok((answer, n)) => (answer, Some(n)),
+                Err(e) => {
+                    if let Ok(mut p) = self.ports.lock() {
+                        p.release(port);
+                    }
+                    tracing::info!(error = %e, "call refused: SDP offer not acceptable");
+                    let mut r = final_response(&request, e.status(), tx);
+                    r.push_header(
+                        HeaderName::Other("Warning".into()),
+                        &format!("304 hotline \"{e}\""),
+                    );
+                    let _ = ep.respond(now, tx, r);
+                    return;
+                }
+            },
+            None => (sdp::offer(local, Direction::SendRecv), None),
+        };
+        let tag = format!("hl{}", ep.unique());
+        let mut ok = Message::response_to(&request, 200);
+        if let Some(to) = request.header(&HeaderName::To) {
+            ok.replace_first_value(&HeaderName::To, &format!("{to};tag={tag}"));
+        }
+        ok.push_header(HeaderName::Allow, hotline_sip::endpoint::ALLOW);
+        ok.set_body(Some("application/sdp"), body.to_string().into_bytes());
+        if let Err(e) = ep.respond(now, tx, ok) {
+            tracing::warn!(error = ?e, "answering the call failed");
+            if let Ok(mut p) = self.ports.lock() {
+                p.release(port);
+            }
+            return;
+        }
+        let dialog = DialogId {
+            call_id: request.call_id().unwrap_or_default().to_string(),
+            local_tag: tag,
+            remote_tag: request
+                .from_header()
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default(),
+        };
+        let user_of = |uri: Option<hotline_sip::message::Uri<'_>>| {
+            uri.and_then(|u| u.as_sip().and_then(|s| s.user).map(str::to_string))
+                .unwrap_or_default()
+        };
+        let caller = user_of(request.from_header().map(|f| f.uri));
+        let called = user_of(request.request_uri());
+        let script = self.scripts.current();
+        let codec = negotiated.map_or(sdp::Codec::Pcmu, |n| n.codec);
+        let call = IvrCall::new(
+            script,
+            codec,
+            negotiated.and_then(|n| n.dtmf),
+            (random() >> 32) as u32,
+            random(),
+        );
+        let (news, rx) = mpsc::unbounded_channel();
+        let now_utc = Utc::now();
+        let task = MediaTask {
+            socket,
+            port,
+            ports: Arc::clone(&self.ports),
+            call,
+            negotiated,
+            dialog: dialog.clone(),
+            engine: self.engine.clone(),
+            calendar: Arc::clone(&self.calendar),
+            inactivity: self.cfg.inactivity,
+            unavailable: self.unavailable.clone(),
+            record: CallRecord {
+                call_id: dialog.call_id.clone(),
+                caller,
+                called,
+                started_at: now_utc,
+                answered_at: None,
+                ended_at: now_utc,
+                end_reason: String::new(),
+                codec: None,
+                ivr_path: Vec::new(),
+                ivr_keys: String::new(),
+                ivr_vars: Default::default(),
+                queue: None,
+                score: None,
+                packets_sent: 0,
+                packets_received: 0,
+            },
+            records: self.records.clone(),
+            finished: Arc::clone(&self.finished),
+        };
+        tokio::spawn(task.run(rx));
+        metrics::counter!("hotline_calls_answered_total").increment(1);
+        self.live.insert(
+            dialog,
+            Live {
+                news,
+                local,
+                offered: offer.is_none(),
+            },
+        );
+    }
+
+    /// A re-INVITE or UPDATE: hold, unhold, a new address, or a session refresh.
+    fn modify(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        dialog: DialogId,
+        tx: TxId,
+        request: Message,
+    ) {
+        let Some(live) = self.live.get_mut(&dialog) else {
+            let _ = ep.respond(now, tx, final_response(&request, 481, tx));
+            return;
+        };
+        let mut ok = Message::response_to(&request, 200);
+        match body_sdp(&request) {
+            Err(status) => {
+                let _ = ep.respond(now, tx, final_response(&request, status, tx));
+                return;
+            }
+            // A refresh without SDP (UPDATE) changes nothing.
+            Ok(None) if request.method() == Some(&Method::Update) => ok.set_body(None, Vec::new()),
+            Ok(None) => {
+                live.local.version += 1;
+                let offer = sdp::offer(live.local, Direction::SendRecv);
+                ok.set_body(Some("application/sdp"), offer.to_string().into_bytes());
+            }
+            Ok(Some(offer)) => {
+                let mut local = live.local;
+                local.version += 1;
+                match sdp::answer(&offer, local) {
+                    Ok((answer, n)) => {
+                        live.local = local;
+                        let _ = live.news.send(ToMedia::Update(n));
+                        ok.set_body(Some("application/sdp"), answer.to_string().into_bytes());
+                    }
+                    Err(e) => {
+                        // The call goes on as it was (RFC 3264 8: a refused re-offer keeps
+                        // the old session).
+                        let _ = ep.respond(now, tx, final_response(&request, e.status(), tx));
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = ep.respond(now, tx, ok);
+    }
+}
+
+/// A random number (SSRCs, sequence and timestamp origins, SDP session ids: RFC 3550 wants
+/// them unpredictable). Without an entropy source the clock's nanoseconds stand in.
+fn random() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return u64::from(t.subsec_nanos()) ^ t.as_secs().rotate_left(32);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// The SDP offer of a request: `Ok(None)` without a body; `Err(status)` for a body that is
+/// not SDP (415) or not valid SDP (400).
+fn body_sdp(request: &Message) -> Result<Option<Sdp>, u16> {
+    if request.body().is_empty() {
+        return Ok(None);
+    }
+    let is_sdp = request.content_type().is_some_and(|t| {
+        t.kind.eq_ignore_ascii_case("application") && t.subtype.eq_ignore_ascii_case("sdp")
+    });
+    if !is_sdp {
+        return Err(415);
+    }
+    let text = std::str::from_utf8(request.body()).map_err(|_| 400u16)?;
+    Sdp::parse(text).map(Some).map_err(|e| e.status())
+}
+
+/// A final non-2xx response without a body, with a To tag when the request has none.
+fn final_response(request: &Message, status: u16, tx: TxId) -> Message {
+    let mut r = Message::response_to(request, status);
+    if request.to_header().is_some_and(|t| t.tag().is_none())
+        && let Some(to) = request.header(&HeaderName::To)
+    {
+        r.replace_first_value(&HeaderName::To, &format!("{to};tag=hl{tx:x}"));
+    }
+    r.set_body(None, Vec::new());
+    r
+}
+
+fn end_reason(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::RemoteBye => "caller hung up",
+        EndReason::SessionExpired => "session expired",
+        EndReason::NoAck => "no ack",
+    }
+}
+
+impl CallHandler for Calls {
+    fn attach(&mut self, engine: EngineHandle) {
+        self.engine = Some(engine);
+    }
+
+    fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
+        self.forget_finished();
+        match event {
+            EndpointEvent::Request { tx, request, .. }
+                if request.method() == Some(&Method::Invite) =>
+            {
+                self.invite(ep, now, tx, request);
+            }
+            EndpointEvent::Request { tx, request, .. } => {
+                // Outside a dialog: nothing of ours (BYE and INFO of a known call come as
+                // CallEnded and Info).
+                let _ = ep.respond(now, tx, final_response(&request, 481, tx));
+            }
+            EndpointEvent::CallConfirmed { dialog, ack } => {
+                if let Some(live) = self.live.get(&dialog) {
+                    let answer: Option<Negotiated> = if live.offered {
+                        let parsed = std::str::from_utf8(ack.body())
+                            .ok()
+                            .and_then(|t| Sdp::parse(t).ok());
+                        match parsed.as_ref().map(sdp::accept_answer) {
+                            Some(Ok(n)) => Some(n),
+                            _ => {
+                                tracing::info!("the ACK carries no usable SDP answer: hanging up");
+                                let _ = live.news.send(ToMedia::Ended("no ack"));
+                                let _ = ep.bye(now, &dialog);
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let _ = live.news.send(ToMedia::Confirmed(answer));
+                }
+            }
+            EndpointEvent::CallEnded { dialog, reason } => {
+                if let Some(live) = self.live.remove(&dialog) {
+                    let _ = live.news.send(ToMedia::Ended(end_reason(reason)));
+                }
+            }
+            EndpointEvent::Modify {
+                dialog,
+                tx,
+                request,
+            } => self.modify(ep, now, dialog, tx, request),
+            EndpointEvent::Info { dialog, request } => {
+                let subtype = request
+                    .content_type()
+                    .map(|t| t.subtype.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if let (Some(live), Some(key)) =
+                    (self.live.get(&dialog), info_digit(&subtype, request.body()))
+                {
+                    let _ = live.news.send(ToMedia::Key(key));
+                }
+            }
+            other => log_event(other),
+        }
+    }
+}

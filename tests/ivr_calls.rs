@@ -1,0 +1,387 @@
+//! Real calls into the IVR: baresip (a real softphone, Debian package) calls the engine, which
+//! answers with SDP on a port from the RTP range and runs a script: a recorded prompt, a
+//! collect node that the phone answers with RFC 4733 keys, a goodbye, and a hang-up from our
+//! side. What the phone heard (its sndfile dump of the decoded audio) must hold the prompt's
+//! samples as G.711 carries them, and the call record must show the keys in order, the
+//! variable collected and the path through the script.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hotline::calls::record::CallRecord;
+use hotline::calls::{Calls, CallsConfig};
+use hotline::config::{Port, SipConfig};
+use hotline::ivr::script::Context;
+use hotline::ivr::store::ScriptStore;
+use hotline::signaling::{Credentials, start_with_handler};
+use hotline::tickets::calendar::WorkCalendar;
+use hotline_sip::media::g711::{ulaw_decode, ulaw_encode};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use common::baresip::{command, free_port};
+use common::sipp::{corpus, hold_scenario, sipp, sipp_with};
+
+mod common;
+
+/// A prompt no codec or generator would produce by chance: a chirp from 300 to 3,000 Hz with
+/// a slow amplitude swell, `secs` long, 8 kHz 16-bit mono.
+fn chirp(secs: f64) -> Vec<i16> {
+    let n = (8000.0 * secs) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            let f = 300.0 + 2700.0 * t / secs;
+            let amp = 6000.0 + 6000.0 * (t / secs);
+            (amp * (2.0 * std::f64::consts::PI * f * t / 2.0).sin()) as i16
+        })
+        .collect()
+}
+
+fn write_wav(path: &Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample(*s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+const SCRIPT: &str = r##"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = { file = "prompts/hello.wav" }
+next = "ask"
+
+[nodes.ask]
+type = "collect"
+prompt = { file = "prompts/beep.wav" }
+var = "code"
+min = 4
+max = 6
+terminator = "#"
+timeout = 15
+next = "goodbye"
+default = "goodbye"
+
+[nodes.goodbye]
+type = "play"
+prompt = { file = "prompts/beep.wav" }
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"##;
+
+/// A headless baresip that dials nobody until told; what it hears is dumped by sndfile.
+fn baresip(dir: &Path) -> (Child, u16) {
+    let (sip_port, ctrl_port) = (free_port(), free_port());
+    std::fs::write(
+        dir.join("accounts"),
+        "<sip:caller@127.0.0.1>;regint=0;answermode=manual;audio_codecs=PCMU\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("dump")).unwrap();
+    // The caller's voice: 20 s of a 440 Hz tone (aufile needs the call's 8 kHz rate).
+    let voice: Vec<i16> = (0..160_000)
+        .map(|i| (3000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    write_wav(&dir.join("voice.wav"), &voice);
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
+             audio_source aufile,{}\naudio_alert aubridge,x\nrtp_ports 46000-46999\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+             module aubridge.so\nmodule sndfile.so\nmodule ctrl_tcp.so\n\
+             module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n\
+             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ndns_server 127.0.0.1:53\n",
+            dir.join("voice.wav").display(),
+            dir.join("dump").display()
+        ),
+    )
+    .unwrap();
+    let out = std::fs::File::create(dir.join("baresip.log")).unwrap();
+    let child = Command::new("baresip")
+        .arg("-f")
+        .arg(dir)
+        .args(["-t", "30"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("baresip is installed (scripts/test.sh installs the baresip package)");
+    (child, ctrl_port)
+}
+
+/// Whether two frames are the same audio allowing for G.711 rounding: decoders differ by a
+/// step of the law at most (libre decodes mu-law zero as 2, ours as 0), far below what a
+/// different piece of the chirp would give.
+fn same_audio(a: &[i16], b: &[i16]) -> bool {
+    a.iter().zip(b).all(|(x, y)| {
+        let (x, y) = (i32::from(*x), i32::from(*y));
+        (x - y).abs() <= 4 + y.abs() / 16
+    })
+}
+
+/// The fraction of `sent`'s 20 ms frames found in `heard` (allowing for codec rounding).
+/// baresip's jitter buffer may shift the stream, so each frame is looked for a little after
+/// where the previous one was; the first is looked for in the whole dump.
+fn frames_found(heard: &[i16], sent: &[i16]) -> f64 {
+    let frames: Vec<&[i16]> = sent.chunks_exact(160).collect();
+    let mut found = 0;
+    let mut next: Option<usize> = None;
+    for f in &frames {
+        let (from, to) = match next {
+            Some(n) => (n, heard.len().min(n + 160 * 25 + 160)),
+            None => (0, heard.len()),
+        };
+        let hit = (from..to.saturating_sub(159)).find(|&i| same_audio(&heard[i..i + 160], f));
+        if let Some(i) = hit {
+            found += 1;
+            next = Some(i + 160);
+        }
+    }
+    found as f64 / frames.len() as f64
+}
+
+/// The signaling service with the IVR call handler, running `script.toml` of `dir` with RTP
+/// ports `port_min..=port_max`.
+struct Engine {
+    rt: tokio::runtime::Runtime,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    addr: std::net::SocketAddr,
+    records: mpsc::UnboundedReceiver<CallRecord>,
+}
+
+impl Engine {
+    fn start(dir: &Path, port_min: u16, port_max: u16) -> Engine {
+        let script_path = dir.join("script.toml");
+        let ctx = Context {
+            queues: None,
+            tts: None,
+        };
+        let scripts = Arc::new(ScriptStore::load(&script_path, ctx).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let (records_tx, records) = mpsc::unbounded_channel::<CallRecord>();
+        let calls = Calls::new(
+            CallsConfig {
+                bind: "127.0.0.1".parse().unwrap(),
+                announce: "127.0.0.1".parse().unwrap(),
+                port_min,
+                port_max,
+                inactivity: Some(Duration::from_secs(20)),
+            },
+            scripts,
+            Arc::new(WorkCalendar::shipped().unwrap()),
+            records_tx,
+            Vec::new(),
+        );
+        let cfg = SipConfig {
+            listen: "127.0.0.1".parse().unwrap(),
+            udp_port: Port(0),
+            tcp_port: Port(0),
+            ..SipConfig::default()
+        };
+        let (addrs, task) = rt
+            .block_on(start_with_handler(
+                &cfg,
+                Arc::new(Credentials::default()),
+                Box::new(calls),
+                shutdown.clone(),
+            ))
+            .unwrap();
+        Engine {
+            rt,
+            shutdown,
+            task,
+            addr: addrs.udp,
+            records,
+        }
+    }
+
+    /// The next finished call's record, if one comes within `limit`.
+    fn record(&mut self, limit: Duration) -> Option<CallRecord> {
+        let records = &mut self.records;
+        self.rt.block_on(async {
+            tokio::time::timeout(limit, records.recv())
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn stop(self) {
+        self.shutdown.cancel();
+        self.rt.block_on(self.task).unwrap();
+    }
+}
+
+#[test]
+fn a_softphone_hears_the_prompt_and_its_keys_walk_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+    let hello = chirp(1.5);
+    write_wav(&dir.path().join("prompts/hello.wav"), &hello);
+    write_wav(&dir.path().join("prompts/beep.wav"), &chirp(0.2));
+    std::fs::write(dir.path().join("script.toml"), SCRIPT).unwrap();
+    let mut engine = Engine::start(dir.path(), 47000, 47099);
+    let phone_dir = tempfile::tempdir().unwrap();
+    let (mut phone, ctrl) = baresip(phone_dir.path());
+    command(ctrl, "dial", &format!("sip:12345@{}", engine.addr));
+    // The greeting is 1.5 s; keys pressed while it plays would be typed ahead, but the test
+    // waits for the collect prompt so the order is plain.
+    std::thread::sleep(Duration::from_millis(2500));
+    for key in ["1", "2", "3", "4", "#"] {
+        command(ctrl, "sndcode", key);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let record = engine.record(Duration::from_secs(20));
+    // The IVR hangs up; give baresip a moment to close its dump, then stop it.
+    std::thread::sleep(Duration::from_millis(500));
+    command(ctrl, "quit", "");
+    let _ = phone.wait();
+    engine.stop();
+
+    let phone_log =
+        std::fs::read_to_string(phone_dir.path().join("baresip.log")).unwrap_or_default();
+    let record = record.unwrap_or_else(|| panic!("no call record within 20 s\n{phone_log}"));
+    assert_eq!(record.called, "12345");
+    assert_eq!(record.caller, "caller");
+    assert_eq!(record.codec.as_deref(), Some("PCMU"));
+    assert_eq!(
+        record.ivr_keys, "1234#",
+        "the phone's RFC 4733 keys, one each, in order: {record:?}\n{phone_log}"
+    );
+    assert_eq!(
+        record.ivr_vars.get("code").map(String::as_str),
+        Some("1234")
+    );
+    assert_eq!(record.ivr_path, ["hello", "ask", "goodbye", "bye"]);
+    assert_eq!(record.end_reason, "ivr hung up", "{record:?}");
+    assert!(record.answered_at.is_some());
+    assert!(
+        record.packets_received > 100,
+        "the phone's audio was received: {record:?}"
+    );
+    // About 1.5 + 0.2 + 2 + 0.2 s of 20 ms frames went out.
+    assert!(record.packets_sent > 150, "{record:?}");
+
+    // What the phone heard: its decoded dump holds the greeting as mu-law carries it.
+    let dump = std::fs::read_dir(phone_dir.path().join("dump"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip wrote no decoded dump\n{phone_log}"));
+    let mut reader = hound::WavReader::open(&dump).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (1, 8000), "{spec:?}");
+    let heard: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let expected: Vec<i16> = hello.iter().map(|s| ulaw_decode(ulaw_encode(*s))).collect();
+    let found = frames_found(&heard, &expected);
+    assert!(
+        found >= 0.95,
+        "only {:.0} % of the greeting's frames reached the phone intact ({} samples heard)",
+        found * 100.0,
+        heard.len()
+    );
+}
+
+const QUEUE_SCRIPT: &str = r#"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = { file = "prompts/hello.wav" }
+next = "wait"
+
+[nodes.wait]
+type = "queue"
+queue = "general"
+digits = { "1" = "note" }
+
+[nodes.note]
+type = "play"
+prompt = { file = "prompts/hello.wav" }
+next = "wait"
+"#;
+
+/// SIPp scenarios against the IVR handler: a plain call the caller ends, a key by SIP INFO,
+/// hold by re-INVITE, an offer without G.711 (488), and no RTP port to be had (503).
+#[test]
+fn sipp_calls_are_answered_held_refused_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+    write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
+    std::fs::write(dir.path().join("script.toml"), QUEUE_SCRIPT).unwrap();
+    let mut engine = Engine::start(dir.path(), 47100, 47199);
+    let mut failures = Vec::new();
+    let addr = engine.addr;
+    let mut run = |file: std::path::PathBuf, service: &str| {
+        let (code, errors) = sipp(addr, &file, service);
+        if code != 0 {
+            failures.push(format!("{} (exit {code}):\n{errors}", file.display()));
+        }
+    };
+    let own = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(name)
+    };
+
+    // The caller stays 1.5 s: the greeting (0.5 s) plays and the queue takes the call.
+    let (code, errors) = sipp_with(addr, &corpus("sipp/uac.xml"), "12345", &["-d", "1500"]);
+    assert_eq!(code, 0, "{errors}");
+    let plain = engine.record(Duration::from_secs(10));
+    run(corpus("siphon-rs/info.xml"), "12345");
+    let info = engine.record(Duration::from_secs(10));
+    run(hold_scenario(dir.path()), "12345");
+    let held = engine.record(Duration::from_secs(10));
+    run(own("invite_no_g711.xml"), "12345");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    engine.stop();
+
+    let plain = plain.expect("a record of the plain call");
+    assert_eq!(plain.end_reason, "caller hung up", "{plain:?}");
+    assert_eq!(plain.queue.as_deref(), Some("general"), "{plain:?}");
+    assert_eq!(plain.ivr_path, ["hello", "wait"], "{plain:?}");
+    let info = info.expect("a record of the INFO call");
+    // The scenario hangs up right after its INFO, during the greeting: the key is recorded
+    // (typed ahead for the queue node the caller did not live to reach).
+    assert_eq!(info.ivr_keys, "1", "the INFO key reached the IVR: {info:?}");
+    // The hold scenario talks for 3 s, then holds (sendonly) for 6 s: no audio goes to a
+    // caller who holds, so far fewer than the 9 s x 50 packets go out.
+    let held = held.expect("a record of the held call");
+    assert_eq!(held.codec.as_deref(), Some("PCMA"), "{held:?}");
+    assert!(
+        (100..300).contains(&held.packets_sent),
+        "about 3 s of audio before the hold, none during it: {held:?}"
+    );
+
+    // Every RTP port of the range is taken by another program: 503 with Retry-After.
+    let squatter = UdpSocket::bind("127.0.0.1:47200").unwrap();
+    let full = Engine::start(dir.path(), 47200, 47201);
+    let (code, errors) = sipp(full.addr, &own("invite_no_port.xml"), "12345");
+    full.stop();
+    drop(squatter);
+    assert_eq!(code, 0, "no 503 when no port is free:\n{errors}");
+}

@@ -97,6 +97,13 @@ pub struct RtpConfig {
     /// must not hold a line and a port); 0 turns the check off. Not applied while the caller
     /// holds the call.
     pub inactivity_timeout_secs: u64,
+    /// Media worker threads carrying the calls' RTP; 0 means one per core but one (at least
+    /// one), leaving a core for signaling, the database and HTTP: real-time media threads on
+    /// every core starve the rest (benches/RESULTS.md).
+    pub media_threads: usize,
+    /// Run the media threads at real-time priority (SCHED_FIFO) when the process may, so a
+    /// busy machine does not delay callers' audio.
+    pub realtime: bool,
 }
 
 impl Default for RtpConfig {
@@ -106,6 +113,8 @@ impl Default for RtpConfig {
             port_max: Port(29999),
             public_address: None,
             inactivity_timeout_secs: 60,
+            media_threads: 0,
+            realtime: true,
         }
     }
 }
@@ -495,6 +504,12 @@ impl Config {
             out.push(format!(
                 "`rtp.public_address` is not set and `sip.listen` is {}: expected an address callers can send RTP to in one of them (SDP cannot announce {})",
                 self.sip.listen, self.sip.listen
+            ));
+        }
+        if self.rtp.media_threads > 256 {
+            out.push(format!(
+                "`rtp.media_threads` is {}: expected 0 (one per core but one) to 256",
+                self.rtp.media_threads
             ));
         }
         let idle = self.rtp.inactivity_timeout_secs;

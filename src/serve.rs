@@ -168,6 +168,12 @@ fn call_handler(
             port_max: cfg.rtp.port_max.0,
             inactivity: (cfg.rtp.inactivity_timeout_secs > 0)
                 .then(|| std::time::Duration::from_secs(cfg.rtp.inactivity_timeout_secs)),
+            workers: match cfg.rtp.media_threads {
+                0 => std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+                n => n,
+            },
+            realtime: cfg.rtp.realtime,
         },
         scripts,
         Arc::new(calendar),

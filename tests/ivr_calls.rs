@@ -189,6 +189,8 @@ impl Engine {
                 port_min,
                 port_max,
                 inactivity: Some(Duration::from_secs(20)),
+                workers: 2,
+                realtime: false,
             },
             scripts,
             Arc::new(WorkCalendar::shipped().unwrap()),

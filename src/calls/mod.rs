@@ -4,9 +4,10 @@
 //! takes every call; GB/T 33358 wants no ringing wait): the SDP offer is answered on a port
 //! pair from the RTP range (503 with Retry-After when the range is used up, 488 when no G.711
 //! is offered, our offer in the 200 when the INVITE has none), and the call goes to the IVR
-//! script in force. Each call then lives in a media task of its own ([`media`]), which owns
-//! its RTP socket and its [`IvrCall`]; this handler only passes signaling news to it (ACK,
-//! INFO keys, hold, hang-up). When a call ends its record goes to [`record`]'s writer.
+//! script in force. Each call then lives in a media worker ([`media`]: one thread per core,
+//! each owning many calls' RTP sockets and [`IvrCall`]s); this handler only passes signaling
+//! news to it (ACK, INFO keys, hold, hang-up). When a call ends its record goes to
+//! [`record`]'s writer.
 //!
 //! Until the ACD lands (issue 8) a caller the script puts in a queue waits there, hearing
 //! silence, with the script's keys still live; transfers end the call.
@@ -29,7 +30,7 @@ use hotline_sip::sdp::{self, Direction, Local, Negotiated, Sdp};
 use hotline_sip::transaction::TxId;
 use tokio::sync::mpsc;
 
-use self::media::{MediaTask, ToMedia};
+use self::media::{NewCall, Shared, ToMedia, Workers};
 use self::record::CallRecord;
 use crate::ivr::call::IvrCall;
 use crate::ivr::store::ScriptStore;
@@ -49,11 +50,17 @@ pub struct CallsConfig {
     pub port_max: u16,
     /// Hang up after this long without RTP from the caller.
     pub inactivity: Option<Duration>,
+    /// Media worker threads (one per core is right).
+    pub workers: usize,
+    /// Media workers at real-time priority.
+    pub realtime: bool,
 }
 
 /// A call in progress, as the handler knows it.
 struct Live {
-    news: mpsc::UnboundedSender<ToMedia>,
+    /// Its media worker and its key there.
+    worker: usize,
+    key: u64,
     local: Local,
     /// Our 200 carried the offer: the ACK carries the answer.
     offered: bool,
@@ -70,6 +77,8 @@ pub struct Calls {
     finished: Arc<Mutex<Vec<DialogId>>>,
     records: mpsc::UnboundedSender<CallRecord>,
     unavailable: Vec<Arc<Prompt>>,
+    /// Started when the engine attaches the handler (they need its handle).
+    workers: Option<Workers>,
     calls: u64,
 }
 
@@ -96,7 +105,35 @@ impl Calls {
             finished: Arc::default(),
             records,
             unavailable,
+            workers: None,
             calls: 0,
+        }
+    }
+
+    fn start_workers(&mut self) -> Option<&mut Workers> {
+        if self.workers.is_none() {
+            let shared = Shared {
+                ports: Arc::clone(&self.ports),
+                engine: self.engine.clone(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                calendar: Arc::clone(&self.calendar),
+                inactivity: self.cfg.inactivity,
+                unavailable: self.unavailable.clone(),
+                records: self.records.clone(),
+                finished: Arc::clone(&self.finished),
+                realtime: self.cfg.realtime,
+            };
+            match Workers::start(self.cfg.workers, shared) {
+                Ok(w) => self.workers = Some(w),
+                Err(e) => tracing::error!(error = %e, "cannot start the media workers"),
+            }
+        }
+        self.workers.as_mut()
+    }
+
+    fn tell(&self, live: &Live, news: ToMedia) {
+        if let Some(w) = &self.workers {
+            w.news(live.worker, live.key, news);
         }
     }
 
@@ -218,19 +255,15 @@ impl Calls {
             (random() >> 32) as u32,
             random(),
         );
-        let (news, rx) = mpsc::unbounded_channel();
+        let key = self.calls;
         let now_utc = Utc::now();
-        let task = MediaTask {
+        let new = NewCall {
+            key,
             socket,
             port,
-            ports: Arc::clone(&self.ports),
             call,
             negotiated,
             dialog: dialog.clone(),
-            engine: self.engine.clone(),
-            calendar: Arc::clone(&self.calendar),
-            inactivity: self.cfg.inactivity,
-            unavailable: self.unavailable.clone(),
             record: CallRecord {
                 call_id: dialog.call_id.clone(),
                 caller,
@@ -248,19 +281,27 @@ impl Calls {
                 packets_sent: 0,
                 packets_received: 0,
             },
-            records: self.records.clone(),
-            finished: Arc::clone(&self.finished),
         };
-        tokio::spawn(task.run(rx));
+        let Some(workers) = self.start_workers() else {
+            // Answered but nothing can carry the audio: hang up at once.
+            let _ = ep.bye(now, &dialog);
+            if let Ok(mut p) = self.ports.lock() {
+                p.release(port);
+            }
+            return;
+        };
+        let worker = workers.add(new);
         metrics::counter!("hotline_calls_answered_total").increment(1);
         self.live.insert(
             dialog,
             Live {
-                news,
+                worker,
+                key,
                 local,
                 offered: offer.is_none(),
             },
         );
+        metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
 
     /// A re-INVITE or UPDATE: hold, unhold, a new address, or a session refresh.
@@ -295,7 +336,10 @@ impl Calls {
                 match sdp::answer(&offer, local) {
                     Ok((answer, n)) => {
                         live.local = local;
-                        let _ = live.news.send(ToMedia::Update(n));
+                        let (worker, key) = (live.worker, live.key);
+                        if let Some(w) = &self.workers {
+                            w.news(worker, key, ToMedia::Update(n));
+                        }
                         ok.set_body(Some("application/sdp"), answer.to_string().into_bytes());
                     }
                     Err(e) => {
@@ -363,6 +407,7 @@ fn end_reason(reason: EndReason) -> &'static str {
 impl CallHandler for Calls {
     fn attach(&mut self, engine: EngineHandle) {
         self.engine = Some(engine);
+        self.start_workers();
     }
 
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
@@ -388,7 +433,7 @@ impl CallHandler for Calls {
                             Some(Ok(n)) => Some(n),
                             _ => {
                                 tracing::info!("the ACK carries no usable SDP answer: hanging up");
-                                let _ = live.news.send(ToMedia::Ended("no ack"));
+                                self.tell(live, ToMedia::Ended("no ack"));
                                 let _ = ep.bye(now, &dialog);
                                 return;
                             }
@@ -396,12 +441,12 @@ impl CallHandler for Calls {
                     } else {
                         None
                     };
-                    let _ = live.news.send(ToMedia::Confirmed(answer));
+                    self.tell(live, ToMedia::Confirmed(answer));
                 }
             }
             EndpointEvent::CallEnded { dialog, reason } => {
                 if let Some(live) = self.live.remove(&dialog) {
-                    let _ = live.news.send(ToMedia::Ended(end_reason(reason)));
+                    self.tell(&live, ToMedia::Ended(end_reason(reason)));
                 }
             }
             EndpointEvent::Modify {
@@ -417,7 +462,7 @@ impl CallHandler for Calls {
                 if let (Some(live), Some(key)) =
                     (self.live.get(&dialog), info_digit(&subtype, request.body()))
                 {
-                    let _ = live.news.send(ToMedia::Key(key));
+                    self.tell(live, ToMedia::Key(key));
                 }
             }
             other => log_event(other),

@@ -1,7 +1,9 @@
 -- One row per call the hotline answered: who called, when, how it ended, and the IVR walk
 -- (nodes entered, keys pressed, variables collected, satisfaction score) for the call record
 -- the agent, the ticket and the supervisors see. The caller's number is personal data: the
--- API masks it for roles that may not see it.
+-- API masks it for roles that may not see it. The row is written when the call is answered
+-- and completed when it ends; a row left without `ended_at` is a call the node's crash cut off
+-- (its recording is repaired at the next start, which then completes the row).
 CREATE TABLE calls (
     id               BIGSERIAL PRIMARY KEY,
     call_id          TEXT NOT NULL,
@@ -9,8 +11,9 @@ CREATE TABLE calls (
     called           TEXT NOT NULL,
     started_at       TIMESTAMPTZ NOT NULL,
     answered_at      TIMESTAMPTZ,
-    ended_at         TIMESTAMPTZ NOT NULL,
-    end_reason       TEXT NOT NULL,
+    ended_at         TIMESTAMPTZ,
+    end_reason       TEXT,
+    recording        TEXT,
     codec            TEXT,
     ivr_path         TEXT[] NOT NULL DEFAULT '{}',
     ivr_keys         TEXT NOT NULL DEFAULT '',

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::calls::recording::{Recordings, repair_all};
 use crate::calls::{Calls, CallsConfig, record};
 use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
@@ -135,7 +136,7 @@ fn call_handler(
     scripts: Option<Arc<ScriptStore>>,
 ) -> anyhow::Result<(
     Box<dyn CallHandler>,
-    Option<tokio::sync::mpsc::UnboundedReceiver<record::CallRecord>>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<record::CallEvent>>,
 )> {
     let Some(scripts) = scripts else {
         tracing::warn!("no `ivr.script` configured: calls are refused (480)");
@@ -159,6 +160,8 @@ fn call_handler(
         .map(Arc::new)
         .into_iter()
         .collect();
+    let recordings =
+        Recordings::start(&cfg.recordings.dir).context("starting the recording thread")?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let calls = Calls::new(
         CallsConfig {
@@ -178,6 +181,7 @@ fn call_handler(
         scripts,
         Arc::new(calendar),
         tx,
+        Some(Arc::new(recordings)),
         unavailable,
     );
     Ok((Box::new(calls), Some(rx)))
@@ -241,6 +245,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             return Err(e);
         }
     };
+    // Recordings a crash left unfinished are made whole before new calls are taken, and the
+    // calls they belong to are closed as cut off.
+    let repaired = repair_all(&cfg.recordings.dir);
+    if !repaired.is_empty() {
+        let closed = record::close_cut_off(&database.pool, &repaired).await;
+        tracing::warn!(
+            recordings = repaired.len(),
+            calls = closed,
+            "recordings of calls cut off by the last stop repaired"
+        );
+    }
     let (handler, records) = match call_handler(&cfg, ivr.as_ref().map(|(s, _)| Arc::clone(s))) {
         Ok(x) => x,
         Err(e) => {

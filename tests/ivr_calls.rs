@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotline::calls::record::CallRecord;
+use hotline::calls::record::{CallEvent, CallRecord};
+use hotline::calls::recording::Recordings;
 use hotline::calls::{Calls, CallsConfig};
 use hotline::config::{Port, SipConfig};
 use hotline::ivr::script::Context;
@@ -164,7 +165,7 @@ struct Engine {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     addr: std::net::SocketAddr,
-    records: mpsc::UnboundedReceiver<CallRecord>,
+    records: mpsc::UnboundedReceiver<CallEvent>,
 }
 
 impl Engine {
@@ -181,7 +182,8 @@ impl Engine {
             .build()
             .unwrap();
         let shutdown = CancellationToken::new();
-        let (records_tx, records) = mpsc::unbounded_channel::<CallRecord>();
+        let (records_tx, records) = mpsc::unbounded_channel::<CallEvent>();
+        let recordings = Recordings::start(&dir.join("recordings")).unwrap();
         let calls = Calls::new(
             CallsConfig {
                 bind: "127.0.0.1".parse().unwrap(),
@@ -195,6 +197,7 @@ impl Engine {
             scripts,
             Arc::new(WorkCalendar::shipped().unwrap()),
             records_tx,
+            Some(Arc::new(recordings)),
             Vec::new(),
         );
         let cfg = SipConfig {
@@ -220,14 +223,23 @@ impl Engine {
         }
     }
 
-    /// The next finished call's record, if one comes within `limit`.
+    /// The next finished call's record, if one comes within `limit` (the records of calls
+    /// starting are passed over).
     fn record(&mut self, limit: Duration) -> Option<CallRecord> {
         let records = &mut self.records;
         self.rt.block_on(async {
-            tokio::time::timeout(limit, records.recv())
-                .await
-                .ok()
-                .flatten()
+            tokio::time::timeout(limit, async {
+                loop {
+                    match records.recv().await {
+                        Some(CallEvent::Ended(_, r)) => return Some(r),
+                        Some(CallEvent::Started(..)) => continue,
+                        None => return None,
+                    }
+                }
+            })
+            .await
+            .ok()
+            .flatten()
         })
     }
 
@@ -305,6 +317,33 @@ fn a_softphone_hears_the_prompt_and_its_keys_walk_the_script() {
         "only {:.0} % of the greeting's frames reached the phone intact ({} samples heard)",
         found * 100.0,
         heard.len()
+    );
+
+    // The call's recording: the greeting on the right, the phone's 440 Hz voice on the left.
+    let path = record.recording.clone().expect("the call was recorded");
+    assert!(path.ends_with(".wav"), "{path}");
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let seconds = left.len() as f64 / 8000.0;
+    assert!((3.0..8.0).contains(&seconds), "{seconds} s recorded");
+    let found = frames_found(&right, &expected);
+    assert!(
+        found >= 0.95,
+        "only {:.0} % of the greeting is on the right",
+        found * 100.0
+    );
+    // 440 Hz at 8 kHz crosses zero 880 times a second.
+    let middle = &left[8000..16000];
+    let crossings = middle
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
+    assert!(
+        (800..960).contains(&crossings),
+        "{crossings} zero crossings in 1 s of the left channel"
     );
 }
 

@@ -22,13 +22,15 @@ use chrono::Utc;
 use hotline_sip::endpoint::DialogId;
 use hotline_sip::media::player::Prompt;
 use hotline_sip::rtp::RtpPacket;
+use hotline_sip::rtp::jitter::{JitterBuffer, Playout};
 use hotline_sip::rtp::ports::{Latch, PortAllocator};
-use hotline_sip::sdp::{Direction, Negotiated};
+use hotline_sip::sdp::{Codec, Direction, Negotiated};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc;
 
-use super::record::CallRecord;
+use super::record::{CallEvent, CallRecord};
+use super::recording::{Recordings, silence};
 use crate::ivr::call::IvrCall;
 use crate::ivr::facts::CallFacts;
 use crate::ivr::session::Action;
@@ -80,8 +82,10 @@ pub struct Shared {
     pub inactivity: Option<Duration>,
     /// Spoken when a self-service the script asks for is not available.
     pub unavailable: Vec<Arc<Prompt>>,
-    /// Where finished records go.
-    pub records: mpsc::UnboundedSender<CallRecord>,
+    /// Where records go as calls start and end.
+    pub records: mpsc::UnboundedSender<CallEvent>,
+    /// Where recordings go (none: calls are not recorded).
+    pub recordings: Option<Arc<Recordings>>,
     /// Calls whose media has ended, for the handler to forget.
     pub finished: Arc<Mutex<Vec<DialogId>>>,
     /// Run the workers at real-time priority (when the process may).
@@ -228,6 +232,8 @@ struct CallState {
     last_heard: Instant,
     /// The deadline in the heap.
     scheduled: Option<Instant>,
+    /// The caller's audio, in order, for the recording's left channel.
+    jitter: Option<JitterBuffer>,
 }
 
 impl Worker {
@@ -317,6 +323,7 @@ impl Worker {
             receiving: negotiated.is_some_and(|n| receives(n.direction)),
             last_heard: Instant::now(),
             scheduled: None,
+            jitter: None,
         };
         self.calls.insert(key, state);
     }
@@ -333,6 +340,18 @@ impl Worker {
                 }
                 c.record.answered_at = Some(Utc::now());
                 c.last_heard = now;
+                if let Some(rec) = &self.shared.recordings {
+                    let path = rec.path_for(c.record.started_at, key, &c.record.call_id);
+                    c.record.recording = Some(path.display().to_string());
+                    rec.open(key, path);
+                    let codec = c.negotiated.map_or(Codec::Pcmu, |n| n.codec);
+                    c.jitter = Some(JitterBuffer::new(JITTER_DEPTH, silence(codec)));
+                }
+                c.record.codec = c.negotiated.map(|n| codec_name(n.codec).to_string());
+                let _ = self
+                    .shared
+                    .records
+                    .send(CallEvent::Started(key, c.record.clone()));
                 let facts = c.facts.get(now, &self.shared.calendar);
                 c.call.start(now, facts);
             }
@@ -366,6 +385,14 @@ impl Worker {
                     if c.accept(&self.buf[..n], from) {
                         c.record.packets_received += 1;
                         c.last_heard = now;
+                        if let (Some(jb), Some(neg), Ok(p)) = (
+                            &mut c.jitter,
+                            c.negotiated,
+                            RtpPacket::parse(&self.buf[..n]),
+                        ) && p.payload_type == neg.codec.payload_type()
+                        {
+                            jb.push(p.ssrc, p.sequence, p.payload);
+                        }
                         let facts = c.facts.get(now, &self.shared.calendar);
                         c.call.handle_rtp(now, &self.buf[..n], facts);
                     }
@@ -423,6 +450,22 @@ impl Worker {
                     Ok(_) => c.record.packets_sent += 1,
                     Err(e) => tracing::trace!(error = %e, "RTP send failed"),
                 }
+            }
+            // Every frame of our clock is a tick of the recording: the caller's next frame on
+            // the left (silence while none), what the caller heard on the right.
+            if let (Some(rec), Some(jb), Some(neg)) =
+                (&self.shared.recordings, &mut c.jitter, c.negotiated)
+            {
+                let ours: &[u8] = if c.sending {
+                    packet.get(RTP_HEADER..).unwrap_or_default()
+                } else {
+                    &[]
+                };
+                let caller: &[u8] = match jb.pop() {
+                    Playout::Frame(f) | Playout::Concealed(f) => f,
+                    Playout::Waiting => &[],
+                };
+                rec.frame(key, caller, neg.codec, ours, neg.codec);
             }
         }
         let mut end = None;
@@ -519,7 +562,7 @@ impl Worker {
             received = record.packets_received,
             "call ended"
         );
-        let _ = self.shared.records.send(record);
+        let _ = self.shared.records.send(CallEvent::Ended(key, record));
     }
 }
 
@@ -551,6 +594,19 @@ impl CallState {
             l.on_packet(from);
         }
         true
+    }
+}
+
+/// The RTP header our packets carry (no CSRC, no extension).
+const RTP_HEADER: usize = 12;
+
+/// Frames the recording's jitter buffer holds before playing the caller's audio (60 ms).
+const JITTER_DEPTH: u16 = 3;
+
+fn codec_name(c: Codec) -> &'static str {
+    match c {
+        Codec::Pcmu => "PCMU",
+        Codec::Pcma => "PCMA",
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod media;
 pub mod record;
+pub mod recording;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +32,8 @@ use hotline_sip::transaction::TxId;
 use tokio::sync::mpsc;
 
 use self::media::{NewCall, Shared, ToMedia, Workers};
-use self::record::CallRecord;
+use self::record::{CallEvent, CallRecord};
+use self::recording::Recordings;
 use crate::ivr::call::IvrCall;
 use crate::ivr::store::ScriptStore;
 use crate::signaling::{CallHandler, EngineHandle, log_event};
@@ -75,7 +77,8 @@ pub struct Calls {
     engine: Option<EngineHandle>,
     live: HashMap<DialogId, Live>,
     finished: Arc<Mutex<Vec<DialogId>>>,
-    records: mpsc::UnboundedSender<CallRecord>,
+    records: mpsc::UnboundedSender<CallEvent>,
+    recordings: Option<Arc<Recordings>>,
     unavailable: Vec<Arc<Prompt>>,
     /// Started when the engine attaches the handler (they need its handle).
     workers: Option<Workers>,
@@ -86,13 +89,15 @@ pub struct Calls {
 const RETRY_AFTER_SECS: u32 = 5;
 
 impl Calls {
-    /// A handler running calls through `scripts`; finished call records go to `records`.
-    /// `unavailable` is spoken when the script asks for a self-service not connected yet.
+    /// A handler running calls through `scripts`; call records go to `records` as calls start
+    /// and end, recordings to `recordings` when given. `unavailable` is spoken when the script
+    /// asks for a self-service not connected yet.
     pub fn new(
         cfg: CallsConfig,
         scripts: Arc<ScriptStore>,
         calendar: Arc<WorkCalendar>,
-        records: mpsc::UnboundedSender<CallRecord>,
+        records: mpsc::UnboundedSender<CallEvent>,
+        recordings: Option<Arc<Recordings>>,
         unavailable: Vec<Arc<Prompt>>,
     ) -> Self {
         Calls {
@@ -104,6 +109,7 @@ impl Calls {
             live: HashMap::new(),
             finished: Arc::default(),
             records,
+            recordings,
             unavailable,
             workers: None,
             calls: 0,
@@ -120,6 +126,7 @@ impl Calls {
                 inactivity: self.cfg.inactivity,
                 unavailable: self.unavailable.clone(),
                 records: self.records.clone(),
+                recordings: self.recordings.clone(),
                 finished: Arc::clone(&self.finished),
                 realtime: self.cfg.realtime,
             };
@@ -271,6 +278,7 @@ impl Calls {
                 started_at: now_utc,
                 answered_at: None,
                 ended_at: now_utc,
+                recording: None,
                 end_reason: String::new(),
                 codec: None,
                 ivr_path: Vec::new(),

@@ -113,6 +113,64 @@ impl Recorder {
     }
 }
 
+/// Makes an unfinished recording (the process died before [`Recorder::finish`]) a valid WAV
+/// with all the audio it holds: the RIFF and data sizes are set from the file's length, and a
+/// torn last sample frame is cut. Returns the seconds of audio. A file that is not a WAV this
+/// recorder wrote (no RIFF/WAVE, no fmt and data chunks) is an error and is left alone.
+pub fn repair(path: &Path) -> std::io::Result<f64> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head)?;
+    if &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return Err(bad("not a RIFF/WAVE file"));
+    }
+    // Walk the chunks to `data`, reading the block size from `fmt `.
+    let mut pos = 12u64;
+    let mut block_align = 0u64;
+    let mut bytes_per_second = 0u64;
+    let data_at = loop {
+        if pos + 8 > len {
+            return Err(bad("no data chunk"));
+        }
+        f.seek(SeekFrom::Start(pos))?;
+        let mut ch = [0u8; 8];
+        f.read_exact(&mut ch)?;
+        let size = u64::from(u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]));
+        if &ch[0..4] == b"data" {
+            break pos;
+        }
+        if &ch[0..4] == b"fmt " {
+            let mut fmt = [0u8; 16];
+            f.read_exact(&mut fmt)?;
+            bytes_per_second = u64::from(u32::from_le_bytes([fmt[8], fmt[9], fmt[10], fmt[11]]));
+            block_align = u64::from(u16::from_le_bytes([fmt[12], fmt[13]]));
+        }
+        pos += 8 + size + (size & 1);
+    };
+    if block_align == 0 || bytes_per_second == 0 {
+        return Err(bad("no usable fmt chunk before the data"));
+    }
+    let data_start = data_at + 8;
+    let data_len = (len.saturating_sub(data_start) / block_align) * block_align;
+    let riff_len = data_start + data_len - 8;
+    let (Ok(data32), Ok(riff32)) = (u32::try_from(data_len), u32::try_from(riff_len)) else {
+        return Err(bad("longer than a WAV can say"));
+    };
+    f.set_len(data_start + data_len)?;
+    f.seek(SeekFrom::Start(4))?;
+    f.write_all(&riff32.to_le_bytes())?;
+    f.seek(SeekFrom::Start(data_at + 4))?;
+    f.write_all(&data32.to_le_bytes())?;
+    f.sync_all()?;
+    Ok(data_len as f64 / bytes_per_second as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +241,50 @@ mod tests {
             samples.len()
         );
         std::mem::forget(rec);
+    }
+
+    #[test]
+    fn repair_recovers_the_audio_written_after_the_last_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.wav");
+        let mut rec = Recorder::create(&path, 50).unwrap();
+        let frame = [ulaw_encode(1000); FRAME];
+        for _ in 0..130 {
+            rec.push(Some(&frame), Codec::Pcmu, Some(&frame), Codec::Pcmu)
+                .unwrap();
+        }
+        let path = rec.finish().unwrap();
+        // As a kill leaves it: the header says what the last flush (frame 100) saw, 30 more
+        // frames follow, and the last sample frame is torn in half.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let data = (100 * FRAME * 4) as u32;
+        bytes[4..8].copy_from_slice(&(36 + data).to_le_bytes());
+        bytes[40..44].copy_from_slice(&data.to_le_bytes());
+        bytes.extend_from_slice(&[1, 2]);
+        std::fs::write(&path, bytes).unwrap();
+        let (_, before) = read(&path);
+        assert!(before.len() < 130 * FRAME * 2, "the header lags behind");
+        let seconds = repair(&path).unwrap();
+        assert!((seconds - 2.6).abs() < 1e-9, "{seconds}");
+        let (spec, after) = read(&path);
+        assert_eq!(spec.channels, 2);
+        assert_eq!(after.len(), 130 * FRAME * 2, "every frame written is back");
+        assert!(after.iter().all(|s| (900..=1100).contains(s)));
+        // Repairing a whole file changes nothing.
+        assert!((repair(&path).unwrap() - 2.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repair_leaves_what_is_not_a_wav_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.wav");
+        std::fs::write(&path, b"not a wav at all, just text").unwrap();
+        assert!(repair(&path).is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"not a wav at all, just text"
+        );
+        std::fs::write(&path, b"RIFF\0\0\0\0WAVE").unwrap();
+        assert!(repair(&path).is_err(), "no chunks");
     }
 }

@@ -1,0 +1,250 @@
+//! Call recordings: one stereo WAV per call under `recordings.dir`, the caller on the left
+//! channel and the other party (the IVR's prompts; later the agent) on the right, one frame
+//! per 20 ms tick of the call's media clock, so gaps and hold are silence and both sides stay
+//! aligned.
+//!
+//! The files are written by a thread of its own: the media threads hand frames over a channel
+//! and never wait on a disk. A recording in progress is `NAME.wav.part`, its header made
+//! valid every 5 s; it becomes `NAME.wav` when the call ends. After a crash, [`repair_all`]
+//! (run by `serve` at start) makes every `.part` file a valid WAV holding all its audio and
+//! gives it its final name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use chrono::{DateTime, Utc};
+use hotline_sip::media::recorder::{Recorder, repair};
+use hotline_sip::rtp::jitter::FRAME;
+use hotline_sip::sdp::Codec;
+
+/// Seconds between header updates of a recording in progress.
+const FLUSH_FRAMES: u64 = 250;
+
+enum Cmd {
+    Open {
+        key: u64,
+        path: PathBuf,
+    },
+    Frame {
+        key: u64,
+        caller: Box<[u8; FRAME]>,
+        caller_codec: Codec,
+        ours: Box<[u8; FRAME]>,
+        our_codec: Codec,
+    },
+    Close {
+        key: u64,
+    },
+}
+
+/// The recording thread's handle.
+pub struct Recordings {
+    dir: PathBuf,
+    tx: Option<mpsc::Sender<Cmd>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Recordings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recordings")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl Recordings {
+    /// Starts the recording thread writing under `dir`.
+    pub fn start(dir: &Path) -> std::io::Result<Recordings> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("recordings".into())
+            .spawn(move || write_loop(rx))?;
+        Ok(Recordings {
+            dir: dir.to_path_buf(),
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the recording of a call that started at `started` goes (its final name):
+    /// `DIR/YYYY-MM-DD/HHMMSS-KEY-CALLID.wav`, the Call-ID cut to safe characters.
+    pub fn path_for(&self, started: DateTime<Utc>, key: u64, call_id: &str) -> PathBuf {
+        let safe: String = call_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        self.dir
+            .join(started.format("%Y-%m-%d").to_string())
+            .join(format!("{}-{key}-{safe}.wav", started.format("%H%M%S")))
+    }
+
+    /// Starts recording call `key` to `path` (written as `path.part` until closed).
+    pub fn open(&self, key: u64, path: PathBuf) {
+        self.send(Cmd::Open { key, path });
+    }
+
+    /// One tick: what the caller said and what we sent.
+    pub fn frame(
+        &self,
+        key: u64,
+        caller: &[u8],
+        caller_codec: Codec,
+        ours: &[u8],
+        our_codec: Codec,
+    ) {
+        let mut c = Box::new([silence(caller_codec); FRAME]);
+        let n = caller.len().min(FRAME);
+        c[..n].copy_from_slice(&caller[..n]);
+        let mut o = Box::new([silence(our_codec); FRAME]);
+        let n = ours.len().min(FRAME);
+        o[..n].copy_from_slice(&ours[..n]);
+        self.send(Cmd::Frame {
+            key,
+            caller: c,
+            caller_codec,
+            ours: o,
+            our_codec,
+        });
+    }
+
+    /// The call ended: the file is finished and gets its final name.
+    pub fn close(&self, key: u64) {
+        self.send(Cmd::Close { key });
+    }
+
+    fn send(&self, c: Cmd) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(c);
+        }
+    }
+}
+
+impl Drop for Recordings {
+    /// Finishes every recording still open (the node is stopping).
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The silence byte of a law.
+pub fn silence(codec: Codec) -> u8 {
+    match codec {
+        Codec::Pcmu => 0xFF,
+        Codec::Pcma => 0xD5,
+    }
+}
+
+fn part(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".part");
+    PathBuf::from(p)
+}
+
+fn write_loop(rx: mpsc::Receiver<Cmd>) {
+    let mut open: HashMap<u64, (Recorder, PathBuf)> = HashMap::new();
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            Cmd::Open { key, path } => {
+                if let Some(dir) = path.parent()
+                    && let Err(e) = std::fs::create_dir_all(dir)
+                {
+                    tracing::error!(error = %e, dir = %dir.display(), "cannot create the recordings directory");
+                    continue;
+                }
+                match Recorder::create(&part(&path), FLUSH_FRAMES) {
+                    Ok(r) => {
+                        open.insert(key, (r, path));
+                    }
+                    Err(e) => {
+                        metrics::counter!("hotline_recordings_failed_total").increment(1);
+                        tracing::error!(error = %e, path = %path.display(), "cannot start a recording");
+                    }
+                }
+            }
+            Cmd::Frame {
+                key,
+                caller,
+                caller_codec,
+                ours,
+                our_codec,
+            } => {
+                if let Some((r, path)) = open.get_mut(&key)
+                    && let Err(e) =
+                        r.push(Some(&caller[..]), caller_codec, Some(&ours[..]), our_codec)
+                {
+                    tracing::error!(error = %e, path = %path.display(), "recording write failed; it stops here");
+                    open.remove(&key);
+                }
+            }
+            Cmd::Close { key } => {
+                if let Some((r, path)) = open.remove(&key) {
+                    finish(r, &path);
+                }
+            }
+        }
+    }
+    for (_, (r, path)) in open.drain() {
+        finish(r, &path);
+    }
+}
+
+fn finish(r: Recorder, path: &Path) {
+    match r.finish() {
+        Ok(tmp) => {
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                tracing::error!(error = %e, path = %path.display(), "cannot give a recording its name");
+            } else {
+                metrics::counter!("hotline_recordings_total").increment(1);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot finish a recording"),
+    }
+}
+
+/// Repairs every unfinished recording (`*.wav.part`) under `dir` and gives it its final name;
+/// returns the final paths with their seconds of audio. Files that cannot be repaired are
+/// left as they are and logged.
+pub fn repair_all(dir: &Path) -> Vec<(PathBuf, f64)> {
+    let mut done = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(final_name) = name.strip_suffix(".part") else {
+                continue;
+            };
+            let target = p.with_file_name(final_name);
+            match repair(&p).and_then(|secs| std::fs::rename(&p, &target).map(|()| secs)) {
+                Ok(secs) => {
+                    tracing::warn!(path = %target.display(), seconds = secs, "unfinished recording repaired");
+                    done.push((target, secs));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, path = %p.display(), "unfinished recording cannot be repaired")
+                }
+            }
+        }
+    }
+    done
+}

@@ -18,9 +18,15 @@ use hotline_sip::media::recorder::{Recorder, repair};
 use hotline_sip::rtp::jitter::FRAME;
 use hotline_sip::sdp::Codec;
 
-/// Seconds between header updates of a recording in progress.
+/// Frames between header updates of a recording in progress (5 s).
 const FLUSH_FRAMES: u64 = 250;
 
+/// Commands queued for the writer at most: half a second of 2,000 calls (about 17 MB, taken
+/// up front by the channel). The writer keeps up on average; the queue absorbs its pauses.
+const QUEUE: usize = 50_000;
+
+// Frames are nearly every command: carried inline, not boxed (no allocation per frame).
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     Open {
         key: u64,
@@ -28,9 +34,9 @@ enum Cmd {
     },
     Frame {
         key: u64,
-        caller: Box<[u8; FRAME]>,
+        caller: [u8; FRAME],
         caller_codec: Codec,
-        ours: Box<[u8; FRAME]>,
+        ours: [u8; FRAME],
         our_codec: Codec,
     },
     Close {
@@ -41,7 +47,7 @@ enum Cmd {
 /// The recording thread's handle.
 pub struct Recordings {
     dir: PathBuf,
-    tx: Option<mpsc::Sender<Cmd>>,
+    tx: Option<mpsc::SyncSender<Cmd>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -56,7 +62,7 @@ impl std::fmt::Debug for Recordings {
 impl Recordings {
     /// Starts the recording thread writing under `dir`.
     pub fn start(dir: &Path) -> std::io::Result<Recordings> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("recordings".into())
             .spawn(move || write_loop(rx))?;
@@ -100,10 +106,10 @@ impl Recordings {
         ours: &[u8],
         our_codec: Codec,
     ) {
-        let mut c = Box::new([silence(caller_codec); FRAME]);
+        let mut c = [silence(caller_codec); FRAME];
         let n = caller.len().min(FRAME);
         c[..n].copy_from_slice(&caller[..n]);
-        let mut o = Box::new([silence(our_codec); FRAME]);
+        let mut o = [silence(our_codec); FRAME];
         let n = ours.len().min(FRAME);
         o[..n].copy_from_slice(&ours[..n]);
         self.send(Cmd::Frame {
@@ -120,9 +126,22 @@ impl Recordings {
         self.send(Cmd::Close { key });
     }
 
+    /// Queues a command without ever blocking the media thread: when the disk cannot keep up
+    /// and the queue is full, the frame is dropped (a gap in that recording, counted) rather
+    /// than late audio for every caller. Opening and closing wait for room.
     fn send(&self, c: Cmd) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(c);
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match c {
+            Cmd::Frame { .. } => {
+                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(c) {
+                    metrics::counter!("hotline_recording_frames_dropped_total").increment(1);
+                }
+            }
+            other => {
+                let _ = tx.send(other);
+            }
         }
     }
 }

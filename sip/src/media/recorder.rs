@@ -75,11 +75,13 @@ impl Recorder {
             return Err(std::io::Error::other("recording already finished"));
         };
         let err = |e: hound::Error| std::io::Error::other(e.to_string());
+        // hound's fixed-size 16-bit writer: one bounds check per frame, not per sample.
+        let mut out = w.get_i16_writer((FRAME * 2) as u32);
         for i in 0..FRAME {
-            w.write_sample(decode(caller, caller_codec, i))
-                .map_err(err)?;
-            w.write_sample(decode(agent, agent_codec, i)).map_err(err)?;
+            out.write_sample(decode(caller, caller_codec, i));
+            out.write_sample(decode(agent, agent_codec, i));
         }
+        out.flush().map_err(err)?;
         self.frames += 1;
         if self.frames.is_multiple_of(self.flush_every) {
             self.flush()?;

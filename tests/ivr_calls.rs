@@ -170,6 +170,11 @@ struct Engine {
 
 impl Engine {
     fn start(dir: &Path, port_min: u16, port_max: u16) -> Engine {
+        Self::start_with(dir, port_min, port_max, Duration::from_secs(20))
+    }
+
+    /// [`Engine::start`] hanging up callers silent for `inactivity`.
+    fn start_with(dir: &Path, port_min: u16, port_max: u16, inactivity: Duration) -> Engine {
         let script_path = dir.join("script.toml");
         let ctx = Context {
             queues: None,
@@ -190,7 +195,7 @@ impl Engine {
                 announce: "127.0.0.1".parse().unwrap(),
                 port_min,
                 port_max,
-                inactivity: Some(Duration::from_secs(20)),
+                inactivity: Some(inactivity),
                 workers: 2,
                 realtime: false,
             },
@@ -425,4 +430,47 @@ fn sipp_calls_are_answered_held_refused_and_recorded() {
     full.stop();
     drop(squatter);
     assert_eq!(code, 0, "no 503 when no port is free:\n{errors}");
+}
+
+/// A late offer (INVITE without SDP) is answered with our offer and takes the answer from the
+/// ACK; a caller whose RTP never comes is hung up after the inactivity limit.
+#[test]
+fn late_offers_are_completed_by_the_ack_and_silent_callers_are_hung_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+    write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
+    std::fs::write(dir.path().join("script.toml"), QUEUE_SCRIPT).unwrap();
+    let own = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(name)
+    };
+
+    let mut engine = Engine::start(dir.path(), 47300, 47399);
+    let (code, errors) = sipp(engine.addr, &own("uac_late_offer.xml"), "12345");
+    let late = engine.record(Duration::from_secs(10));
+    engine.stop();
+    assert_eq!(code, 0, "{errors}");
+    let late = late.expect("a record of the late-offer call");
+    assert_eq!(
+        late.codec.as_deref(),
+        Some("PCMA"),
+        "the ACK's answer chose PCMA: {late:?}"
+    );
+    assert!(
+        late.packets_sent > 40,
+        "audio went out once the ACK answered: {late:?}"
+    );
+    assert_eq!(late.end_reason, "caller hung up");
+
+    // SIPp sends no RTP: after 1 s of silence the engine sends BYE, which the scenario waits
+    // for (within 5 s).
+    let mut engine = Engine::start_with(dir.path(), 47400, 47499, Duration::from_secs(1));
+    let (code, errors) = sipp(engine.addr, &own("uac_recv_bye.xml"), "12345");
+    let silent = engine.record(Duration::from_secs(10));
+    engine.stop();
+    assert_eq!(code, 0, "no BYE for a silent caller:\n{errors}");
+    let silent = silent.expect("a record of the silent call");
+    assert_eq!(silent.end_reason, "no media", "{silent:?}");
+    assert_eq!(silent.packets_received, 0);
 }

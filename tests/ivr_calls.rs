@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use common::baresip::{command, free_port};
-use common::sipp::{corpus, hold_scenario, sipp, sipp_with};
+use common::sipp::{corpus, hold_scenario, sipp, sipp_in, sipp_with};
 
 mod common;
 
@@ -473,4 +473,50 @@ fn late_offers_are_completed_by_the_ack_and_silent_callers_are_hung_up() {
     let silent = silent.expect("a record of the silent call");
     assert_eq!(silent.end_reason, "no media", "{silent:?}");
     assert_eq!(silent.packets_received, 0);
+}
+
+/// A gateway that sends keys as tones in the audio (no telephone-event offered): the keys are
+/// detected in-band and walk the script like RFC 4733 ones.
+#[test]
+fn keys_sent_as_tones_in_the_audio_are_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+    write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
+    std::fs::write(dir.path().join("script.toml"), QUEUE_SCRIPT).unwrap();
+    // 1 s of quiet (the greeting plays), then "1" (697 + 1209 Hz), "4" (770 + 1209 Hz) and
+    // "#" (941 + 1477 Hz), each 100 ms with 100 ms between, then quiet: 2.5 s in all.
+    let dtmf = |lo: f64, hi: f64| {
+        (0..800).map(move |i| {
+            let t = i as f64 / 8000.0;
+            (5000.0
+                * ((2.0 * std::f64::consts::PI * lo * t).sin()
+                    + (2.0 * std::f64::consts::PI * hi * t).sin())) as i16
+        })
+    };
+    let quiet = |n: usize| std::iter::repeat_n(0i16, n);
+    let audio: Vec<u8> = quiet(8000)
+        .chain(dtmf(697.0, 1209.0))
+        .chain(quiet(800))
+        .chain(dtmf(770.0, 1209.0))
+        .chain(quiet(800))
+        .chain(dtmf(941.0, 1477.0))
+        .chain(quiet(7200))
+        .map(ulaw_encode)
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("keys.ulaw"), audio).unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_inband.xml");
+
+    let mut engine = Engine::start(dir.path(), 47500, 47599);
+    let (code, errors) = sipp_in(work.path(), engine.addr, &scenario, "12345", &[]);
+    let record = engine.record(Duration::from_secs(10));
+    engine.stop();
+    assert_eq!(code, 0, "{errors}");
+    let record = record.expect("a record of the call");
+    assert_eq!(
+        record.ivr_keys, "14#",
+        "each tone heard once, in order: {record:?}"
+    );
+    // "1" in the queue is self-service: the script took the key.
+    assert!(record.ivr_path.iter().any(|n| n == "note"), "{record:?}");
 }

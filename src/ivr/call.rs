@@ -3,8 +3,9 @@
 //! Prompts the session plays go out as G.711 RTP frames paced on the media clock (start +
 //! n x 20 ms, so nothing drifts); when a prompt's last frame is sent the session hears
 //! `PromptDone`. RFC 4733 telephone-events coming in become key presses (one per press,
-//! however many updates and end packets carry it). The session's timers run on the same
-//! clock. Between prompts the stream carries silence, so the caller's side keeps receiving
+//! however many updates and end packets carry it); when the caller's side agreed no
+//! telephone-event, keys sent as tones in the audio are detected (Goertzel) instead. The
+//! session's timers run on the same clock. Between prompts the stream carries silence, so the caller's side keeps receiving
 //! media (NAT bindings, jitter buffers). Everything else the session asks for (queue,
 //! transfer, hang-up, look-ups) comes out of [`IvrCall::poll_action`] for the application.
 //!
@@ -15,7 +16,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hotline_sip::media::g711::{alaw_decode, ulaw_decode};
 use hotline_sip::media::player::{Player, Prompt};
+use hotline_sip::media::tone::ToneDetector;
 use hotline_sip::rtp::dtmf::DtmfReceiver;
 use hotline_sip::rtp::{RtpPacket, RtpSender};
 use hotline_sip::sdp::Codec;
@@ -39,6 +42,9 @@ pub struct IvrCall {
     telephone_event: Option<u8>,
     sender: RtpSender,
     dtmf: DtmfReceiver,
+    /// In-band detection, when the caller's side offered no telephone-event (gateways that
+    /// send keys as tones in the audio).
+    inband: Option<ToneDetector>,
     /// The prompt playing, if any.
     player: Option<Player>,
     /// The session's timer: token and deadline.
@@ -72,6 +78,7 @@ impl IvrCall {
             telephone_event,
             sender: RtpSender::new(ssrc, codec.payload_type(), 20, seed),
             dtmf: DtmfReceiver::new(),
+            inband: telephone_event.is_none().then(ToneDetector::new),
             player: None,
             timer: None,
             transmit: VecDeque::new(),
@@ -85,6 +92,11 @@ impl IvrCall {
     pub fn set_codec(&mut self, codec: Codec, telephone_event: Option<u8>) {
         self.codec = codec;
         self.telephone_event = telephone_event;
+        if telephone_event.is_some() {
+            self.inband = None;
+        } else if self.inband.is_none() {
+            self.inband = Some(ToneDetector::new());
+        }
         self.sender.set_payload_type(codec.payload_type());
     }
 
@@ -120,11 +132,30 @@ impl IvrCall {
         let Ok(p) = RtpPacket::parse(datagram) else {
             return; // not RTP: ignored
         };
-        if Some(p.payload_type) != self.telephone_event {
-            return; // the caller's voice: the IVR only listens for keys
+        if Some(p.payload_type) == self.telephone_event {
+            if let Some(d) = self.dtmf.on_packet(p.ssrc, p.timestamp, p.payload) {
+                self.digit(now, d.digit, facts);
+            }
+            return;
         }
-        if let Some(d) = self.dtmf.on_packet(p.ssrc, p.timestamp, p.payload) {
-            self.digit(now, d.digit, facts);
+        // The caller's voice: the IVR listens only for keys sent as tones, and only when no
+        // telephone-event was agreed (so one key is never heard both ways).
+        if p.payload_type != self.codec.payload_type() {
+            return;
+        }
+        let Some(detector) = self.inband.as_mut() else {
+            return;
+        };
+        let mut linear = [0i16; 480];
+        let n = p.payload.len().min(linear.len());
+        for (out, b) in linear.iter_mut().zip(&p.payload[..n]) {
+            *out = match self.codec {
+                Codec::Pcmu => ulaw_decode(*b),
+                Codec::Pcma => alaw_decode(*b),
+            };
+        }
+        for key in detector.push(&linear[..n]) {
+            self.digit(now, key, facts);
         }
     }
 

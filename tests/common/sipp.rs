@@ -38,9 +38,20 @@ pub fn sipp_with(
     extra: &[&str],
 ) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
+    sipp_in(dir.path(), target, scenario, service, extra)
+}
 
+/// [`sipp_with`] run in `dir` (where `rtp_stream` finds its audio files); the error log is
+/// read from there too.
+pub fn sipp_in(
+    dir: &std::path::Path,
+    target: std::net::SocketAddr,
+    scenario: &PathBuf,
+    service: &str,
+    extra: &[&str],
+) -> (i32, String) {
     let out = Command::new("sipp")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .arg(target.to_string())
         .arg("-sf")
         .arg(scenario)
@@ -50,7 +61,7 @@ pub fn sipp_with(
         .args(extra)
         .output()
         .expect("SIPp is installed (scripts/test.sh installs the sip-tester package)");
-    let errors = std::fs::read_dir(dir.path())
+    let errors = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))

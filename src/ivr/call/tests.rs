@@ -208,3 +208,50 @@ fn garbage_and_voice_packets_are_ignored() {
     assert_eq!(call.poll_action(), None);
     assert_eq!(call.session().node(), Some("greeting"));
 }
+
+/// Packets of G.711 carrying the DTMF tone of "1" (697 + 1209 Hz) for 100 ms, then
+/// 100 ms of silence.
+fn tone_packets(seq: u16) -> Vec<Vec<u8>> {
+    let samples: Vec<u8> = (0..1600)
+        .map(|i| {
+            let t = f64::from(i) / 8000.0;
+            let s = if i < 800 {
+                5000.0
+                    * ((2.0 * std::f64::consts::PI * 697.0 * t).sin()
+                        + (2.0 * std::f64::consts::PI * 1209.0 * t).sin())
+            } else {
+                0.0
+            };
+            hotline_sip::media::g711::ulaw_encode(s as i16)
+        })
+        .collect();
+    samples
+        .chunks(160)
+        .enumerate()
+        .map(|(i, frame)| {
+            let mut b = Vec::new();
+            write_packet(&mut b, i == 0, 0, seq + i as u16, 160 * i as u32, 9, frame);
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn tones_in_the_audio_are_keys_only_without_telephone_event() {
+    let t0 = Instant::now();
+    // No telephone-event agreed: the tone is the key (it barges into the greeting).
+    let mut call = IvrCall::new(script(), Codec::Pcmu, None, 1, 2);
+    call.start(t0, &day());
+    for p in tone_packets(1) {
+        call.handle_rtp(t0, &p, &day());
+    }
+    assert_eq!(call.keys(), "1");
+    // With telephone-event agreed the same tone is just voice: a key is never heard twice
+    // (once as an event and once as its tone).
+    let mut call = IvrCall::new(script(), Codec::Pcmu, Some(101), 1, 2);
+    call.start(t0, &day());
+    for p in tone_packets(1) {
+        call.handle_rtp(t0, &p, &day());
+    }
+    assert_eq!(call.keys(), "");
+}

@@ -21,7 +21,9 @@ CREATE TABLE calls (
     queue            TEXT,
     score            SMALLINT CHECK (score BETWEEN 1 AND 5),
     packets_sent     BIGINT NOT NULL DEFAULT 0,
-    packets_received BIGINT NOT NULL DEFAULT 0
+    packets_received BIGINT NOT NULL DEFAULT 0,
+    -- RTCP's view: received, lost, jitter_ms, peer_lost, peer_jitter_ms, rtt_ms, reports.
+    quality          JSONB
 );
 
 CREATE INDEX calls_started_at ON calls (started_at);

@@ -24,6 +24,7 @@ use hotline_sip::media::player::Prompt;
 use hotline_sip::rtp::RtpPacket;
 use hotline_sip::rtp::jitter::{JitterBuffer, Playout};
 use hotline_sip::rtp::ports::{Latch, PortAllocator};
+use hotline_sip::rtp::session::{RtcpSession, ntp_now};
 use hotline_sip::sdp::{Codec, Direction, Negotiated};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -56,6 +57,8 @@ pub struct NewCall {
     pub key: u64,
     /// The call's RTP socket (bound to the port the SDP announced, non-blocking).
     pub socket: std::net::UdpSocket,
+    /// Its RTCP socket (the port above).
+    pub rtcp_socket: std::net::UdpSocket,
     /// The port pair to give back at the end.
     pub port: u16,
     /// The IVR and RTP state.
@@ -218,6 +221,12 @@ struct Worker {
 /// One call inside a worker.
 struct CallState {
     socket: UdpSocket,
+    rtcp_socket: UdpSocket,
+    rtcp: RtcpSession,
+    /// Where the peer's RTCP comes from (replies go there), once it has sent any.
+    rtcp_peer: Option<SocketAddr>,
+    /// The origin of the arrival clock RTCP's jitter is computed on.
+    epoch: Instant,
     port: u16,
     call: IvrCall,
     negotiated: Option<Negotiated>,
@@ -262,10 +271,11 @@ impl Worker {
                 break;
             }
             for ev in events.iter() {
-                if ev.token() == WAKER {
-                    continue;
+                match ev.token() {
+                    WAKER => {}
+                    Token(t) if t & RTCP != 0 => self.rtcp_readable((t & !RTCP) as u64),
+                    Token(t) => self.readable(t as u64),
                 }
-                self.readable(ev.token().0 as u64);
             }
             if !self.commands() {
                 break;
@@ -294,6 +304,7 @@ impl Worker {
         let NewCall {
             key,
             socket,
+            rtcp_socket,
             port,
             call,
             negotiated,
@@ -301,16 +312,33 @@ impl Worker {
             record,
         } = c;
         let mut socket = UdpSocket::from_std(socket);
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut socket, Token(key as usize), Interest::READABLE)
+        let mut rtcp_socket = UdpSocket::from_std(rtcp_socket);
+        let registry = self.poll.registry();
+        if let Err(e) = registry
+            .register(&mut socket, Token(key as usize), Interest::READABLE)
+            .and_then(|()| {
+                registry.register(
+                    &mut rtcp_socket,
+                    Token(key as usize | RTCP),
+                    Interest::READABLE,
+                )
+            })
         {
-            tracing::error!(error = %e, "cannot watch a call's RTP socket");
+            tracing::error!(error = %e, "cannot watch a call's RTP or RTCP socket");
         }
+        let rtcp = RtcpSession::new(
+            call.ssrc(),
+            &format!("hotline@{}", record.called),
+            RTCP_INTERVAL,
+            key,
+        );
         let facts = Facts::new(&record.caller, &self.shared.calendar);
         let state = CallState {
             socket,
+            rtcp_socket,
+            rtcp,
+            rtcp_peer: None,
+            epoch: Instant::now(),
             port,
             call,
             negotiated,
@@ -340,6 +368,7 @@ impl Worker {
                 }
                 c.record.answered_at = Some(Utc::now());
                 c.last_heard = now;
+                c.rtcp.start(now);
                 if let Some(rec) = &self.shared.recordings {
                     let path = rec.path_for(c.record.started_at, key, &c.record.call_id);
                     c.record.recording = Some(path.display().to_string());
@@ -382,7 +411,22 @@ impl Worker {
             match c.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     let now = Instant::now();
+                    if is_rtcp(&self.buf[..n]) {
+                        // RTCP on the RTP port (rtcp-mux, RFC 5761).
+                        c.rtcp_peer = Some(from);
+                        c.rtcp.on_rtcp(&self.buf[..n], now, ntp_now());
+                        continue;
+                    }
                     if c.accept(&self.buf[..n], from) {
+                        // Every packet of the stream counts for loss (telephone-events share
+                        // its sequence numbers).
+                        if let Ok(p) = RtpPacket::parse(&self.buf[..n]) {
+                            let arrival =
+                                (now.duration_since(c.epoch).as_micros() * 8 / 1000) as u32;
+                            let timed = Some(p.payload_type) != c.negotiated.and_then(|n| n.dtmf);
+                            c.rtcp
+                                .on_received(p.ssrc, p.sequence, p.timestamp, arrival, timed);
+                        }
                         c.record.packets_received += 1;
                         c.last_heard = now;
                         if let (Some(jb), Some(neg), Ok(p)) = (
@@ -407,6 +451,23 @@ impl Worker {
             }
         }
         self.after(key);
+    }
+
+    /// Reads the peer's RTCP.
+    fn rtcp_readable(&mut self, key: u64) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        for _ in 0..READ_BURST {
+            match c.rtcp_socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    c.rtcp_peer = Some(from);
+                    c.rtcp.on_rtcp(&self.buf[..n], Instant::now(), ntp_now());
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
     }
 
     /// Runs every call whose deadline has come.
@@ -434,6 +495,18 @@ impl Worker {
             }
             let facts = c.facts.get(now, &self.shared.calendar);
             c.call.handle_timeout(now, facts);
+            if let Some(report) = c.rtcp.poll_report(now, ntp_now())
+                && let Some(to) = c.rtcp_target()
+            {
+                let socket = if c.negotiated.is_some_and(|n| n.rtcp_mux) {
+                    &c.socket
+                } else {
+                    &c.rtcp_socket
+                };
+                if let Err(e) = socket.send_to(&report, to) {
+                    tracing::trace!(error = %e, "RTCP send failed");
+                }
+            }
             self.after(key);
         }
     }
@@ -447,7 +520,13 @@ impl Worker {
         while let Some(packet) = c.call.poll_transmit() {
             if let (true, Some(latch)) = (c.sending, c.latch) {
                 match c.socket.send_to(&packet, latch.target()) {
-                    Ok(_) => c.record.packets_sent += 1,
+                    Ok(_) => {
+                        c.record.packets_sent += 1;
+                        let ts = packet
+                            .get(4..8)
+                            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        c.rtcp.on_sent(packet.len().saturating_sub(RTP_HEADER), ts);
+                    }
                     Err(e) => tracing::trace!(error = %e, "RTP send failed"),
                 }
             }
@@ -503,6 +582,7 @@ impl Worker {
         // A prompt the application spoke starts now: its first frame may be due at once.
         let next = [
             c.call.poll_timeout(),
+            c.rtcp.poll_timeout(),
             self.shared
                 .inactivity
                 .filter(|_| c.receiving && c.record.answered_at.is_some())
@@ -525,6 +605,7 @@ impl Worker {
             return;
         };
         let _ = self.poll.registry().deregister(&mut c.socket);
+        let _ = self.poll.registry().deregister(&mut c.rtcp_socket);
         if matches!(reason, "ivr hung up" | "no media" | "transfer unavailable")
             && let (Some(engine), Some(rt)) = (&self.shared.engine, &self.shared.runtime)
         {
@@ -553,6 +634,7 @@ impl Worker {
         record.ivr_path = session.path().to_vec();
         record.ivr_vars = session.vars().clone();
         record.ivr_keys = c.call.keys().to_string();
+        record.quality = Some(c.rtcp.final_quality());
         tracing::info!(
             call_id = %record.call_id,
             caller = %record.caller,
@@ -567,6 +649,20 @@ impl Worker {
 }
 
 impl CallState {
+    /// Where our RTCP goes: where the peer's comes from, else the RTP target's port + 1
+    /// (or the RTP target itself with rtcp-mux).
+    fn rtcp_target(&self) -> Option<SocketAddr> {
+        if let Some(p) = self.rtcp_peer {
+            return Some(p);
+        }
+        let rtp = self.latch?.target();
+        if self.negotiated.is_some_and(|n| n.rtcp_mux) {
+            Some(rtp)
+        } else {
+            Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+        }
+    }
+
     /// Takes a new offer/answer result: where to send, which ways media flows, the codec.
     fn update(&mut self, n: Negotiated) {
         // A new address in the SDP starts the latch over (the caller moved); the same one
@@ -595,6 +691,18 @@ impl CallState {
         }
         true
     }
+}
+
+/// Marks a token as a call's RTCP socket (the rest is the call's key).
+const RTCP: usize = 1 << (usize::BITS - 2);
+
+/// Seconds between RTCP reports (RFC 3550's minimum for a two-party session).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether a datagram on an RTP port is RTCP (RFC 5761 4: payload types 72 to 76 with the
+/// marker bit, i.e. packet types 200 to 204).
+fn is_rtcp(b: &[u8]) -> bool {
+    b.len() >= 8 && b[0] >> 6 == 2 && (200..=204).contains(&b[1])
 }
 
 /// The RTP header our packets carry (no CSRC, no extension).

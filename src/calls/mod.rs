@@ -162,14 +162,22 @@ impl Calls {
 
     /// A port pair with its RTP socket bound; `None` when the range is used up (or every port
     /// tried is taken by another program).
-    fn bind_port(&self) -> Option<(u16, std::net::UdpSocket)> {
+    fn bind_port(&self) -> Option<(u16, std::net::UdpSocket, std::net::UdpSocket)> {
+        let bind = |port: u16| {
+            std::net::UdpSocket::bind(SocketAddr::new(self.cfg.bind, port))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        };
         let mut ports = self.ports.lock().ok()?;
         for _ in 0..8 {
             let port = ports.allocate().ok()?;
-            match std::net::UdpSocket::bind(SocketAddr::new(self.cfg.bind, port)) {
-                Ok(s) if s.set_nonblocking(true).is_ok() => return Some((port, s)),
-                Ok(_) | Err(_) => {
-                    tracing::debug!(port, "RTP port taken by another program; trying the next");
+            // RTP on the even port, RTCP on the odd one above (RFC 3550 11).
+            match (bind(port), bind(port + 1)) {
+                (Ok(rtp), Ok(rtcp)) => return Some((port, rtp, rtcp)),
+                _ => {
+                    tracing::debug!(
+                        port,
+                        "RTP/RTCP port taken by another program; trying the next"
+                    );
                     // Given back: the allocator goes round robin, so the next try is another
                     // port, and this one is tried again only after the whole range.
                     ports.release(port);
@@ -192,7 +200,7 @@ impl Calls {
                 return;
             }
         };
-        let Some((port, socket)) = self.bind_port() else {
+        let Some((port, socket, rtcp_socket)) = self.bind_port() else {
             metrics::counter!("hotline_calls_refused_total", "reason" => "ports").increment(1);
             tracing::warn!("call refused: no RTP port free");
             let mut r = final_response(&request, 503, tx);
@@ -267,6 +275,7 @@ impl Calls {
         let new = NewCall {
             key,
             socket,
+            rtcp_socket,
             port,
             call,
             negotiated,
@@ -288,6 +297,7 @@ impl Calls {
                 score: None,
                 packets_sent: 0,
                 packets_received: 0,
+                quality: None,
             },
         };
         let Some(workers) = self.start_workers() else {

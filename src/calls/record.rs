@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hotline_sip::rtp::session::Quality;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -47,6 +48,24 @@ pub struct CallRecord {
     pub packets_sent: u64,
     /// RTP packets received from the caller.
     pub packets_received: u64,
+    /// What RTCP saw of the call's quality (loss, jitter both ways, round trip).
+    pub quality: Option<Quality>,
+}
+
+/// The quality as JSON for the `quality` column.
+fn quality_json(q: &Option<Quality>) -> Option<serde_json::Value> {
+    q.map(|q| {
+        serde_json::json!({
+            "received": q.received,
+            "lost": q.lost,
+            "jitter_ms": q.jitter_ms,
+            "peer_lost": q.peer_lost,
+            "peer_jitter_ms": q.peer_jitter_ms,
+            "rtt_ms": q.rtt_ms,
+            "reports_received": q.reports_received,
+            "reports_sent": q.reports_sent,
+        })
+    })
 }
 
 /// What the writer is told.
@@ -86,7 +105,7 @@ impl CallRecord {
         sqlx::query!(
             "UPDATE calls SET answered_at = $2, ended_at = $3, end_reason = $4, recording = $5,
                 codec = $6, ivr_path = $7, ivr_keys = $8, ivr_vars = $9, queue = $10,
-                score = $11, packets_sent = $12, packets_received = $13
+                score = $11, packets_sent = $12, packets_received = $13, quality = $14
              WHERE id = $1",
             id,
             self.answered_at,
@@ -101,6 +120,7 @@ impl CallRecord {
             self.score.map(i16::from),
             i64::try_from(self.packets_sent).unwrap_or(i64::MAX),
             i64::try_from(self.packets_received).unwrap_or(i64::MAX),
+            quality_json(&self.quality),
         )
         .execute(pool)
         .await?;

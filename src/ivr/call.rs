@@ -41,6 +41,7 @@ pub struct IvrCall {
     codec: Codec,
     telephone_event: Option<u8>,
     sender: RtpSender,
+    ssrc: u32,
     dtmf: DtmfReceiver,
     /// In-band detection, when the caller's side offered no telephone-event (gateways that
     /// send keys as tones in the audio).
@@ -77,6 +78,7 @@ impl IvrCall {
             codec,
             telephone_event,
             sender: RtpSender::new(ssrc, codec.payload_type(), 20, seed),
+            ssrc,
             dtmf: DtmfReceiver::new(),
             inband: telephone_event.is_none().then(ToneDetector::new),
             player: None,
@@ -86,6 +88,11 @@ impl IvrCall {
             keys: String::new(),
             started: false,
         }
+    }
+
+    /// The SSRC our stream is sent as.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
     }
 
     /// A re-INVITE changed the codec or the telephone-event payload type.

@@ -6,6 +6,7 @@ pub mod dtmf;
 pub mod jitter;
 pub mod ports;
 pub mod rtcp;
+pub mod session;
 
 /// Why an RTP packet is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

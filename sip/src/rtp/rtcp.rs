@@ -177,6 +177,24 @@ pub fn write_sender_report(
     }
 }
 
+/// Writes an SDES packet with one chunk: `ssrc` and its CNAME (RFC 3550 6.5; every compound
+/// carries one). The CNAME is cut to 255 bytes.
+pub fn write_sdes_cname(out: &mut Vec<u8>, ssrc: u32, cname: &str) {
+    let name = &cname.as_bytes()[..cname.len().min(255)];
+    // Chunk: SSRC, CNAME item (type 1, length, text), then a null item ending the list,
+    // padded to a 32-bit boundary.
+    let chunk_len = 4 + 2 + name.len() + 1;
+    let padded = chunk_len.div_ceil(4) * 4;
+    out.push(0x81);
+    out.push(202);
+    out.extend_from_slice(&((padded / 4) as u16).to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.push(1);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend(std::iter::repeat_n(0u8, padded - (4 + 2 + name.len())));
+}
+
 fn write_block(out: &mut Vec<u8>, r: &ReportBlock) {
     out.extend_from_slice(&r.ssrc.to_be_bytes());
     let lost = (r.cumulative_lost.clamp(-0x80_0000, 0x7F_FFFF) as u32) & 0x00FF_FFFF;
@@ -204,6 +222,18 @@ pub struct ReceiverStats {
 impl ReceiverStats {
     /// A packet with `seq` and RTP `timestamp` arrived at `arrival` (in timestamp units).
     pub fn on_packet(&mut self, seq: u16, timestamp: u32, arrival: u32) {
+        self.on_sequence(seq);
+        let transit = i64::from(arrival) - i64::from(timestamp);
+        if let Some(prev) = self.transit {
+            let d = (transit - prev).abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.transit = Some(transit);
+    }
+
+    /// A packet that counts for loss but not for jitter (an RFC 4733 event: its timestamp is
+    /// the event's start, repeated across its packets, not its sampling instant).
+    pub fn on_sequence(&mut self, seq: u16) {
         if !self.started {
             self.started = true;
             self.base_seq = u32::from(seq);
@@ -215,12 +245,6 @@ impl ReceiverStats {
             self.max_seq = seq;
         }
         self.received += 1;
-        let transit = i64::from(arrival) - i64::from(timestamp);
-        if let Some(prev) = self.transit {
-            let d = (transit - prev).abs() as f64;
-            self.jitter += (d - self.jitter) / 16.0;
-        }
-        self.transit = Some(transit);
     }
 
     /// The report block for `ssrc`, and the interval counters reset for the next one.

@@ -4,4 +4,5 @@
 pub mod g711;
 pub mod player;
 pub mod recorder;
+pub mod relay;
 pub mod tone;

@@ -19,6 +19,7 @@ CREATE TABLE calls (
     ivr_keys         TEXT NOT NULL DEFAULT '',
     ivr_vars         JSONB NOT NULL DEFAULT '{}',
     queue            TEXT,
+    transfer_to      TEXT,
     score            SMALLINT CHECK (score BETWEEN 1 AND 5),
     packets_sent     BIGINT NOT NULL DEFAULT 0,
     packets_received BIGINT NOT NULL DEFAULT 0,

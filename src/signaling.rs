@@ -11,6 +11,7 @@
 //! land (issues 4 and 8), `serve` uses [`RefuseCalls`]: an INVITE is answered 480 with
 //! Retry-After, so carriers and phones see a clean refusal, not silence.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
@@ -135,6 +136,13 @@ pub trait CallHandler: Send + 'static {
     fn attach(&mut self, engine: EngineHandle) {
         let _ = engine;
     }
+
+    /// A message from one of the handler's own tasks or threads (sent with
+    /// [`EngineHandle::tell`]), handled on the engine task with the endpoint, e.g. a media
+    /// thread asking for a call to be placed.
+    fn message(&mut self, endpoint: &mut Endpoint, now: Instant, message: Box<dyn Any + Send>) {
+        let _ = (endpoint, now, message);
+    }
 }
 
 /// Work for the engine task from outside it: runs with the endpoint, like a handler event.
@@ -156,6 +164,11 @@ impl EngineHandle {
     /// Queues `f` to run on the engine task; `false` when the engine has stopped.
     pub async fn run(&self, f: impl FnOnce(&mut Endpoint, Instant) + Send + 'static) -> bool {
         self.tx.send(Input::Command(Box::new(f))).await.is_ok()
+    }
+
+    /// Hands `message` to the call handler on the engine task ([`CallHandler::message`]).
+    pub async fn tell(&self, message: Box<dyn Any + Send>) -> bool {
+        self.tx.send(Input::Message(message)).await.is_ok()
     }
 }
 
@@ -240,6 +253,7 @@ enum Input {
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Closed(SocketAddr),
     Command(Command),
+    Message(Box<dyn Any + Send>),
 }
 
 /// Binds the sockets and starts the engine task and the TCP accept loop, refusing calls.
@@ -341,6 +355,7 @@ async fn engine_loop(
                 Input::Opened(addr, sender) => { conns.insert(addr, sender); }
                 Input::Closed(addr) => { conns.remove(&addr); }
                 Input::Command(f) => f(&mut endpoint, Instant::now()),
+                Input::Message(m) => handler.message(&mut endpoint, Instant::now(), m),
             },
             _ = tokio::time::sleep_until(deadline) => endpoint.handle_timeout(Instant::now(), creds.as_ref()),
         }

@@ -532,3 +532,91 @@ fn keys_sent_as_tones_in_the_audio_are_heard() {
     // "1" in the queue is self-service: the script took the key.
     assert!(record.ivr_path.iter().any(|n| n == "note"), "{record:?}");
 }
+
+/// A `transfer` node bridges the caller to the target (a SIPp UAS that answers in A-law and
+/// echoes what it gets): the caller's mu-law goes out as A-law and comes back as mu-law, the
+/// call is recorded with both sides, and the caller's hang-up ends the target's leg too.
+#[test]
+fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+    write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
+    let agent_port = free_port();
+    let uri = format!("sip:agent@127.0.0.1:{agent_port}");
+    std::fs::write(
+        dir.path().join("script.toml"),
+        format!(
+            "start = \"hello\"\n[nodes.hello]\ntype = \"play\"\nprompt = {{ file = \"prompts/hello.wav\" }}\n\
+             next = \"out\"\n[nodes.out]\ntype = \"transfer\"\nuri = \"{uri}\"\n"
+        ),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // The caller's voice: 300 Hz.
+    let voice: Vec<u8> = (0..80_000)
+        .map(|i| {
+            ulaw_encode(
+                (6000.0 * (2.0 * std::f64::consts::PI * 300.0 * i as f64 / 8000.0).sin()) as i16,
+            )
+        })
+        .collect();
+    std::fs::write(work.path().join("voice.ulaw"), voice).unwrap();
+    let agent_scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uas_agent_pcma.xml");
+    let agent = std::process::Command::new("sipp")
+        .current_dir(work.path())
+        .arg("-sf")
+        .arg(&agent_scenario)
+        .args(["-i", "127.0.0.1", "-p", &agent_port.to_string()])
+        .args([
+            "-mp",
+            &free_port().to_string(),
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-nostdin",
+        ])
+        .args(["-timeout", "30s", "-trace_err"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("SIPp is installed");
+
+    let mut engine = Engine::start(dir.path(), 47600, 47699);
+    let caller = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_media_load.xml");
+    let (code, errors) = sipp_in(work.path(), engine.addr, &caller, "12345", &["-d", "4000"]);
+    let record = engine.record(Duration::from_secs(10));
+    let agent = agent.wait_with_output().unwrap();
+    engine.stop();
+    assert_eq!(code, 0, "the caller's call failed:\n{errors}");
+    assert!(
+        agent.status.success(),
+        "the target did not get its BYE: {:?}",
+        agent.status
+    );
+    let record = record.expect("a record of the transferred call");
+    assert_eq!(record.transfer_to.as_deref(), Some(uri.as_str()));
+    assert_eq!(record.ivr_path, ["hello", "out"]);
+    assert_eq!(record.end_reason, "caller hung up", "{record:?}");
+    assert_eq!(record.codec.as_deref(), Some("PCMU"));
+    // The echo came back through the bridge: about 3.5 s of it.
+    assert!(record.packets_sent > 150, "{record:?}");
+
+    // The recording: the caller's 300 Hz on the left; on the right the target's side, which is
+    // the caller's voice echoed (A-law there, decoded here): 300 Hz too.
+    let path = record.recording.expect("recorded");
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert!(left.len() > 8000 * 3, "{} samples", left.len());
+    let crossings = |s: &[i16]| s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    // One second well inside the bridged part (the greeting is the first 0.5 s).
+    let (l, r) = (&left[12_000..20_000], &right[12_000..20_000]);
+    assert!((560..640).contains(&crossings(l)), "left: {}", crossings(l));
+    assert!(
+        (560..640).contains(&crossings(r)),
+        "right: {}",
+        crossings(r)
+    );
+}

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hotline_sip::endpoint::DialogId;
 use hotline_sip::media::player::Prompt;
+use hotline_sip::media::relay::{LegFormat, Relay};
 use hotline_sip::rtp::RtpPacket;
 use hotline_sip::rtp::jitter::{JitterBuffer, Playout};
 use hotline_sip::rtp::ports::{Latch, PortAllocator};
 use hotline_sip::rtp::session::{RtcpSession, ntp_now};
-use hotline_sip::sdp::{Codec, Direction, Negotiated};
+use hotline_sip::sdp::{self, Codec, Direction, Local, Negotiated};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc;
@@ -49,6 +50,32 @@ pub enum ToMedia {
     Update(Negotiated),
     /// The call ended on the signaling side (`caller hung up`, `no ack`, ...).
     Ended(&'static str),
+    /// The transfer target answered: bridge the caller to it.
+    Bridged {
+        /// The target's dialog.
+        dialog: DialogId,
+        /// What the target's answer agreed.
+        negotiated: Negotiated,
+    },
+    /// The transfer target did not answer (its final status, 0 when no call could be placed).
+    TransferFailed(u16),
+}
+
+/// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
+#[derive(Debug)]
+pub struct TransferRequest {
+    /// The media thread holding the caller.
+    pub worker: usize,
+    /// The caller's call.
+    pub key: u64,
+    /// The target URI.
+    pub uri: String,
+    /// Where the INVITE goes.
+    pub target: SocketAddr,
+    /// Our From user (the number the caller dialled).
+    pub from_user: String,
+    /// The SDP offer for the target's leg.
+    pub offer: Vec<u8>,
 }
 
 /// A call handed to a worker when it is answered.
@@ -90,9 +117,13 @@ pub struct Shared {
     /// Where recordings go (none: calls are not recorded).
     pub recordings: Option<Arc<Recordings>>,
     /// Calls whose media has ended, for the handler to forget.
-    pub finished: Arc<Mutex<Vec<DialogId>>>,
+    pub finished: Arc<Mutex<Vec<(DialogId, u64)>>>,
     /// Run the workers at real-time priority (when the process may).
     pub realtime: bool,
+    /// Where RTP sockets are bound (transfer legs).
+    pub bind: std::net::IpAddr,
+    /// The address written in SDP (transfer legs).
+    pub announce: std::net::IpAddr,
 }
 
 /// Real-time priority for the calling thread (SCHED_FIFO 10, as PBXes run their media
@@ -151,7 +182,7 @@ impl Workers {
                     if realtime {
                         raise_priority();
                     }
-                    Worker::new(poll, rx, s).run()
+                    Worker::new(i, poll, rx, s).run()
                 })?;
             workers.push(WorkerHandle {
                 tx,
@@ -208,6 +239,7 @@ const MAX_DATAGRAM: usize = 2048;
 const READ_BURST: usize = 64;
 
 struct Worker {
+    index: usize,
     poll: Poll,
     rx: std_mpsc::Receiver<Command>,
     shared: Arc<Shared>,
@@ -243,11 +275,42 @@ struct CallState {
     scheduled: Option<Instant>,
     /// The caller's audio, in order, for the recording's left channel.
     jitter: Option<JitterBuffer>,
+    /// The transfer target's leg, from the moment it is called.
+    leg_b: Option<LegB>,
+}
+
+/// The leg to a transfer target, bridged to the caller once it answers.
+struct LegB {
+    socket: UdpSocket,
+    /// Held so the pair stays ours (RTCP of this leg is not read yet).
+    _rtcp_socket: std::net::UdpSocket,
+    port: u16,
+    uri: String,
+    /// Set when the target answers.
+    bridge: Option<Bridge>,
+}
+
+struct Bridge {
+    dialog: DialogId,
+    negotiated: Negotiated,
+    latch: Latch,
+    to_b: Relay,
+    to_a: Relay,
+    /// The target's audio for the recording's right channel.
+    jitter: JitterBuffer,
+    /// The recording's next 20 ms tick.
+    tick: Instant,
 }
 
 impl Worker {
-    fn new(poll: Poll, rx: std_mpsc::Receiver<Command>, shared: Arc<Shared>) -> Worker {
+    fn new(
+        index: usize,
+        poll: Poll,
+        rx: std_mpsc::Receiver<Command>,
+        shared: Arc<Shared>,
+    ) -> Worker {
         Worker {
+            index,
             poll,
             rx,
             shared,
@@ -274,6 +337,7 @@ impl Worker {
                 match ev.token() {
                     WAKER => {}
                     Token(t) if t & RTCP != 0 => self.rtcp_readable((t & !RTCP) as u64),
+                    Token(t) if t & LEG_B != 0 => self.leg_b_readable((t & !LEG_B) as u64),
                     Token(t) => self.readable(t as u64),
                 }
             }
@@ -352,6 +416,7 @@ impl Worker {
             last_heard: Instant::now(),
             scheduled: None,
             jitter: None,
+            leg_b: None,
         };
         self.calls.insert(key, state);
     }
@@ -398,6 +463,49 @@ impl Worker {
                 self.end(key, reason);
                 return;
             }
+            ToMedia::Bridged { dialog, negotiated } => {
+                let Some(leg) = c.leg_b.as_mut() else {
+                    return;
+                };
+                let a = c.negotiated.map_or(
+                    LegFormat {
+                        codec: Codec::Pcmu,
+                        dtmf: None,
+                    },
+                    |n| LegFormat {
+                        codec: n.codec,
+                        dtmf: n.dtmf,
+                    },
+                );
+                let b = LegFormat {
+                    codec: negotiated.codec,
+                    dtmf: negotiated.dtmf,
+                };
+                let seed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let registered = self.poll.registry().register(
+                    &mut leg.socket,
+                    Token(key as usize | LEG_B),
+                    Interest::READABLE,
+                );
+                if let Err(e) = registered {
+                    tracing::error!(error = %e, "cannot watch a transfer leg's socket");
+                }
+                tracing::info!(call_id = %c.record.call_id, uri = %leg.uri, "caller bridged to the transfer target");
+                leg.bridge = Some(Bridge {
+                    dialog,
+                    negotiated,
+                    latch: Latch::new(negotiated.remote),
+                    to_b: Relay::new(a, b, (seed >> 32) as u32, seed),
+                    to_a: Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17)),
+                    jitter: JitterBuffer::new(JITTER_DEPTH, silence(negotiated.codec)),
+                    tick: now + FRAME_TIME,
+                });
+            }
+            ToMedia::TransferFailed(status) => {
+                tracing::info!(call_id = %c.record.call_id, status, "the transfer target did not answer");
+                self.end(key, "transfer failed");
+                return;
+            }
         }
         self.after(key);
     }
@@ -437,6 +545,20 @@ impl Worker {
                         {
                             jb.push(p.ssrc, p.sequence, p.payload);
                         }
+                        if let Some(LegB {
+                            socket,
+                            bridge: Some(b),
+                            ..
+                        }) = &mut c.leg_b
+                        {
+                            // Bridged: the caller's packets go on to the target.
+                            if let Ok(p) = RtpPacket::parse(&self.buf[..n])
+                                && let Some(out) = b.to_b.relay(&p)
+                            {
+                                let _ = socket.send_to(out, b.latch.target());
+                            }
+                            continue;
+                        }
                         let facts = c.facts.get(now, &self.shared.calendar);
                         c.call.handle_rtp(now, &self.buf[..n], facts);
                     }
@@ -470,6 +592,118 @@ impl Worker {
         }
     }
 
+    /// Reads what the transfer target sends and passes it on to the caller.
+    fn leg_b_readable(&mut self, key: u64) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(LegB {
+            socket,
+            bridge: Some(b),
+            ..
+        }) = &mut c.leg_b
+        else {
+            return;
+        };
+        for _ in 0..READ_BURST {
+            match socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    let Ok(p) = RtpPacket::parse(&self.buf[..n]) else {
+                        continue;
+                    };
+                    if p.payload_type != b.negotiated.codec.payload_type()
+                        && Some(p.payload_type) != b.negotiated.dtmf
+                    {
+                        continue;
+                    }
+                    b.latch.on_packet(from);
+                    if p.payload_type == b.negotiated.codec.payload_type() {
+                        b.jitter.push(p.ssrc, p.sequence, p.payload);
+                    }
+                    if let (true, Some(latch), Some(out)) = (c.sending, c.latch, b.to_a.relay(&p)) {
+                        match c.socket.send_to(out, latch.target()) {
+                            Ok(_) => {
+                                c.record.packets_sent += 1;
+                                let ts = u32::from_be_bytes([out[4], out[5], out[6], out[7]]);
+                                c.rtcp.on_sent(out.len().saturating_sub(RTP_HEADER), ts);
+                            }
+                            Err(e) => tracing::trace!(error = %e, "RTP send failed"),
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The script transfers the caller: a leg to the target is set up and the call handler
+    /// asked to place the call; the caller is bridged when it answers.
+    fn transfer(&mut self, key: u64, uri: String) -> Result<(), &'static str> {
+        let target = transfer_target(&uri).ok_or("transfer unavailable")?;
+        let (port, socket, rtcp) = {
+            let mut ports = self
+                .shared
+                .ports
+                .lock()
+                .map_err(|_| "transfer unavailable")?;
+            let mut found = None;
+            for _ in 0..8 {
+                let Ok(port) = ports.allocate() else {
+                    break;
+                };
+                let bind = |p: u16| {
+                    std::net::UdpSocket::bind(SocketAddr::new(self.shared.bind, p))
+                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                };
+                if let (Ok(a), Ok(b)) = (bind(port), bind(port + 1)) {
+                    found = Some((port, a, b));
+                    break;
+                }
+                ports.release(port);
+            }
+            found.ok_or("transfer unavailable")?
+        };
+        let (Some(engine), Some(rt), Some(c)) = (
+            self.shared.engine.clone(),
+            self.shared.runtime.clone(),
+            self.calls.get_mut(&key),
+        ) else {
+            if let Ok(mut p) = self.shared.ports.lock() {
+                p.release(port);
+            }
+            return Err("transfer unavailable");
+        };
+        let local = Local {
+            addr: SocketAddr::new(self.shared.announce, port),
+            session_id: key,
+            version: 1,
+        };
+        let offer = sdp::offer(local, Direction::SendRecv)
+            .to_string()
+            .into_bytes();
+        c.record.transfer_to = Some(uri.clone());
+        c.leg_b = Some(LegB {
+            socket: UdpSocket::from_std(socket),
+            _rtcp_socket: rtcp,
+            port,
+            uri: uri.clone(),
+            bridge: None,
+        });
+        let request = TransferRequest {
+            worker: self.index,
+            key,
+            uri,
+            target,
+            from_user: c.record.called.clone(),
+            offer,
+        };
+        rt.spawn(async move {
+            engine.tell(Box::new(request)).await;
+        });
+        Ok(())
+    }
+
     /// Runs every call whose deadline has come.
     fn due(&mut self, now: Instant) {
         while let Some(Reverse((at, key))) = self.timers.peek().copied() {
@@ -495,6 +729,31 @@ impl Worker {
             }
             let facts = c.facts.get(now, &self.shared.calendar);
             c.call.handle_timeout(now, facts);
+            // A bridged call's recording runs on its own 20 ms clock: the caller's next frame
+            // left, the target's right.
+            if let Some(LegB {
+                bridge: Some(b), ..
+            }) = &mut c.leg_b
+            {
+                let mut ticks = 0;
+                while b.tick <= now && ticks < 50 {
+                    ticks += 1;
+                    b.tick += FRAME_TIME;
+                    if let (Some(rec), Some(jb), Some(neg)) =
+                        (&self.shared.recordings, &mut c.jitter, c.negotiated)
+                    {
+                        let caller: &[u8] = match jb.pop() {
+                            Playout::Frame(f) | Playout::Concealed(f) => f,
+                            Playout::Waiting => &[],
+                        };
+                        let theirs: &[u8] = match b.jitter.pop() {
+                            Playout::Frame(f) | Playout::Concealed(f) => f,
+                            Playout::Waiting => &[],
+                        };
+                        rec.frame(key, caller, neg.codec, theirs, b.negotiated.codec);
+                    }
+                }
+            }
             if let Some(report) = c.rtcp.poll_report(now, ntp_now())
                 && let Some(to) = c.rtcp_target()
             {
@@ -548,13 +807,11 @@ impl Worker {
             }
         }
         let mut end = None;
+        let mut transfer = None;
         while let Some(action) = c.call.poll_action() {
             match action {
                 Action::Hangup => end = Some("ivr hung up"),
-                Action::Transfer { uri } => {
-                    tracing::error!(%uri, "IVR transfer asked for, but transfers are not available yet");
-                    end = Some("transfer unavailable");
-                }
+                Action::Transfer { uri } => transfer = Some(uri),
                 Action::Knowledge { .. } | Action::TicketStatus { .. } => {
                     // The knowledge base and the ticket workflow are not connected to calls
                     // yet (issues 6 and 7): say so, and the script goes on.
@@ -579,8 +836,29 @@ impl Worker {
             self.end(key, reason);
             return;
         }
+        if let Some(uri) = transfer {
+            if let Err(reason) = self.transfer(key, uri) {
+                self.end(key, reason);
+            }
+            return self.schedule(key);
+        }
+        self.schedule(key);
+    }
+
+    /// Puts a call's next deadline in the heap (when it moved).
+    fn schedule(&mut self, key: u64) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let tick = match &c.leg_b {
+            Some(LegB {
+                bridge: Some(b), ..
+            }) if self.shared.recordings.is_some() => Some(b.tick),
+            _ => None,
+        };
         // A prompt the application spoke starts now: its first frame may be due at once.
         let next = [
+            tick,
             c.call.poll_timeout(),
             c.rtcp.poll_timeout(),
             self.shared
@@ -606,14 +884,40 @@ impl Worker {
         };
         let _ = self.poll.registry().deregister(&mut c.socket);
         let _ = self.poll.registry().deregister(&mut c.rtcp_socket);
-        if matches!(reason, "ivr hung up" | "no media" | "transfer unavailable")
+        // Hang up the legs the other side did not end: the caller's when the media side ended
+        // the call, the target's unless the target ended it.
+        let mut byes = Vec::new();
+        if matches!(
+            reason,
+            "ivr hung up"
+                | "no media"
+                | "transfer unavailable"
+                | "transfer failed"
+                | "transfer target hung up"
+        ) {
+            byes.push(c.dialog.clone());
+        }
+        if let Some(mut leg) = c.leg_b.take() {
+            let _ = self.poll.registry().deregister(&mut leg.socket);
+            if let Some(b) = leg.bridge
+                && reason != "transfer target hung up"
+            {
+                byes.push(b.dialog);
+            }
+            if let Ok(mut p) = self.shared.ports.lock() {
+                p.release(leg.port);
+            }
+        }
+        if !byes.is_empty()
             && let (Some(engine), Some(rt)) = (&self.shared.engine, &self.shared.runtime)
         {
-            let (engine, dialog) = (engine.clone(), c.dialog.clone());
+            let engine = engine.clone();
             rt.spawn(async move {
                 engine
                     .run(move |ep, now| {
-                        let _ = ep.bye(now, &dialog);
+                        for d in &byes {
+                            let _ = ep.bye(now, d);
+                        }
                     })
                     .await;
             });
@@ -622,7 +926,7 @@ impl Worker {
             p.release(c.port);
         }
         if let Ok(mut f) = self.shared.finished.lock() {
-            f.push(c.dialog.clone());
+            f.push((c.dialog.clone(), key));
         }
         let session = c.call.session();
         let mut record = c.record;
@@ -695,6 +999,28 @@ impl CallState {
 
 /// Marks a token as a call's RTCP socket (the rest is the call's key).
 const RTCP: usize = 1 << (usize::BITS - 2);
+
+/// Marks a token as a call's transfer leg.
+const LEG_B: usize = 1 << (usize::BITS - 3);
+
+/// One frame of the media clock.
+const FRAME_TIME: Duration = Duration::from_millis(20);
+
+/// Where a transfer's INVITE goes: the URI's host, which must be an IP address (names would
+/// need DNS, RFC 3263, which the engine does not do yet), and its port (5060 by default).
+fn transfer_target(uri: &str) -> Option<SocketAddr> {
+    let parsed = hotline_sip::message::Uri::parse(uri).ok()?;
+    let sip = parsed.as_sip()?;
+    let ip = match sip.host {
+        hotline_sip::message::Host::V4(a) => std::net::IpAddr::V4(a),
+        hotline_sip::message::Host::V6(a) => std::net::IpAddr::V6(a),
+        hotline_sip::message::Host::Name(name) => {
+            tracing::error!(%name, "transfer targets must name an IP address (no DNS yet)");
+            return None;
+        }
+    };
+    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+}
 
 /// Seconds between RTCP reports (RFC 3550's minimum for a two-party session).
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);

@@ -28,10 +28,10 @@ use hotline_sip::message::{HeaderName, Message, Method};
 use hotline_sip::rtp::dtmf::info_digit;
 use hotline_sip::rtp::ports::PortAllocator;
 use hotline_sip::sdp::{self, Direction, Local, Negotiated, Sdp};
-use hotline_sip::transaction::TxId;
+use hotline_sip::transaction::{Peer, TransportKind, TxId};
 use tokio::sync::mpsc;
 
-use self::media::{NewCall, Shared, ToMedia, Workers};
+use self::media::{NewCall, Shared, ToMedia, TransferRequest, Workers};
 use self::record::{CallEvent, CallRecord};
 use self::recording::Recordings;
 use crate::ivr::call::IvrCall;
@@ -76,7 +76,11 @@ pub struct Calls {
     ports: Arc<Mutex<PortAllocator>>,
     engine: Option<EngineHandle>,
     live: HashMap<DialogId, Live>,
-    finished: Arc<Mutex<Vec<DialogId>>>,
+    finished: Arc<Mutex<Vec<(DialogId, u64)>>>,
+    /// Calls placed for transfers, not answered yet: INVITE transaction to (worker, call key).
+    transfers: HashMap<TxId, (usize, u64)>,
+    /// Answered transfer legs: their dialog to (worker, call key).
+    legs_b: HashMap<DialogId, (usize, u64)>,
     records: mpsc::UnboundedSender<CallEvent>,
     recordings: Option<Arc<Recordings>>,
     unavailable: Vec<Arc<Prompt>>,
@@ -108,6 +112,8 @@ impl Calls {
             engine: None,
             live: HashMap::new(),
             finished: Arc::default(),
+            transfers: HashMap::new(),
+            legs_b: HashMap::new(),
             records,
             recordings,
             unavailable,
@@ -129,6 +135,8 @@ impl Calls {
                 recordings: self.recordings.clone(),
                 finished: Arc::clone(&self.finished),
                 realtime: self.cfg.realtime,
+                bind: self.cfg.bind,
+                announce: self.cfg.announce,
             };
             match Workers::start(self.cfg.workers, shared) {
                 Ok(w) => self.workers = Some(w),
@@ -150,13 +158,19 @@ impl Calls {
     }
 
     fn forget_finished(&mut self) {
-        let done: Vec<DialogId> = match self.finished.lock() {
+        let done: Vec<(DialogId, u64)> = match self.finished.lock() {
             Ok(mut f) => std::mem::take(&mut *f),
             Err(_) => return,
         };
-        for d in done {
+        if done.is_empty() {
+            return;
+        }
+        let keys: std::collections::HashSet<u64> = done.iter().map(|(_, k)| *k).collect();
+        for (d, _) in done {
             self.live.remove(&d);
         }
+        self.legs_b.retain(|_, (_, k)| !keys.contains(k));
+        self.transfers.retain(|_, (_, k)| !keys.contains(k));
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
 
@@ -294,6 +308,7 @@ impl Calls {
                 ivr_keys: String::new(),
                 ivr_vars: Default::default(),
                 queue: None,
+                transfer_to: None,
                 score: None,
                 packets_sent: 0,
                 packets_received: 0,
@@ -428,6 +443,28 @@ impl CallHandler for Calls {
         self.start_workers();
     }
 
+    fn message(&mut self, ep: &mut Endpoint, now: Instant, message: Box<dyn std::any::Any + Send>) {
+        let Ok(t) = message.downcast::<TransferRequest>() else {
+            return;
+        };
+        let peer = Peer {
+            addr: t.target,
+            transport: TransportKind::Udp,
+        };
+        match ep.invite(now, peer, &t.uri, &t.from_user, Some(&t.offer)) {
+            Ok(tx) => {
+                tracing::info!(uri = %t.uri, "transferring a call");
+                self.transfers.insert(tx, (t.worker, t.key));
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, uri = %t.uri, "cannot place the transfer call");
+                if let Some(w) = &self.workers {
+                    w.news(t.worker, t.key, ToMedia::TransferFailed(500));
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
         self.forget_finished();
         match event {
@@ -464,7 +501,56 @@ impl CallHandler for Calls {
             }
             EndpointEvent::CallEnded { dialog, reason } => {
                 if let Some(live) = self.live.remove(&dialog) {
+                    // A transfer still ringing is cancelled with its caller.
+                    let ringing: Vec<TxId> = self
+                        .transfers
+                        .iter()
+                        .filter(|(_, (_, k))| *k == live.key)
+                        .map(|(tx, _)| *tx)
+                        .collect();
+                    for tx in ringing {
+                        self.transfers.remove(&tx);
+                        let _ = ep.cancel(now, tx);
+                    }
                     self.tell(&live, ToMedia::Ended(end_reason(reason)));
+                } else if let Some((worker, key)) = self.legs_b.remove(&dialog)
+                    && let Some(w) = &self.workers
+                {
+                    w.news(worker, key, ToMedia::Ended("transfer target hung up"));
+                }
+            }
+            EndpointEvent::Answered {
+                tx,
+                dialog,
+                response,
+            } => {
+                let Some((worker, key)) = self.transfers.remove(&tx) else {
+                    let _ = ep.bye(now, &dialog); // a call nobody is waiting for any more
+                    return;
+                };
+                let answer = std::str::from_utf8(response.body())
+                    .ok()
+                    .and_then(|t| Sdp::parse(t).ok())
+                    .map(|sdp| sdp::accept_answer(&sdp));
+                let news = match answer {
+                    Some(Ok(negotiated)) => {
+                        self.legs_b.insert(dialog.clone(), (worker, key));
+                        ToMedia::Bridged { dialog, negotiated }
+                    }
+                    _ => {
+                        tracing::warn!("transfer target answered without a usable SDP answer");
+                        let _ = ep.bye(now, &dialog);
+                        ToMedia::TransferFailed(488)
+                    }
+                };
+                if let Some(w) = &self.workers {
+                    w.news(worker, key, news);
+                }
+            }
+            EndpointEvent::Failed { tx, status } => {
+                if let (Some((worker, key)), Some(w)) = (self.transfers.remove(&tx), &self.workers)
+                {
+                    w.news(worker, key, ToMedia::TransferFailed(status));
                 }
             }
             EndpointEvent::Modify {

@@ -42,6 +42,8 @@ pub struct CallRecord {
     pub ivr_vars: BTreeMap<String, String>,
     /// The queue the caller was last put in.
     pub queue: Option<String>,
+    /// The URI the IVR transferred the caller to.
+    pub transfer_to: Option<String>,
     /// Satisfaction score 1-5 from the survey.
     pub score: Option<u8>,
     /// RTP packets sent to the caller.
@@ -105,7 +107,8 @@ impl CallRecord {
         sqlx::query!(
             "UPDATE calls SET answered_at = $2, ended_at = $3, end_reason = $4, recording = $5,
                 codec = $6, ivr_path = $7, ivr_keys = $8, ivr_vars = $9, queue = $10,
-                score = $11, packets_sent = $12, packets_received = $13, quality = $14
+                score = $11, packets_sent = $12, packets_received = $13, quality = $14,
+                transfer_to = $15
              WHERE id = $1",
             id,
             self.answered_at,
@@ -121,6 +124,7 @@ impl CallRecord {
             i64::try_from(self.packets_sent).unwrap_or(i64::MAX),
             i64::try_from(self.packets_received).unwrap_or(i64::MAX),
             quality_json(&self.quality),
+            self.transfer_to,
         )
         .execute(pool)
         .await?;

@@ -8,6 +8,10 @@
 # The engine's CPU (utime+stime from /proc) and resident memory are read before the calls
 # and during the steady state.
 #
+# With MODE=bridge the script transfers every caller at once to an agent (a SIPp UAS answering
+# in A-law and echoing the audio, benches/sipp/uas_agent.xml): every call is then a bridged,
+# transcoded, recorded call with two legs, and the capture covers both legs' sends.
+#
 # usage: benches/ivr_load.sh [CALLS=2000] [RATE=200] [HOLD=40] [WINDOW=10]
 # MEDIA_THREADS sets rtp.media_threads (default 0: one per core but one), REALTIME rtp.realtime
 # (default true). Needs root for tcpdump; installs sip-tester and tcpdump from Debian if missing.
@@ -39,7 +43,18 @@ def ulaw(s):
     return ~(sign | (e << 4) | ((m >> (e + 3)) & 0x0F)) & 0xFF
 open(f"{work}/voice.ulaw", "wb").write(bytes(ulaw(int(6000 * math.sin(2 * math.pi * 300 * n / 8000))) for n in range(80000)))
 PY
-cat > "$work/ivr.toml" <<TOML
+if [ "${MODE:-ivr}" = bridge ]; then
+  cat > "$work/ivr.toml" <<TOML
+start = "agent"
+[nodes.agent]
+type = "transfer"
+uri = "sip:agent@127.0.0.1:25080"
+TOML
+  (cd "$work" && sipp -sf "$OLDPWD/benches/sipp/uas_agent.xml" -i 127.0.0.1 -p 25080 -mp 50000 \
+    -rtp_echo -m "$calls" -buff_size 4194304 -nostdin >"$work/agent.out" 2>&1) &
+  agent=$!
+else
+  cat > "$work/ivr.toml" <<TOML
 start = "hello"
 [nodes.hello]
 type = "play"
@@ -49,6 +64,7 @@ next = "wait"
 type = "queue"
 queue = "general"
 TOML
+fi
 db_line="embedded_dir = \"$work/pg\""
 if [ -n "${DATABASE_URL:-}" ]; then
   scratch="hl_bench_$$"
@@ -80,6 +96,7 @@ TOML
 target/release/hotline --config "$work/hotline.toml" serve 2>"$work/serve.log" &
 node=$!
 cleanup() {
+  [ -n "${agent:-}" ] && kill "$agent" 2>/dev/null || true
   kill "$node" 2>/dev/null || true
   wait "$node" 2>/dev/null || true
   [ -n "${scratch:-}" ] && psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $scratch WITH (FORCE)" || true
@@ -109,10 +126,22 @@ kill -INT "$dump"; wait "$dump" || true
 cpu1=$(cpu)
 rss1=$(rss)
 live=$(curl -s http://127.0.0.1:28080/metrics | awk '/^hotline_calls_live / {print $2}')
+# Who has the CPU in the steady state (threads of every process).
+top -b -n 1 -H -w 200 | head -20 >"$work/top.txt"
 wait "$sipp" || true
+dropped=$(curl -s http://127.0.0.1:28080/metrics | awk '/^hotline_recording_frames_dropped_total/ {print $2}')
 
 echo "calls $calls at $rate/s, each ${hold}s; steady-state window ${window}s"
 grep -E "Successful call|Failed call" "$work/sipp.out" | tail -2
+if [ -n "${agent:-}" ]; then
+  wait "$agent" || true
+  echo "agents:"; grep -E "Successful call|Failed call" "$work/agent.out" | tail -2
+  t0=$(date +%s)
+  while [ "$(find "$work/rec" -name '*.part' | wc -l)" -gt 0 ] && [ $(($(date +%s) - t0)) -lt 120 ]; do
+    sleep 1
+  done
+  echo "recordings: $(find "$work/rec" -name '*.wav' | wc -l) finished (all within $(($(date +%s) - t0)) s of the last call's end), $(find "$work/rec" -name '*.part' | wc -l) unfinished"
+fi
 echo "calls live in the window: ${live:-?}"
 grep -E "packets (captured|received by filter|dropped by kernel)" "$work/tcpdump.log" || true
 python3 benches/pcap_pacing.py "$work/engine.pcap" 30000 39999
@@ -120,4 +149,6 @@ awk -v a="$cpu0" -v b="$cpu1" -v hz="$hz" -v w="$window" -v n="${live:-$calls}" 
   'BEGIN { s = (b - a) / hz; printf "engine CPU in the window: %.2f s of %d s = %.0f %% of one core; %.1f us per call-second\n", s, w, 100 * s / w, 1e6 * s / w / n }'
 awk -v a="$rss0" -v b="$rss1" -v n="${live:-$calls}" \
   'BEGIN { printf "engine RSS: %.1f MiB idle, %.1f MiB with the calls: %.1f KiB per call\n", a / 1024, b / 1024, (b - a) / n }'
+echo "recording frames dropped (writer behind): ${dropped:-0}"
+echo "busiest threads in the window:"; sed -n '8,16p' "$work/top.txt"
 echo "work directory: $work"

@@ -3,7 +3,7 @@
 
 usage: pcap_pacing.py CAPTURE [ENGINE_PORT_MIN ENGINE_PORT_MAX]
 
-Per stream (UDP source port in the engine's RTP range): the interval between consecutive
+Per stream (even UDP source port in the engine's RTP range; the odd ports are RTCP): the interval between consecutive
 packets, and each packet's lateness against the stream's ideal clock (its first packet's time
 plus 20 ms x the RTP sequence distance, the clock shifted so the earliest packet is on time).
 Prints streams, packets, sequence gaps, interval percentiles (deviation from 20 ms) and the
@@ -68,7 +68,8 @@ def main():
     lo, hi = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (0, 65535)
     streams = {}
     for t, sport, seq in packets(path):
-        if lo <= sport <= hi:
+        # RTP leaves from even ports; the odd ones above carry RTCP.
+        if lo <= sport <= hi and sport % 2 == 0:
             streams.setdefault(sport, []).append((t, seq))
     deviations, lateness, gaps, total = [], [], 0, 0
     for pkts in streams.values():

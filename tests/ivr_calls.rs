@@ -276,6 +276,20 @@ fn a_softphone_hears_the_prompt_and_its_keys_walk_the_script() {
         std::thread::sleep(Duration::from_millis(400));
     }
     let record = engine.record(Duration::from_secs(25));
+    // The recording is finished (its final name) when the call ends, not when the node stops.
+    let finished = record
+        .as_ref()
+        .and_then(|r| r.recording.clone())
+        .is_some_and(|p| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if Path::new(&p).is_file() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        });
     // The IVR hangs up; give baresip a moment to close its dump, then stop it.
     std::thread::sleep(Duration::from_millis(500));
     command(ctrl, "quit", "");
@@ -337,6 +351,10 @@ fn a_softphone_hears_the_prompt_and_its_keys_walk_the_script() {
     );
 
     // The call's recording: the greeting on the right, the phone's 440 Hz voice on the left.
+    assert!(
+        finished,
+        "the recording was not finished when the call ended"
+    );
     let path = record.recording.clone().expect("the call was recorded");
     assert!(path.ends_with(".wav"), "{path}");
     let mut reader = hound::WavReader::open(&path).unwrap();

@@ -884,6 +884,11 @@ impl Worker {
         };
         let _ = self.poll.registry().deregister(&mut c.socket);
         let _ = self.poll.registry().deregister(&mut c.rtcp_socket);
+        if c.jitter.is_some()
+            && let Some(rec) = &self.shared.recordings
+        {
+            rec.close(key);
+        }
         // Hang up the legs the other side did not end: the caller's when the media side ended
         // the call, the target's unless the target ended it.
         let mut byes = Vec::new();
@@ -932,9 +937,7 @@ impl Worker {
         let mut record = c.record;
         record.ended_at = Utc::now();
         record.end_reason = reason.to_string();
-        record.codec = c
-            .negotiated
-            .map(|n| format!("{:?}", n.codec).to_uppercase());
+        record.codec = c.negotiated.map(|n| codec_name(n.codec).to_string());
         record.ivr_path = session.path().to_vec();
         record.ivr_vars = session.vars().clone();
         record.ivr_keys = c.call.keys().to_string();

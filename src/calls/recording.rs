@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 
 use chrono::{DateTime, Utc};
 use hotline_sip::media::recorder::{Recorder, repair};
@@ -21,8 +22,8 @@ use hotline_sip::sdp::Codec;
 /// Frames between header updates of a recording in progress (5 s).
 const FLUSH_FRAMES: u64 = 250;
 
-/// Commands queued for the writer at most: half a second of 2,000 calls (about 17 MB, taken
-/// up front by the channel). The writer keeps up on average; the queue absorbs its pauses.
+/// Frames queued for the writer at most: a second of 1,000 calls (about 17 MB). The writer
+/// keeps up on average; the queue absorbs its pauses.
 const QUEUE: usize = 50_000;
 
 // Frames are nearly every command: carried inline, not boxed (no allocation per frame).
@@ -47,7 +48,9 @@ enum Cmd {
 /// The recording thread's handle.
 pub struct Recordings {
     dir: PathBuf,
-    tx: Option<mpsc::SyncSender<Cmd>>,
+    tx: Option<mpsc::Sender<Cmd>>,
+    /// Frames sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -62,13 +65,16 @@ impl std::fmt::Debug for Recordings {
 impl Recordings {
     /// Starts the recording thread writing under `dir`.
     pub fn start(dir: &Path) -> std::io::Result<Recordings> {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = Arc::clone(&queued);
         let thread = std::thread::Builder::new()
             .name("recordings".into())
-            .spawn(move || write_loop(rx))?;
+            .spawn(move || write_loop(rx, &q))?;
         Ok(Recordings {
             dir: dir.to_path_buf(),
             tx: Some(tx),
+            queued,
             thread: Some(thread),
         })
     }
@@ -126,23 +132,21 @@ impl Recordings {
         self.send(Cmd::Close { key });
     }
 
-    /// Queues a command without ever blocking the media thread: when the disk cannot keep up
-    /// and the queue is full, the frame is dropped (a gap in that recording, counted) rather
-    /// than late audio for every caller. Opening and closing wait for room.
+    /// Queues a command without ever blocking the media thread. When the disk cannot keep
+    /// up and [`QUEUE`] frames wait already, a frame is dropped (a gap in that recording,
+    /// counted) rather than late audio for every caller; opening and closing always go.
     fn send(&self, c: Cmd) {
         let Some(tx) = &self.tx else {
             return;
         };
-        match c {
-            Cmd::Frame { .. } => {
-                if let Err(mpsc::TrySendError::Full(_)) = tx.try_send(c) {
-                    metrics::counter!("hotline_recording_frames_dropped_total").increment(1);
-                }
+        if matches!(c, Cmd::Frame { .. }) {
+            if self.queued.load(Ordering::Relaxed) >= QUEUE {
+                metrics::counter!("hotline_recording_frames_dropped_total").increment(1);
+                return;
             }
-            other => {
-                let _ = tx.send(other);
-            }
+            self.queued.fetch_add(1, Ordering::Relaxed);
         }
+        let _ = tx.send(c);
     }
 }
 
@@ -170,9 +174,30 @@ fn part(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn write_loop(rx: mpsc::Receiver<Cmd>) {
+fn write_loop(rx: mpsc::Receiver<Cmd>, queued: &AtomicUsize) {
+    // Finishing a file waits for the disk (sync); a thread of its own does it, so the frames
+    // of every other call keep being written meanwhile.
+    let (close_tx, close_rx) = mpsc::channel::<(Recorder, PathBuf)>();
+    let closer = std::thread::Builder::new()
+        .name("recordings-close".into())
+        .spawn(move || {
+            while let Ok((r, path)) = close_rx.recv() {
+                finish(r, &path);
+            }
+        });
+    let close = |r: Recorder, path: PathBuf| match &closer {
+        Ok(_) => {
+            if let Err(mpsc::SendError((r, path))) = close_tx.send((r, path)) {
+                finish(r, &path);
+            }
+        }
+        Err(_) => finish(r, &path),
+    };
     let mut open: HashMap<u64, (Recorder, PathBuf)> = HashMap::new();
     while let Ok(cmd) = rx.recv() {
+        if matches!(cmd, Cmd::Frame { .. }) {
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
         match cmd {
             Cmd::Open { key, path } => {
                 if let Some(dir) = path.parent()
@@ -208,13 +233,17 @@ fn write_loop(rx: mpsc::Receiver<Cmd>) {
             }
             Cmd::Close { key } => {
                 if let Some((r, path)) = open.remove(&key) {
-                    finish(r, &path);
+                    close(r, path);
                 }
             }
         }
     }
     for (_, (r, path)) in open.drain() {
-        finish(r, &path);
+        close(r, path);
+    }
+    drop(close_tx);
+    if let Ok(t) = closer {
+        let _ = t.join();
     }
 }
 

@@ -1,8 +1,9 @@
 //! The stereo call recorder: caller on the left channel, agent on the right, 8 kHz 16-bit
 //! WAV. Frames come from both legs at every tick of the media clock (a missing frame is
 //! silence). The file is kept valid on disk: every `flush_every` of audio the WAV header is
-//! rewritten for the samples so far and the data is synced, so a crash loses at most that
-//! much and never leaves an unreadable file; `finish` closes it for good.
+//! rewritten for the samples so far, so a crash of the process loses at most that much (and
+//! [`repair`] recovers even that) and never leaves an unreadable file; `finish` closes it and
+//! syncs it to disk.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -89,12 +90,15 @@ impl Recorder {
         Ok(())
     }
 
-    /// Makes the file valid for everything pushed so far, and syncs it to disk.
+    /// Makes the file valid for everything pushed so far (header rewritten, buffers written
+    /// to the file). It does not wait for the disk: a process that dies keeps all of it (the
+    /// kernel has it); a machine that dies keeps what the kernel wrote back, and `finish`
+    /// syncs. Syncing every few seconds for every call would cost a disk wait per call per
+    /// flush, which at a thousand calls is more than a disk gives.
     pub fn flush(&mut self) -> std::io::Result<()> {
         if let Some(w) = self.writer.as_mut() {
             w.flush()
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            self.sync.sync_data()?;
         }
         Ok(())
     }

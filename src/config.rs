@@ -126,12 +126,16 @@ pub struct HttpConfig {
     /// Listen address and port (port 0 picks a free port; the bound address is logged).
     #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// Bearer token of the admin API (`/api/admin/...`); without one the admin API is off.
+    /// At least 16 characters; better set it through `HOTLINE_HTTP__ADMIN_TOKEN` than a file.
+    pub admin_token: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
         }
     }
 }
@@ -512,6 +516,14 @@ impl Config {
                 self.rtp.media_threads
             ));
         }
+        if let Some(t) = &self.http.admin_token
+            && (t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace()))
+        {
+            out.push(
+                "`http.admin_token` is too weak: expected at least 16 characters without spaces"
+                    .into(),
+            );
+        }
         let idle = self.rtp.inactivity_timeout_secs;
         if idle != 0 && !(5..=3600).contains(&idle) {
             out.push(format!(
@@ -626,12 +638,15 @@ impl Config {
         out
     }
 
-    /// The effective configuration as TOML (what `check-config --show` prints). The database
-    /// URL's password, if any, is replaced by `***`.
+    /// The effective configuration as TOML (what `check-config --show` prints). Secrets (the
+    /// database URL's password, the admin token) are replaced by `***`.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         if let Some(url) = &shown.database.url {
             shown.database.url = Some(redact_url_password(url));
+        }
+        if shown.http.admin_token.is_some() {
+            shown.http.admin_token = Some("***".into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

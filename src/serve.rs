@@ -280,6 +280,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         db: database.pool.clone(),
         metrics,
         started,
+        ivr: ivr.as_ref().map(|(s, _)| Arc::clone(s)),
+        admin_token: cfg.http.admin_token.as_deref().map(Arc::from),
     };
     let server = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

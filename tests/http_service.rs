@@ -14,6 +14,8 @@ fn state(db: PgPool) -> AppState {
         db,
         metrics: hotline::telemetry::prometheus(),
         started: std::sync::Arc::new(std::time::Instant::now()),
+        ivr: None,
+        admin_token: None,
     }
 }
 

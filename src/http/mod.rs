@@ -1,6 +1,7 @@
 //! The HTTP server: one router per resource, merged into [`app`]. This module owns the shared
 //! state handed to handlers and the service routes (`/health`, `/ready`, `/metrics`).
 
+mod admin;
 mod error;
 mod service;
 
@@ -25,12 +26,17 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// When this process started (reported by `/health`).
     pub started: Arc<Instant>,
+    /// The IVR script in force, when one is configured (the admin API reloads it).
+    pub ivr: Option<Arc<crate::ivr::store::ScriptStore>>,
+    /// The admin API's bearer token; without one the admin API is off.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(service::routes())
+        .merge(admin::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(track_metrics))
         .with_state(state)

@@ -188,6 +188,16 @@ pub struct IvrConfig {
     /// Text-to-speech command for `text` prompts, `{out}` and `{text}` replaced (without
     /// `{text}` the text goes to standard input); default espeak-ng's Mandarin voice.
     pub tts_command: Option<Vec<String>>,
+    /// The queues a script may send callers to; a script naming another is refused at load.
+    /// Empty: not checked. (The ACD's own queue configuration, issue 8, will supply them.)
+    pub queues: Vec<String>,
+}
+
+impl IvrConfig {
+    /// The queue names as the validator takes them (`None`: not checked).
+    pub fn queue_names(&self) -> Option<std::collections::BTreeSet<String>> {
+        (!self.queues.is_empty()).then(|| self.queues.iter().cloned().collect())
+    }
 }
 
 /// `[log]`: logging.
@@ -623,9 +633,13 @@ impl Config {
                     "`ivr.script` ({}): no such file; expected the path of an IVR script",
                     script.display()
                 ));
-            } else if let Err(problems) =
-                crate::ivr::script::load(script, &crate::ivr::script::Context::default())
-            {
+            } else if let Err(problems) = crate::ivr::script::load(
+                script,
+                &crate::ivr::script::Context {
+                    queues: self.ivr.queue_names(),
+                    tts: None,
+                },
+            ) {
                 out.extend(problems.iter().map(|p| format!("`ivr.script`: {p}")));
             }
         }

@@ -86,7 +86,7 @@ fn ivr_store(
         return Ok(None);
     };
     let ctx = IvrContext {
-        queues: None,
+        queues: cfg.ivr.queue_names(),
         tts: Some(Tts::for_script(path, cfg.ivr.tts_command.as_deref())),
     };
     let store = ScriptStore::load(path, ctx).map_err(|problems| {

@@ -251,3 +251,30 @@ fn ivr_walk_prints_what_a_caller_would_hear() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
+
+#[test]
+fn check_config_refuses_a_script_naming_a_queue_that_is_not_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ivr.toml"),
+        "start = \"q\"\n[nodes.q]\ntype = \"queue\"\nqueue = \"nowhere\"\n",
+    )
+    .expect("write script");
+    let (code, _, err) = check(
+        dir.path(),
+        "[rtp]\npublic_address = \"192.0.2.10\"\n[ivr]\nscript = \"ivr.toml\"\nqueues = [\"general\"]\n",
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`ivr.script`: ivr.toml:2: node \"q\": queue \"nowhere\" is not configured"),
+        "{err}"
+    );
+    // With the queue configured it passes.
+    let (code, out, err) = check(
+        dir.path(),
+        "[rtp]\npublic_address = \"192.0.2.10\"\n[ivr]\nscript = \"ivr.toml\"\nqueues = [\"general\", \"nowhere\"]\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -162,6 +162,7 @@ fn frames_found(heard: &[i16], sent: &[i16]) -> f64 {
 /// ports `port_min..=port_max`.
 struct Engine {
     rt: tokio::runtime::Runtime,
+    scripts: Arc<ScriptStore>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     addr: std::net::SocketAddr,
@@ -199,7 +200,7 @@ impl Engine {
                 workers: 2,
                 realtime: false,
             },
-            scripts,
+            Arc::clone(&scripts),
             Arc::new(WorkCalendar::shipped().unwrap()),
             records_tx,
             Some(Arc::new(recordings)),
@@ -221,6 +222,7 @@ impl Engine {
             .unwrap();
         Engine {
             rt,
+            scripts,
             shutdown,
             task,
             addr: addrs.udp,
@@ -636,5 +638,51 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
         (560..640).contains(&crossings(r)),
         "right: {}",
         crossings(r)
+    );
+}
+
+/// A reload while a call is in progress: that call finishes on the script it started with,
+/// the next call gets the new one.
+#[test]
+fn a_call_in_progress_keeps_its_script_across_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
+    write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
+    std::fs::write(dir.path().join("script.toml"), QUEUE_SCRIPT).unwrap();
+    let mut engine = Engine::start(dir.path(), 47700, 47799);
+    let addr = engine.addr;
+    let first = std::thread::spawn(move || {
+        sipp_with(addr, &corpus("sipp/uac.xml"), "12345", &["-d", "3000"])
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    // Version 2 greets from another node.
+    std::fs::write(
+        dir.path().join("script.toml"),
+        QUEUE_SCRIPT
+            .replace("start = \"hello\"", "start = \"hello2\"")
+            .replace("[nodes.hello]", "[nodes.hello2]"),
+    )
+    .unwrap();
+    let v2 = engine.scripts.reload().unwrap();
+    assert_eq!(v2.start, "hello2");
+    let (code, errors) = sipp_with(addr, &corpus("sipp/uac.xml"), "12345", &["-d", "1000"]);
+    assert_eq!(code, 0, "{errors}");
+    let (code, errors) = first.join().unwrap();
+    assert_eq!(code, 0, "{errors}");
+    let mut records: Vec<CallRecord> = (0..2)
+        .filter_map(|_| engine.record(Duration::from_secs(10)))
+        .collect();
+    engine.stop();
+    assert_eq!(records.len(), 2);
+    records.sort_by_key(|r| r.started_at);
+    assert_eq!(
+        records[0].ivr_path,
+        ["hello", "wait"],
+        "the first call kept version 1"
+    );
+    assert_eq!(
+        records[1].ivr_path,
+        ["hello2", "wait"],
+        "the second call got version 2"
     );
 }

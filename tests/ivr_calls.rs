@@ -553,11 +553,10 @@ fn keys_sent_as_tones_in_the_audio_are_heard() {
     assert!(record.ivr_path.iter().any(|n| n == "note"), "{record:?}");
 }
 
-/// A `transfer` node bridges the caller to the target (a SIPp UAS that answers in A-law and
-/// echoes what it gets): the caller's mu-law goes out as A-law and comes back as mu-law, the
-/// call is recorded with both sides, and the caller's hang-up ends the target's leg too.
-#[test]
-fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
+/// A caller (SIPp streaming 300 Hz in mu-law for 4 s) transferred by the script to a SIPp UAS
+/// playing `agent` (answering in A-law, echoing what it gets); returns the call's record and
+/// the directory its recording is in.
+fn transfer_call(agent: &str, ports: (u16, u16)) -> (CallRecord, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
     write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
@@ -572,7 +571,6 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
-    // The caller's voice: 300 Hz.
     let voice: Vec<u8> = (0..80_000)
         .map(|i| {
             ulaw_encode(
@@ -581,8 +579,9 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
         })
         .collect();
     std::fs::write(work.path().join("voice.ulaw"), voice).unwrap();
-    let agent_scenario =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uas_agent_pcma.xml");
+    let agent_scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(agent);
     let agent = std::process::Command::new("sipp")
         .current_dir(work.path())
         .arg("-sf")
@@ -601,21 +600,35 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("SIPp is installed");
-
-    let mut engine = Engine::start(dir.path(), 47600, 47699);
+    let mut engine = Engine::start(dir.path(), ports.0, ports.1);
     let caller = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_media_load.xml");
     let (code, errors) = sipp_in(work.path(), engine.addr, &caller, "12345", &["-d", "4000"]);
     let record = engine.record(Duration::from_secs(10));
     let agent = agent.wait_with_output().unwrap();
     engine.stop();
+    let agent_errors: String = std::fs::read_dir(work.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
     assert_eq!(code, 0, "the caller's call failed:\n{errors}");
     assert!(
         agent.status.success(),
-        "the target did not get its BYE: {:?}",
-        agent.status
+        "the target's side failed: {agent_errors}"
     );
     let record = record.expect("a record of the transferred call");
     assert_eq!(record.transfer_to.as_deref(), Some(uri.as_str()));
+    // The directory holds the recording.
+    (record, dir)
+}
+
+/// A `transfer` node bridges the caller to the target (a SIPp UAS that answers in A-law and
+/// echoes what it gets): the caller's mu-law goes out as A-law and comes back as mu-law, the
+/// call is recorded with both sides, and the caller's hang-up ends the target's leg too.
+#[test]
+fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
+    let (record, _dir) = transfer_call("uas_agent_pcma.xml", (47600, 47699));
     assert_eq!(record.ivr_path, ["hello", "out"]);
     assert_eq!(record.end_reason, "caller hung up", "{record:?}");
     assert_eq!(record.codec.as_deref(), Some("PCMU"));
@@ -639,6 +652,30 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
         "right: {}",
         crossings(r)
     );
+}
+
+/// The target holds for 1.5 s (re-INVITE sendonly, then sendrecv): its re-INVITEs are
+/// answered, and meanwhile the caller hears music instead of nothing, so the stream to the
+/// caller never stops; the target's side of the recording is silent while it holds.
+#[test]
+fn a_target_on_hold_gives_the_caller_music() {
+    let (record, _dir) = transfer_call("uas_agent_holds.xml", (47800, 47899));
+    assert_eq!(record.end_reason, "caller hung up", "{record:?}");
+    // Bridged from about 0.5 s to 4 s: 3.5 s at 50 packets a second reach the caller, the
+    // 1.5 s of hold included (without the music it would be about 100).
+    assert!(record.packets_sent > 160, "{record:?}");
+    let path = record.recording.expect("recorded");
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let right: Vec<i16> = reader
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .skip(1)
+        .step_by(2)
+        .collect();
+    // 0.5 s greeting + 1 s talk, then the hold: from 1.7 s to 2.8 s the target sends nothing.
+    let held = &right[13_600..22_400];
+    let loud = held.iter().filter(|s| s.abs() > 500).count();
+    assert!(loud < 800, "{loud} loud samples while the target held");
 }
 
 /// A reload while a call is in progress: that call finishes on the script it started with,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hotline_sip::endpoint::DialogId;
-use hotline_sip::media::player::Prompt;
+use hotline_sip::media::player::{Player, Prompt};
 use hotline_sip::media::relay::{LegFormat, Relay};
 use hotline_sip::rtp::RtpPacket;
 use hotline_sip::rtp::jitter::{JitterBuffer, Playout};
@@ -59,6 +59,8 @@ pub enum ToMedia {
     },
     /// The transfer target did not answer (its final status, 0 when no call could be placed).
     TransferFailed(u16),
+    /// A re-INVITE or UPDATE from the transfer target changed its leg (hold, unhold).
+    UpdateB(Negotiated),
 }
 
 /// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
@@ -76,6 +78,8 @@ pub struct TransferRequest {
     pub from_user: String,
     /// The SDP offer for the target's leg.
     pub offer: Vec<u8>,
+    /// Our side of that SDP (the handler answers the target's re-INVITEs with it).
+    pub local: Local,
 }
 
 /// A call handed to a worker when it is answered.
@@ -122,6 +126,8 @@ pub struct Shared {
     pub realtime: bool,
     /// Where RTP sockets are bound (transfer legs).
     pub bind: std::net::IpAddr,
+    /// Played to one side of a bridge while the other holds.
+    pub music_on_hold: Vec<Arc<Prompt>>,
     /// The address written in SDP (transfer legs).
     pub announce: std::net::IpAddr,
 }
@@ -293,6 +299,13 @@ struct LegB {
 struct Bridge {
     dialog: DialogId,
     negotiated: Negotiated,
+    /// The address the target's SDP gave (the latch may have moved to the real source).
+    sdp_remote: SocketAddr,
+    /// Whether we send to the target (not while it holds).
+    sending: bool,
+    /// Music for the caller while the target holds, and for the target while the caller does.
+    moh_to_a: Player,
+    moh_to_b: Player,
     latch: Latch,
     to_b: Relay,
     to_a: Relay,
@@ -467,20 +480,8 @@ impl Worker {
                 let Some(leg) = c.leg_b.as_mut() else {
                     return;
                 };
-                let a = c.negotiated.map_or(
-                    LegFormat {
-                        codec: Codec::Pcmu,
-                        dtmf: None,
-                    },
-                    |n| LegFormat {
-                        codec: n.codec,
-                        dtmf: n.dtmf,
-                    },
-                );
-                let b = LegFormat {
-                    codec: negotiated.codec,
-                    dtmf: negotiated.dtmf,
-                };
+                let a = format_of(c.negotiated);
+                let b = format_of(Some(negotiated));
                 let seed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 let registered = self.poll.registry().register(
                     &mut leg.socket,
@@ -491,15 +492,38 @@ impl Worker {
                     tracing::error!(error = %e, "cannot watch a transfer leg's socket");
                 }
                 tracing::info!(call_id = %c.record.call_id, uri = %leg.uri, "caller bridged to the transfer target");
+                let moh = || Player::new(self.shared.music_on_hold.clone(), false);
                 leg.bridge = Some(Bridge {
                     dialog,
                     negotiated,
+                    sdp_remote: negotiated.remote,
+                    sending: sends(negotiated.direction),
+                    moh_to_a: moh(),
+                    moh_to_b: moh(),
                     latch: Latch::new(negotiated.remote),
                     to_b: Relay::new(a, b, (seed >> 32) as u32, seed),
                     to_a: Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17)),
                     jitter: JitterBuffer::new(JITTER_DEPTH, silence(negotiated.codec)),
                     tick: now + FRAME_TIME,
                 });
+            }
+            ToMedia::UpdateB(n) => {
+                if let Some(LegB {
+                    bridge: Some(b), ..
+                }) = c.leg_b.as_mut()
+                {
+                    if n.remote != b.sdp_remote && !n.remote.ip().is_unspecified() {
+                        b.latch = Latch::new(n.remote);
+                        b.sdp_remote = n.remote;
+                    }
+                    b.sending = sends(n.direction) && !n.remote.ip().is_unspecified();
+                    let a = format_of(c.negotiated);
+                    let bf = format_of(Some(n));
+                    b.to_b.set_formats(a, bf);
+                    b.to_a.set_formats(bf, a);
+                    b.negotiated = n;
+                    tracing::info!(call_id = %c.record.call_id, holds = !b.sending, "the transfer target changed its media");
+                }
             }
             ToMedia::TransferFailed(status) => {
                 tracing::info!(call_id = %c.record.call_id, status, "the transfer target did not answer");
@@ -551,8 +575,11 @@ impl Worker {
                             ..
                         }) = &mut c.leg_b
                         {
-                            // Bridged: the caller's packets go on to the target.
-                            if let Ok(p) = RtpPacket::parse(&self.buf[..n])
+                            // Bridged: the caller's packets go on to the target (unless one of
+                            // them holds: the target then hears music, or nothing).
+                            if c.sending
+                                && b.sending
+                                && let Ok(p) = RtpPacket::parse(&self.buf[..n])
                                 && let Some(out) = b.to_b.relay(&p)
                             {
                                 let _ = socket.send_to(out, b.latch.target());
@@ -697,6 +724,7 @@ impl Worker {
             target,
             from_user: c.record.called.clone(),
             offer,
+            local,
         };
         rt.spawn(async move {
             engine.tell(Box::new(request)).await;
@@ -732,13 +760,35 @@ impl Worker {
             // A bridged call's recording runs on its own 20 ms clock: the caller's next frame
             // left, the target's right.
             if let Some(LegB {
-                bridge: Some(b), ..
+                socket: socket_b,
+                bridge: Some(b),
+                ..
             }) = &mut c.leg_b
             {
                 let mut ticks = 0;
                 while b.tick <= now && ticks < 50 {
                     ticks += 1;
                     b.tick += FRAME_TIME;
+                    // Music on hold: to the target while the caller holds, to the caller while
+                    // the target holds.
+                    let music = &self.shared.music_on_hold;
+                    if !c.sending && b.sending {
+                        let frame = moh_frame(&mut b.moh_to_b, music, b.negotiated.codec);
+                        let out = b.to_b.inject(&frame);
+                        let _ = socket_b.send_to(out, b.latch.target());
+                    }
+                    if c.sending
+                        && !b.sending
+                        && let (Some(latch), Some(neg)) = (c.latch, c.negotiated)
+                    {
+                        let frame = moh_frame(&mut b.moh_to_a, music, neg.codec);
+                        let out = b.to_a.inject(&frame);
+                        if c.socket.send_to(out, latch.target()).is_ok() {
+                            c.record.packets_sent += 1;
+                            let ts = u32::from_be_bytes([out[4], out[5], out[6], out[7]]);
+                            c.rtcp.on_sent(out.len().saturating_sub(RTP_HEADER), ts);
+                        }
+                    }
                     if let (Some(rec), Some(jb), Some(neg)) =
                         (&self.shared.recordings, &mut c.jitter, c.negotiated)
                     {
@@ -853,7 +903,7 @@ impl Worker {
         let tick = match &c.leg_b {
             Some(LegB {
                 bridge: Some(b), ..
-            }) if self.shared.recordings.is_some() => Some(b.tick),
+            }) => Some(b.tick),
             _ => None,
         };
         // A prompt the application spoke starts now: its first frame may be due at once.
@@ -1009,6 +1059,34 @@ const LEG_B: usize = 1 << (usize::BITS - 3);
 /// One frame of the media clock.
 const FRAME_TIME: Duration = Duration::from_millis(20);
 
+/// The next frame of music on hold in `codec`, the music starting over at its end; silence
+/// when there is no music.
+fn moh_frame(player: &mut Player, music: &[Arc<Prompt>], codec: Codec) -> [u8; 160] {
+    let mut out = [silence(codec); 160];
+    if player.finished() {
+        *player = Player::new(music.to_vec(), false);
+    }
+    if let Some(f) = player.next_frame(codec) {
+        let n = f.len().min(160);
+        out[..n].copy_from_slice(&f[..n]);
+    }
+    out
+}
+
+/// A leg's formats for a relay (PCMU without events before anything is agreed).
+fn format_of(n: Option<Negotiated>) -> LegFormat {
+    n.map_or(
+        LegFormat {
+            codec: Codec::Pcmu,
+            dtmf: None,
+        },
+        |n| LegFormat {
+            codec: n.codec,
+            dtmf: n.dtmf,
+        },
+    )
+}
+
 /// Where a transfer's INVITE goes: the URI's host, which must be an IP address (names would
 /// need DNS, RFC 3263, which the engine does not do yet), and its port (5060 by default).
 fn transfer_target(uri: &str) -> Option<SocketAddr> {
@@ -1079,5 +1157,30 @@ impl Facts {
             self.facts = CallFacts::new(&caller, Utc::now(), calendar, Default::default());
         }
         &self.facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hotline_sip::media::g711::ulaw_decode;
+
+    #[test]
+    fn music_on_hold_loops_and_is_silence_when_there_is_none() {
+        let music = vec![Arc::new(crate::calls::default_music_on_hold())];
+        let frames = music[0].frames();
+        let mut player = Player::new(music.clone(), false);
+        let first = moh_frame(&mut player, &music, Codec::Pcmu);
+        assert!(
+            first.iter().any(|b| ulaw_decode(*b).abs() > 200),
+            "music is audible"
+        );
+        for _ in 1..frames {
+            moh_frame(&mut player, &music, Codec::Pcmu);
+        }
+        // The end of the music is followed by its beginning.
+        assert_eq!(moh_frame(&mut player, &music, Codec::Pcmu), first);
+        let mut none = Player::new(Vec::new(), false);
+        assert_eq!(moh_frame(&mut none, &[], Codec::Pcma), [0xD5; 160]);
     }
 }

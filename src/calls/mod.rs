@@ -77,15 +77,18 @@ pub struct Calls {
     engine: Option<EngineHandle>,
     live: HashMap<DialogId, Live>,
     finished: Arc<Mutex<Vec<(DialogId, u64)>>>,
-    /// Calls placed for transfers, not answered yet: INVITE transaction to (worker, call key).
-    transfers: HashMap<TxId, (usize, u64)>,
-    /// Answered transfer legs: their dialog to (worker, call key).
-    legs_b: HashMap<DialogId, (usize, u64)>,
+    /// Calls placed for transfers, not answered yet: INVITE transaction to (worker, call key,
+    /// our side of the leg's SDP).
+    transfers: HashMap<TxId, (usize, u64, Local)>,
+    /// Answered transfer legs: their dialog to (worker, call key, our side of its SDP).
+    legs_b: HashMap<DialogId, (usize, u64, Local)>,
     records: mpsc::UnboundedSender<CallEvent>,
     recordings: Option<Arc<Recordings>>,
     unavailable: Vec<Arc<Prompt>>,
     /// Started when the engine attaches the handler (they need its handle).
     workers: Option<Workers>,
+    /// Played to one side of a bridge while the other holds.
+    music_on_hold: Vec<Arc<Prompt>>,
     calls: u64,
 }
 
@@ -118,6 +121,7 @@ impl Calls {
             recordings,
             unavailable,
             workers: None,
+            music_on_hold: vec![Arc::new(default_music_on_hold())],
             calls: 0,
         }
     }
@@ -137,6 +141,7 @@ impl Calls {
                 realtime: self.cfg.realtime,
                 bind: self.cfg.bind,
                 announce: self.cfg.announce,
+                music_on_hold: self.music_on_hold.clone(),
             };
             match Workers::start(self.cfg.workers, shared) {
                 Ok(w) => self.workers = Some(w),
@@ -169,8 +174,8 @@ impl Calls {
         for (d, _) in done {
             self.live.remove(&d);
         }
-        self.legs_b.retain(|_, (_, k)| !keys.contains(k));
-        self.transfers.retain(|_, (_, k)| !keys.contains(k));
+        self.legs_b.retain(|_, (_, k, _)| !keys.contains(k));
+        self.transfers.retain(|_, (_, k, _)| !keys.contains(k));
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
 
@@ -346,11 +351,17 @@ impl Calls {
         tx: TxId,
         request: Message,
     ) {
-        let Some(live) = self.live.get_mut(&dialog) else {
+        // The caller's leg, or a transfer target's.
+        let (worker, key, local, leg_b) = if let Some(live) = self.live.get_mut(&dialog) {
+            (live.worker, live.key, &mut live.local, false)
+        } else if let Some((worker, key, local)) = self.legs_b.get_mut(&dialog) {
+            (*worker, *key, local, true)
+        } else {
             let _ = ep.respond(now, tx, final_response(&request, 481, tx));
             return;
         };
         let mut ok = Message::response_to(&request, 200);
+        let mut news = None;
         match body_sdp(&request) {
             Err(status) => {
                 let _ = ep.respond(now, tx, final_response(&request, status, tx));
@@ -359,20 +370,21 @@ impl Calls {
             // A refresh without SDP (UPDATE) changes nothing.
             Ok(None) if request.method() == Some(&Method::Update) => ok.set_body(None, Vec::new()),
             Ok(None) => {
-                live.local.version += 1;
-                let offer = sdp::offer(live.local, Direction::SendRecv);
+                local.version += 1;
+                let offer = sdp::offer(*local, Direction::SendRecv);
                 ok.set_body(Some("application/sdp"), offer.to_string().into_bytes());
             }
             Ok(Some(offer)) => {
-                let mut local = live.local;
-                local.version += 1;
-                match sdp::answer(&offer, local) {
+                let mut next = *local;
+                next.version += 1;
+                match sdp::answer(&offer, next) {
                     Ok((answer, n)) => {
-                        live.local = local;
-                        let (worker, key) = (live.worker, live.key);
-                        if let Some(w) = &self.workers {
-                            w.news(worker, key, ToMedia::Update(n));
-                        }
+                        *local = next;
+                        news = Some(if leg_b {
+                            ToMedia::UpdateB(n)
+                        } else {
+                            ToMedia::Update(n)
+                        });
                         ok.set_body(Some("application/sdp"), answer.to_string().into_bytes());
                     }
                     Err(e) => {
@@ -384,8 +396,30 @@ impl Calls {
                 }
             }
         }
+        if let (Some(n), Some(w)) = (news, &self.workers) {
+            w.news(worker, key, n);
+        }
         let _ = ep.respond(now, tx, ok);
     }
+}
+
+/// Music on hold when none is configured: a soft, slow chime (C-E-G-E, 0.4 s a note, at
+/// about -26 dBFS, with a gentle decay), 1.6 s looped, so a held party knows the call is
+/// still there.
+pub fn default_music_on_hold() -> Prompt {
+    let notes = [261.63f64, 329.63, 392.0, 329.63];
+    let per_note = 3200usize;
+    let samples: Vec<i16> = notes
+        .iter()
+        .flat_map(|f| {
+            (0..per_note).map(move |i| {
+                let t = i as f64 / 8000.0;
+                let envelope = (-3.0 * t).exp();
+                (1600.0 * envelope * (2.0 * std::f64::consts::PI * f * t).sin()) as i16
+            })
+        })
+        .collect();
+    Prompt::from_linear("music on hold", &samples)
 }
 
 /// A random number (SSRCs, sequence and timestamp origins, SDP session ids: RFC 3550 wants
@@ -454,7 +488,7 @@ impl CallHandler for Calls {
         match ep.invite(now, peer, &t.uri, &t.from_user, Some(&t.offer)) {
             Ok(tx) => {
                 tracing::info!(uri = %t.uri, "transferring a call");
-                self.transfers.insert(tx, (t.worker, t.key));
+                self.transfers.insert(tx, (t.worker, t.key, t.local));
             }
             Err(e) => {
                 tracing::warn!(error = ?e, uri = %t.uri, "cannot place the transfer call");
@@ -505,7 +539,7 @@ impl CallHandler for Calls {
                     let ringing: Vec<TxId> = self
                         .transfers
                         .iter()
-                        .filter(|(_, (_, k))| *k == live.key)
+                        .filter(|(_, (_, k, _))| *k == live.key)
                         .map(|(tx, _)| *tx)
                         .collect();
                     for tx in ringing {
@@ -513,7 +547,7 @@ impl CallHandler for Calls {
                         let _ = ep.cancel(now, tx);
                     }
                     self.tell(&live, ToMedia::Ended(end_reason(reason)));
-                } else if let Some((worker, key)) = self.legs_b.remove(&dialog)
+                } else if let Some((worker, key, _)) = self.legs_b.remove(&dialog)
                     && let Some(w) = &self.workers
                 {
                     w.news(worker, key, ToMedia::Ended("transfer target hung up"));
@@ -524,7 +558,7 @@ impl CallHandler for Calls {
                 dialog,
                 response,
             } => {
-                let Some((worker, key)) = self.transfers.remove(&tx) else {
+                let Some((worker, key, local)) = self.transfers.remove(&tx) else {
                     let _ = ep.bye(now, &dialog); // a call nobody is waiting for any more
                     return;
                 };
@@ -534,7 +568,7 @@ impl CallHandler for Calls {
                     .map(|sdp| sdp::accept_answer(&sdp));
                 let news = match answer {
                     Some(Ok(negotiated)) => {
-                        self.legs_b.insert(dialog.clone(), (worker, key));
+                        self.legs_b.insert(dialog.clone(), (worker, key, local));
                         ToMedia::Bridged { dialog, negotiated }
                     }
                     _ => {
@@ -548,7 +582,8 @@ impl CallHandler for Calls {
                 }
             }
             EndpointEvent::Failed { tx, status } => {
-                if let (Some((worker, key)), Some(w)) = (self.transfers.remove(&tx), &self.workers)
+                if let (Some((worker, key, _)), Some(w)) =
+                    (self.transfers.remove(&tx), &self.workers)
                 {
                     w.news(worker, key, ToMedia::TransferFailed(status));
                 }

@@ -99,6 +99,42 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// The legs' formats changed (a re-INVITE chose another law or event type); the output
+    /// stream's numbering goes on.
+    pub fn set_formats(&mut self, from: LegFormat, to: LegFormat) {
+        self.from = from;
+        self.to = to;
+    }
+
+    /// A frame of our own (music on hold while the input leg holds) in the output's law, sent
+    /// in the same output stream: numbering goes on from the last packet, and the input's next
+    /// packet continues after it.
+    pub fn inject(&mut self, frame: &[u8]) -> &[u8] {
+        let (seq, ts, marker) = match self.last {
+            Some((s, t)) => (
+                s.wrapping_add(1),
+                t.wrapping_add(160),
+                self.source.is_some(),
+            ),
+            None => ((self.seed & 0xFFFF) as u16, (self.seed >> 16) as u32, true),
+        };
+        // The input, when it comes back, is lined up after this frame.
+        self.source = None;
+        self.last = Some((seq, ts));
+        write_packet(
+            &mut self.buf,
+            marker,
+            self.to.codec.payload_type(),
+            seq,
+            ts,
+            self.ssrc,
+            frame,
+        );
+        &self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +228,25 @@ mod tests {
         let after = out(&mut r, &packet(0, 40_001, 9_999_999 + 160, 8, &f)).unwrap();
         assert_eq!(after.1, next.1.wrapping_add(1));
         assert!(!after.4);
+    }
+
+    #[test]
+    fn injected_frames_sit_between_relayed_ones_without_a_jump() {
+        let mut r = Relay::new(PCMU_TE, PCMU_TE, 1, 0);
+        let f = [0xFF; 160];
+        let a = out(&mut r, &packet(0, 500, 7000, 7, &f)).unwrap();
+        let moh = r.inject(&[0x55; 160]).to_vec();
+        let moh = RtpPacket::parse(&moh).unwrap();
+        assert_eq!(moh.sequence, a.1.wrapping_add(1));
+        assert_eq!(moh.timestamp, a.2.wrapping_add(160));
+        assert!(moh.marker, "music starts a talkspurt");
+        assert_eq!(moh.payload, [0x55; 160]);
+        let moh2 = r.inject(&[0x55; 160]).to_vec();
+        let moh2 = RtpPacket::parse(&moh2).unwrap();
+        assert!(!moh2.marker);
+        // The input comes back: it continues after the music.
+        let b = out(&mut r, &packet(0, 600, 23_000, 7, &f)).unwrap();
+        assert_eq!(b.1, moh2.sequence.wrapping_add(1));
+        assert_eq!(b.2, moh2.timestamp.wrapping_add(160));
     }
 }

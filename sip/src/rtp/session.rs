@@ -150,9 +150,11 @@ impl RtcpSession {
                     // RFC 3550 6.4.1: RTT = arrival - LSR - DLSR, in 1/65536 s.
                     let rtt = middle(ntp)
                         .wrapping_sub(b.last_sr)
-                        .wrapping_sub(b.delay_since_last_sr);
-                    if rtt < 0x8000_0000 {
-                        self.quality.rtt_ms = Some(f64::from(rtt) * 1000.0 / 65536.0);
+                        .wrapping_sub(b.delay_since_last_sr) as i32;
+                    // On a short path the peer's rounding of DLSR can make the result a hair
+                    // below zero: up to 10 ms below counts as no delay; more is a bogus report.
+                    if rtt >= -655 {
+                        self.quality.rtt_ms = Some(f64::from(rtt.max(0)) * 1000.0 / 65536.0);
                     }
                 }
             }
@@ -365,5 +367,37 @@ mod tests {
         };
         assert_eq!(reports[0].last_sr, 0x2345_6789);
         assert_eq!(reports[0].delay_since_last_sr, (1.5 * 65536.0) as u32);
+    }
+
+    #[test]
+    fn a_round_trip_rounded_below_zero_on_a_short_path_is_zero_and_a_bogus_one_is_ignored() {
+        let t0 = Instant::now();
+        let base = 3_900_000_000u64 << 32;
+        let mut s = RtcpSession::new(0x1111, "c", T, 0);
+        s.start(t0);
+        s.on_sent(160, 0);
+        let sr_ntp = ntp_at(base, Duration::from_millis(2500));
+        let _ = s.poll_report(t0 + T / 2, sr_ntp).unwrap();
+        let rr = |dlsr_ms: f64| {
+            let mut rr = Vec::new();
+            rtcp::write_receiver_report(
+                &mut rr,
+                0x2222,
+                &[ReportBlock {
+                    ssrc: 0x1111,
+                    last_sr: middle(sr_ntp),
+                    delay_since_last_sr: (dlsr_ms / 1000.0 * 65536.0) as u32,
+                    ..ReportBlock::default()
+                }],
+            );
+            rr
+        };
+        // Arrives 100 ms after our SR; the peer says it held it 100.2 ms.
+        let arrival = ntp_at(base, Duration::from_millis(2600));
+        s.on_rtcp(&rr(100.2), t0, arrival);
+        assert_eq!(s.quality().rtt_ms, Some(0.0));
+        // A report claiming it held our SR for 2 s more than there was: ignored.
+        s.on_rtcp(&rr(2100.0), t0, arrival);
+        assert_eq!(s.quality().rtt_ms, Some(0.0));
     }
 }

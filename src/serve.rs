@@ -282,6 +282,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         started,
         ivr: ivr.as_ref().map(|(s, _)| Arc::clone(s)),
         admin_token: cfg.http.admin_token.as_deref().map(Arc::from),
+        engine: Some(sip.engine.clone()),
     };
     let server = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -224,13 +224,15 @@ pub fn log_event(event: EndpointEvent) {
     }
 }
 
-/// The bound addresses of the running service.
-#[derive(Debug, Clone, Copy)]
+/// The bound addresses of the running service, and a handle on its engine task.
+#[derive(Debug, Clone)]
 pub struct SignalingAddrs {
     /// UDP.
     pub udp: SocketAddr,
     /// TCP.
     pub tcp: SocketAddr,
+    /// The engine task (for other parts of the node: the HTTP API tells the call handler).
+    pub engine: EngineHandle,
 }
 
 /// Socket buffers of the SIP UDP socket: a burst of thousands of calls a second must queue in
@@ -277,11 +279,12 @@ pub async fn start_with_handler(
     let tcp = TcpListener::bind((cfg.listen, cfg.tcp_port.0))
         .await
         .with_context(|| format!("cannot bind SIP TCP {}:{}", cfg.listen, cfg.tcp_port))?;
+    let (tx, rx) = mpsc::channel::<Input>(4096);
     let addrs = SignalingAddrs {
         udp: udp.local_addr()?,
         tcp: tcp.local_addr()?,
+        engine: EngineHandle { tx: tx.clone() },
     };
-    let (tx, rx) = mpsc::channel::<Input>(4096);
     handler.attach(EngineHandle { tx: tx.clone() });
     tokio::spawn(accept_loop(
         tcp,

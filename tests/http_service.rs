@@ -16,6 +16,7 @@ fn state(db: PgPool) -> AppState {
         started: std::sync::Arc::new(std::time::Instant::now()),
         ivr: None,
         admin_token: None,
+        engine: None,
     }
 }
 

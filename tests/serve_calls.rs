@@ -94,3 +94,116 @@ fn a_served_call_walks_the_script_and_leaves_its_record() {
     assert!(line.contains("138****5678"), "{line}");
     assert!(!line.contains("13812345678"), "{line}");
 }
+
+/// The admin API pauses and resumes a call's recording (personal data read aloud): the file
+/// keeps its time line with silence on both channels while paused, and both switches are
+/// audited.
+#[test]
+fn a_recording_paused_through_the_admin_api_holds_silence_for_the_pause() {
+    const TOKEN: &str = "an-admin-token-for-tests";
+    let dir = shared_tempdir();
+    let script = dir.path().join("ivr.toml");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let mut node = start_sip_node_env(
+        "",
+        &[
+            ("HOTLINE_IVR__SCRIPT", script.as_os_str()),
+            ("HOTLINE_HTTP__ADMIN_TOKEN", std::ffi::OsStr::new(TOKEN)),
+        ],
+    );
+    let base = node.node.wait_http();
+    // The caller streams 300 Hz for 5 s.
+    let voice: Vec<u8> = (0..80_000)
+        .map(|i| {
+            hotline_sip::media::g711::ulaw_encode(
+                (6000.0 * (2.0 * std::f64::consts::PI * 300.0 * f64::from(i) / 8000.0).sin())
+                    as i16,
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("voice.ulaw"), voice).unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_media_load.xml");
+    let (udp, work) = (node.udp, dir.path().to_path_buf());
+    let caller = std::thread::spawn(move || {
+        common::sipp::sipp_in(&work, udp, &scenario, "12345", &["-d", "5000"])
+    });
+    // The call's row appears when it is answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let call_id = loop {
+        let rows = node.db.rows("SELECT call_id FROM calls");
+        if let Some(r) = rows.first() {
+            break r.get::<String, _>("call_id");
+        }
+        assert!(Instant::now() < deadline, "the call was not answered");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let answered = Instant::now();
+    let http = reqwest::blocking::Client::new();
+    let post = |what: &str| {
+        http.post(format!("{base}/api/admin/calls/{call_id}/recording/{what}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(1000).saturating_sub(answered.elapsed()));
+    assert_eq!(post("pause").status(), 200);
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(answered.elapsed()));
+    assert_eq!(post("resume").status(), 200);
+    let r = http
+        .post(format!(
+            "{base}/api/admin/calls/no-such-call/recording/pause"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "{errors}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let path = loop {
+        let rows = node
+            .db
+            .rows("SELECT recording FROM calls WHERE ended_at IS NOT NULL");
+        if let Some(r) = rows.first() {
+            break r.get::<Option<String>, _>("recording").expect("recorded");
+        }
+        assert!(Instant::now() < deadline, "the call did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&path).is_file() {
+        assert!(Instant::now() < deadline, "the recording was not finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let loud = |from: f64, to: f64| {
+        let s = &left[(from * 8000.0) as usize..(to * 8000.0) as usize];
+        s.iter().filter(|x| x.abs() > 1000).count() as f64 / s.len() as f64
+    };
+    assert!(loud(0.3, 0.8) > 0.3, "the caller is heard before the pause");
+    assert!(
+        loud(1.4, 2.2) < 0.01,
+        "silence while paused ({})",
+        loud(1.4, 2.2)
+    );
+    let quiet_right = samples[(1.4 * 8000.0) as usize * 2..(2.2 * 8000.0) as usize * 2]
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .all(|x| x.abs() < 100);
+    assert!(quiet_right, "both channels are silent while paused");
+    assert!(
+        loud(3.0, 4.0) > 0.3,
+        "the caller is heard again after the resume"
+    );
+    let actions: Vec<String> = node
+        .db
+        .rows("SELECT action FROM audit_log ORDER BY id")
+        .iter()
+        .map(|r| r.get::<String, _>("action"))
+        .collect();
+    assert_eq!(actions, ["recording.pause", "recording.resume"]);
+}

@@ -61,6 +61,9 @@ pub enum ToMedia {
     TransferFailed(u16),
     /// A re-INVITE or UPDATE from the transfer target changed its leg (hold, unhold).
     UpdateB(Negotiated),
+    /// Pause (true) or resume (false) the recording: while paused both channels record
+    /// silence, so the file keeps its time line (personal data read aloud, Art. 11).
+    PauseRecording(bool),
 }
 
 /// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
@@ -283,6 +286,8 @@ struct CallState {
     jitter: Option<JitterBuffer>,
     /// The transfer target's leg, from the moment it is called.
     leg_b: Option<LegB>,
+    /// The recording records silence (paused for personal data).
+    recording_paused: bool,
 }
 
 /// The leg to a transfer target, bridged to the caller once it answers.
@@ -430,6 +435,7 @@ impl Worker {
             scheduled: None,
             jitter: None,
             leg_b: None,
+            recording_paused: false,
         };
         self.calls.insert(key, state);
     }
@@ -506,6 +512,10 @@ impl Worker {
                     jitter: JitterBuffer::new(JITTER_DEPTH, silence(negotiated.codec)),
                     tick: now + FRAME_TIME,
                 });
+            }
+            ToMedia::PauseRecording(paused) => {
+                tracing::info!(call_id = %c.record.call_id, paused, "recording paused or resumed");
+                c.recording_paused = paused;
             }
             ToMedia::UpdateB(n) => {
                 if let Some(LegB {
@@ -800,7 +810,11 @@ impl Worker {
                             Playout::Frame(f) | Playout::Concealed(f) => f,
                             Playout::Waiting => &[],
                         };
-                        rec.frame(key, caller, neg.codec, theirs, b.negotiated.codec);
+                        if c.recording_paused {
+                            rec.frame(key, &[], neg.codec, &[], b.negotiated.codec);
+                        } else {
+                            rec.frame(key, caller, neg.codec, theirs, b.negotiated.codec);
+                        }
                     }
                 }
             }
@@ -853,7 +867,11 @@ impl Worker {
                     Playout::Frame(f) | Playout::Concealed(f) => f,
                     Playout::Waiting => &[],
                 };
-                rec.frame(key, caller, neg.codec, ours, neg.codec);
+                if c.recording_paused {
+                    rec.frame(key, &[], neg.codec, &[], neg.codec);
+                } else {
+                    rec.frame(key, caller, neg.codec, ours, neg.codec);
+                }
             }
         }
         let mut end = None;

@@ -92,6 +92,18 @@ pub struct Calls {
     calls: u64,
 }
 
+/// Pause or resume the recording of the call in progress with this Call-ID (sent to the
+/// handler with [`EngineHandle::tell`]); `reply` says whether there is such a call.
+#[derive(Debug)]
+pub struct RecordingControl {
+    /// The call's SIP Call-ID.
+    pub call_id: String,
+    /// Pause (true) or resume (false).
+    pub pause: bool,
+    /// Whether the call was found.
+    pub reply: tokio::sync::oneshot::Sender<bool>,
+}
+
 /// Seconds a caller refused for want of ports is asked to wait.
 const RETRY_AFTER_SECS: u32 = 5;
 
@@ -478,6 +490,25 @@ impl CallHandler for Calls {
     }
 
     fn message(&mut self, ep: &mut Endpoint, now: Instant, message: Box<dyn std::any::Any + Send>) {
+        let message = match message.downcast::<RecordingControl>() {
+            Ok(control) => {
+                let live = self.live.iter().find(|(d, _)| d.call_id == control.call_id);
+                let found = match (live, &self.workers) {
+                    (Some((_, live)), Some(w)) => {
+                        w.news(
+                            live.worker,
+                            live.key,
+                            ToMedia::PauseRecording(control.pause),
+                        );
+                        true
+                    }
+                    _ => false,
+                };
+                let _ = control.reply.send(found);
+                return;
+            }
+            Err(other) => other,
+        };
         let Ok(t) = message.downcast::<TransferRequest>() else {
             return;
         };

@@ -5,10 +5,13 @@
 //! - `POST /api/admin/ivr/reload`: reload the IVR script, as SIGHUP does: new calls take the
 //!   new version, calls in progress keep theirs; a version that fails validation is refused
 //!   (422 with every problem as `FILE:LINE: reason`) and the script in force stays.
+//! - `POST /api/admin/calls/{call_id}/recording/pause` and `.../resume`: while personal data
+//!   is read aloud the call's recording records silence (Art. 11); 404 when no such call is in
+//!   progress. (The agent desktop, issue 9, will give agents the same switch.)
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,7 +19,12 @@ use axum::routing::post;
 use super::{ApiError, AppState};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/api/admin/ivr/reload", post(reload_ivr))
+    Router::new()
+        .route("/api/admin/ivr/reload", post(reload_ivr))
+        .route(
+            "/api/admin/calls/{call_id}/recording/{action}",
+            post(recording),
+        )
 }
 
 /// Compares in time independent of where the strings differ (a token is a secret).
@@ -112,5 +120,58 @@ async fn reload_ivr(State(state): State<AppState>, headers: HeaderMap) -> Respon
                 .into_response()
         }
         Err(e) => ApiError::Internal(e.into()).into_response(),
+    }
+}
+
+async fn recording(
+    State(state): State<AppState>,
+    Path((call_id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refusal(&state, &headers) {
+        return r;
+    }
+    let pause = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
+        _ => {
+            return ApiError::NotFound(format!("no recording action {action:?} (pause, resume)"))
+                .into_response();
+        }
+    };
+    let Some(engine) = state.engine.clone() else {
+        return ApiError::Unavailable("calls are not handled by this node".into()).into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let control = crate::calls::RecordingControl {
+        call_id: call_id.clone(),
+        pause,
+        reply,
+    };
+    if !engine.tell(Box::new(control)).await {
+        return ApiError::Unavailable("the SIP engine has stopped".into()).into_response();
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), answer).await {
+        Ok(Ok(true)) => {
+            let what = if pause {
+                "recording.pause"
+            } else {
+                "recording.resume"
+            };
+            audit(
+                &state,
+                what,
+                &format!("call:{call_id}"),
+                serde_json::json!({}),
+            )
+            .await;
+            Json(serde_json::json!({
+                "call_id": call_id,
+                "recording": if pause { "paused" } else { "recording" },
+            }))
+            .into_response()
+        }
+        Ok(_) => ApiError::NotFound(format!("no call {call_id:?} in progress")).into_response(),
+        Err(_) => ApiError::Unavailable("the call handler did not answer".into()).into_response(),
     }
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub ivr: Option<Arc<crate::ivr::store::ScriptStore>>,
     /// The admin API's bearer token; without one the admin API is off.
     pub admin_token: Option<Arc<str>>,
+    /// The SIP engine task (the call handler takes commands through it).
+    pub engine: Option<crate::signaling::EngineHandle>,
 }
 
 /// The whole HTTP application.

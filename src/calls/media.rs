@@ -469,8 +469,20 @@ impl Worker {
                 c.call.start(now, facts);
             }
             ToMedia::Key(k) => {
-                let facts = c.facts.get(now, &self.shared.calendar);
-                c.call.digit(now, k, facts);
+                if let Some(LegB {
+                    socket,
+                    bridge: Some(b),
+                    ..
+                }) = &mut c.leg_b
+                {
+                    // Bridged: a key by INFO goes on to the target as RFC 4733 events.
+                    for packet in b.to_b.inject_key(k) {
+                        let _ = socket.send_to(&packet, b.latch.target());
+                    }
+                } else {
+                    let facts = c.facts.get(now, &self.shared.calendar);
+                    c.call.digit(now, k, facts);
+                }
             }
             ToMedia::Update(n) => {
                 if !c.receiving && receives(n.direction) {

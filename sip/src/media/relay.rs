@@ -107,6 +107,29 @@ impl Relay {
         self.to = to;
     }
 
+    /// A key pressed on the input leg by other means (SIP INFO) sent on the output as RFC 4733
+    /// events: the packets of one press, all with the next timestamp, the first marked, in
+    /// the output's telephone-event payload type; none when the output has no telephone-event.
+    pub fn inject_key(&mut self, key: char) -> Vec<Vec<u8>> {
+        let (Some(pt), Some(payloads)) = (self.to.dtmf, crate::rtp::dtmf::press(key, 100)) else {
+            return Vec::new();
+        };
+        let (mut seq, ts) = match self.last {
+            Some((s, t)) => (s.wrapping_add(1), t.wrapping_add(160)),
+            None => ((self.seed & 0xFFFF) as u16, (self.seed >> 16) as u32),
+        };
+        let mut out = Vec::with_capacity(payloads.len());
+        for (i, p) in payloads.iter().enumerate() {
+            let mut b = Vec::with_capacity(16);
+            write_packet(&mut b, i == 0, pt, seq, ts, self.ssrc, p);
+            out.push(b);
+            self.last = Some((seq, ts));
+            seq = seq.wrapping_add(1);
+        }
+        self.source = None;
+        out
+    }
+
     /// A frame of our own (music on hold while the input leg holds) in the output's law, sent
     /// in the same output stream: numbering goes on from the last packet, and the input's next
     /// packet continues after it.
@@ -248,5 +271,37 @@ mod tests {
         let b = out(&mut r, &packet(0, 600, 23_000, 7, &f)).unwrap();
         assert_eq!(b.1, moh2.sequence.wrapping_add(1));
         assert_eq!(b.2, moh2.timestamp.wrapping_add(160));
+    }
+
+    #[test]
+    fn a_key_by_info_goes_out_as_events_of_one_press() {
+        let mut r = Relay::new(PCMU_TE, PCMA_TE, 1, 0);
+        let a = out(&mut r, &packet(0, 10, 800, 7, &[0xFF; 160])).unwrap();
+        let packets = r.inject_key('#');
+        assert!(packets.len() >= 4);
+        let mut rx = crate::rtp::dtmf::DtmfReceiver::new();
+        let mut keys = Vec::new();
+        for (i, b) in packets.iter().enumerate() {
+            let p = RtpPacket::parse(b).unwrap();
+            assert_eq!(p.payload_type, 96, "the output's telephone-event type");
+            assert_eq!(p.sequence, a.1.wrapping_add(1 + i as u16));
+            assert_eq!(p.timestamp, a.2.wrapping_add(160));
+            assert_eq!(p.marker, i == 0);
+            keys.extend(
+                rx.on_packet(p.ssrc, p.timestamp, p.payload)
+                    .map(|d| d.digit),
+            );
+        }
+        assert_eq!(keys, ['#']);
+        let mut plain = Relay::new(
+            PCMU_TE,
+            LegFormat {
+                codec: Codec::Pcmu,
+                dtmf: None,
+            },
+            1,
+            0,
+        );
+        assert!(plain.inject_key('1').is_empty());
     }
 }

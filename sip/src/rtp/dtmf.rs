@@ -140,6 +140,39 @@ impl DtmfReceiver {
     }
 }
 
+/// The telephone-event payloads of one key press, in sending order, as RFC 4733 2.5 has a
+/// sender emit them: the first at once, an update every 50 ms with the duration so far, then
+/// the final duration three times with the end bit (so a lost end packet does not stretch
+/// the key). All are sent with the same RTP timestamp, the press's start, the first with the
+/// marker bit. `None` for a character that is no key.
+pub fn press(key: char, duration_ms: u16) -> Option<Vec<[u8; 4]>> {
+    let event = TelephoneEvent::code_of(key)?;
+    let total = duration_ms.clamp(40, 5000) * 8;
+    let mut out = Vec::new();
+    let mut d = 0u16;
+    while d < total {
+        out.push(
+            TelephoneEvent {
+                event,
+                end: false,
+                volume: 10,
+                duration: d.max(160),
+            }
+            .to_bytes(),
+        );
+        d = d.saturating_add(400);
+    }
+    let end = TelephoneEvent {
+        event,
+        end: true,
+        volume: 10,
+        duration: total,
+    }
+    .to_bytes();
+    out.extend([end; 3]);
+    Some(out)
+}
+
 /// The key a SIP INFO carries (the de-facto `application/dtmf-relay` body, `Signal=5` and
 /// `Duration=160` lines, or `application/dtmf` with the key alone), if it names one. The
 /// content type's subtype is given in lower case; anything else is not a key.
@@ -249,5 +282,25 @@ mod info_tests {
         assert_eq!(info_digit("dtmf-relay", b"Signal=x\r\n"), None);
         assert_eq!(info_digit("dtmf-relay", &[0xff, 0xfe]), None);
         assert_eq!(info_digit("sdp", b"Signal=1"), None);
+    }
+
+    #[test]
+    fn a_press_sent_is_one_digit_received() {
+        let packets = super::press('7', 120).unwrap();
+        // 120 ms: updates at 0 and 50 and 100 ms, then three ends.
+        assert_eq!(packets.len(), 6);
+        let ends: Vec<_> = packets
+            .iter()
+            .map(|p| super::TelephoneEvent::parse(p).unwrap())
+            .collect();
+        assert!(ends[..3].iter().all(|e| !e.end && e.event == 7));
+        assert!(ends[3..].iter().all(|e| e.end && e.duration == 960));
+        let mut r = super::DtmfReceiver::new();
+        let got: Vec<char> = packets
+            .iter()
+            .filter_map(|p| r.on_packet(1, 5000, p).map(|d| d.digit))
+            .collect();
+        assert_eq!(got, ['7']);
+        assert!(super::press('x', 100).is_none());
     }
 }

@@ -13,7 +13,7 @@
 # transcoded, recorded call with two legs, and the capture covers both legs' sends.
 #
 # usage: benches/ivr_load.sh [CALLS=2000] [RATE=200] [HOLD=40] [WINDOW=10]
-# MEDIA_THREADS sets rtp.media_threads (default 0: one per core but one), REALTIME rtp.realtime
+# KEEP=1 keeps the work directory (recordings, capture, logs). RECORD=false turns recordings off (recordings.enabled). MEDIA_THREADS sets rtp.media_threads (default 0: one per core but one), REALTIME rtp.realtime
 # (default true). Needs root for tcpdump; installs sip-tester and tcpdump from Debian if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +87,7 @@ listen = "127.0.0.1:28080"
 $db_line
 [recordings]
 dir = "$work/rec"
+enabled = ${RECORD:-true}
 [ivr]
 script = "$work/ivr.toml"
 [log]
@@ -100,6 +101,8 @@ cleanup() {
   kill "$node" 2>/dev/null || true
   wait "$node" 2>/dev/null || true
   [ -n "${scratch:-}" ] && psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $scratch WITH (FORCE)" || true
+  # Gigabytes of recordings and the capture: kept only with KEEP=1.
+  if [ -z "${KEEP:-}" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 for _ in $(seq 1 120); do
@@ -151,4 +154,4 @@ awk -v a="$rss0" -v b="$rss1" -v n="${live:-$calls}" \
   'BEGIN { printf "engine RSS: %.1f MiB idle, %.1f MiB with the calls: %.1f KiB per call\n", a / 1024, b / 1024, (b - a) / n }'
 echo "recording frames dropped (writer behind): ${dropped:-0}"
 echo "busiest threads in the window:"; sed -n '8,16p' "$work/top.txt"
-echo "work directory: $work"
+echo "work directory: $work (removed at exit unless KEEP=1)"

@@ -169,12 +169,15 @@ impl Default for DatabaseConfig {
 pub struct RecordingsConfig {
     /// Directory the stereo WAV recordings are written to.
     pub dir: PathBuf,
+    /// Record every answered call (the hotline's rule); off only for test benches.
+    pub enabled: bool,
 }
 
 impl Default for RecordingsConfig {
     fn default() -> Self {
         RecordingsConfig {
             dir: PathBuf::from("recordings"),
+            enabled: true,
         }
     }
 }

@@ -160,8 +160,13 @@ fn call_handler(
         .map(Arc::new)
         .into_iter()
         .collect();
-    let recordings =
-        Recordings::start(&cfg.recordings.dir).context("starting the recording thread")?;
+    let recordings = if cfg.recordings.enabled {
+        let r = Recordings::start(&cfg.recordings.dir).context("starting the recording thread")?;
+        Some(Arc::new(r))
+    } else {
+        tracing::warn!("recordings.enabled is false: calls are not recorded");
+        None
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let calls = Calls::new(
         CallsConfig {
@@ -181,7 +186,7 @@ fn call_handler(
         scripts,
         Arc::new(calendar),
         tx,
-        Some(Arc::new(recordings)),
+        recordings,
         unavailable,
     );
     Ok((Box::new(calls), Some(rx)))

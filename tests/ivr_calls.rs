@@ -434,6 +434,8 @@ fn sipp_calls_are_answered_held_refused_and_recorded() {
     let info = engine.record(Duration::from_secs(10));
     run(hold_scenario(dir.path()), "12345");
     let held = engine.record(Duration::from_secs(10));
+    run(own("uac_ptime40.xml"), "12345");
+    let ptime40 = engine.record(Duration::from_secs(10));
     run(own("invite_no_g711.xml"), "12345");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     engine.stop();
@@ -453,6 +455,13 @@ fn sipp_calls_are_answered_held_refused_and_recorded() {
     assert!(
         (100..300).contains(&held.packets_sent),
         "about 3 s of audio before the hold, none during it: {held:?}"
+    );
+
+    // 40 ms packets asked for: 25 a second for the 2 s call, not 50.
+    let ptime40 = ptime40.expect("a record of the ptime 40 call");
+    assert!(
+        (40..65).contains(&ptime40.packets_sent),
+        "40 ms packets: {ptime40:?}"
     );
 
     // Every RTP port of the range is taken by another program: 503 with Retry-After.

@@ -589,7 +589,7 @@ impl Worker {
                             RtpPacket::parse(&self.buf[..n]),
                         ) && p.payload_type == neg.codec.payload_type()
                         {
-                            jb.push(p.ssrc, p.sequence, p.payload);
+                            push_frames(jb, &p);
                         }
                         if let Some(LegB {
                             socket,
@@ -667,7 +667,7 @@ impl Worker {
                     }
                     b.latch.on_packet(from);
                     if p.payload_type == b.negotiated.codec.payload_type() {
-                        b.jitter.push(p.ssrc, p.sequence, p.payload);
+                        push_frames(&mut b.jitter, &p);
                     }
                     if let (true, Some(latch), Some(out)) = (c.sending, c.latch, b.to_a.relay(&p)) {
                         match c.socket.send_to(out, latch.target()) {
@@ -870,19 +870,19 @@ impl Worker {
             if let (Some(rec), Some(jb), Some(neg)) =
                 (&self.shared.recordings, &mut c.jitter, c.negotiated)
             {
-                let ours: &[u8] = if c.sending {
-                    packet.get(RTP_HEADER..).unwrap_or_default()
-                } else {
-                    &[]
-                };
-                let caller: &[u8] = match jb.pop() {
-                    Playout::Frame(f) | Playout::Concealed(f) => f,
-                    Playout::Waiting => &[],
-                };
-                if c.recording_paused {
-                    rec.frame(key, &[], neg.codec, &[], neg.codec);
-                } else {
-                    rec.frame(key, caller, neg.codec, ours, neg.codec);
+                // One tick per 20 ms frame of the packet (40 and 60 ms packets carry several).
+                let payload = packet.get(RTP_HEADER..).unwrap_or_default();
+                for chunk in payload.chunks(FRAME_BYTES) {
+                    let ours: &[u8] = if c.sending { chunk } else { &[] };
+                    let caller: &[u8] = match jb.pop() {
+                        Playout::Frame(f) | Playout::Concealed(f) => f,
+                        Playout::Waiting => &[],
+                    };
+                    if c.recording_paused {
+                        rec.frame(key, &[], neg.codec, &[], neg.codec);
+                    } else {
+                        rec.frame(key, caller, neg.codec, ours, neg.codec);
+                    }
                 }
             }
         }
@@ -1089,6 +1089,23 @@ const LEG_B: usize = 1 << (usize::BITS - 3);
 /// One frame of the media clock.
 const FRAME_TIME: Duration = Duration::from_millis(20);
 
+/// Bytes of one 20 ms G.711 frame.
+const FRAME_BYTES: usize = 160;
+
+/// Puts a packet's audio into a jitter buffer of 20 ms frames: a 40 or 60 ms packet is two or
+/// three frames, numbered `sequence x frames + i` (consistent across the 16-bit wrap:
+/// 65536 x frames is 0 in 16 bits).
+fn push_frames(jb: &mut JitterBuffer, p: &RtpPacket<'_>) {
+    let frames = (p.payload.len() / FRAME_BYTES).clamp(1, 3);
+    for (i, chunk) in p.payload.chunks(FRAME_BYTES).take(frames).enumerate() {
+        let seq = p
+            .sequence
+            .wrapping_mul(frames as u16)
+            .wrapping_add(i as u16);
+        jb.push(p.ssrc, seq, chunk);
+    }
+}
+
 /// The next frame of music on hold in `codec`, the music starting over at its end; silence
 /// when there is no music.
 fn moh_frame(player: &mut Player, music: &[Arc<Prompt>], codec: Codec) -> [u8; 160] {
@@ -1212,5 +1229,25 @@ mod tests {
         assert_eq!(moh_frame(&mut player, &music, Codec::Pcmu), first);
         let mut none = Player::new(Vec::new(), false);
         assert_eq!(moh_frame(&mut none, &[], Codec::Pcma), [0xD5; 160]);
+    }
+
+    #[test]
+    fn packets_of_40_ms_are_two_frames_in_order_across_the_sequence_wrap() {
+        let mut jb = JitterBuffer::new(2, 0xFF);
+        let mut played = Vec::new();
+        for (n, seq) in [65534u16, 65535, 0, 1].into_iter().enumerate() {
+            let mut payload = [0u8; 320];
+            payload[..160].fill(2 * n as u8 + 1);
+            payload[160..].fill(2 * n as u8 + 2);
+            let mut b = Vec::new();
+            hotline_sip::rtp::write_packet(&mut b, false, 0, seq, 0, 9, &payload);
+            push_frames(&mut jb, &RtpPacket::parse(&b).unwrap());
+        }
+        for _ in 0..8 {
+            if let Playout::Frame(f) = jb.pop() {
+                played.push(f[0]);
+            }
+        }
+        assert_eq!(played, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 }

@@ -300,7 +300,8 @@ impl Calls {
             negotiated.and_then(|n| n.dtmf),
             (random() >> 32) as u32,
             random(),
-        );
+        )
+        .with_ptime(negotiated.map_or(20, |n| n.ptime));
         let key = self.calls;
         let now_utc = Utc::now();
         let new = NewCall {

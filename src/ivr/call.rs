@@ -42,6 +42,11 @@ pub struct IvrCall {
     telephone_event: Option<u8>,
     sender: RtpSender,
     ssrc: u32,
+    seed: u64,
+    /// Packet time in ms (20, 40 or 60: whole frames).
+    ptime: u32,
+    /// The payload being assembled.
+    payload: Vec<u8>,
     dtmf: DtmfReceiver,
     /// In-band detection, when the caller's side offered no telephone-event (gateways that
     /// send keys as tones in the audio).
@@ -79,6 +84,9 @@ impl IvrCall {
             telephone_event,
             sender: RtpSender::new(ssrc, codec.payload_type(), 20, seed),
             ssrc,
+            seed,
+            ptime: 20,
+            payload: Vec::with_capacity(3 * FRAME),
             dtmf: DtmfReceiver::new(),
             inband: telephone_event.is_none().then(ToneDetector::new),
             player: None,
@@ -88,6 +96,17 @@ impl IvrCall {
             keys: String::new(),
             started: false,
         }
+    }
+
+    /// Sends packets of `ms` (20, 40 or 60: what SDP agreed; anything else is taken as 20).
+    /// Set before the call starts.
+    pub fn with_ptime(mut self, ms: u32) -> Self {
+        let ms = if matches!(ms, 20 | 40 | 60) { ms } else { 20 };
+        if !self.started && ms != self.ptime {
+            self.ptime = ms;
+            self.sender = RtpSender::new(self.ssrc, self.codec.payload_type(), ms, self.seed);
+        }
+        self
     }
 
     /// The SSRC our stream is sent as.
@@ -200,27 +219,32 @@ impl IvrCall {
             self.timer = None;
             self.event(now, Event::Timeout(token), facts);
         }
-        // Frames due by now (a late wake-up sends the ones it missed, keeping the clock).
+        // Packets due by now (a late wake-up sends the ones it missed, keeping the clock); each
+        // carries `ptime / 20` frames.
+        let per_packet = (self.ptime / 20).max(1);
         let mut sent = 0;
-        while !self.session.is_done()
+        'packets: while !self.session.is_done()
             && self.sender.next_due().is_none_or(|due| due <= now)
             && sent < 50
         {
             sent += 1;
-            if !self.advance_prompt(now, facts) {
-                break;
+            self.payload.clear();
+            for _ in 0..per_packet {
+                if !self.advance_prompt(now, facts) {
+                    break 'packets;
+                }
+                let codec = self.codec;
+                // The frame is borrowed from the decoded prompt (or the silence constant).
+                let frame = match self.player.as_mut().and_then(|p| p.next_frame(codec)) {
+                    Some(f) => f,
+                    None => match codec {
+                        Codec::Pcmu => &SILENCE_PCMU[..],
+                        Codec::Pcma => &SILENCE_PCMA[..],
+                    },
+                };
+                self.payload.extend_from_slice(frame);
             }
-            let codec = self.codec;
-            // The frame is borrowed from the decoded prompt (or the silence constant) and
-            // copied once, into the packet.
-            let frame = match self.player.as_mut().and_then(|p| p.next_frame(codec)) {
-                Some(f) => f,
-                None => match codec {
-                    Codec::Pcmu => &SILENCE_PCMU[..],
-                    Codec::Pcma => &SILENCE_PCMA[..],
-                },
-            };
-            let packet = self.sender.packet(now, frame).to_vec();
+            let packet = self.sender.packet(now, &self.payload).to_vec();
             self.transmit.push_back(packet);
         }
     }

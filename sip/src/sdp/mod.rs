@@ -357,10 +357,12 @@ pub fn answer(offer: &Sdp, local: Local) -> Result<(Sdp, Negotiated), SdpError> 
     } else {
         theirs
     };
+    // The offerer's packet time, when it is a whole number of our 20 ms frames (20, 40, 60);
+    // anything else (10, 30, 50, nonsense) is answered with 20.
     let ptime = Sdp::attr(&m.lines, "ptime")
         .flatten()
         .and_then(|p| p.trim().parse::<u32>().ok())
-        .filter(|p| (10..=60).contains(p) && p % 10 == 0)
+        .filter(|p| matches!(p, 20 | 40 | 60))
         .unwrap_or(20);
     let rtcp_mux = Sdp::attr(&m.lines, "rtcp-mux").is_some();
     let negotiated = Negotiated {

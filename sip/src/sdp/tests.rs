@@ -77,10 +77,16 @@ fn hold_and_unhold_change_the_direction() {
 
 #[test]
 fn ptime_and_rtcp_mux_are_honoured() {
-    let o = CARRIER.replace("a=ptime:20", "a=ptime:30\r\na=rtcp-mux");
+    // 40 ms is two of our frames: honoured.
+    let o = CARRIER.replace("a=ptime:20", "a=ptime:40\r\na=rtcp-mux");
     let (ans, n) = answer(&Sdp::parse(&o).unwrap(), local()).unwrap();
-    assert_eq!((n.ptime, n.rtcp_mux), (30, true));
-    assert!(ans.to_string().contains("a=ptime:30\r\na=rtcp-mux\r\n"));
+    assert_eq!((n.ptime, n.rtcp_mux), (40, true));
+    assert!(ans.to_string().contains("a=ptime:40\r\na=rtcp-mux\r\n"));
+    // 30 ms is not a whole number of 20 ms frames: answered with 20.
+    let o = CARRIER.replace("a=ptime:20", "a=ptime:30");
+    let (ans, n) = answer(&Sdp::parse(&o).unwrap(), local()).unwrap();
+    assert_eq!(n.ptime, 20);
+    assert!(ans.to_string().contains("a=ptime:20\r\n"));
 }
 
 #[test]

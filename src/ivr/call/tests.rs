@@ -255,3 +255,27 @@ fn tones_in_the_audio_are_keys_only_without_telephone_event() {
     }
     assert_eq!(call.keys(), "");
 }
+
+#[test]
+fn a_40_ms_packet_time_sends_two_frames_per_packet_every_40_ms() {
+    let t0 = Instant::now();
+    let mut call = IvrCall::new(script(), Codec::Pcmu, Some(101), 1, 2).with_ptime(40);
+    call.start(t0, &day());
+    let sent = run(&mut call, t0, t0 + Duration::from_millis(200));
+    let times: Vec<u128> = sent.iter().map(|(t, _)| t.as_millis()).collect();
+    assert_eq!(times, [0, 40, 80, 120, 160, 200]);
+    let first = RtpPacket::parse(&sent[0].1).unwrap();
+    let second = RtpPacket::parse(&sent[1].1).unwrap();
+    assert_eq!(first.payload.len(), 320);
+    assert_eq!(second.timestamp.wrapping_sub(first.timestamp), 320);
+    // The greeting's three frames, then the menu's two, with no gap: 1+2 in the first
+    // packet, 3 and the menu's first in the second.
+    assert!(first.payload.iter().all(|b| *b == greeting_byte()));
+    assert!(second.payload[..160].iter().all(|b| *b == greeting_byte()));
+    assert!(second.payload[160..].iter().all(|b| *b == menu_byte()));
+    // 30 ms is not whole frames: taken as 20.
+    let mut odd = IvrCall::new(script(), Codec::Pcmu, Some(101), 1, 2).with_ptime(30);
+    odd.start(t0, &day());
+    let sent = run(&mut odd, t0, t0 + Duration::from_millis(40));
+    assert_eq!(RtpPacket::parse(&sent[0].1).unwrap().payload.len(), 160);
+}

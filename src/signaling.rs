@@ -7,9 +7,10 @@
 //! its connection. Bounds: the largest message (`sip.max_message_bytes`), connections in all
 //! and per address.
 //!
-//! What happens to calls is the [`CallHandler`]'s business. Until the media engine and the ACD
-//! land (issues 4 and 8), `serve` uses [`RefuseCalls`]: an INVITE is answered 480 with
-//! Retry-After, so carriers and phones see a clean refusal, not silence.
+//! What happens to calls is the [`CallHandler`]'s business: `serve` uses
+//! [`crate::calls::Calls`] (the IVR, media threads, recordings) when an IVR script is
+//! configured, else [`RefuseCalls`]: an INVITE is answered 480 with Retry-After, so carriers and
+//! phones see a clean refusal, not silence.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -124,8 +125,8 @@ impl Credentials {
 }
 
 /// What the application does with calls: the engine task hands it every endpoint event, with
-/// the endpoint to act on (answer, refuse, hang up, place calls). The ACD implements it; until
-/// then [`RefuseCalls`] answers every INVITE 480.
+/// the endpoint to act on (answer, refuse, hang up, place calls): [`crate::calls::Calls`]
+/// in production, [`RefuseCalls`] without an IVR script.
 pub trait CallHandler: Send + 'static {
     /// One event from the endpoint.
     fn handle(&mut self, endpoint: &mut Endpoint, now: Instant, event: EndpointEvent);
@@ -172,8 +173,8 @@ impl EngineHandle {
     }
 }
 
-/// Refuses calls with 480 and Retry-After: the production behaviour until the media and
-/// dialog-driven call path exists.
+/// Refuses calls with 480 and Retry-After: what a node without an IVR script does (nothing
+/// could take the call).
 pub struct RefuseCalls;
 
 impl CallHandler for RefuseCalls {

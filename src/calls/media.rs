@@ -4,12 +4,15 @@
 //! calls: their RTP sockets and their [`IvrCall`]s. It sleeps until the earliest deadline of
 //! its calls (the next 20 ms frame, an IVR timer, the inactivity limit) or until a socket is
 //! readable or the call handler sends news (a new call, the ACK, a key by SIP INFO, hold, the
-//! hang-up). One thread per core, not a task per call: a call costs one heap entry and its
+//! hang-up). A few threads, not a task per call: a call costs one heap entry and its
 //! socket, and the loop does the work of thousands of calls per wake-up without a scheduler in
 //! between, which is what keeps 20 ms pacing tight under load (benches/RESULTS.md).
 //!
-//! Replies go where the caller's packets come from (symmetric RTP). The worker ends a call
-//! itself, through the engine handle, when the script hangs up or the caller's media stops.
+//! Replies go where the caller's packets come from (symmetric RTP). Each call also has its
+//! RTCP session, its recording tap (frames to the [`super::recording`] writer, silence while
+//! paused) and, once the script transfers it, a second leg to the target bridged through two
+//! relays with music on hold for whichever side is held. The worker ends a call itself,
+//! through the engine handle, when the script hangs up, a transfer fails or the media stops.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -4,13 +4,15 @@
 //! takes every call; GB/T 33358 wants no ringing wait): the SDP offer is answered on a port
 //! pair from the RTP range (503 with Retry-After when the range is used up, 488 when no G.711
 //! is offered, our offer in the 200 when the INVITE has none), and the call goes to the IVR
-//! script in force. Each call then lives in a media worker ([`media`]: one thread per core,
-//! each owning many calls' RTP sockets and [`IvrCall`]s); this handler only passes signaling
-//! news to it (ACK, INFO keys, hold, hang-up). When a call ends its record goes to
-//! [`record`]'s writer.
+//! script in force. Each call then lives in a media worker ([`media`]: one thread per core but
+//! one, each owning many calls' RTP sockets and [`IvrCall`]s); this handler only passes
+//! signaling news to it (ACK, INFO keys, hold, hang-up) and places the calls of transfers for
+//! it (the target's answer, failure, re-INVITEs and hang-up go back to the worker). The
+//! recording of each call is written by [`recording`]; its record goes to [`record`]'s writer
+//! at answer and at the end.
 //!
 //! Until the ACD lands (issue 8) a caller the script puts in a queue waits there, hearing
-//! silence, with the script's keys still live; transfers end the call.
+//! silence, with the script's keys still live.
 
 pub mod media;
 pub mod record;

@@ -1,6 +1,6 @@
 //! The 12345 ticket lifecycle as a pure state machine (REGULATION.md, Art. 16-27): what may
 //! happen to a ticket in each state, by whom, and what it does to its deadlines. No database:
-//! the SQL layer loads a [`Ticket`], asks [`apply`] for the [`Change`], and stores it with the
+//! the SQL layer loads a [`Ticket`], asks [`apply`] for the next [`Ticket`], and stores it with the
 //! history row in one transaction (with optimistic versioning there, not here).
 //!
 //! Deadlines are working days on the official calendar ([`super::calendar`]): 5 to handle

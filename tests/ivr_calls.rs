@@ -641,8 +641,9 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
     assert_eq!(record.ivr_path, ["hello", "out"]);
     assert_eq!(record.end_reason, "caller hung up", "{record:?}");
     assert_eq!(record.codec.as_deref(), Some("PCMU"));
-    // The echo came back through the bridge: about 3.5 s of it.
-    assert!(record.packets_sent > 150, "{record:?}");
+    // The caller's stream never stopped: 0.5 s of greeting, 1 s of ringback while the target
+    // rang, then about 2.5 s of the echo through the bridge (without the ringback: ~150).
+    assert!(record.packets_sent > 175, "{record:?}");
 
     // The recording: the caller's 300 Hz on the left; on the right the target's side, which is
     // the caller's voice echoed (A-law there, decoded here): 300 Hz too.
@@ -653,13 +654,21 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
     let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
     assert!(left.len() > 8000 * 3, "{} samples", left.len());
     let crossings = |s: &[i16]| s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-    // One second well inside the bridged part (the greeting is the first 0.5 s).
-    let (l, r) = (&left[12_000..20_000], &right[12_000..20_000]);
+    // One second well inside the bridged part (greeting 0.5 s, ringing 1 s).
+    let (l, r) = (&left[16_000..24_000], &right[16_000..24_000]);
     assert!((560..640).contains(&crossings(l)), "left: {}", crossings(l));
     assert!(
         (560..640).contains(&crossings(r)),
         "right: {}",
         crossings(r)
+    );
+    // While the target rang (from 0.5 s) the caller heard, and the recording kept on the
+    // right, China's 450 Hz ringback: 720 zero crossings in 0.8 s.
+    let ring = &right[4_800..11_200];
+    assert!(
+        (650..790).contains(&crossings(ring)),
+        "ringback: {}",
+        crossings(ring)
     );
 }
 

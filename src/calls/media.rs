@@ -134,6 +134,8 @@ pub struct Shared {
     pub bind: std::net::IpAddr,
     /// Played to one side of a bridge while the other holds.
     pub music_on_hold: Vec<Arc<Prompt>>,
+    /// Played to a caller while a transfer target rings.
+    pub ringback: Vec<Arc<Prompt>>,
     /// The address written in SDP (transfer legs).
     pub announce: std::net::IpAddr,
 }
@@ -300,6 +302,12 @@ struct LegB {
     _rtcp_socket: std::net::UdpSocket,
     port: u16,
     uri: String,
+    /// The stream to the caller from the transfer on: ringback while the target rings, then
+    /// the target's audio; it continues the IVR's numbering.
+    to_a: Option<Relay>,
+    /// Ringback to the caller while the target rings: the player and its next 20 ms tick.
+    ringback: Player,
+    ring_tick: Instant,
     /// Set when the target answers.
     bridge: Option<Bridge>,
 }
@@ -523,7 +531,13 @@ impl Worker {
                     moh_to_b: moh(),
                     latch: Latch::new(negotiated.remote),
                     to_b: Relay::new(a, b, (seed >> 32) as u32, seed),
-                    to_a: Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17)),
+                    to_a: {
+                        let mut r = leg.to_a.take().unwrap_or_else(|| {
+                            Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17))
+                        });
+                        r.set_formats(b, a);
+                        r
+                    },
                     jitter: JitterBuffer::new(JITTER_DEPTH, silence(negotiated.codec)),
                     tick: now + FRAME_TIME,
                 });
@@ -735,11 +749,19 @@ impl Worker {
             .to_string()
             .into_bytes();
         c.record.transfer_to = Some(uri.clone());
+        let a = format_of(c.negotiated);
+        let mut to_a = Relay::new(a, a, c.call.ssrc(), key.rotate_left(17));
+        if let Some((seq, ts)) = c.call.last_sent() {
+            to_a.continue_after(seq, ts);
+        }
         c.leg_b = Some(LegB {
             socket: UdpSocket::from_std(socket),
             _rtcp_socket: rtcp,
             port,
             uri: uri.clone(),
+            to_a: Some(to_a),
+            ringback: Player::new(self.shared.ringback.clone(), false),
+            ring_tick: Instant::now(),
             bridge: None,
         });
         let request = TransferRequest {
@@ -784,6 +806,45 @@ impl Worker {
             c.call.handle_timeout(now, facts);
             // A bridged call's recording runs on its own 20 ms clock: the caller's next frame
             // left, the target's right.
+            // The target rings: the caller hears ringback in the stream the bridge will carry.
+            if let Some(LegB {
+                bridge: None,
+                to_a: Some(to_a),
+                ringback,
+                ring_tick,
+                ..
+            }) = &mut c.leg_b
+            {
+                let mut ticks = 0;
+                while *ring_tick <= now && ticks < 50 {
+                    ticks += 1;
+                    *ring_tick += FRAME_TIME;
+                    let Some(neg) = c.negotiated else {
+                        continue;
+                    };
+                    let frame = moh_frame(ringback, &self.shared.ringback, neg.codec);
+                    if let (true, Some(latch)) = (c.sending, c.latch) {
+                        let out = to_a.inject(&frame);
+                        if c.socket.send_to(out, latch.target()).is_ok() {
+                            c.record.packets_sent += 1;
+                            let ts = u32::from_be_bytes([out[4], out[5], out[6], out[7]]);
+                            c.rtcp.on_sent(out.len().saturating_sub(RTP_HEADER), ts);
+                        }
+                    }
+                    // The recording keeps its time line: the caller left, the ringback right.
+                    if let (Some(rec), Some(jb)) = (&self.shared.recordings, &mut c.jitter) {
+                        let caller: &[u8] = match jb.pop() {
+                            Playout::Frame(f) | Playout::Concealed(f) => f,
+                            Playout::Waiting => &[],
+                        };
+                        if c.recording_paused {
+                            rec.frame(key, &[], neg.codec, &[], neg.codec);
+                        } else {
+                            rec.frame(key, caller, neg.codec, &frame, neg.codec);
+                        }
+                    }
+                }
+            }
             if let Some(LegB {
                 socket: socket_b,
                 bridge: Some(b),
@@ -937,7 +998,12 @@ impl Worker {
             Some(LegB {
                 bridge: Some(b), ..
             }) => Some(b.tick),
-            _ => None,
+            Some(LegB {
+                bridge: None,
+                ring_tick,
+                ..
+            }) => Some(*ring_tick),
+            None => None,
         };
         // A prompt the application spoke starts now: its first frame may be due at once.
         let next = [

@@ -156,6 +156,7 @@ impl Calls {
                 bind: self.cfg.bind,
                 announce: self.cfg.announce,
                 music_on_hold: self.music_on_hold.clone(),
+                ringback: vec![Arc::new(ringback_tone())],
             };
             match Workers::start(self.cfg.workers, shared) {
                 Ok(w) => self.workers = Some(w),
@@ -435,6 +436,21 @@ pub fn default_music_on_hold() -> Prompt {
         })
         .collect();
     Prompt::from_linear("music on hold", &samples)
+}
+
+/// The ringback tone heard on China's networks: 450 Hz, 1 s on and 4 s off, here at about
+/// -18 dBFS.
+pub fn ringback_tone() -> Prompt {
+    let samples: Vec<i16> = (0..5 * 8000)
+        .map(|i| {
+            if i < 8000 {
+                (4000.0 * (2.0 * std::f64::consts::PI * 450.0 * f64::from(i) / 8000.0).sin()) as i16
+            } else {
+                0
+            }
+        })
+        .collect();
+    Prompt::from_linear("ringback", &samples)
 }
 
 /// A random number (SSRCs, sequence and timestamp origins, SDP session ids: RFC 3550 wants

@@ -109,6 +109,12 @@ impl IvrCall {
         self
     }
 
+    /// The sequence number and timestamp of the last packet sent (a bridge taking over the
+    /// caller's stream continues from them).
+    pub fn last_sent(&self) -> Option<(u16, u32)> {
+        self.sender.last_sent()
+    }
+
     /// The SSRC our stream is sent as.
     pub fn ssrc(&self) -> u32 {
         self.ssrc

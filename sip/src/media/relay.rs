@@ -100,6 +100,13 @@ impl Relay {
 }
 
 impl Relay {
+    /// Takes over a stream whose last packet had `seq` and `ts` (the IVR's, before a
+    /// transfer): the output continues from there under the same SSRC, with no jump.
+    pub fn continue_after(&mut self, seq: u16, ts: u32) {
+        self.last = Some((seq, ts));
+        self.source = None;
+    }
+
     /// The legs' formats changed (a re-INVITE chose another law or event type); the output
     /// stream's numbering goes on.
     pub fn set_formats(&mut self, from: LegFormat, to: LegFormat) {
@@ -303,5 +310,16 @@ mod tests {
             0,
         );
         assert!(plain.inject_key('1').is_empty());
+    }
+
+    #[test]
+    fn a_relay_taking_over_a_stream_continues_its_numbering() {
+        let mut r = Relay::new(PCMU_TE, PCMU_TE, 0xABCD, 12345);
+        r.continue_after(65535, 1_000_000);
+        let moh = r.inject(&[0xFF; 160]).to_vec();
+        let p = RtpPacket::parse(&moh).unwrap();
+        assert_eq!((p.sequence, p.timestamp, p.ssrc), (0, 1_000_160, 0xABCD));
+        let next = out(&mut r, &packet(0, 77, 5, 9, &[0xFF; 160])).unwrap();
+        assert_eq!((next.1, next.2), (1, 1_000_320));
     }
 }

@@ -259,6 +259,17 @@ impl RtpSender {
         self.marker = true;
     }
 
+    /// The sequence number and timestamp of the last packet sent, if any (another sender
+    /// taking over the stream continues from them).
+    pub fn last_sent(&self) -> Option<(u16, u32)> {
+        (self.frames_sent > 0).then(|| {
+            (
+                self.sequence.wrapping_sub(1),
+                self.timestamp.wrapping_sub(self.samples_per_frame),
+            )
+        })
+    }
+
     /// Marks the next packet as the start of a talkspurt.
     pub fn talkspurt(&mut self) {
         self.marker = true;

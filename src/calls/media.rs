@@ -833,15 +833,8 @@ impl Worker {
                     }
                     // The recording keeps its time line: the caller left, the ringback right.
                     if let (Some(rec), Some(jb)) = (&self.shared.recordings, &mut c.jitter) {
-                        let caller: &[u8] = match jb.pop() {
-                            Playout::Frame(f) | Playout::Concealed(f) => f,
-                            Playout::Waiting => &[],
-                        };
-                        if c.recording_paused {
-                            rec.frame(key, &[], neg.codec, &[], neg.codec);
-                        } else {
-                            rec.frame(key, caller, neg.codec, &frame, neg.codec);
-                        }
+                        let paused = c.recording_paused;
+                        record_tick(rec, key, jb, neg.codec, &frame, neg.codec, paused);
                     }
                 }
             }
@@ -878,19 +871,12 @@ impl Worker {
                     if let (Some(rec), Some(jb), Some(neg)) =
                         (&self.shared.recordings, &mut c.jitter, c.negotiated)
                     {
-                        let caller: &[u8] = match jb.pop() {
-                            Playout::Frame(f) | Playout::Concealed(f) => f,
-                            Playout::Waiting => &[],
-                        };
                         let theirs: &[u8] = match b.jitter.pop() {
                             Playout::Frame(f) | Playout::Concealed(f) => f,
                             Playout::Waiting => &[],
                         };
-                        if c.recording_paused {
-                            rec.frame(key, &[], neg.codec, &[], b.negotiated.codec);
-                        } else {
-                            rec.frame(key, caller, neg.codec, theirs, b.negotiated.codec);
-                        }
+                        let (codec_b, paused) = (b.negotiated.codec, c.recording_paused);
+                        record_tick(rec, key, jb, neg.codec, theirs, codec_b, paused);
                     }
                 }
             }
@@ -938,15 +924,7 @@ impl Worker {
                 let payload = packet.get(RTP_HEADER..).unwrap_or_default();
                 for chunk in payload.chunks(FRAME_BYTES) {
                     let ours: &[u8] = if c.sending { chunk } else { &[] };
-                    let caller: &[u8] = match jb.pop() {
-                        Playout::Frame(f) | Playout::Concealed(f) => f,
-                        Playout::Waiting => &[],
-                    };
-                    if c.recording_paused {
-                        rec.frame(key, &[], neg.codec, &[], neg.codec);
-                    } else {
-                        rec.frame(key, caller, neg.codec, ours, neg.codec);
-                    }
+                    record_tick(rec, key, jb, neg.codec, ours, neg.codec, c.recording_paused);
                 }
             }
         }
@@ -1157,6 +1135,28 @@ const LEG_B: usize = 1 << (usize::BITS - 3);
 
 /// One frame of the media clock.
 const FRAME_TIME: Duration = Duration::from_millis(20);
+
+/// One tick of a call's recording: the caller's next frame from `jb` on the left, `ours`
+/// (what the caller heard, or the bridged party) on the right; silence on both while paused.
+fn record_tick(
+    rec: &Recordings,
+    key: u64,
+    jb: &mut JitterBuffer,
+    caller_codec: Codec,
+    ours: &[u8],
+    our_codec: Codec,
+    paused: bool,
+) {
+    let caller: &[u8] = match jb.pop() {
+        Playout::Frame(f) | Playout::Concealed(f) => f,
+        Playout::Waiting => &[],
+    };
+    if paused {
+        rec.frame(key, &[], caller_codec, &[], our_codec);
+    } else {
+        rec.frame(key, caller, caller_codec, ours, our_codec);
+    }
+}
 
 /// Bytes of one 20 ms G.711 frame.
 const FRAME_BYTES: usize = 160;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::baresip::{command, free_port};
 use common::sipp::{corpus, hold_scenario, sipp, sipp_in, sipp_with};
+use common::write_wav;
 
 mod common;
 
@@ -41,20 +42,6 @@ fn chirp(secs: f64) -> Vec<i16> {
             (amp * (2.0 * std::f64::consts::PI * f * t / 2.0).sin()) as i16
         })
         .collect()
-}
-
-fn write_wav(path: &Path, samples: &[i16]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for s in samples {
-        w.write_sample(*s).unwrap();
-    }
-    w.finalize().unwrap();
 }
 
 const SCRIPT: &str = r##"

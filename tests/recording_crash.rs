@@ -14,20 +14,6 @@ use common::*;
 use hotline_sip::media::g711::ulaw_encode;
 use sqlx::Row;
 
-fn write_wav(path: &Path, samples: impl Iterator<Item = i16>) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for s in samples {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 fn tone(hz: f64, amplitude: f64, n: usize) -> impl Iterator<Item = i16> {
     (0..n).map(move |i| {
         (amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16
@@ -66,7 +52,7 @@ fn a_recording_cut_by_a_kill_is_repaired_at_the_next_start() {
     std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
     write_wav(
         &dir.path().join("prompts/long.wav"),
-        tone(1000.0, 8000.0, 8000 * 30),
+        &tone(1000.0, 8000.0, 8000 * 30).collect::<Vec<_>>(),
     );
     let script = dir.path().join("ivr.toml");
     std::fs::write(

@@ -35,7 +35,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc;
 
 use super::record::{CallEvent, CallRecord};
-use super::recording::{Recordings, silence};
+use super::recording::Recordings;
 use crate::ivr::call::IvrCall;
 use crate::ivr::facts::CallFacts;
 use crate::ivr::session::Action;
@@ -301,7 +301,6 @@ struct LegB {
     /// Held so the pair stays ours (RTCP of this leg is not read yet).
     _rtcp_socket: std::net::UdpSocket,
     port: u16,
-    uri: String,
     /// The stream to the caller from the transfer on: ringback while the target rings, then
     /// the target's audio; it continues the IVR's numbering.
     to_a: Option<Relay>,
@@ -469,9 +468,9 @@ impl Worker {
                     c.record.recording = Some(path.display().to_string());
                     rec.open(key, path);
                     let codec = c.negotiated.map_or(Codec::Pcmu, |n| n.codec);
-                    c.jitter = Some(JitterBuffer::new(JITTER_DEPTH, silence(codec)));
+                    c.jitter = Some(JitterBuffer::new(JITTER_DEPTH, codec.silence()));
                 }
-                c.record.codec = c.negotiated.map(|n| codec_name(n.codec).to_string());
+                c.record.codec = c.negotiated.map(|n| n.codec.name().to_string());
                 let _ = self
                     .shared
                     .records
@@ -520,7 +519,11 @@ impl Worker {
                 if let Err(e) = registered {
                     tracing::error!(error = %e, "cannot watch a transfer leg's socket");
                 }
-                tracing::info!(call_id = %c.record.call_id, uri = %leg.uri, "caller bridged to the transfer target");
+                tracing::info!(
+                    call_id = %c.record.call_id,
+                    uri = c.record.transfer_to.as_deref().unwrap_or(""),
+                    "caller bridged to the transfer target"
+                );
                 let moh = || Player::new(self.shared.music_on_hold.clone(), false);
                 leg.bridge = Some(Bridge {
                     dialog,
@@ -538,7 +541,7 @@ impl Worker {
                         r.set_formats(b, a);
                         r
                     },
-                    jitter: JitterBuffer::new(JITTER_DEPTH, silence(negotiated.codec)),
+                    jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
                     tick: now + FRAME_TIME,
                 });
             }
@@ -582,52 +585,49 @@ impl Worker {
             match c.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     let now = Instant::now();
-                    if is_rtcp(&self.buf[..n]) {
+                    let datagram = &self.buf[..n];
+                    if is_rtcp(datagram) {
                         // RTCP on the RTP port (rtcp-mux, RFC 5761).
                         c.rtcp_peer = Some(from);
-                        c.rtcp.on_rtcp(&self.buf[..n], now, ntp_now());
+                        c.rtcp.on_rtcp(datagram, now, ntp_now());
                         continue;
                     }
-                    if c.accept(&self.buf[..n], from) {
-                        // Every packet of the stream counts for loss (telephone-events share
-                        // its sequence numbers).
-                        if let Ok(p) = RtpPacket::parse(&self.buf[..n]) {
-                            let arrival =
-                                (now.duration_since(c.epoch).as_micros() * 8 / 1000) as u32;
-                            let timed = Some(p.payload_type) != c.negotiated.and_then(|n| n.dtmf);
-                            c.rtcp
-                                .on_received(p.ssrc, p.sequence, p.timestamp, arrival, timed);
-                        }
-                        c.record.packets_received += 1;
-                        c.last_heard = now;
-                        if let (Some(jb), Some(neg), Ok(p)) = (
-                            &mut c.jitter,
-                            c.negotiated,
-                            RtpPacket::parse(&self.buf[..n]),
-                        ) && p.payload_type == neg.codec.payload_type()
-                        {
-                            push_frames(jb, &p);
-                        }
-                        if let Some(LegB {
-                            socket,
-                            bridge: Some(b),
-                            ..
-                        }) = &mut c.leg_b
-                        {
-                            // Bridged: the caller's packets go on to the target (unless one of
-                            // them holds: the target then hears music, or nothing).
-                            if c.sending
-                                && b.sending
-                                && let Ok(p) = RtpPacket::parse(&self.buf[..n])
-                                && let Some(out) = b.to_b.relay(&p)
-                            {
-                                let _ = socket.send_to(out, b.latch.target());
-                            }
-                            continue;
-                        }
-                        let facts = c.facts.get(now, &self.shared.calendar);
-                        c.call.handle_rtp(now, &self.buf[..n], facts);
+                    // Parsed once; everything below reads the same packet.
+                    let Ok(p) = RtpPacket::parse(datagram) else {
+                        continue;
+                    };
+                    let Some(neg) = c.accept(&p, from) else {
+                        continue;
+                    };
+                    // Every packet of the stream counts for loss (telephone-events share its
+                    // sequence numbers), but only audio for jitter.
+                    let arrival = (now.duration_since(c.epoch).as_micros() * 8 / 1000) as u32;
+                    let audio = p.payload_type == neg.codec.payload_type();
+                    c.rtcp
+                        .on_received(p.ssrc, p.sequence, p.timestamp, arrival, audio);
+                    c.record.packets_received += 1;
+                    c.last_heard = now;
+                    if let (Some(jb), true) = (&mut c.jitter, audio) {
+                        push_frames(jb, &p);
                     }
+                    if let Some(LegB {
+                        socket,
+                        bridge: Some(b),
+                        ..
+                    }) = &mut c.leg_b
+                    {
+                        // Bridged: the caller's packets go on to the target (unless one of them
+                        // holds: the target then hears music, or nothing).
+                        if c.sending
+                            && b.sending
+                            && let Some(out) = b.to_b.relay(&p)
+                        {
+                            let _ = socket.send_to(out, b.latch.target());
+                        }
+                        continue;
+                    }
+                    let facts = c.facts.get(now, &self.shared.calendar);
+                    c.call.handle_packet(now, &p, facts);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -687,14 +687,8 @@ impl Worker {
                         push_frames(&mut b.jitter, &p);
                     }
                     if let (true, Some(latch), Some(out)) = (c.sending, c.latch, b.to_a.relay(&p)) {
-                        match c.socket.send_to(out, latch.target()) {
-                            Ok(_) => {
-                                c.record.packets_sent += 1;
-                                let ts = u32::from_be_bytes([out[4], out[5], out[6], out[7]]);
-                                c.rtcp.on_sent(out.len().saturating_sub(RTP_HEADER), ts);
-                            }
-                            Err(e) => tracing::trace!(error = %e, "RTP send failed"),
-                        }
+                        let sent = &mut c.record.packets_sent;
+                        send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -707,29 +701,8 @@ impl Worker {
     /// asked to place the call; the caller is bridged when it answers.
     fn transfer(&mut self, key: u64, uri: String) -> Result<(), &'static str> {
         let target = transfer_target(&uri).ok_or("transfer unavailable")?;
-        let (port, socket, rtcp) = {
-            let mut ports = self
-                .shared
-                .ports
-                .lock()
-                .map_err(|_| "transfer unavailable")?;
-            let mut found = None;
-            for _ in 0..8 {
-                let Ok(port) = ports.allocate() else {
-                    break;
-                };
-                let bind = |p: u16| {
-                    std::net::UdpSocket::bind(SocketAddr::new(self.shared.bind, p))
-                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                };
-                if let (Ok(a), Ok(b)) = (bind(port), bind(port + 1)) {
-                    found = Some((port, a, b));
-                    break;
-                }
-                ports.release(port);
-            }
-            found.ok_or("transfer unavailable")?
-        };
+        let (port, socket, rtcp) =
+            super::bind_pair(&self.shared.ports, self.shared.bind).ok_or("transfer unavailable")?;
         let (Some(engine), Some(rt), Some(c)) = (
             self.shared.engine.clone(),
             self.shared.runtime.clone(),
@@ -758,7 +731,6 @@ impl Worker {
             socket: UdpSocket::from_std(socket),
             _rtcp_socket: rtcp,
             port,
-            uri: uri.clone(),
             to_a: Some(to_a),
             ringback: Player::new(self.shared.ringback.clone(), false),
             ring_tick: Instant::now(),
@@ -825,11 +797,8 @@ impl Worker {
                     let frame = moh_frame(ringback, &self.shared.ringback, neg.codec);
                     if let (true, Some(latch)) = (c.sending, c.latch) {
                         let out = to_a.inject(&frame);
-                        if c.socket.send_to(out, latch.target()).is_ok() {
-                            c.record.packets_sent += 1;
-                            let ts = u32::from_be_bytes([out[4], out[5], out[6], out[7]]);
-                            c.rtcp.on_sent(out.len().saturating_sub(RTP_HEADER), ts);
-                        }
+                        let sent = &mut c.record.packets_sent;
+                        send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
                     }
                     // The recording keeps its time line: the caller left, the ringback right.
                     if let (Some(rec), Some(jb)) = (&self.shared.recordings, &mut c.jitter) {
@@ -862,11 +831,8 @@ impl Worker {
                     {
                         let frame = moh_frame(&mut b.moh_to_a, music, neg.codec);
                         let out = b.to_a.inject(&frame);
-                        if c.socket.send_to(out, latch.target()).is_ok() {
-                            c.record.packets_sent += 1;
-                            let ts = u32::from_be_bytes([out[4], out[5], out[6], out[7]]);
-                            c.rtcp.on_sent(out.len().saturating_sub(RTP_HEADER), ts);
-                        }
+                        let sent = &mut c.record.packets_sent;
+                        send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
                     }
                     if let (Some(rec), Some(jb), Some(neg)) =
                         (&self.shared.recordings, &mut c.jitter, c.negotiated)
@@ -904,16 +870,8 @@ impl Worker {
         };
         while let Some(packet) = c.call.poll_transmit() {
             if let (true, Some(latch)) = (c.sending, c.latch) {
-                match c.socket.send_to(&packet, latch.target()) {
-                    Ok(_) => {
-                        c.record.packets_sent += 1;
-                        let ts = packet
-                            .get(4..8)
-                            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                        c.rtcp.on_sent(packet.len().saturating_sub(RTP_HEADER), ts);
-                    }
-                    Err(e) => tracing::trace!(error = %e, "RTP send failed"),
-                }
+                let sent = &mut c.record.packets_sent;
+                send_to_caller(&c.socket, latch.target(), &packet, sent, &mut c.rtcp);
             }
             // Every frame of our clock is a tick of the recording: the caller's next frame on
             // the left (silence while none), what the caller heard on the right.
@@ -1064,7 +1022,7 @@ impl Worker {
         let mut record = c.record;
         record.ended_at = Utc::now();
         record.end_reason = reason.to_string();
-        record.codec = c.negotiated.map(|n| codec_name(n.codec).to_string());
+        record.codec = c.negotiated.map(|n| n.codec.name().to_string());
         record.ivr_path = session.path().to_vec();
         record.ivr_vars = session.vars().clone();
         record.ivr_keys = c.call.keys().to_string();
@@ -1111,19 +1069,17 @@ impl CallState {
         self.negotiated = Some(n);
     }
 
-    /// Whether a datagram is the caller's RTP (the agreed codec or telephone-event); latches
-    /// its source.
-    fn accept(&mut self, datagram: &[u8], from: SocketAddr) -> bool {
-        let (Some(n), Ok(p)) = (self.negotiated, RtpPacket::parse(datagram)) else {
-            return false;
-        };
+    /// Whether a packet is the caller's RTP (the agreed codec or telephone-event): the
+    /// agreement when it is, after latching its source.
+    fn accept(&mut self, p: &RtpPacket<'_>, from: SocketAddr) -> Option<Negotiated> {
+        let n = self.negotiated?;
         if p.payload_type != n.codec.payload_type() && Some(p.payload_type) != n.dtmf {
-            return false;
+            return None;
         }
         if let Some(l) = &mut self.latch {
             l.on_packet(from);
         }
-        true
+        Some(n)
     }
 }
 
@@ -1135,6 +1091,27 @@ const LEG_B: usize = 1 << (usize::BITS - 3);
 
 /// One frame of the media clock.
 const FRAME_TIME: Duration = Duration::from_millis(20);
+
+/// Sends one of our packets to the caller and counts it (the call record's packets, RTCP's
+/// sender report).
+fn send_to_caller(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    packet: &[u8],
+    sent: &mut u64,
+    rtcp: &mut RtcpSession,
+) {
+    match socket.send_to(packet, to) {
+        Ok(_) => {
+            *sent += 1;
+            let ts = packet
+                .get(4..8)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            rtcp.on_sent(packet.len().saturating_sub(RTP_HEADER), ts);
+        }
+        Err(e) => tracing::trace!(error = %e, "RTP send failed"),
+    }
+}
 
 /// One tick of a call's recording: the caller's next frame from `jb` on the left, `ours`
 /// (what the caller heard, or the bridged party) on the right; silence on both while paused.
@@ -1178,7 +1155,7 @@ fn push_frames(jb: &mut JitterBuffer, p: &RtpPacket<'_>) {
 /// The next frame of music on hold in `codec`, the music starting over at its end; silence
 /// when there is no music.
 fn moh_frame(player: &mut Player, music: &[Arc<Prompt>], codec: Codec) -> [u8; 160] {
-    let mut out = [silence(codec); 160];
+    let mut out = [codec.silence(); 160];
     if player.finished() {
         *player = Player::new(music.to_vec(), false);
     }
@@ -1208,13 +1185,9 @@ fn format_of(n: Option<Negotiated>) -> LegFormat {
 fn transfer_target(uri: &str) -> Option<SocketAddr> {
     let parsed = hotline_sip::message::Uri::parse(uri).ok()?;
     let sip = parsed.as_sip()?;
-    let ip = match sip.host {
-        hotline_sip::message::Host::V4(a) => std::net::IpAddr::V4(a),
-        hotline_sip::message::Host::V6(a) => std::net::IpAddr::V6(a),
-        hotline_sip::message::Host::Name(name) => {
-            tracing::error!(%name, "transfer targets must name an IP address (no DNS yet)");
-            return None;
-        }
+    let Some(ip) = sip.host.ip() else {
+        tracing::error!(host = %sip.host, "transfer targets must name an IP address (no DNS yet)");
+        return None;
     };
     Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
 }
@@ -1233,13 +1206,6 @@ const RTP_HEADER: usize = 12;
 
 /// Frames the recording's jitter buffer holds before playing the caller's audio (60 ms).
 const JITTER_DEPTH: u16 = 3;
-
-fn codec_name(c: Codec) -> &'static str {
-    match c {
-        Codec::Pcmu => "PCMU",
-        Codec::Pcma => "PCMA",
-    }
-}
 
 /// Whether we send in this direction (ours).
 fn sends(d: Direction) -> bool {

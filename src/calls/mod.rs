@@ -194,33 +194,6 @@ impl Calls {
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
 
-    /// A port pair with its RTP socket bound; `None` when the range is used up (or every port
-    /// tried is taken by another program).
-    fn bind_port(&self) -> Option<(u16, std::net::UdpSocket, std::net::UdpSocket)> {
-        let bind = |port: u16| {
-            std::net::UdpSocket::bind(SocketAddr::new(self.cfg.bind, port))
-                .and_then(|s| s.set_nonblocking(true).map(|()| s))
-        };
-        let mut ports = self.ports.lock().ok()?;
-        for _ in 0..8 {
-            let port = ports.allocate().ok()?;
-            // RTP on the even port, RTCP on the odd one above (RFC 3550 11).
-            match (bind(port), bind(port + 1)) {
-                (Ok(rtp), Ok(rtcp)) => return Some((port, rtp, rtcp)),
-                _ => {
-                    tracing::debug!(
-                        port,
-                        "RTP/RTCP port taken by another program; trying the next"
-                    );
-                    // Given back: the allocator goes round robin, so the next try is another
-                    // port, and this one is tried again only after the whole range.
-                    ports.release(port);
-                }
-            }
-        }
-        None
-    }
-
     fn invite(&mut self, ep: &mut Endpoint, now: Instant, tx: TxId, request: Message) {
         // The offer, if the INVITE has one.
         let offer = match body_sdp(&request) {
@@ -234,7 +207,7 @@ impl Calls {
                 return;
             }
         };
-        let Some((port, socket, rtcp_socket)) = self.bind_port() else {
+        let Some((port, socket, rtcp_socket)) = bind_pair(&self.ports, self.cfg.bind) else {
             metrics::counter!("hotline_calls_refused_total", "reason" => "ports").increment(1);
             tracing::warn!("call refused: no RTP port free");
             let mut r = final_response(&request, 503, tx);
@@ -451,6 +424,36 @@ pub fn ringback_tone() -> Prompt {
         })
         .collect();
     Prompt::from_linear("ringback", &samples)
+}
+
+/// An RTP/RTCP port pair from the range with both sockets bound (non-blocking) on `ip`:
+/// `None` when the range is used up, or when every port tried is taken by another program.
+pub(crate) fn bind_pair(
+    ports: &Mutex<PortAllocator>,
+    ip: IpAddr,
+) -> Option<(u16, std::net::UdpSocket, std::net::UdpSocket)> {
+    let bind = |port: u16| {
+        std::net::UdpSocket::bind(SocketAddr::new(ip, port))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+    };
+    let mut ports = ports.lock().ok()?;
+    for _ in 0..8 {
+        let port = ports.allocate().ok()?;
+        // RTP on the even port, RTCP on the odd one above (RFC 3550 11).
+        match (bind(port), bind(port + 1)) {
+            (Ok(rtp), Ok(rtcp)) => return Some((port, rtp, rtcp)),
+            _ => {
+                tracing::debug!(
+                    port,
+                    "RTP/RTCP port taken by another program; trying the next"
+                );
+                // Given back: the allocator goes round robin, so the next try is another
+                // port, and this one is tried again only after the whole range.
+                ports.release(port);
+            }
+        }
+    }
+    None
 }
 
 /// A random number (SSRCs, sequence and timestamp origins, SDP session ids: RFC 3550 wants

@@ -112,10 +112,10 @@ impl Recordings {
         ours: &[u8],
         our_codec: Codec,
     ) {
-        let mut c = [silence(caller_codec); FRAME];
+        let mut c = [caller_codec.silence(); FRAME];
         let n = caller.len().min(FRAME);
         c[..n].copy_from_slice(&caller[..n]);
-        let mut o = [silence(our_codec); FRAME];
+        let mut o = [our_codec.silence(); FRAME];
         let n = ours.len().min(FRAME);
         o[..n].copy_from_slice(&ours[..n]);
         self.send(Cmd::Frame {
@@ -157,14 +157,6 @@ impl Drop for Recordings {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// The silence byte of a law.
-pub fn silence(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0xFF,
-        Codec::Pcma => 0xD5,
     }
 }
 

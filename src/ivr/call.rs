@@ -30,8 +30,8 @@ use super::session::{Action, Event, Facts, Session};
 const FRAME: usize = 160;
 
 /// One frame of silence in each law.
-const SILENCE_PCMU: [u8; FRAME] = [0xFF; FRAME];
-const SILENCE_PCMA: [u8; FRAME] = [0xD5; FRAME];
+const SILENCE_PCMU: [u8; FRAME] = [Codec::Pcmu.silence(); FRAME];
+const SILENCE_PCMA: [u8; FRAME] = [Codec::Pcma.silence(); FRAME];
 
 /// One call in the IVR.
 #[derive(Debug)]
@@ -161,9 +161,13 @@ impl IvrCall {
 
     /// A datagram from the caller's RTP port.
     pub fn handle_rtp(&mut self, now: Instant, datagram: &[u8], facts: &dyn Facts) {
-        let Ok(p) = RtpPacket::parse(datagram) else {
-            return; // not RTP: ignored
-        };
+        if let Ok(p) = RtpPacket::parse(datagram) {
+            self.handle_packet(now, &p, facts);
+        } // not RTP: ignored
+    }
+
+    /// An RTP packet from the caller, already parsed (the driver reads it once for all).
+    pub fn handle_packet(&mut self, now: Instant, p: &RtpPacket<'_>, facts: &dyn Facts) {
         if Some(p.payload_type) == self.telephone_event {
             if let Some(d) = self.dtmf.on_packet(p.ssrc, p.timestamp, p.payload) {
                 self.digit(now, d.digit, facts);

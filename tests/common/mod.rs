@@ -23,6 +23,21 @@ pub fn hotline() -> Command {
     cmd
 }
 
+/// Writes `samples` as an 8 kHz 16-bit mono WAV (a prompt, a caller's voice).
+pub fn write_wav(path: &Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create the WAV");
+    for s in samples {
+        w.write_sample(*s).expect("write a sample");
+    }
+    w.finalize().expect("finish the WAV");
+}
+
 /// A directory the `postgres` system user can traverse (tempdirs are 0700), for when the
 /// tests run as root and the embedded cluster runs as that user.
 pub fn shared_tempdir() -> tempfile::TempDir {

@@ -194,6 +194,14 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// The byte of silence in this law.
+    pub const fn silence(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0xFF,
+            Codec::Pcma => 0xD5,
+        }
+    }
+
     /// Static payload type.
     pub fn payload_type(self) -> u8 {
         match self {
@@ -202,7 +210,8 @@ impl Codec {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The encoding name in SDP and in call records (`PCMU`, `PCMA`).
+    pub fn name(self) -> &'static str {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",

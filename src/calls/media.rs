@@ -885,6 +885,7 @@ impl Worker {
                     record_tick(rec, key, jb, neg.codec, ours, neg.codec, c.recording_paused);
                 }
             }
+            c.call.recycle(packet);
         }
         let mut end = None;
         let mut transfer = None;

@@ -57,6 +57,9 @@ pub struct IvrCall {
     timer: Option<(u64, Instant)>,
     /// Packets ready to send.
     transmit: VecDeque<Vec<u8>>,
+    /// Buffers of sent packets handed back ([`IvrCall::recycle`]), so the 50 packets a second
+    /// reuse a few allocations.
+    spare: Vec<Vec<u8>>,
     /// Actions for the application.
     actions: VecDeque<Action>,
     /// Every key the caller pressed, in order (bounded), for the call record.
@@ -92,6 +95,7 @@ impl IvrCall {
             player: None,
             timer: None,
             transmit: VecDeque::new(),
+            spare: Vec::new(),
             actions: VecDeque::new(),
             keys: String::new(),
             started: false,
@@ -254,7 +258,9 @@ impl IvrCall {
                 };
                 self.payload.extend_from_slice(frame);
             }
-            let packet = self.sender.packet(now, &self.payload).to_vec();
+            let mut packet = self.spare.pop().unwrap_or_default();
+            packet.clear();
+            packet.extend_from_slice(self.sender.packet(now, &self.payload));
             self.transmit.push_back(packet);
         }
     }
@@ -262,6 +268,13 @@ impl IvrCall {
     /// The next packet to send to the caller.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
+    }
+
+    /// Hands back a packet's buffer once it is sent, for the next packet to reuse.
+    pub fn recycle(&mut self, packet: Vec<u8>) {
+        if self.spare.len() < 4 {
+            self.spare.push(packet);
+        }
     }
 
     /// The next thing the application must do (queue, transfer, hang up, look up, score).

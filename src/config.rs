@@ -35,6 +35,8 @@ pub struct Config {
     pub recordings: RecordingsConfig,
     /// The IVR script that answers calls.
     pub ivr: IvrConfig,
+    /// The ticket workflow's limits and calendar.
+    pub tickets: TicketsConfig,
     /// Logging format and privacy.
     pub log: LogConfig,
 }
@@ -200,6 +202,64 @@ impl IvrConfig {
     /// The queue names as the validator takes them (`None`: not checked).
     pub fn queue_names(&self) -> Option<std::collections::BTreeSet<String>> {
         (!self.queues.is_empty()).then(|| self.queues.iter().cloned().collect())
+    }
+}
+
+/// `[tickets]`: the workflow's limits (REGULATION.md Art. 20-23; Shandong's by default) and
+/// the working-day calendar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketsConfig {
+    /// The official holiday calendar (format of `data/cn-holidays.json`); unset: the schedules
+    /// shipped in the binary. Administrators point this at a file with the new year added.
+    pub calendar: Option<PathBuf>,
+    /// Working days a unit has to return a misrouted ticket.
+    pub return_window_days: u32,
+    /// Most working days of extension in total.
+    pub max_extension_days: u32,
+    /// Highest escalation level (1: city government office, 2: executive meeting).
+    pub max_escalation: u8,
+    /// Hours a login session lasts.
+    pub session_hours: i64,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        TicketsConfig {
+            calendar: None,
+            return_window_days: 2,
+            max_extension_days: 10,
+            max_escalation: 2,
+            session_hours: 12,
+        }
+    }
+}
+
+impl TicketsConfig {
+    /// The calendar the deadlines run on: the configured file, else the shipped one.
+    pub fn load_calendar(
+        &self,
+    ) -> Result<crate::tickets::calendar::WorkCalendar, crate::tickets::calendar::CalendarError>
+    {
+        use crate::tickets::calendar::{CalendarError, WorkCalendar};
+        match &self.calendar {
+            None => WorkCalendar::shipped(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CalendarError::Invalid(format!("cannot read {}: {e}", path.display()))
+                })?;
+                WorkCalendar::from_json(&text)
+            }
+        }
+    }
+
+    /// The workflow's rules.
+    pub fn rules(&self) -> crate::tickets::workflow::Rules {
+        crate::tickets::workflow::Rules {
+            return_window_days: self.return_window_days,
+            max_extension_days: self.max_extension_days,
+            max_escalation: self.max_escalation,
+        }
     }
 }
 
@@ -383,8 +443,18 @@ fn all_errors(fig: &Figment, first: figment::Error) -> figment::Error {
     section::<DatabaseConfig>(fig, "database", &mut errors);
     section::<RecordingsConfig>(fig, "recordings", &mut errors);
     section::<IvrConfig>(fig, "ivr", &mut errors);
+    section::<TicketsConfig>(fig, "tickets", &mut errors);
     section::<LogConfig>(fig, "log", &mut errors);
-    const KNOWN: [&str; 7] = ["sip", "rtp", "http", "database", "recordings", "ivr", "log"];
+    const KNOWN: [&str; 8] = [
+        "sip",
+        "rtp",
+        "http",
+        "database",
+        "recordings",
+        "ivr",
+        "tickets",
+        "log",
+    ];
     if let Ok(data) = fig.data() {
         for dict in data.values() {
             for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
@@ -645,6 +715,27 @@ impl Config {
             ) {
                 out.extend(problems.iter().map(|p| format!("`ivr.script`: {p}")));
             }
+        }
+        if let Err(e) = self.tickets.load_calendar() {
+            out.push(format!("`tickets.calendar`: {e}"));
+        }
+        if !(1..=10).contains(&self.tickets.return_window_days) {
+            out.push(format!(
+                "`tickets.return_window_days` is {}: expected 1 to 10",
+                self.tickets.return_window_days
+            ));
+        }
+        if self.tickets.max_extension_days > 60 {
+            out.push(format!(
+                "`tickets.max_extension_days` is {}: expected at most 60",
+                self.tickets.max_extension_days
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.tickets.session_hours) {
+            out.push(format!(
+                "`tickets.session_hours` is {}: expected 1 to 720",
+                self.tickets.session_hours
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             out.push(format!(

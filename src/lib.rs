@@ -3,6 +3,7 @@
 //! The SIP/RTP engine lives in the `hotline-sip` crate; this crate holds configuration, the
 //! database, the HTTP server and (as their issues land) the IVR, ACD, tickets and knowledge base.
 
+pub mod audit;
 pub mod calls;
 pub mod config;
 pub mod db;
@@ -15,3 +16,4 @@ pub mod serve;
 pub mod signaling;
 pub mod telemetry;
 pub mod tickets;
+pub mod users;

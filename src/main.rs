@@ -40,6 +40,22 @@ enum Command {
         #[arg(long)]
         disable: bool,
     },
+    /// Create a login for the HTTP API (or set a new password for one); the password is read
+    /// from standard input (at least 10 characters) and stored as an argon2id hash. The first
+    /// administrator is made this way; the rest through the API.
+    User {
+        /// The login name.
+        username: String,
+        /// Role: intake, dispatcher, unit_staff, supervisor, analyst or admin.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// The handling unit's code (unit staff only).
+        #[arg(long)]
+        unit: Option<String>,
+        /// The name colleagues see (default: the login name).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
     /// Validate the configuration and the files it names; print every problem; exit non-zero
     /// if there is any.
     CheckConfig {
@@ -144,6 +160,21 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve::run(cfg, shutdown).await,
             Command::Migrate => migrate(&cfg).await,
+            Command::User {
+                username,
+                role,
+                unit,
+                display_name,
+            } => {
+                user(
+                    &cfg,
+                    &username,
+                    &role,
+                    unit.as_deref(),
+                    display_name.as_deref(),
+                )
+                .await
+            }
             Command::SipAccount { username, disable } => {
                 sip_account(&cfg, &username, disable).await
             }
@@ -230,6 +261,47 @@ fn ivr_walk(file: &std::path::Path, keys: &str, caller: &str, at: Option<&str>) 
             ExitCode::from(2)
         }
     }
+}
+
+async fn user(
+    cfg: &Config,
+    username: &str,
+    role: &str,
+    unit: Option<&str>,
+    display_name: Option<&str>,
+) -> anyhow::Result<()> {
+    use hotline::users::{self, Role};
+    let role = Role::parse(role).ok_or_else(|| {
+        anyhow::anyhow!(
+            "role {role:?}: expected intake, dispatcher, unit_staff, supervisor, analyst or admin"
+        )
+    })?;
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    let mut database = Database::open(cfg).await?;
+    let result = async {
+        let unit_id = match unit {
+            None => None,
+            Some(code) => Some(
+                sqlx::query_scalar!("SELECT id FROM units WHERE code = $1", code)
+                    .fetch_optional(&database.pool)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no handling unit with code {code:?}"))?,
+            ),
+        };
+        if users::set_password(&database.pool, username, &password).await? {
+            return Ok("password changed");
+        }
+        let name = display_name.unwrap_or(username);
+        users::create(&database.pool, username, name, role, unit_id, &password).await?;
+        Ok::<_, anyhow::Error>("created")
+    }
+    .await;
+    database.close().await;
+    let what = result?;
+    println!("user {username}: {what}");
+    Ok(())
 }
 
 async fn sip_account(cfg: &Config, username: &str, disable: bool) -> anyhow::Result<()> {

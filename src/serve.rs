@@ -215,6 +215,11 @@ pub fn shutdown_token() -> anyhow::Result<CancellationToken> {
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = Arc::new(Instant::now());
     let metrics = telemetry::prometheus();
+    let tickets = crate::tickets::store::Settings::from_config(&cfg.tickets)
+        .context("loading the working-day calendar (tickets.calendar)")?;
+    for (year, source) in tickets.calendar.coverage() {
+        tracing::info!(year, source, "working-day calendar");
+    }
     let mut database = tokio::select! {
         d = Database::open(&cfg) => d?,
         _ = shutdown.cancelled() => return Ok(()),
@@ -288,6 +293,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         ivr: ivr.as_ref().map(|(s, _)| Arc::clone(s)),
         admin_token: cfg.http.admin_token.as_deref().map(Arc::from),
         engine: Some(sip.engine.clone()),
+        tickets: Arc::new(tickets),
     };
     let server = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

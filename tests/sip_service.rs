@@ -202,23 +202,12 @@ fn sip_account_command_stores_only_hashes_and_the_phone_registers() {
     let mut n = start_sip_node("");
     let dir = tempfile::tempdir().unwrap();
     let set = |args: &[&str], stdin: &str| {
-        let mut child = hotline()
-            .current_dir(dir.path())
+        let mut cmd = hotline();
+        cmd.current_dir(dir.path())
             .env("HOTLINE_DATABASE__URL", &n.db.url)
             .arg("sip-account")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .args(args);
+        common::run_with_stdin(cmd, stdin)
     };
     assert!(
         !set(&["2002"], "short\n").status.success(),

@@ -63,14 +63,7 @@ fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn audit(state: &AppState, action: &str, subject: &str, detail: serde_json::Value) {
-    let r = sqlx::query!(
-        "INSERT INTO audit_log (actor, action, subject, detail) VALUES ('admin-token', $1, $2, $3)",
-        action,
-        subject,
-        detail
-    )
-    .execute(&state.db)
-    .await;
+    let r = crate::audit::record(&state.db, "admin-token", action, subject, detail).await;
     if let Err(e) = r {
         tracing::error!(error = %e, action, "cannot write the audit log");
     }

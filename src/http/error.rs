@@ -12,6 +12,15 @@ pub enum ApiError {
     /// 400: the request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no valid session.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 429: too many attempts.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -34,6 +43,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -64,6 +76,34 @@ impl From<sqlx::Error> for ApiError {
                 ApiError::Unavailable("the database is not available; try again".into())
             }
             _ => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::tickets::store::StoreError> for ApiError {
+    fn from(e: crate::tickets::store::StoreError) -> Self {
+        use crate::tickets::store::StoreError as S;
+        use crate::tickets::workflow::WorkflowError as W;
+        match e {
+            S::NotFound(m) => ApiError::NotFound(m),
+            S::Stale { .. } => ApiError::Conflict(e.to_string()),
+            S::Workflow(W::Illegal { .. }) => ApiError::Conflict(e.to_string()),
+            S::Workflow(W::Forbidden(m)) => ApiError::Forbidden(m.to_string()),
+            S::Workflow(W::Rule(m)) => ApiError::Unprocessable(m),
+            S::Workflow(W::Calendar(c)) => ApiError::Unprocessable(c.to_string()),
+            S::Invalid(m) => ApiError::Unprocessable(m),
+            S::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<crate::users::UserError> for ApiError {
+    fn from(e: crate::users::UserError) -> Self {
+        use crate::users::UserError as U;
+        match e {
+            U::WeakPassword | U::UnitMismatch => ApiError::Unprocessable(e.to_string()),
+            U::Hash(m) => ApiError::Internal(anyhow::anyhow!(m)),
+            U::Db(d) => d.into(),
         }
     }
 }

@@ -2,8 +2,14 @@
 //! state handed to handlers and the service routes (`/health`, `/ready`, `/metrics`).
 
 mod admin;
+mod auth;
+mod directory;
 mod error;
+mod open311;
+mod openapi;
+pub mod public;
 mod service;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +38,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     /// The SIP engine task (the call handler takes commands through it).
     pub engine: Option<crate::signaling::EngineHandle>,
+    /// The ticket workflow's calendar, limits and clock.
+    pub tickets: Arc<crate::tickets::store::Settings>,
 }
 
 /// The whole HTTP application.
@@ -39,6 +47,12 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(service::routes())
         .merge(admin::routes())
+        .merge(auth::routes())
+        .merge(directory::routes())
+        .merge(tickets::routes())
+        .merge(public::routes())
+        .merge(open311::routes())
+        .merge(openapi::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(track_metrics))
         .with_state(state)

@@ -1,5 +1,7 @@
-//! The 12345 ticket workflow (issue 7). So far: the working-day calendar its deadlines run on,
-//! and the lifecycle as a pure state machine; the SQL and the HTTP API come next.
+//! The 12345 ticket workflow (issue 7): the working-day calendar its deadlines run on, the
+//! lifecycle as a pure state machine, and its storage in PostgreSQL. The HTTP API is
+//! `src/http/tickets.rs` (staff), `src/http/public.rs` (citizens) and `src/http/open311.rs`.
 
 pub mod calendar;
+pub mod store;
 pub mod workflow;

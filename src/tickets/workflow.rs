@@ -58,6 +58,16 @@ impl Status {
         }
     }
 
+    /// The state named `s` (as [`Status::as_str`] spells it).
+    pub fn parse(s: &str) -> Option<Status> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    /// Whether the state named `s` is open (an unknown name is not).
+    pub fn is_open_name(s: &str) -> bool {
+        Status::parse(s).is_some_and(Status::is_open)
+    }
+
     /// Whether the ticket is still being worked on (counts for deadlines and supervision).
     pub fn is_open(self) -> bool {
         !matches!(
@@ -109,6 +119,8 @@ pub enum Actor {
     Supervisor,
     /// Staff of a handling unit, by unit id.
     UnitStaff(i64),
+    /// The citizen who filed the ticket (checked by number and phone, Art. 13-14).
+    Citizen,
 }
 
 /// What someone does to a ticket.
@@ -162,10 +174,19 @@ pub enum Action {
     Escalate,
     /// Fold into a master ticket.
     MergeInto(i64),
+    /// The citizen objects to the reply (Art. 14): the ticket goes back to the same unit.
+    Object,
+    /// The office urges the unit to finish (Art. 26); the ticket is unchanged but counted.
+    Urge,
+    /// The office puts the ticket under supervision, or lifts it (Art. 26).
+    Supervise(bool),
+    /// A comment in the history (a co-handling unit's opinion, a call back to the citizen).
+    Note,
 }
 
 impl Action {
-    fn name(&self) -> &'static str {
+    /// The action's name as the API and the history spell it.
+    pub fn name(&self) -> &'static str {
         match self {
             Action::Reject(_) => "reject",
             Action::AnswerDirectly => "answer_directly",
@@ -183,6 +204,10 @@ impl Action {
             Action::Revisit(_) => "revisit",
             Action::Escalate => "escalate",
             Action::MergeInto(_) => "merge",
+            Action::Object => "object",
+            Action::Urge => "urge",
+            Action::Supervise(_) => "supervise",
+            Action::Note => "note",
         }
     }
 }
@@ -233,6 +258,8 @@ pub struct Ticket {
     pub reopen_count: u32,
     /// The revisit result, once revisited.
     pub satisfaction: Option<Satisfaction>,
+    /// Under supervision by the office (Art. 26).
+    pub supervised: bool,
 }
 
 impl Ticket {
@@ -250,6 +277,7 @@ impl Ticket {
             escalation: 0,
             reopen_count: 0,
             satisfaction: None,
+            supervised: false,
         }
     }
 }
@@ -458,6 +486,40 @@ pub fn apply(
                 ));
             }
             next.escalation += 1;
+        }
+        (S::Replied | S::Closed, A::Object) => {
+            if !matches!(
+                actor,
+                Actor::Citizen | Actor::Dispatcher | Actor::Supervisor
+            ) {
+                return Err(WorkflowError::Forbidden(
+                    "only the citizen (or the office on the citizen's behalf) objects",
+                ));
+            }
+            next.status = S::Handling;
+            next.reopen_count += 1;
+            next.satisfaction = Some(Satisfaction::Dissatisfied);
+            next.due_at = Some(calendar.deadline(now, 5)?);
+        }
+        (S::Dispatched | S::Handling, A::Urge) => {
+            if !office {
+                return Err(WorkflowError::Forbidden("only the hotline office urges"));
+            }
+        }
+        (s, A::Supervise(on)) if s.is_open() => {
+            if !matches!(actor, Actor::Supervisor) {
+                return Err(WorkflowError::Forbidden(
+                    "only a supervisor sets supervision",
+                ));
+            }
+            next.supervised = *on;
+        }
+        (_, A::Note) => {
+            if matches!(actor, Actor::Citizen) {
+                return Err(WorkflowError::Forbidden(
+                    "citizens rate or object, not note",
+                ));
+            }
         }
         (s, A::MergeInto(_)) if s.is_open() => {
             if !office {

@@ -210,6 +210,25 @@ pub fn process_alive(pid: i32) -> bool {
             .unwrap_or(false)
 }
 
+/// Runs a command with `stdin` as its standard input and returns its output (the password
+/// prompts of `sip-account` and `user`).
+pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A scratch database on the `DATABASE_URL` server, dropped when the guard goes.
 pub struct TestDb {
     pub url: String,

@@ -1,0 +1,336 @@
+//! The staff side of the ticket workflow (issue 7): intake, the lifecycle steps, lists and
+//! filters, supervision, revisits, duplicates, scorecards and the audit log, each behind the
+//! roles the regulation gives (Art. 8, 9).
+//!
+//! Who sees what: the hotline office (intake, dispatcher, supervisor) sees every ticket and its
+//! caller; unit staff see only their unit's tickets (lead or co-handling; 403 otherwise) and
+//! never a confidential caller's identity or recording (Art. 11); analysts and administrators
+//! see tickets without personal data. Lists show only masked numbers. Every answer that
+//! carries a caller's identity is written to the audit log first (Art. 7, 33, 36); when that
+//! write fails, the data is not sent.
+//!
+//! Changes carry the `version` the client read; a stale one gets 409 naming the current
+//! version and state, and so does a step the current state does not allow.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{Duration, NaiveDate};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Authed;
+use super::{ApiError, AppState};
+use crate::mask::mask_number;
+use crate::tickets::store::{self, By, Filter, NewTicket, Step, Summary, TicketRow};
+use crate::tickets::workflow::Actor;
+use crate::users::{Role, User};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/tickets", get(list).post(create))
+        .route("/api/tickets/{number}", get(show))
+        .route("/api/tickets/{number}/history", get(history))
+        .route("/api/tickets/{number}/actions", post(act))
+        .route("/api/tickets/{number}/duplicates", get(duplicates))
+        .route("/api/supervision", get(supervision))
+        .route("/api/revisits", get(revisits))
+        .route("/api/stats/units", get(scorecards))
+        .route("/api/audit", get(audit_log))
+}
+
+const OFFICE: [Role; 3] = [Role::Intake, Role::Dispatcher, Role::Supervisor];
+
+/// The workflow's view of a user.
+fn actor(user: &User) -> Result<Actor, ApiError> {
+    Ok(match (user.role, user.unit_id) {
+        (Role::Intake, _) => Actor::IntakeAgent,
+        (Role::Dispatcher, _) => Actor::Dispatcher,
+        (Role::Supervisor, _) => Actor::Supervisor,
+        (Role::UnitStaff, Some(u)) => Actor::UnitStaff(u),
+        _ => {
+            return Err(ApiError::Forbidden(format!(
+                "the {} role does not work tickets",
+                user.role.as_str()
+            )));
+        }
+    })
+}
+
+/// Refuses unit staff a ticket that is not their unit's.
+fn may_read(user: &User, t: &TicketRow) -> Result<(), ApiError> {
+    match (user.role, user.unit_id) {
+        (Role::UnitStaff, Some(u)) if !t.involves(u) => Err(ApiError::Forbidden(format!(
+            "ticket {} is not handled by your unit",
+            t.number
+        ))),
+        (Role::UnitStaff, None) => Err(ApiError::Forbidden("no unit on this account".into())),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the user may see who the caller is and hear the recording.
+fn sees_identity(user: &User, t: &TicketRow) -> bool {
+    match user.role {
+        Role::Intake | Role::Dispatcher | Role::Supervisor => true,
+        Role::UnitStaff => !t.confidential,
+        Role::Analyst | Role::Admin => false,
+    }
+}
+
+/// The ticket as this user may see it; audits the read when personal data goes out.
+async fn view(state: &AppState, user: &User, t: &TicketRow) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(t).map_err(|e| ApiError::Internal(e.into()))?;
+    let personal = ["caller_name", "caller_phone", "recording", "call_id"];
+    if sees_identity(user, t) {
+        let shown: Vec<&str> = personal
+            .iter()
+            .copied()
+            .filter(|k| !v[*k].is_null())
+            .collect();
+        if !shown.is_empty() {
+            crate::audit::record(
+                &state.db,
+                &user.username,
+                "ticket.read_personal",
+                &format!("ticket:{}", t.number),
+                json!({ "fields": shown }),
+            )
+            .await?;
+        }
+    } else {
+        for k in personal {
+            v[k] = Value::Null;
+        }
+        v["caller_hidden"] = json!(if t.confidential && user.role == Role::UnitStaff {
+            "confidential (Art. 11)"
+        } else {
+            "not shown to this role"
+        });
+    }
+    if let Some(m) = t.master_id {
+        v["merged_into"] = json!(store::get_by_id(&state.db, m).await?.number);
+    }
+    v["merged"] = json!(store::merged_into(&state.db, t.id).await?);
+    Ok(v)
+}
+
+fn masked(mut rows: Vec<Summary>) -> Vec<Summary> {
+    for r in &mut rows {
+        r.caller_phone = r.caller_phone.as_deref().map(mask_number);
+    }
+    rows
+}
+
+async fn create(
+    user: Authed,
+    State(state): State<AppState>,
+    Json(t): Json<NewTicket>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let who = user.require(&OFFICE, "filing tickets")?;
+    let row = store::create(&state.db, &state.tickets, &t, &who.username).await?;
+    let suggestion =
+        store::suggest_unit(&state.db, &row.category, &row.district, &row.town).await?;
+    let mut v = view(&state, who, &row).await?;
+    v["suggested_unit"] = json!(suggestion);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn show(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = store::get(&state.db, &number).await?;
+    may_read(&user.0, &t)?;
+    Ok(Json(view(&state, &user.0, &t).await?))
+}
+
+async fn history(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Vec<store::Event>>, ApiError> {
+    let t = store::get(&state.db, &number).await?;
+    may_read(&user.0, &t)?;
+    Ok(Json(store::history(&state.db, t.id).await?))
+}
+
+#[derive(Deserialize)]
+struct StepRequest {
+    version: i32,
+    #[serde(flatten)]
+    step: Step,
+}
+
+async fn act(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+    body: Result<Json<StepRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let by = By {
+        name: user.0.username.clone(),
+        actor: actor(&user.0)?,
+    };
+    let t = store::get(&state.db, &number).await?;
+    may_read(&user.0, &t)?;
+    let row = store::apply(
+        &state.db,
+        &state.tickets,
+        &number,
+        req.version,
+        &req.step,
+        &by,
+    )
+    .await?;
+    Ok(Json(view(&state, &user.0, &row).await?))
+}
+
+async fn list(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(f): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let u = &user.0;
+    let only_unit = match u.role {
+        Role::UnitStaff => Some(
+            u.unit_id
+                .ok_or_else(|| ApiError::Forbidden("no unit on this account".into()))?,
+        ),
+        _ => None,
+    };
+    if let Some(phone) = &f.caller_phone {
+        user.require(&OFFICE, "searching by the caller's number")?;
+        crate::audit::record(
+            &state.db,
+            &u.username,
+            "ticket.search_by_phone",
+            &format!("phone:{}", mask_number(phone)),
+            json!({}),
+        )
+        .await?;
+    }
+    let (rows, next) = store::list(&state.db, state.tickets.clock.now(), &f, only_unit).await?;
+    Ok(Json(json!({ "tickets": masked(rows), "next": next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupervisionQuery {
+    /// Include tickets due within this many hours (default 24); 0: overdue only.
+    within_hours: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn supervision(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(q): Query<SupervisionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let u = &user.0;
+    let only_unit = match u.role {
+        Role::UnitStaff => u.unit_id,
+        Role::Dispatcher | Role::Supervisor | Role::Analyst | Role::Intake => None,
+        Role::Admin => return Err(ApiError::Forbidden("supervision is the office's".into())),
+    };
+    let now = state.tickets.clock.now();
+    let within = Duration::hours(q.within_hours.unwrap_or(24).clamp(0, 24 * 30));
+    let rows =
+        store::due_before(&state.db, now + within, only_unit, q.limit.unwrap_or(200)).await?;
+    let (overdue, soon): (Vec<Summary>, Vec<Summary>) = masked(rows)
+        .into_iter()
+        .partition(|r| r.due_at.is_some_and(|d| d < now));
+    Ok(Json(
+        json!({ "now": now, "overdue": overdue, "due_soon": soon }),
+    ))
+}
+
+async fn revisits(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(mut f): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    user.require(&[Role::Dispatcher, Role::Supervisor], "the revisit list")?;
+    f.status = Some("replied".into());
+    let (rows, next) = store::list(&state.db, state.tickets.clock.now(), &f, None).await?;
+    Ok(Json(json!({ "tickets": masked(rows), "next": next })))
+}
+
+async fn duplicates(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Vec<store::Duplicate>>, ApiError> {
+    user.require(&OFFICE, "duplicate search")?;
+    let t = store::get(&state.db, &number).await?;
+    Ok(Json(store::duplicates(&state.db, &t).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Period {
+    from: NaiveDate,
+    to: NaiveDate,
+}
+
+async fn scorecards(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(p): Query<Period>,
+) -> Result<Json<Vec<store::Scorecard>>, ApiError> {
+    user.require(
+        &[
+            Role::Dispatcher,
+            Role::Supervisor,
+            Role::Analyst,
+            Role::Admin,
+        ],
+        "unit scorecards",
+    )?;
+    if p.to < p.from {
+        return Err(ApiError::BadRequest("to is before from".into()));
+    }
+    Ok(Json(store::scorecards(&state.db, p.from, p.to).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    subject: Option<String>,
+    actor: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(serde::Serialize, sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    actor: String,
+    action: String,
+    subject: String,
+    detail: Value,
+}
+
+/// The audit log, read-only: there is no route that changes it, and the database refuses
+/// updates and deletes anyway.
+async fn audit_log(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    user.require(&[Role::Supervisor, Role::Admin], "the audit log")?;
+    let rows = sqlx::query_as::<_, AuditRow>(
+        "SELECT id, at, actor, action, subject, detail FROM audit_log
+         WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR actor = $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(q.subject)
+    .bind(q.actor)
+    .bind(q.limit.unwrap_or(100).clamp(1, 1000))
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}

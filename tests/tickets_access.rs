@@ -1,0 +1,542 @@
+//! Who may see what (REGULATION.md Art. 7, 11, 13, 14, 33, 36), the citizens' own API, and
+//! Open311 GeoReport v2, through the HTTP API against a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+#[path = "common/api.rs"]
+mod api;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use api::{Api, HUAIYIN, china};
+
+fn num(t: &Value) -> String {
+    t["number"].as_str().unwrap().to_string()
+}
+
+async fn audit_count(api: &Api, action: &str, subject: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = $1 AND subject = $2")
+        .bind(action)
+        .bind(subject)
+        .fetch_one(&api.db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn units_see_only_their_tickets_and_never_a_confidential_caller(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let intake = api.login("intake").await;
+    let disp = api.login("dispatcher").await;
+    let huaiyin = api.login("huaiyin").await;
+    let lixia = api.login("lixia").await;
+    let analyst = api.login("analyst").await;
+
+    let open = num(&api
+        .file(&intake, json!({"recording": "2026/03/02/call-1.wav"}))
+        .await);
+    let secret = num(&api
+        .file(
+            &intake,
+            json!({"confidential": true, "request_type": "report",
+                                  "recording": "2026/03/02/call-2.wav"}),
+        )
+        .await);
+    for n in [&open, &secret] {
+        api.ok(
+            &disp,
+            n,
+            json!({"action": "dispatch", "lead_unit": HUAIYIN}),
+        )
+        .await;
+    }
+
+    // Another unit: 403, and nothing is read.
+    let (s, b) = api.get(&format!("/api/tickets/{open}"), &lixia).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, _) = api
+        .get(&format!("/api/tickets/{open}/history"), &lixia)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api
+        .send(
+            "POST",
+            &format!("/api/tickets/{open}/actions"),
+            Some(&lixia),
+            json!({"version": 2, "action": "sign"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The lead unit sees an ordinary caller (and the read is audited) ...
+    let subject = format!("ticket:{open}");
+    // Filing, the dispatcher's read, the dispatch's answer: three reads of personal data.
+    assert_eq!(audit_count(&api, "ticket.read_personal", &subject).await, 3);
+    let (s, t) = api.get(&format!("/api/tickets/{open}"), &huaiyin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["caller_phone"], "13812345678");
+    assert_eq!(t["caller_name"], "王女士");
+    assert_eq!(audit_count(&api, "ticket.read_personal", &subject).await, 4);
+    let actor: String = sqlx::query_scalar(
+        "SELECT actor FROM audit_log WHERE subject = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&subject)
+    .fetch_one(&api.db)
+    .await
+    .unwrap();
+    assert_eq!(actor, "huaiyin");
+
+    // ... but not a confidential one: no name, phone, call or recording.
+    let (s, t) = api.get(&format!("/api/tickets/{secret}"), &huaiyin).await;
+    assert_eq!(s, StatusCode::OK);
+    for k in ["caller_name", "caller_phone", "recording", "call_id"] {
+        assert_eq!(t[k], Value::Null, "{k} leaked: {t}");
+    }
+    assert_eq!(t["caller_hidden"], "confidential (Art. 11)");
+    assert_eq!(
+        t["description"],
+        "工地夜间施工噪音扰民，晚上十一点后还在打桩"
+    );
+    assert!(!t.to_string().contains("13812345678"));
+    // The step answers carry the same view.
+    let t = api.ok(&huaiyin, &secret, json!({"action": "sign"})).await;
+    assert_eq!(t["caller_phone"], Value::Null);
+    // The list never shows more than a masked number.
+    let (_, l) = api.get("/api/tickets", &huaiyin).await;
+    assert!(!l.to_string().contains("13812345678"), "{l}");
+    // The office still sees the informant.
+    let (_, t) = api.get(&format!("/api/tickets/{secret}"), &disp).await;
+    assert_eq!(t["caller_phone"], "13812345678");
+    // Analysts see tickets, never personal data.
+    let (s, t) = api.get(&format!("/api/tickets/{open}"), &analyst).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["caller_phone"], Value::Null);
+    let (s, _) = api
+        .send(
+            "POST",
+            &format!("/api/tickets/{open}/actions"),
+            Some(&analyst),
+            json!({"version": 2, "action": "note", "text": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Intake is for the office.
+    let (s, _) = api
+        .send("POST", "/api/tickets", Some(&huaiyin), json!({}))
+        .await;
+    assert!(
+        s == StatusCode::FORBIDDEN || s == StatusCode::UNPROCESSABLE_ENTITY,
+        "{s}"
+    );
+}
+
+#[sqlx::test]
+async fn sessions_are_required_and_end_at_logout(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let (s, b) = api.send("GET", "/api/tickets", None, Value::Null).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, _) = api.get("/api/tickets", "not-a-token").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = api
+        .send(
+            "POST",
+            "/api/auth/login",
+            None,
+            json!({"username": "intake", "password": "wrong password!"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, _) = api
+        .send(
+            "POST",
+            "/api/auth/login",
+            None,
+            json!({"username": "nobody", "password": "wrong password!"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let token = api.login("intake").await;
+    let (s, me) = api.get("/api/auth/me", &token).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["role"], "intake");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE token_hash = sha256($1::bytea)")
+            .bind(token.as_bytes())
+            .fetch_one(&api.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1, "only the token's hash is stored");
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'intake'")
+            .fetch_one(&api.db)
+            .await
+            .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let (s, _) = api
+        .send("POST", "/api/auth/logout", Some(&token), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api.get("/api/auth/me", &token).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Only administrators manage the directory.
+    let disp = api.login("dispatcher").await;
+    let (s, _) = api
+        .send(
+            "POST",
+            "/api/units",
+            Some(&disp),
+            json!({"code": "x", "name": "x", "kind": "county"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let failed = audit_count(&api, "login.failed", "user:intake").await;
+    assert_eq!(failed, 1);
+}
+
+#[sqlx::test]
+async fn the_audit_log_can_be_read_but_not_altered(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let intake = api.login("intake").await;
+    let sup = api.login("supervisor").await;
+    let n = num(&api.file(&intake, json!({})).await);
+    let (s, log) = api
+        .get(&format!("/api/audit?subject=ticket:{n}"), &sup)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    assert_eq!(log[0]["actor"], "intake");
+    assert_eq!(log[0]["action"], "ticket.read_personal");
+    let (s, _) = api.get("/api/audit", &intake).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "intake agents do not read the audit log"
+    );
+    for method in ["DELETE", "PUT", "PATCH", "POST"] {
+        let (s, _) = api.send(method, "/api/audit", Some(&sup), json!({})).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+    // Not even the database's own users can change it, nor a ticket's history.
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "UPDATE ticket_events SET actor = 'someone else'",
+        "DELETE FROM ticket_events",
+    ] {
+        let e = sqlx::query(sql).execute(&api.db).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    let (_, again) = api
+        .get(&format!("/api/audit?subject=ticket:{n}"), &sup)
+        .await;
+    assert_eq!(again[0]["actor"], "intake");
+}
+
+#[sqlx::test]
+async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let intake = api.login("intake").await;
+    let disp = api.login("dispatcher").await;
+    let unit = api.login("huaiyin").await;
+    let n = num(&api.file(&intake, json!({})).await);
+    let (s, p) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["status"], "accepted");
+    assert!(
+        !p.to_string().contains("王女士"),
+        "no personal data back: {p}"
+    );
+
+    api.ok(&disp, &n, json!({"action": "dispatch"})).await;
+    api.ok(&unit, &n, json!({"action": "sign"})).await;
+    let (_, p) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    assert_eq!(p["status"], "handling");
+    assert_eq!(p["due_at"], "2026-03-09T16:00:00Z");
+    assert_eq!(p["handling_unit"], "槐荫区人民政府");
+
+    // Rating before there is an answer is refused; after the reply it is kept.
+    let rating = |score: i64| json!({"phone_last4": "5678", "score": score, "comment": "处理及时"});
+    let (s, _) = api
+        .send(
+            "POST",
+            &format!("/api/public/tickets/{n}/rating"),
+            None,
+            rating(5),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    api.ok(&unit, &n, json!({"action": "reply", "reply": "已处理"}))
+        .await;
+    let (s, b) = api
+        .send(
+            "POST",
+            &format!("/api/public/tickets/{n}/rating"),
+            None,
+            rating(9),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, p) = api
+        .send(
+            "POST",
+            &format!("/api/public/tickets/{n}/rating"),
+            None,
+            rating(2),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["rating"], 2);
+    // The citizen objects: back to the same unit.
+    let (s, p) = api
+        .send(
+            "POST",
+            &format!("/api/public/tickets/{n}/objection"),
+            None,
+            json!({"phone_last4": "5678", "reason": "噪音仍在继续"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["status"], "handling");
+    let (_, t) = api.get(&format!("/api/tickets/{n}"), &unit).await;
+    assert_eq!(t["reopen_count"], 1);
+    let (_, h) = api.get(&format!("/api/tickets/{n}/history"), &unit).await;
+    let last = h.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["action"].as_str(), last["actor"].as_str()),
+        (Some("object"), Some("citizen"))
+    );
+
+    // Wrong digits and unknown numbers look the same; the sixth wrong try is throttled.
+    let (s, wrong) = public(&api, format!("/api/public/tickets/{n}?phone_last4=0000")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, unknown) = public(
+        &api,
+        "/api/public/tickets/20990101000001?phone_last4=5678".into(),
+    )
+    .await;
+    assert_eq!(wrong, unknown);
+    for _ in 0..4 {
+        let (s, _) = public(&api, format!("/api/public/tickets/{n}?phone_last4=1111")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    let (s, _) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    assert_eq!(
+        s,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right digits wait now"
+    );
+    assert_eq!(
+        audit_count(&api, "public.denied", &format!("ticket:{n}")).await,
+        5
+    );
+}
+
+async fn public(api: &Api, path: String) -> (StatusCode, Value) {
+    api.send("GET", &path, None, Value::Null).await
+}
+
+async fn form(api: &Api, path: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    api.raw(req).await
+}
+
+#[sqlx::test]
+async fn open311_georeport_v2_services_and_requests(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let admin = api.login("admin").await;
+    let disp = api.login("dispatcher").await;
+    let (s, c) = api
+        .send(
+            "POST",
+            "/api/open311-clients",
+            Some(&admin),
+            json!({"name": "citizen-app", "channel": "app"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let key = c["api_key"].as_str().unwrap().to_string();
+
+    let (s, services) = api
+        .send("GET", "/open311/v2/services.json", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let noise = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_code"] == "noise")
+        .unwrap();
+    for field in [
+        "service_code",
+        "service_name",
+        "description",
+        "metadata",
+        "type",
+        "keywords",
+        "group",
+    ] {
+        assert!(noise.get(field).is_some(), "service lacks {field}: {noise}");
+    }
+    assert_eq!(noise["service_name"], "施工噪音");
+    assert_eq!(noise["type"], "realtime");
+    let (s, def) = api
+        .send("GET", "/open311/v2/services/noise.json", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(def["service_code"], "noise");
+    assert_eq!(def["attributes"][0]["code"], "request_type");
+    assert_eq!(def["attributes"][0]["datatype"], "singlevaluelist");
+    let (s, e) = api
+        .send(
+            "GET",
+            "/open311/v2/services/nothing.json",
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(e[0]["code"], 404, "errors are the spec's list: {e}");
+    let (s, _) = api
+        .send("GET", "/open311/v2/services/noise.xml", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let body = "service_code=noise&lat=36.6512&long=116.9972&address_string=%E7%BB%8F%E5%8D%81%E8%B7%AF%20100%20%E5%8F%B7\
+                &description=%E5%A4%9C%E9%97%B4%E6%96%BD%E5%B7%A5&first_name=%E7%8E%8B&phone=13812345678\
+                &attribute%5Brequest_type%5D=complaint";
+    let (s, e) = form(&api, "/open311/v2/requests.json", body).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "no api_key: {e}");
+    let (s, e) = form(
+        &api,
+        "/open311/v2/requests.json",
+        &format!("{body}&api_key=wrong"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let (s, e) = form(
+        &api,
+        "/open311/v2/requests.json",
+        &format!("api_key={key}&service_code=noise&description=x"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a location is required: {e}");
+    assert!(e[0]["description"].as_str().unwrap().contains("location"));
+    let (s, e) = form(
+        &api,
+        "/open311/v2/requests.json",
+        &format!("api_key={key}&service_code=nothing&lat=1&long=2&description=x"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    let (s, created) = form(
+        &api,
+        "/open311/v2/requests.json",
+        &format!("{body}&api_key={key}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(created[0].get("service_notice").is_some());
+
+    // It is a ticket on the app channel, in the office's queue.
+    let (_, t) = api.get(&format!("/api/tickets/{id}"), &disp).await;
+    assert_eq!(t["channel"], "app");
+    assert_eq!(t["request_type"], "complaint");
+    assert_eq!(t["created_by"], "open311:citizen-app");
+    assert_eq!(t["caller_phone"], "13812345678");
+    api.ok(
+        &disp,
+        &id,
+        json!({"action": "dispatch", "lead_unit": HUAIYIN}),
+    )
+    .await;
+
+    let (s, list) = api
+        .send(
+            "GET",
+            "/open311/v2/requests.json?status=open",
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let r = &list[0];
+    for field in [
+        "service_request_id",
+        "status",
+        "status_notes",
+        "service_name",
+        "service_code",
+        "description",
+        "agency_responsible",
+        "service_notice",
+        "requested_datetime",
+        "updated_datetime",
+        "expected_datetime",
+        "address",
+        "address_id",
+        "zipcode",
+        "lat",
+        "long",
+        "media_url",
+    ] {
+        assert!(r.get(field).is_some(), "request lacks {field}: {r}");
+    }
+    assert_eq!(r["service_request_id"], id.as_str());
+    assert_eq!(r["status"], "open");
+    assert_eq!(r["agency_responsible"], "槐荫区人民政府");
+    assert_eq!(r["lat"], 36.6512);
+    assert!(
+        !list.to_string().contains("13812345678"),
+        "no phone in the public feed"
+    );
+    let (_, closed) = api
+        .send(
+            "GET",
+            "/open311/v2/requests.json?status=closed",
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(closed, json!([]));
+    let (s, one) = api
+        .send(
+            "GET",
+            &format!("/open311/v2/requests/{id}.json"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(one[0]["service_request_id"], id.as_str());
+    let (s, tok) = api
+        .send(
+            "GET",
+            &format!("/open311/v2/tokens/{id}.json"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(tok[0]["service_request_id"], id.as_str());
+    // Phone tickets are not published.
+    let intake = api.login("intake").await;
+    let phone = num(&api.file(&intake, json!({})).await);
+    let (s, _) = api
+        .send(
+            "GET",
+            &format!("/open311/v2/requests/{phone}.json"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -17,7 +17,6 @@ use crate::ivr::script::Context as IvrContext;
 use crate::ivr::store::ScriptStore;
 use crate::ivr::tts::Tts;
 use crate::signaling::{self, CallHandler, Credentials, RefuseCalls};
-use crate::tickets::calendar::WorkCalendar;
 use crate::{db, http, telemetry};
 
 /// The database a node runs on, and the embedded server to stop when it is ours.
@@ -134,6 +133,7 @@ const UNAVAILABLE_TEXT: &str = "抱歉，这项自助服务暂时无法使用。
 fn call_handler(
     cfg: &Config,
     scripts: Option<Arc<ScriptStore>>,
+    db: &sqlx::PgPool,
 ) -> anyhow::Result<(
     Box<dyn CallHandler>,
     Option<tokio::sync::mpsc::UnboundedReceiver<record::CallEvent>>,
@@ -142,12 +142,17 @@ fn call_handler(
         tracing::warn!("no `ivr.script` configured: calls are refused (480)");
         return Ok((Box::new(RefuseCalls), None));
     };
-    let calendar = WorkCalendar::shipped().context("the shipped working-day calendar")?;
-    let unavailable = cfg
+    let calendar = cfg
+        .tickets
+        .load_calendar()
+        .context("the working-day calendar (tickets.calendar)")?;
+    let tts = cfg
         .ivr
         .script
         .as_deref()
-        .map(|p| Tts::for_script(p, cfg.ivr.tts_command.as_deref()))
+        .map(|p| Tts::for_script(p, cfg.ivr.tts_command.as_deref()));
+    let unavailable: Vec<Arc<hotline_sip::media::player::Prompt>> = tts
+        .clone()
         .and_then(|tts| match tts.speak(UNAVAILABLE_TEXT) {
             Ok(wav) => hotline_sip::media::player::Prompt::load(&wav)
                 .map_err(|e| tracing::warn!(error = %e, "the self-service notice"))
@@ -187,8 +192,12 @@ fn call_handler(
         Arc::new(calendar),
         tx,
         recordings,
-        unavailable,
+        unavailable.clone(),
     );
+    let calls = match tts {
+        Some(tts) => calls.with_lookups(crate::calls::lookup::spawn(db.clone(), tts, unavailable)),
+        None => calls,
+    };
     Ok((Box::new(calls), Some(rx)))
 }
 
@@ -266,7 +275,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             "recordings of calls cut off by the last stop repaired"
         );
     }
-    let (handler, records) = match call_handler(&cfg, ivr.as_ref().map(|(s, _)| Arc::clone(s))) {
+    let (handler, records) = match call_handler(
+        &cfg,
+        ivr.as_ref().map(|(s, _)| Arc::clone(s)),
+        &database.pool,
+    ) {
         Ok(x) => x,
         Err(e) => {
             shutdown.cancel();

@@ -67,6 +67,8 @@ pub enum ToMedia {
     /// Pause (true) or resume (false) the recording: while paused both channels record
     /// silence, so the file keeps its time line (personal data read aloud, Art. 11).
     PauseRecording(bool),
+    /// Say these prompts (the answer of a look-up); the script goes on when they end.
+    Speak(Vec<Arc<Prompt>>),
 }
 
 /// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
@@ -122,6 +124,8 @@ pub struct Shared {
     pub inactivity: Option<Duration>,
     /// Spoken when a self-service the script asks for is not available.
     pub unavailable: Vec<Arc<Prompt>>,
+    /// Where ticket look-ups go (none: `unavailable` is spoken instead).
+    pub lookups: Option<tokio::sync::mpsc::UnboundedSender<super::lookup::LookupRequest>>,
     /// Where records go as calls start and end.
     pub records: mpsc::UnboundedSender<CallEvent>,
     /// Where recordings go (none: calls are not recorded).
@@ -163,6 +167,9 @@ fn raise_priority() {
 enum Command {
     Add(Box<NewCall>),
     News(u64, ToMedia),
+    /// End every call and stop (a worker's own [`Mailbox`] keeps its channel open, so the
+    /// channel closing cannot be the only signal).
+    Stop,
 }
 
 /// The handler's side of the workers: hands calls out round robin and passes news on.
@@ -189,6 +196,10 @@ impl Workers {
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = std_mpsc::channel();
             let s = Arc::clone(&shared);
+            let me = Mailbox {
+                tx: tx.clone(),
+                waker: Arc::clone(&waker),
+            };
             let realtime = shared.realtime;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{i}"))
@@ -196,7 +207,7 @@ impl Workers {
                     if realtime {
                         raise_priority();
                     }
-                    Worker::new(i, poll, rx, s).run()
+                    Worker::new(i, poll, rx, me, s).run()
                 })?;
             workers.push(WorkerHandle {
                 tx,
@@ -233,7 +244,7 @@ impl Drop for Workers {
     /// Stops every worker: their calls end (`shutdown`), records are sent, ports given back.
     fn drop(&mut self) {
         for w in &mut self.workers {
-            // Closing the channel is the stop signal.
+            let _ = w.tx.send(Command::Stop);
             let (dead, _) = std_mpsc::channel();
             drop(std::mem::replace(&mut w.tx, dead));
             let _ = w.waker.wake();
@@ -252,10 +263,26 @@ const MAX_DATAGRAM: usize = 2048;
 /// Datagrams read from one socket per wake-up before the others get their turn.
 const READ_BURST: usize = 64;
 
+/// A worker's own address, for answers that arrive from elsewhere (look-ups).
+#[derive(Clone)]
+struct Mailbox {
+    tx: std_mpsc::Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl Mailbox {
+    fn news(&self, key: u64, news: ToMedia) {
+        if self.tx.send(Command::News(key, news)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
 struct Worker {
     index: usize,
     poll: Poll,
     rx: std_mpsc::Receiver<Command>,
+    me: Mailbox,
     shared: Arc<Shared>,
     calls: HashMap<u64, CallState>,
     /// (deadline, call key): the earliest first. Entries whose call has moved its deadline
@@ -335,12 +362,14 @@ impl Worker {
         index: usize,
         poll: Poll,
         rx: std_mpsc::Receiver<Command>,
+        me: Mailbox,
         shared: Arc<Shared>,
     ) -> Worker {
         Worker {
             index,
             poll,
             rx,
+            me,
             shared,
             calls: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -380,12 +409,13 @@ impl Worker {
         }
     }
 
-    /// Takes the handler's commands; `false` once the handler is gone.
+    /// Takes the handler's commands; `false` once the handler is gone or says stop.
     fn commands(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
                 Ok(Command::Add(c)) => self.add(*c),
                 Ok(Command::News(key, news)) => self.news(key, news),
+                Ok(Command::Stop) => return false,
                 Err(std_mpsc::TryRecvError::Empty) => return true,
                 Err(std_mpsc::TryRecvError::Disconnected) => return false,
             }
@@ -549,6 +579,7 @@ impl Worker {
                 tracing::info!(call_id = %c.record.call_id, paused, "recording paused or resumed");
                 c.recording_paused = paused;
             }
+            ToMedia::Speak(prompts) => c.call.speak(prompts),
             ToMedia::UpdateB(n) => {
                 if let Some(LegB {
                     bridge: Some(b), ..
@@ -893,9 +924,24 @@ impl Worker {
             match action {
                 Action::Hangup => end = Some("ivr hung up"),
                 Action::Transfer { uri } => transfer = Some(uri),
+                Action::TicketStatus {
+                    number,
+                    phone_last4,
+                } if self.shared.lookups.is_some() => {
+                    // Answered by the look-up service; the prompt comes back as news.
+                    let me = self.me.clone();
+                    let req = super::lookup::LookupRequest {
+                        number,
+                        last4: phone_last4,
+                        answer: Box::new(move |prompts| me.news(key, ToMedia::Speak(prompts))),
+                    };
+                    if let Some(Err(e)) = self.shared.lookups.as_ref().map(|l| l.send(req)) {
+                        (e.0.answer)(self.shared.unavailable.clone());
+                    }
+                }
                 Action::Knowledge { .. } | Action::TicketStatus { .. } => {
-                    // The knowledge base and the ticket workflow are not connected to calls
-                    // yet (issues 6 and 7): say so, and the script goes on.
+                    // The knowledge base is not connected to calls yet (issue 6), nor the
+                    // tickets without a database: say so, and the script goes on.
                     tracing::warn!(
                         ?action,
                         "IVR self-service asked for, but it is not available yet"

@@ -14,6 +14,7 @@
 //! Until the ACD lands (issue 8) a caller the script puts in a queue waits there, hearing
 //! silence, with the script's keys still live.
 
+pub mod lookup;
 pub mod media;
 pub mod record;
 pub mod recording;
@@ -87,6 +88,8 @@ pub struct Calls {
     records: mpsc::UnboundedSender<CallEvent>,
     recordings: Option<Arc<Recordings>>,
     unavailable: Vec<Arc<Prompt>>,
+    /// Where ticket look-ups go (none: the IVR says they are not available).
+    lookups: Option<tokio::sync::mpsc::UnboundedSender<lookup::LookupRequest>>,
     /// Started when the engine attaches the handler (they need its handle).
     workers: Option<Workers>,
     /// Played to one side of a bridge while the other holds.
@@ -134,10 +137,20 @@ impl Calls {
             records,
             recordings,
             unavailable,
+            lookups: None,
             workers: None,
             music_on_hold: vec![Arc::new(default_music_on_hold())],
             calls: 0,
         }
+    }
+
+    /// Ticket look-ups (the IVR's `ticket_status` node) go to `lookups`.
+    pub fn with_lookups(
+        mut self,
+        lookups: tokio::sync::mpsc::UnboundedSender<lookup::LookupRequest>,
+    ) -> Self {
+        self.lookups = Some(lookups);
+        self
     }
 
     fn start_workers(&mut self) -> Option<&mut Workers> {
@@ -149,6 +162,7 @@ impl Calls {
                 calendar: Arc::clone(&self.calendar),
                 inactivity: self.cfg.inactivity,
                 unavailable: self.unavailable.clone(),
+                lookups: self.lookups.clone(),
                 records: self.records.clone(),
                 recordings: self.recordings.clone(),
                 finished: Arc::clone(&self.finished),

@@ -7,7 +7,7 @@ mod directory;
 mod error;
 mod open311;
 mod openapi;
-pub mod public;
+mod public;
 mod service;
 mod tickets;
 

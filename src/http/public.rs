@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, AppState};
+use crate::tickets::citizen::{self, Lookup};
 use crate::tickets::store::{self, By, Step, TicketRow};
 use crate::tickets::workflow::Actor;
 
@@ -29,46 +30,17 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/public/tickets/{number}/objection", post(object))
 }
 
-const MAX_FAILURES: i64 = 5;
-
 /// The ticket, when `last4` proves the caller may see it.
-pub async fn check(state: &AppState, number: &str, last4: &str) -> Result<TicketRow, ApiError> {
-    let subject = format!("ticket:{number}");
-    let failures = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM audit_log
-           WHERE subject = $1 AND action = 'public.denied' AND at > now() - interval '15 minutes'"#,
-        subject
-    )
-    .fetch_one(&state.db)
-    .await?;
-    if failures >= MAX_FAILURES {
-        return Err(ApiError::TooManyRequests(
-            "too many wrong attempts on this ticket; try again in 15 minutes".into(),
-        ));
-    }
-    let found = match store::get(&state.db, number).await {
-        Ok(t) if store::phone_matches(&t, last4) => Some(t),
-        Ok(_) | Err(store::StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let action = if found.is_some() {
-        "public.read"
-    } else {
-        "public.denied"
-    };
-    crate::audit::record(
-        &state.db,
-        "citizen",
-        action,
-        &subject,
-        serde_json::json!({}),
-    )
-    .await?;
-    found.ok_or_else(|| {
-        ApiError::NotFound(
+async fn check(state: &AppState, number: &str, last4: &str) -> Result<TicketRow, ApiError> {
+    match citizen::lookup(&state.db, number, last4, "citizen").await? {
+        Lookup::Found(t) => Ok(*t),
+        Lookup::NotFound => Err(ApiError::NotFound(
             "no ticket with this number and these last four digits of the phone".into(),
-        )
-    })
+        )),
+        Lookup::Throttled => Err(ApiError::TooManyRequests(
+            "too many wrong attempts on this ticket; try again in 15 minutes".into(),
+        )),
+    }
 }
 
 #[derive(Deserialize)]

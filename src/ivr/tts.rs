@@ -101,6 +101,27 @@ impl Tts {
         };
         std::fs::create_dir_all(&self.cache_dir).map_err(cache_err)?;
         let raw = self.cache_dir.join(format!("{key}.raw.wav"));
+        let samples = self.synthesize(text, &raw)?;
+        // Written aside and renamed, so a crash never leaves a half file in the cache.
+        let tmp = self.cache_dir.join(format!("{key}.tmp"));
+        write_wav(&tmp, &samples).map_err(cache_err)?;
+        std::fs::rename(&tmp, &cached).map_err(cache_err)?;
+        Ok(cached)
+    }
+
+    /// Speech for a text said once (a ticket's status): synthesised into a scratch file that
+    /// is removed at once, never cached, so what a citizen heard is not kept on disk.
+    pub fn speak_once(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let raw =
+            std::env::temp_dir().join(format!("hotline-tts-{}-{n}.raw.wav", std::process::id()));
+        self.synthesize(text, &raw)
+    }
+
+    /// Runs the program to write `raw` and reads it back as 8 kHz mono samples; `raw` is
+    /// removed either way.
+    fn synthesize(&self, text: &str, raw: &Path) -> Result<Vec<i16>, TtsError> {
         let Some((program, args)) = self.command.split_first() else {
             return Err(TtsError::Missing(String::new()));
         };
@@ -142,7 +163,7 @@ impl Tts {
             }
         })?;
         if !out.status.success() {
-            let _ = std::fs::remove_file(&raw);
+            let _ = std::fs::remove_file(raw);
             return Err(TtsError::Failed {
                 program: program.clone(),
                 why: format!(
@@ -152,14 +173,9 @@ impl Tts {
                 ),
             });
         }
-        let converted = to_8k_mono(&raw);
-        let _ = std::fs::remove_file(&raw);
-        let samples = converted?;
-        // Written aside and renamed, so a crash never leaves a half file in the cache.
-        let tmp = self.cache_dir.join(format!("{key}.tmp"));
-        write_wav(&tmp, &samples).map_err(cache_err)?;
-        std::fs::rename(&tmp, &cached).map_err(cache_err)?;
-        Ok(cached)
+        let converted = to_8k_mono(raw);
+        let _ = std::fs::remove_file(raw);
+        converted
     }
 }
 

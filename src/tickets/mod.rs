@@ -3,5 +3,6 @@
 //! `src/http/tickets.rs` (staff), `src/http/public.rs` (citizens) and `src/http/open311.rs`.
 
 pub mod calendar;
+pub mod citizen;
 pub mod store;
 pub mod workflow;

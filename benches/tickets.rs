@@ -1,0 +1,453 @@
+//! The ticket API under load, through real HTTP on loopback against a real PostgreSQL:
+//!
+//! 1. fills a scratch database with `TICKETS` generated tickets (default 1,000,000: a year of a
+//!    large city's 12345, 60 units, 40 categories, 12 districts; old ones closed, the last
+//!    two weeks open, some overdue; ids rising with time as intake makes them), with
+//!    `generate_series`, then `ANALYZE`;
+//! 2. times the list, filter and supervision queries one after another (`ROUNDS` each) through
+//!    the HTTP API, with session look-up and JSON, and reports p50/p99/max;
+//! 3. files tickets through `POST /api/tickets` from `CLIENTS` concurrent keep-alive clients
+//!    for `SECONDS` and reports tickets per second and latency percentiles.
+//!
+//! The server runs in this process on 2 worker threads; the clients share the machine (and
+//! PostgreSQL does too), as they would on a 2-core node.
+//!
+//! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench tickets`
+//! (env: TICKETS, ROUNDS, CLIENTS, SECONDS). The scratch database is dropped at the end.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot start has nothing to report
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotline::http::{AppState, app};
+use hotline::tickets::store::Settings;
+use hotline::users::{self, Role};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const PASSWORD: &str = "benchmark password";
+
+const FILL: &str = r#"
+INSERT INTO units (code, name, kind)
+    SELECT 'u' || i, '办理单位 ' || i, (ARRAY['county', 'department', 'company'])[1 + i % 3]
+    FROM generate_series(1, 60) i;
+INSERT INTO categories (code, name)
+    SELECT 'c' || i, '类别 ' || i FROM generate_series(1, 40) i;
+INSERT INTO dispatch_rules (category, unit_id)
+    SELECT 'c' || i, 1 + (i * 7) % 60 FROM generate_series(1, 40) i;
+INSERT INTO tickets (number, channel, request_type, category, address, district, town,
+                     description, caller_name, caller_phone, confidential, status, lead_unit,
+                     co_units, dispatched_at, due_at, replied_at, replied_on_time, closed_at,
+                     created_by, created_at, updated_at)
+SELECT to_char(g.created AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || lpad(g.i::text, 7, '0'),
+       (ARRAY['phone', 'phone', 'phone', 'phone', 'web', 'app', 'wechat'])[1 + g.i % 7],
+       (ARRAY['consultation', 'help', 'suggestion', 'complaint', 'report', 'praise'])[1 + (g.i / 7) % 6],
+       'c' || (1 + (g.i * 7919) % 40),
+       '经十路 ' || (g.i % 5000) || ' 号',
+       'd' || (1 + (g.i * 31) % 12),
+       't' || (1 + (g.i * 17) % 80),
+       '市民反映的问题描述 ' || g.i,
+       '市民 ' || g.i,
+       '13' || lpad(((g.i * 104729) % 1000000000)::text, 9, '0'),
+       g.i % 50 = 0,
+       g.status,
+       CASE WHEN g.status IN ('accepted', 'not_accepted', 'answered_directly') THEN NULL
+            ELSE 1 + (g.i * 13) % 60 END,
+       CASE WHEN g.i % 10 = 0 THEN ARRAY[1 + (g.i * 29) % 60]::bigint[] ELSE '{}' END,
+       CASE WHEN g.status IN ('accepted', 'not_accepted', 'answered_directly') THEN NULL
+            ELSE g.created + interval '1 hour' END,
+       CASE WHEN g.status IN ('accepted', 'not_accepted', 'answered_directly') THEN NULL
+            ELSE g.created + interval '7 days' END,
+       CASE WHEN g.status IN ('replied', 'closed') THEN g.created + interval '4 days' END,
+       CASE WHEN g.status IN ('replied', 'closed') THEN g.i % 9 <> 0 END,
+       CASE WHEN g.status IN ('closed', 'not_accepted', 'answered_directly', 'terminated')
+            THEN g.created + interval '6 days' END,
+       'bench', g.created, g.created
+FROM (
+    SELECT i, now() - ($TICKETS - i) * interval '31.5 seconds' AS created,
+           CASE WHEN ($TICKETS - i) * 31.5 < 14 * 86400
+                THEN (ARRAY['accepted', 'dispatched', 'handling', 'handling', 'handling', 'replied'])[1 + i % 6]
+                ELSE (ARRAY['closed', 'closed', 'closed', 'closed', 'closed', 'closed', 'closed',
+                            'answered_directly', 'answered_directly', 'not_accepted',
+                            'terminated', 'merged', 'handling'])[1 + i % 13]
+           END AS status
+    FROM generate_series(1::bigint, $TICKETS) i
+) g;
+-- The scorecards' daily summary, as the history's trigger would have kept it.
+INSERT INTO unit_daily (unit_id, day, dispatched, returned, replied, replied_on_time, reopened,
+                        satisfied, basically, dissatisfied)
+SELECT lead_unit, (created_at AT TIME ZONE 'Asia/Shanghai')::date, count(*), count(*) / 20,
+       count(replied_at), count(*) FILTER (WHERE replied_on_time), count(*) / 30,
+       count(*) FILTER (WHERE status = 'closed') * 7 / 10,
+       count(*) FILTER (WHERE status = 'closed') * 2 / 10,
+       count(*) FILTER (WHERE status = 'closed') / 10
+FROM tickets WHERE lead_unit IS NOT NULL GROUP BY 1, 2;
+ANALYZE;
+"#;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let tickets = env("TICKETS", 1_000_000);
+    let rounds = env("ROUNDS", 200) as usize;
+    let clients = env("CLIENTS", 32) as usize;
+    let seconds = env("SECONDS", 10);
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b)
+        .to_string();
+    let name = format!("hotline_bench_{}", std::process::id());
+    let url = format!("{base}/{name}");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let result = run(&url, tickets, rounds, clients, seconds).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        result
+    });
+}
+
+async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u64) {
+    let db = PgPoolOptions::new()
+        .max_connections(20)
+        .connect(url)
+        .await
+        .unwrap();
+    hotline::db::migrate(&db).await.unwrap();
+    let t0 = Instant::now();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        FILL.replace("$TICKETS", &tickets.to_string()),
+    ))
+    .execute(&db)
+    .await
+    .unwrap();
+    let size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    println!(
+        "filled {tickets} tickets in {:.1} s (database {size})",
+        t0.elapsed().as_secs_f64()
+    );
+    users::create(&db, "disp", "disp", Role::Dispatcher, None, PASSWORD)
+        .await
+        .unwrap();
+    users::create(&db, "unit17", "unit17", Role::UnitStaff, Some(17), PASSWORD)
+        .await
+        .unwrap();
+    users::create(&db, "intake", "intake", Role::Intake, None, PASSWORD)
+        .await
+        .unwrap();
+
+    let state = AppState {
+        db: db.clone(),
+        metrics: hotline::telemetry::prometheus(),
+        started: Arc::new(Instant::now()),
+        ivr: None,
+        admin_token: None,
+        engine: None,
+        tickets: Arc::new(Settings::from_config(&Default::default()).unwrap()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .build()
+        .unwrap();
+    let login = |user: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let v: Value = http
+                .post(format!("{base}/api/auth/login"))
+                .json(&json!({"username": user, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    let disp = login("disp").await;
+    let unit = login("unit17").await;
+    let intake = login("intake").await;
+
+    // A cursor 20 pages deep, and a real ticket and phone for the look-ups.
+    let mut cursor = 0i64;
+    let mut path = "/api/tickets?limit=50".to_string();
+    for _ in 0..20 {
+        let v: Value = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&disp)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cursor = v["next"].as_i64().unwrap();
+        path = format!("/api/tickets?limit=50&before={cursor}");
+    }
+    let (number, phone): (String, String) = sqlx::query_as(
+        "SELECT number, caller_phone FROM tickets WHERE status = 'handling' ORDER BY id LIMIT 1 OFFSET 500",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let last4 = &phone[phone.len() - 4..];
+    let today = chrono::Utc::now();
+    let day_before = (today - chrono::Duration::days(30)).to_rfc3339();
+    let day_after = (today - chrono::Duration::days(29)).to_rfc3339();
+    let month_from = (today - chrono::Duration::days(30)).date_naive();
+    let month_to = today.date_naive();
+    let queries: Vec<(&str, String, &str)> = vec![
+        ("newest page (50)", "/api/tickets".into(), &disp),
+        (
+            "status=handling",
+            "/api/tickets?status=handling".into(),
+            &disp,
+        ),
+        (
+            "unit 17, dispatched+handling",
+            "/api/tickets?status=dispatched,handling&unit=17".into(),
+            &disp,
+        ),
+        (
+            "category + district",
+            "/api/tickets?category=c7&district=d3".into(),
+            &disp,
+        ),
+        (
+            "category + district + status",
+            "/api/tickets?category=c7&district=d3&status=closed".into(),
+            &disp,
+        ),
+        ("overdue=true", "/api/tickets?overdue=true".into(), &disp),
+        (
+            "a unit's own list (lead or co)",
+            "/api/tickets".into(),
+            &unit,
+        ),
+        (
+            "one day's window",
+            format!(
+                "/api/tickets?from={}&to={}",
+                urlencode(&day_before),
+                urlencode(&day_after)
+            ),
+            &disp,
+        ),
+        (
+            "page 21 (keyset cursor)",
+            format!("/api/tickets?limit=50&before={cursor}"),
+            &disp,
+        ),
+        (
+            "by caller phone (audited)",
+            format!("/api/tickets?caller_phone={phone}"),
+            &intake,
+        ),
+        (
+            "supervision scan (overdue + due in 24 h, 200)",
+            "/api/supervision".into(),
+            &disp,
+        ),
+        (
+            "a unit's supervision list",
+            "/api/supervision".into(),
+            &unit,
+        ),
+        (
+            "ticket detail (audited read)",
+            format!("/api/tickets/{number}"),
+            &disp,
+        ),
+        (
+            "unit scorecards, 30 days",
+            format!("/api/stats/units?from={month_from}&to={month_to}"),
+            &disp,
+        ),
+    ];
+    println!("\n| query ({rounds} rounds, sequential) | rows | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (label, path, token) in &queries {
+        let mut times = Vec::with_capacity(rounds);
+        let mut rows = 0;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let resp = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{label}: {}", resp.status());
+            let v: Value = resp.json().await.unwrap();
+            times.push(t.elapsed());
+            rows = count(&v);
+        }
+        times.sort();
+        println!(
+            "| {label} | {rows} | {} | {} | {} |",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+            ms(*times.last().unwrap())
+        );
+    }
+    // The public progress query (Art. 13), without a session.
+    {
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let r = http
+                .get(format!(
+                    "{base}/api/public/tickets/{number}?phone_last4={last4}"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "| citizen's progress query ({} rounds) | 1 | {} | {} | {} |",
+            times.len(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+            ms(*times.last().unwrap())
+        );
+    }
+
+    // Intake throughput.
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let cpu0 = cpu_seconds();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base, token) = (http.clone(), base.clone(), intake.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                i += 1;
+                let body = json!({
+                    "channel": "phone",
+                    "request_type": "complaint",
+                    "category": format!("c{}", 1 + (c as u64 * 7 + i) % 40),
+                    "address": "经十路 100 号",
+                    "district": "d3",
+                    "town": "t5",
+                    "description": "工地夜间施工噪音扰民，晚上十一点后还在打桩",
+                    "caller_name": "王女士",
+                    "caller_phone": format!("138{:08}", c as u64 * 100000 + i),
+                });
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{base}/api/tickets"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        let _ = r.bytes().await;
+                        times.push(t.elapsed());
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (times, failed)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (mut t, f) = t.await.unwrap();
+        times.append(&mut t);
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    times.sort();
+    println!(
+        "\nPOST /api/tickets, {clients} clients, {seconds} s: {} created ({:.0}/s), {failed} failed; \
+         latency p50 {} ms, p99 {} ms, max {} ms; this process (server + clients) used {:.1} CPU-s",
+        times.len(),
+        times.len() as f64 / elapsed,
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times.last().copied().unwrap_or_default()),
+        cpu
+    );
+    db.close().await;
+}
+
+fn count(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => a.len(),
+        Value::Object(o) => o
+            .get("tickets")
+            .or_else(|| o.get("overdue"))
+            .and_then(Value::as_array)
+            .map_or(1, |a| {
+                a.len()
+                    + o.get("due_soon")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+            }),
+        _ => 0,
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (fields 14 and 15 of /proc/self/stat).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}

@@ -43,6 +43,7 @@ INSERT INTO categories (code, name)
     SELECT 'c' || i, '类别 ' || i FROM generate_series(1, 40) i;
 INSERT INTO dispatch_rules (category, unit_id)
     SELECT 'c' || i, 1 + (i * 7) % 60 FROM generate_series(1, 40) i;
+ALTER TABLE tickets DISABLE TRIGGER tickets_daily;
 INSERT INTO tickets (number, channel, request_type, category, address, district, town,
                      description, caller_name, caller_phone, confidential, status, lead_unit,
                      co_units, dispatched_at, due_at, replied_at, replied_on_time, closed_at,
@@ -81,7 +82,12 @@ FROM (
            END AS status
     FROM generate_series(1::bigint, $TICKETS) i
 ) g;
--- The scorecards' daily summary, as the history's trigger would have kept it.
+-- The daily summaries, as the triggers would have kept them.
+INSERT INTO ticket_daily (day, category, district, channel, request_type, filed)
+SELECT (created_at AT TIME ZONE 'Asia/Shanghai')::date, category, district, channel,
+       request_type, count(*)
+FROM tickets GROUP BY 1, 2, 3, 4, 5;
+ALTER TABLE tickets ENABLE TRIGGER tickets_daily;
 INSERT INTO unit_daily (unit_id, day, dispatched, returned, replied, replied_on_time, reopened,
                         satisfied, basically, dissatisfied)
 SELECT lead_unit, (created_at AT TIME ZONE 'Asia/Shanghai')::date, count(*), count(*) / 20,
@@ -298,6 +304,22 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         (
             "ticket detail (audited read)",
             format!("/api/tickets/{number}"),
+            &disp,
+        ),
+        (
+            "counts by category, a year",
+            format!(
+                "/api/stats/tickets?from={}&to={month_to}&by=category",
+                (today - chrono::Duration::days(365)).date_naive()
+            ),
+            &disp,
+        ),
+        (
+            "counts by day, a year",
+            format!(
+                "/api/stats/tickets?from={}&to={month_to}&by=day",
+                (today - chrono::Duration::days(365)).date_naive()
+            ),
             &disp,
         ),
         (

@@ -220,3 +220,30 @@ CREATE TABLE open311_clients (
     enabled     BOOLEAN NOT NULL DEFAULT TRUE,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- Tickets filed, by China day, category, district, channel and request type (Art. 27, 29:
+-- counts by category, area and period), kept as tickets are filed so the counts stay fast at
+-- millions of tickets.
+CREATE TABLE ticket_daily (
+    day           DATE NOT NULL,
+    category      TEXT NOT NULL,
+    district      TEXT NOT NULL,
+    channel       TEXT NOT NULL,
+    request_type  TEXT NOT NULL,
+    filed         INT NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, category, district, channel, request_type)
+);
+
+CREATE FUNCTION ticket_daily_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ticket_daily AS d (day, category, district, channel, request_type, filed)
+    VALUES ((NEW.created_at AT TIME ZONE 'Asia/Shanghai')::date, NEW.category, NEW.district,
+            NEW.channel, NEW.request_type, 1)
+    ON CONFLICT (day, category, district, channel, request_type)
+        DO UPDATE SET filed = d.filed + 1;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER tickets_daily AFTER INSERT ON tickets
+    FOR EACH ROW EXECUTE FUNCTION ticket_daily_count();

@@ -229,6 +229,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     for (year, source) in tickets.calendar.coverage() {
         tracing::info!(year, source, "working-day calendar");
     }
+    if let Some(year) =
+        crate::tickets::calendar::missing_soon(&tickets.calendar, chrono::Utc::now())
+    {
+        tracing::warn!(
+            year,
+            "the working-day calendar has no {year} schedule yet: deadlines reaching into {year} \
+             will be refused until an administrator adds the State Council's notice \
+             (tickets.calendar)"
+        );
+    }
     let mut database = tokio::select! {
         d = Database::open(&cfg) => d?,
         _ = shutdown.cancelled() => return Ok(()),

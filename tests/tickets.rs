@@ -769,6 +769,42 @@ async fn lists_filter_and_page_without_losing_or_repeating_a_ticket(db: PgPool) 
     let lixia = api.login("lixia").await;
     let (_, co) = api.get("/api/tickets?limit=200", &lixia).await;
     assert_eq!(co["tickets"].as_array().unwrap().len(), 7);
+    // Counts by category and period, from the summary kept as tickets are filed.
+    let analyst = api.login("analyst").await;
+    let (s, c) = api
+        .get(
+            "/api/stats/tickets?from=2026-03-01&to=2026-03-31&by=category",
+            &analyst,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(
+        c,
+        json!([{"key": "noise", "filed": 7}, {"key": "water-outage", "filed": 7}])
+    );
+    let (_, c) = api
+        .get(
+            "/api/stats/tickets?from=2026-01-01&to=2026-12-31&by=month",
+            &analyst,
+        )
+        .await;
+    assert_eq!(c, json!([{"key": "2026-03", "filed": 14}]));
+    let (_, c) = api
+        .get(
+            "/api/stats/tickets?from=2026-03-03&to=2026-03-31&by=district",
+            &analyst,
+        )
+        .await;
+    assert_eq!(c, json!([]), "nothing filed after the 2nd");
+    let (s, _) = api
+        .get(
+            "/api/stats/tickets?from=2026-03-01&to=2026-03-31&by=category",
+            &water,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api.get("/api/tickets?status=bogus", &disp).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, b) = api.get("/api/tickets?status=bogus", &disp).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let (s, _) = api.get("/api/tickets?no_such_filter=1", &disp).await;

@@ -37,6 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/supervision", get(supervision))
         .route("/api/revisits", get(revisits))
         .route("/api/stats/units", get(scorecards))
+        .route("/api/stats/tickets", get(counts))
         .route("/api/audit", get(audit_log))
 }
 
@@ -294,6 +295,34 @@ async fn scorecards(
         return Err(ApiError::BadRequest("to is before from".into()));
     }
     Ok(Json(store::scorecards(&state.db, p.from, p.to).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+    by: store::CountBy,
+}
+
+async fn counts(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(q): Query<CountQuery>,
+) -> Result<Json<Vec<store::Count>>, ApiError> {
+    user.require(
+        &[
+            Role::Dispatcher,
+            Role::Supervisor,
+            Role::Analyst,
+            Role::Admin,
+        ],
+        "ticket counts",
+    )?;
+    if q.to < q.from {
+        return Err(ApiError::BadRequest("to is before from".into()));
+    }
+    Ok(Json(store::counts(&state.db, q.from, q.to, q.by).await?))
 }
 
 #[derive(Deserialize)]

@@ -197,6 +197,18 @@ impl WorkCalendar {
     }
 }
 
+/// The next year, when `now` is within 60 days of its start and the calendar does not cover
+/// it yet: deadlines will soon reach into it and be refused.
+pub fn missing_soon(calendar: &WorkCalendar, now: DateTime<Utc>) -> Option<i32> {
+    let next = now.with_timezone(&china_time()).year() + 1;
+    let start = NaiveDate::from_ymd_opt(next, 1, 1)?;
+    let soon = (now + Duration::days(60))
+        .with_timezone(&china_time())
+        .date_naive()
+        >= start;
+    (soon && !calendar.years.contains_key(&next)).then_some(next)
+}
+
 /// 24:00 China time at the end of `day`, as an instant.
 pub fn end_of_day(day: NaiveDate) -> Result<DateTime<Utc>, CalendarError> {
     let end = (day + Duration::days(1))
@@ -219,6 +231,15 @@ mod tests {
 
     fn cal() -> WorkCalendar {
         WorkCalendar::shipped().unwrap()
+    }
+
+    #[test]
+    fn a_missing_next_year_is_announced_in_the_last_60_days() {
+        use chrono::TimeZone;
+        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 4, 0, 0).unwrap();
+        assert_eq!(missing_soon(&cal(), at(2026, 10, 1)), None);
+        assert_eq!(missing_soon(&cal(), at(2026, 11, 28)), Some(2027));
+        assert_eq!(missing_soon(&cal(), at(2025, 12, 1)), None, "2026 is there");
     }
 
     #[test]

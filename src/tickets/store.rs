@@ -1286,6 +1286,75 @@ pub async fn scorecards(
     .await?)
 }
 
+/// How ticket counts are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountBy {
+    /// Category code.
+    Category,
+    /// County or district.
+    District,
+    /// Channel.
+    Channel,
+    /// Request type.
+    RequestType,
+    /// China day.
+    Day,
+    /// China month (`YYYY-MM`).
+    Month,
+}
+
+/// One group of a count.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Count {
+    /// The group (a category code, a district, `2026-03`, ...).
+    pub key: String,
+    /// Tickets filed.
+    pub filed: i64,
+}
+
+/// Tickets filed between two China dates (inclusive), grouped, from the daily summary the
+/// filing trigger keeps; largest groups first (by day and month: in order).
+pub async fn counts(
+    db: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    by: CountBy,
+) -> Result<Vec<Count>, StoreError> {
+    // Each arm is a fixed statement: the grouping column is never spliced from input.
+    let sql = match by {
+        CountBy::Category => {
+            "SELECT category AS key, sum(filed)::bigint AS filed FROM ticket_daily
+             WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 2 DESC, 1"
+        }
+        CountBy::District => {
+            "SELECT district AS key, sum(filed)::bigint AS filed FROM ticket_daily
+             WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 2 DESC, 1"
+        }
+        CountBy::Channel => {
+            "SELECT channel AS key, sum(filed)::bigint AS filed FROM ticket_daily
+             WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 2 DESC, 1"
+        }
+        CountBy::RequestType => {
+            "SELECT request_type AS key, sum(filed)::bigint AS filed FROM ticket_daily
+             WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 2 DESC, 1"
+        }
+        CountBy::Day => {
+            "SELECT to_char(day, 'YYYY-MM-DD') AS key, sum(filed)::bigint AS filed
+             FROM ticket_daily WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 1"
+        }
+        CountBy::Month => {
+            "SELECT to_char(day, 'YYYY-MM') AS key, sum(filed)::bigint AS filed
+             FROM ticket_daily WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 1"
+        }
+    };
+    Ok(sqlx::query_as::<_, Count>(sql)
+        .bind(from)
+        .bind(to)
+        .fetch_all(db)
+        .await?)
+}
+
 /// Whether `given` (four digits) are the last four digits of the ticket's phone.
 pub fn phone_matches(t: &TicketRow, given: &str) -> bool {
     let digits: String = t

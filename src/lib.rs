@@ -10,6 +10,7 @@ pub mod db;
 pub mod embedded;
 pub mod http;
 pub mod ivr;
+pub mod kb;
 pub mod logging;
 pub mod mask;
 pub mod serve;

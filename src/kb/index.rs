@@ -1,0 +1,426 @@
+//! The search index of the knowledge base: derived from PostgreSQL, never the source of truth.
+//!
+//! One tantivy document per article. Title, question variants and body are indexed with
+//! jieba's search-mode segmentation (tantivy-jieba) and stored for highlighting; beside them
+//! two fields built by [`super::text`]: Han character pairs (survive a wrong character or a
+//! different cut) and pinyin pairs (survive a homophone). A query is segmented with the same
+//! jieba analyzer, its stopwords dropped, everyday words widened to official ones, and every
+//! term becomes an optional clause: title and question variants weigh more than the body,
+//! whole words more than pairs. Filters (status, validity on the day, category, unit) are
+//! required clauses. Expired articles leave search on their `valid_until` day without
+//! waiting for anyone to change their status.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use super::Article;
+use super::text;
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// tantivy refused.
+    #[error("search index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The directory could not be prepared.
+    #[error("search index directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    title: Field,
+    questions: Field,
+    body: Field,
+    grams: Field,
+    pinyin: Field,
+    category: Field,
+    unit: Field,
+    status: Field,
+    valid_from: Field,
+    valid_until: Field,
+}
+
+const JIEBA: &str = "jieba";
+const WHITESPACE: &str = "whitespace";
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let words = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(JIEBA)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let tokens = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(WHITESPACE)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let f = Fields {
+        id: b.add_i64_field("id", INDEXED | STORED | FAST),
+        title: b.add_text_field("title", words.clone()),
+        questions: b.add_text_field("questions", words.clone()),
+        body: b.add_text_field("body", words),
+        grams: b.add_text_field("grams", tokens.clone()),
+        pinyin: b.add_text_field("pinyin", tokens),
+        category: b.add_text_field("category", STRING | STORED),
+        unit: b.add_i64_field("unit", INDEXED | STORED),
+        status: b.add_text_field("status", STRING | STORED),
+        valid_from: b.add_i64_field("valid_from", INDEXED | FAST),
+        valid_until: b.add_i64_field("valid_until", INDEXED | FAST),
+    };
+    (b.build(), f)
+}
+
+/// Days since 1970-01-01 (the index's date unit).
+fn day_number(d: NaiveDate) -> i64 {
+    i64::from(d.num_days_from_ce()) - 719_163
+}
+
+use chrono::Datelike;
+
+/// What a search is limited to.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this unit's articles.
+    pub unit: Option<i64>,
+    /// Only this status (default: published and valid today).
+    pub status: Option<String>,
+}
+
+/// One search result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    /// Article id.
+    pub id: i64,
+    /// The relevance score (higher is better; comparable within one search only).
+    pub score: f32,
+    /// Title.
+    pub title: String,
+    /// Category.
+    pub category: String,
+    /// The passage of the body (or title) that matched, with `<b>` around matched words.
+    pub snippet: String,
+}
+
+/// Which signals a query uses beyond jieba's words (all by default; the quality benchmark
+/// turns them off one by one to measure what each adds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// Han character pairs.
+    pub pairs: bool,
+    /// Pinyin pairs.
+    pub pinyin: bool,
+    /// Everyday-to-official synonyms.
+    pub synonyms: bool,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            pairs: true,
+            pinyin: true,
+            synonyms: true,
+        }
+    }
+}
+
+/// The index.
+pub struct KbIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    f: Fields,
+    signals: Signals,
+}
+
+impl KbIndex {
+    /// Opens the index in `dir` (created when missing), or in memory when `dir` is `None`.
+    /// A directory that cannot be opened as this index (corrupt, another schema) is emptied
+    /// and created again: the caller then rebuilds it from PostgreSQL.
+    pub fn open(dir: Option<&Path>) -> Result<(KbIndex, bool), IndexError> {
+        let (schema, f) = schema();
+        let (index, fresh) = match dir {
+            None => (Index::create_in_ram(schema), true),
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                match Index::open_in_dir(dir) {
+                    Ok(i) if i.schema() == schema => (i, false),
+                    Ok(_) | Err(_) => {
+                        if dir.exists() {
+                            tracing::warn!(dir = %dir.display(), "search index unusable: rebuilding it");
+                            std::fs::remove_dir_all(dir)?;
+                        }
+                        std::fs::create_dir_all(dir)?;
+                        (Index::create_in_dir(dir, schema)?, true)
+                    }
+                }
+            }
+        };
+        index
+            .tokenizers()
+            .register(JIEBA, tantivy_jieba::JiebaTokenizer::new());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let writer = index.writer_with_num_threads(1, 50_000_000)?;
+        Ok((
+            KbIndex {
+                index,
+                reader,
+                writer: Mutex::new(writer),
+                f,
+                signals: Signals::default(),
+            },
+            fresh,
+        ))
+    }
+
+    /// Uses only these signals in queries.
+    pub fn set_signals(&mut self, signals: Signals) {
+        self.signals = signals;
+    }
+
+    fn document(&self, a: &Article) -> TantivyDocument {
+        let f = self.f;
+        let mut d = TantivyDocument::default();
+        d.add_i64(f.id, a.id);
+        d.add_text(f.title, &a.title);
+        let questions = a.question_variants.join("\n");
+        d.add_text(f.questions, &questions);
+        d.add_text(f.body, &a.body);
+        let tags = a.tags.join(" ");
+        let all = format!("{}\n{}\n{}\n{}", a.title, questions, tags, a.body);
+        d.add_text(f.grams, text::bigrams(&all).join(" "));
+        let heading = format!("{}\n{}\n{}", a.title, questions, tags);
+        let mut pinyin = text::pinyin_pairs(&heading);
+        pinyin.extend(text::pinyin_pairs(&a.body));
+        d.add_text(f.pinyin, pinyin.join(" "));
+        d.add_text(f.category, &a.category);
+        d.add_i64(f.unit, a.unit_id.unwrap_or(0));
+        d.add_text(f.status, &a.status);
+        d.add_i64(f.valid_from, a.valid_from.map_or(i64::MIN, day_number));
+        d.add_i64(f.valid_until, a.valid_until.map_or(i64::MAX, day_number));
+        d
+    }
+
+    fn commit(&self, w: &mut IndexWriter) -> Result<(), IndexError> {
+        w.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Replaces the whole index with `articles`.
+    pub fn rebuild(&self, articles: &[Article]) -> Result<(), IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.delete_all_documents()?;
+        for a in articles {
+            w.add_document(self.document(a))?;
+        }
+        self.commit(&mut w)
+    }
+
+    /// Puts the current version of articles in the index (replacing earlier ones).
+    pub fn upsert(&self, articles: &[Article]) -> Result<(), IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        for a in articles {
+            w.delete_term(Term::from_field_i64(self.f.id, a.id));
+            w.add_document(self.document(a))?;
+        }
+        self.commit(&mut w)
+    }
+
+    /// Takes an article out.
+    pub fn remove(&self, id: i64) -> Result<(), IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.delete_term(Term::from_field_i64(self.f.id, id));
+        self.commit(&mut w)
+    }
+
+    /// Articles in the index.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// jieba's words of `q` as the title field's analyzer cuts them, without stopwords.
+    fn words(&self, q: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Ok(mut analyzer) = self.index.tokenizer_for_field(self.f.title) {
+            let mut stream = analyzer.token_stream(q);
+            while let Some(t) = stream.next() {
+                let w = t.text.to_lowercase();
+                if !text::is_stopword(&w) && !out.contains(&w) {
+                    out.push(w);
+                }
+            }
+        }
+        out
+    }
+
+    /// The query for `q`: its words, their official synonyms, pairs and pinyin pairs.
+    fn text_query(&self, q: &str) -> Option<Box<dyn Query>> {
+        let f = self.f;
+        let mut words = self.words(q);
+        let mut extra: Vec<String> = Vec::new();
+        let everyday: Vec<String> = if self.signals.synonyms {
+            words
+                .iter()
+                .cloned()
+                .chain(text::everyday_words_in(q).map(str::to_string))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for w in &everyday {
+            for s in text::synonyms(w) {
+                extra.extend(self.words(s));
+                extra.push((*s).to_string());
+            }
+        }
+        for e in extra {
+            if !words.contains(&e) {
+                words.push(e);
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let term = |field: Field, t: &str, boost: f32| -> (Occur, Box<dyn Query>) {
+            let q = TermQuery::new(
+                Term::from_field_text(field, t),
+                IndexRecordOption::WithFreqs,
+            );
+            (Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost)))
+        };
+        for w in &words {
+            clauses.push(term(f.title, w, 3.0));
+            clauses.push(term(f.questions, w, 2.5));
+            clauses.push(term(f.body, w, 1.0));
+        }
+        // Pairs of the query text itself (not of the synonyms): they carry typos and cuts.
+        let cleaned: String = words_only(q);
+        let mut seen = std::collections::HashSet::new();
+        let pairs = if self.signals.pairs {
+            text::bigrams(&cleaned)
+        } else {
+            Vec::new()
+        };
+        let pinyin = if self.signals.pinyin {
+            text::pinyin_pairs(&cleaned)
+        } else {
+            Vec::new()
+        };
+        for g in pairs {
+            if seen.insert(g.clone()) {
+                clauses.push(term(f.grams, &g, 0.6));
+            }
+        }
+        for p in pinyin {
+            if seen.insert(p.clone()) {
+                clauses.push(term(f.pinyin, &p, 0.8));
+            }
+        }
+        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    /// The best `limit` articles for `q` under `filter`, on `today` (China date).
+    pub fn search(
+        &self,
+        q: &str,
+        filter: &Filter,
+        today: NaiveDate,
+        limit: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let f = self.f;
+        let Some(text_query) = self.text_query(q) else {
+            return Ok(Vec::new());
+        };
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query)];
+        let exact = |term: Term| -> (Occur, Box<dyn Query>) {
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+            )
+        };
+        let status = filter.status.as_deref().unwrap_or("published");
+        must.push(exact(Term::from_field_text(f.status, status)));
+        if status == "published" {
+            let day = day_number(today);
+            must.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Unbounded,
+                    Bound::Included(Term::from_field_i64(f.valid_from, day)),
+                )),
+            ));
+            must.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_i64(f.valid_until, day)),
+                    Bound::Unbounded,
+                )),
+            ));
+        }
+        if let Some(c) = &filter.category {
+            must.push(exact(Term::from_field_text(f.category, c)));
+        }
+        if let Some(u) = filter.unit {
+            must.push(exact(Term::from_field_i64(f.unit, u)));
+        }
+        let query = BooleanQuery::new(must);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        let body_snippets = SnippetGenerator::create(&searcher, &query, f.body)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let text_of = |field: Field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let snippet = body_snippets.snippet_from_doc(&doc);
+            hits.push(Hit {
+                id: doc.get_first(f.id).and_then(|v| v.as_i64()).unwrap_or(0),
+                score,
+                title: text_of(f.title),
+                category: text_of(f.category),
+                snippet: if snippet.is_empty() {
+                    text_of(f.body).chars().take(80).collect()
+                } else {
+                    snippet.to_html()
+                },
+            });
+        }
+        Ok(hits)
+    }
+}
+
+/// The query without its stopwords' characters where they stand alone (keeps pairs useful).
+fn words_only(q: &str) -> String {
+    q.chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect()
+}

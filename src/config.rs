@@ -37,6 +37,8 @@ pub struct Config {
     pub ivr: IvrConfig,
     /// The ticket workflow's limits and calendar.
     pub tickets: TicketsConfig,
+    /// The knowledge base's search index and publishing rule.
+    pub kb: KbConfig,
     /// Logging format and privacy.
     pub log: LogConfig,
 }
@@ -263,6 +265,26 @@ impl TicketsConfig {
     }
 }
 
+/// `[kb]`: the knowledge base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KbConfig {
+    /// Where this node keeps its search index (derived from PostgreSQL: rebuilt when missing,
+    /// corrupt or behind).
+    pub index_dir: PathBuf,
+    /// A handling unit's article waits for the hotline office's approval to be published.
+    pub require_approval: bool,
+}
+
+impl Default for KbConfig {
+    fn default() -> Self {
+        KbConfig {
+            index_dir: PathBuf::from("data/kb-index"),
+            require_approval: true,
+        }
+    }
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -444,8 +466,9 @@ fn all_errors(fig: &Figment, first: figment::Error) -> figment::Error {
     section::<RecordingsConfig>(fig, "recordings", &mut errors);
     section::<IvrConfig>(fig, "ivr", &mut errors);
     section::<TicketsConfig>(fig, "tickets", &mut errors);
+    section::<KbConfig>(fig, "kb", &mut errors);
     section::<LogConfig>(fig, "log", &mut errors);
-    const KNOWN: [&str; 8] = [
+    const KNOWN: [&str; 9] = [
         "sip",
         "rtp",
         "http",
@@ -453,6 +476,7 @@ fn all_errors(fig: &Figment, first: figment::Error) -> figment::Error {
         "recordings",
         "ivr",
         "tickets",
+        "kb",
         "log",
     ];
     if let Ok(data) = fig.data() {

@@ -252,10 +252,26 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     };
     let addr = listener.local_addr()?;
+    let kb = match crate::kb::service::Kb::open(
+        database.pool.clone(),
+        Some(cfg.kb.index_dir.clone()),
+        cfg.kb.require_approval,
+    )
+    .await
+    {
+        Ok(kb) => kb,
+        Err(e) => {
+            database.close().await;
+            return Err(e).context("opening the knowledge base");
+        }
+    };
+    let kb_follower = kb.spawn_follower(shutdown.clone());
     let creds = Arc::new(Credentials::default());
     let accounts = match creds.reload(&database.pool, &cfg.sip.realm).await {
         Ok(n) => n,
         Err(e) => {
+            shutdown.cancel();
+            let _ = kb_follower.await;
             database.close().await;
             return Err(e).context("reading SIP accounts");
         }
@@ -317,6 +333,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         admin_token: cfg.http.admin_token.as_deref().map(Arc::from),
         engine: Some(sip.engine.clone()),
         tickets: Arc::new(tickets),
+        kb: Some(kb),
     };
     let server = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -330,6 +347,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w).await;
     }
     let _ = reloader.await;
+    let _ = kb_follower.await;
     if let Some((_, task)) = ivr {
         let _ = task.await;
     }

@@ -17,6 +17,7 @@ fn state(db: PgPool) -> AppState {
         ivr: None,
         admin_token: None,
         engine: None,
+        kb: None,
         tickets: std::sync::Arc::new(
             hotline::tickets::store::Settings::from_config(&Default::default()).expect("calendar"),
         ),

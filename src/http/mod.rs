@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod directory;
 mod error;
+mod kb;
 mod open311;
 mod openapi;
 mod public;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub engine: Option<crate::signaling::EngineHandle>,
     /// The ticket workflow's calendar, limits and clock.
     pub tickets: Arc<crate::tickets::store::Settings>,
+    /// The knowledge base and this node's search index of it.
+    pub kb: Option<Arc<crate::kb::service::Kb>>,
 }
 
 /// The whole HTTP application.
@@ -50,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(directory::routes())
         .merge(tickets::routes())
+        .merge(kb::routes())
         .merge(public::routes())
         .merge(open311::routes())
         .merge(openapi::routes())

@@ -42,6 +42,7 @@ pub enum IndexError {
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
+    external_id: Field,
     title: Field,
     questions: Field,
     body: Field,
@@ -73,6 +74,7 @@ fn schema() -> (Schema, Fields) {
     );
     let f = Fields {
         id: b.add_i64_field("id", INDEXED | STORED | FAST),
+        external_id: b.add_text_field("external_id", STRING | STORED),
         title: b.add_text_field("title", words.clone()),
         questions: b.add_text_field("questions", words.clone()),
         body: b.add_text_field("body", words),
@@ -110,6 +112,8 @@ pub struct Filter {
 pub struct Hit {
     /// Article id.
     pub id: i64,
+    /// The id another system gave it (imports keep it).
+    pub external_id: Option<String>,
     /// The relevance score (higher is better; comparable within one search only).
     pub score: f32,
     /// Title.
@@ -203,6 +207,9 @@ impl KbIndex {
         let f = self.f;
         let mut d = TantivyDocument::default();
         d.add_i64(f.id, a.id);
+        if let Some(x) = &a.external_id {
+            d.add_text(f.external_id, x);
+        }
         d.add_text(f.title, &a.title);
         let questions = a.question_variants.join("\n");
         d.add_text(f.questions, &questions);
@@ -404,6 +411,10 @@ impl KbIndex {
             let snippet = body_snippets.snippet_from_doc(&doc);
             hits.push(Hit {
                 id: doc.get_first(f.id).and_then(|v| v.as_i64()).unwrap_or(0),
+                external_id: doc
+                    .get_first(f.external_id)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 score,
                 title: text_of(f.title),
                 category: text_of(f.category),

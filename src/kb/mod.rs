@@ -6,6 +6,8 @@
 //! from it, with Chinese analysis beside jieba's words in [`text`].
 
 pub mod index;
+pub mod service;
+pub mod store;
 pub mod text;
 
 use chrono::NaiveDate;

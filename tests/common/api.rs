@@ -37,6 +37,17 @@ pub const LIXIA: i64 = 4;
 
 impl Api {
     pub async fn new(db: PgPool, now: DateTime<Utc>) -> Api {
+        let api = Api::attach(db, now, None);
+        api.seed().await;
+        api
+    }
+
+    /// Another node on the same database (nothing seeded), with its knowledge base.
+    pub fn attach(
+        db: PgPool,
+        now: DateTime<Utc>,
+        kb: Option<std::sync::Arc<hotline::kb::service::Kb>>,
+    ) -> Api {
         let clock = Clock::manual(now);
         let settings = Settings {
             clock: clock.clone(),
@@ -49,18 +60,17 @@ impl Api {
             ivr: None,
             admin_token: None,
             engine: None,
+            kb,
             tickets: std::sync::Arc::new(settings),
         };
-        let api = Api {
+        Api {
             db,
             clock,
             router: app(state),
-        };
-        api.seed().await;
-        api
+        }
     }
 
-    async fn seed(&self) {
+    pub async fn seed(&self) {
         users::create(&self.db, "admin", "管理员", Role::Admin, None, PASSWORD)
             .await
             .unwrap();

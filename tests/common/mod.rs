@@ -74,9 +74,12 @@ listen = "127.0.0.1:0"
 embedded_dir = "{pg}"
 [recordings]
 dir = "{rec}"
+[kb]
+index_dir = "{kb}"
 "#,
         pg = dir.join("pg").display(),
-        rec = dir.join("recordings").display()
+        rec = dir.join("recordings").display(),
+        kb = dir.join("kb-index").display()
     );
     std::fs::write(&path, text).expect("write config");
     path

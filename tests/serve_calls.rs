@@ -228,26 +228,14 @@ fn a_caller_keys_a_ticket_and_hears_its_status() {
     );
     // The demo's greeting (with the emergency numbers) lasts about 18 s and takes no keys;
     // then 2, the number, and the four digits after the second prompt.
-    let template = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_keys.xml"),
-    )
-    .unwrap();
-    let keys = r#"<pause milliseconds="1500"/>
-  <nop><action><exec play_dtmf="2123456#,100"/></action></nop>
-  <pause milliseconds="9000"/>"#;
-    assert!(template.contains(keys));
-    let scenario = template.replace(
-        keys,
+    let (code, errors) = demo_call(
+        &node,
         r#"<pause milliseconds="20000"/>
   <nop><action><exec play_dtmf="22026030200042#,100"/></action></nop>
   <pause milliseconds="6000"/>
   <nop><action><exec play_dtmf="5678#,100"/></action></nop>
   <pause milliseconds="14000"/>"#,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("status.xml");
-    std::fs::write(&file, scenario).unwrap();
-    let (code, errors) = sipp(node.udp, &file, "12345");
     assert_eq!(code, 0, "the call failed:\n{errors}");
 
     let line = node
@@ -290,4 +278,73 @@ fn a_caller_keys_a_ticket_and_hears_its_status() {
         rows[0].get::<String, _>("vars"),
         r#"{"phone4": "5678", "ticket": "2026030200042"}"#
     );
+}
+
+/// Places one SIPp call to the node running the demo script: `uac_keys.xml` with its keys
+/// and pauses replaced by `steps`.
+fn demo_call(node: &SipNode, steps: &str) -> (i32, String) {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_keys.xml"),
+    )
+    .unwrap();
+    let keys = r#"<pause milliseconds="1500"/>
+  <nop><action><exec play_dtmf="2123456#,100"/></action></nop>
+  <pause milliseconds="9000"/>"#;
+    assert!(template.contains(keys));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.xml");
+    std::fs::write(&file, template.replace(keys, steps)).unwrap();
+    sipp(node.udp, &file, "12345")
+}
+
+/// The demo flow's other self-service: while waiting the caller presses 1 and hears the
+/// knowledge base's answers for the script's category (Art. 31), read from PostgreSQL.
+#[test]
+fn a_caller_presses_1_and_hears_knowledge_base_answers() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
+    let mut node = start_sip_node_env("", &[("HOTLINE_IVR__SCRIPT", script.as_os_str())]);
+    node.db.execute(
+        "INSERT INTO kb_articles (title, body, spoken_answer, category, status, updated_by)
+         VALUES ('停水报修', '拨打96606报修。', '突然停水请拨打供水服务热线96606报修，抢修人员二十四小时值守。',
+                 '常见问题', 'published', 'test'),
+                ('草稿不读', '正文', '这一条还是草稿。', '常见问题', 'draft', 'test');"
+            .into(),
+    );
+    let (code, errors) = demo_call(
+        &node,
+        r#"<pause milliseconds="20000"/>
+  <nop><action><exec play_dtmf="1,100"/></action></nop>
+  <pause milliseconds="12000"/>"#,
+    );
+    assert_eq!(code, 0, "the call failed:\n{errors}");
+    let line = node
+        .node
+        .wait_for_line("IVR knowledge-base look-up", Duration::from_secs(5));
+    assert!(line.contains("常见问题"), "{line}");
+    assert!(
+        line.contains("answers=1"),
+        "the published one, not the draft: {line}"
+    );
+    let line = node
+        .node
+        .wait_for_line("knowledge-base answers", Duration::from_secs(5));
+    let seconds: f64 = line
+        .split("seconds=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    assert!(seconds > 3.0, "title and spoken answer: {line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = node
+            .db
+            .rows("SELECT ivr_path FROM calls WHERE ended_at IS NOT NULL");
+        if !rows.is_empty() || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let path: Vec<String> = rows[0].get("ivr_path");
+    assert_eq!(path[..3], ["greeting", "queue", "self_service"]);
 }

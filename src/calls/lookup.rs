@@ -1,5 +1,6 @@
 //! The IVR's look-ups that need the database: a ticket's progress (the `ticket_status` node,
-//! REGULATION.md Art. 13). The media threads never wait on PostgreSQL or on speech synthesis:
+//! REGULATION.md Art. 13) and knowledge-base answers (the `kb` node, Art. 31: an article's
+//! spoken answer, or the newest answers of a category). The media threads never wait on PostgreSQL or on speech synthesis:
 //! they hand a [`LookupRequest`] to this service, which checks the number and the phone's last
 //! four digits exactly as the public API does (same throttling, audited as `ivr`), composes
 //! what to say, synthesises it once (never cached: [`Tts::speak_once`]) and hands the prompt
@@ -16,12 +17,29 @@ use crate::ivr::tts::Tts;
 use crate::tickets::citizen::{self, Lookup, NOT_FOUND_TEXT, THROTTLED_TEXT};
 use crate::tickets::store::StoreError;
 
-/// A call asking for a ticket's status.
+/// What a call asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// A ticket's status.
+    Ticket {
+        /// The ticket number the caller keyed.
+        number: Option<String>,
+        /// The last four digits of the phone number on the ticket.
+        last4: Option<String>,
+    },
+    /// Knowledge-base answers.
+    Knowledge {
+        /// One article.
+        article: Option<i64>,
+        /// Or the newest answers of a category.
+        category: Option<String>,
+    },
+}
+
+/// A call asking a question.
 pub struct LookupRequest {
-    /// The ticket number the caller keyed.
-    pub number: Option<String>,
-    /// The last four digits of the phone number on the ticket.
-    pub last4: Option<String>,
+    /// The question.
+    pub question: Question,
     /// Hands the prompts to say back to the call's media thread.
     pub answer: Box<dyn FnOnce(Vec<Arc<Prompt>>) + Send>,
 }
@@ -29,7 +47,7 @@ pub struct LookupRequest {
 impl std::fmt::Debug for LookupRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LookupRequest")
-            .field("number", &self.number)
+            .field("question", &self.question)
             .finish_non_exhaustive()
     }
 }
@@ -45,16 +63,36 @@ pub fn spawn(
         while let Some(req) = rx.recv().await {
             let (db, tts, unavailable) = (db.clone(), tts.clone(), unavailable.clone());
             tokio::spawn(async move {
-                let number = req.number.clone();
-                let prompts = match text(&db, req.number, req.last4).await {
+                let asked = req.question.clone();
+                let prompts = match text(&db, req.question).await {
                     Ok(text) => {
-                        match tokio::task::spawn_blocking(move || tts.speak_once(&text)).await {
+                        // Answers from the knowledge base are the same for every caller and
+                        // go through the TTS cache; a ticket's status is said once.
+                        let cached = matches!(asked, Question::Knowledge { .. });
+                        let speak = move || -> Result<Vec<i16>, crate::ivr::tts::TtsError> {
+                            if cached {
+                                let wav = tts.speak(&text)?;
+                                crate::ivr::tts::read_8k(&wav)
+                            } else {
+                                tts.speak_once(&text)
+                            }
+                        };
+                        match tokio::task::spawn_blocking(speak).await {
                             Ok(Ok(samples)) => {
-                                tracing::info!(
-                                    ticket = number.as_deref().unwrap_or(""),
-                                    seconds = samples.len() as f64 / 8000.0,
-                                    "IVR told a caller a ticket's status"
-                                );
+                                let seconds = samples.len() as f64 / 8000.0;
+                                match &asked {
+                                    Question::Ticket { number, .. } => tracing::info!(
+                                        ticket = number.as_deref().unwrap_or(""),
+                                        seconds,
+                                        "IVR told a caller a ticket's status"
+                                    ),
+                                    Question::Knowledge { article, category } => tracing::info!(
+                                        ?article,
+                                        ?category,
+                                        seconds,
+                                        "IVR read knowledge-base answers"
+                                    ),
+                                }
                                 vec![Arc::new(Prompt::from_linear("ticket status", &samples))]
                             }
                             Ok(Err(e)) => {
@@ -79,11 +117,19 @@ pub fn spawn(
     tx
 }
 
-async fn text(
-    db: &PgPool,
-    number: Option<String>,
-    last4: Option<String>,
-) -> Result<String, StoreError> {
+/// Said when a knowledge-base node finds nothing to read.
+pub const NO_ANSWER_TEXT: &str = "抱歉，这一类暂时没有自助答案，请继续等待人工服务。";
+
+/// How many of a category's answers are read in a row.
+const CATEGORY_ANSWERS: i64 = 3;
+
+async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
+    let (number, last4) = match question {
+        Question::Ticket { number, last4 } => (number, last4),
+        Question::Knowledge { article, category } => {
+            return knowledge(db, article, category).await;
+        }
+    };
     let (Some(number), Some(last4)) = (number, last4) else {
         return Ok(NOT_FOUND_TEXT.into());
     };
@@ -92,4 +138,52 @@ async fn text(
         Lookup::NotFound => Ok(NOT_FOUND_TEXT.into()),
         Lookup::Throttled => Ok(THROTTLED_TEXT.into()),
     }
+}
+
+/// The spoken answers of one article, or of a category's newest articles, published and in
+/// force today (an answer without a spoken form reads the start of its body).
+async fn knowledge(
+    db: &PgPool,
+    article: Option<i64>,
+    category: Option<String>,
+) -> Result<String, StoreError> {
+    let shown = category.clone();
+    let today = crate::kb::service::today();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT title, spoken_answer, body FROM kb_articles
+         WHERE status = 'published'
+           AND (valid_from IS NULL OR valid_from <= $3)
+           AND (valid_until IS NULL OR valid_until >= $3)
+           AND (($1::bigint IS NOT NULL AND id = $1)
+                OR ($1::bigint IS NULL AND category = $2))
+         ORDER BY updated_at DESC LIMIT $4",
+    )
+    .bind(article)
+    .bind(&category)
+    .bind(today)
+    .bind(CATEGORY_ANSWERS)
+    .fetch_all(db)
+    .await?;
+    tracing::info!(
+        answers = rows.len(),
+        ?article,
+        category = shown.as_deref().unwrap_or(""),
+        "IVR knowledge-base look-up"
+    );
+    if rows.is_empty() {
+        return Ok(NO_ANSWER_TEXT.into());
+    }
+    let mut text = String::new();
+    for (title, spoken, body) in rows {
+        let answer = if spoken.trim().is_empty() {
+            body.chars().take(120).collect()
+        } else {
+            spoken
+        };
+        text.push_str(&format!("{title}。{answer}"));
+        if !text.ends_with('。') {
+            text.push('。');
+        }
+    }
+    Ok(text)
 }

@@ -924,15 +924,26 @@ impl Worker {
             match action {
                 Action::Hangup => end = Some("ivr hung up"),
                 Action::Transfer { uri } => transfer = Some(uri),
-                Action::TicketStatus {
-                    number,
-                    phone_last4,
-                } if self.shared.lookups.is_some() => {
+                Action::TicketStatus { .. } | Action::Knowledge { .. }
+                    if self.shared.lookups.is_some() =>
+                {
                     // Answered by the look-up service; the prompt comes back as news.
+                    let question = match action {
+                        Action::TicketStatus {
+                            number,
+                            phone_last4,
+                        } => super::lookup::Question::Ticket {
+                            number,
+                            last4: phone_last4,
+                        },
+                        Action::Knowledge { article, category } => {
+                            super::lookup::Question::Knowledge { article, category }
+                        }
+                        _ => continue,
+                    };
                     let me = self.me.clone();
                     let req = super::lookup::LookupRequest {
-                        number,
-                        last4: phone_last4,
+                        question,
                         answer: Box::new(move |prompts| me.news(key, ToMedia::Speak(prompts))),
                     };
                     if let Some(Err(e)) = self.shared.lookups.as_ref().map(|l| l.send(req)) {
@@ -940,8 +951,8 @@ impl Worker {
                     }
                 }
                 Action::Knowledge { .. } | Action::TicketStatus { .. } => {
-                    // The knowledge base is not connected to calls yet (issue 6), nor the
-                    // tickets without a database: say so, and the script goes on.
+                    // No database behind the calls (a bench without one): say so, and the
+                    // script goes on.
                     tracing::warn!(
                         ?action,
                         "IVR self-service asked for, but it is not available yet"

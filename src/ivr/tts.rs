@@ -179,6 +179,11 @@ impl Tts {
     }
 }
 
+/// The samples of a WAV the cache holds (or any 16-bit PCM WAV), as 8 kHz mono.
+pub fn read_8k(path: &Path) -> Result<Vec<i16>, TtsError> {
+    to_8k_mono(path)
+}
+
 /// Reads a 16-bit PCM WAV of any rate and channel count; returns 8 kHz mono samples.
 fn to_8k_mono(path: &Path) -> Result<Vec<i16>, TtsError> {
     let reader = hound::WavReader::open(path).map_err(|e| TtsError::Output(e.to_string()))?;

@@ -297,8 +297,9 @@ fn demo_call(node: &SipNode, steps: &str) -> (i32, String) {
     sipp(node.udp, &file, "12345")
 }
 
-/// The demo flow's other self-service: while waiting the caller presses 1 and hears the
-/// knowledge base's answers for the script's category (Art. 31), read from PostgreSQL.
+/// The demo flow's other self-service: while waiting the caller presses 1, hears the menu
+/// of the script's category built from the knowledge base (Art. 31), presses 1 again and
+/// hears that answer, read from PostgreSQL; then is back in the queue.
 #[test]
 fn a_caller_presses_1_and_hears_knowledge_base_answers() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
@@ -314,20 +315,31 @@ fn a_caller_presses_1_and_hears_knowledge_base_answers() {
         &node,
         r#"<pause milliseconds="20000"/>
   <nop><action><exec play_dtmf="1,100"/></action></nop>
-  <pause milliseconds="12000"/>"#,
+  <pause milliseconds="3000"/>
+  <nop><action><exec play_dtmf="1,100"/></action></nop>
+  <pause milliseconds="17000"/>"#,
     );
     assert_eq!(code, 0, "the call failed:\n{errors}");
+    // The menu offers the published article only.
     let line = node
         .node
         .wait_for_line("IVR knowledge-base look-up", Duration::from_secs(5));
-    assert!(line.contains("常见问题"), "{line}");
+    assert!(
+        line.contains("常见问题") && line.contains("choice=None"),
+        "{line}"
+    );
     assert!(
         line.contains("answers=1"),
         "the published one, not the draft: {line}"
     );
+    // The key chose it, and its answer was read.
     let line = node
         .node
-        .wait_for_line("knowledge-base answers", Duration::from_secs(5));
+        .wait_for_line("IVR knowledge-base look-up", Duration::from_secs(5));
+    assert!(line.contains("choice=Some(1)"), "{line}");
+    let line = node
+        .node
+        .wait_for_line("Some(1) seconds=", Duration::from_secs(5));
     let seconds: f64 = line
         .split("seconds=")
         .nth(1)
@@ -339,12 +351,13 @@ fn a_caller_presses_1_and_hears_knowledge_base_answers() {
     let rows = loop {
         let rows = node
             .db
-            .rows("SELECT ivr_path FROM calls WHERE ended_at IS NOT NULL");
+            .rows("SELECT ivr_path, ivr_keys FROM calls WHERE ended_at IS NOT NULL");
         if !rows.is_empty() || Instant::now() > deadline {
             break rows;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     let path: Vec<String> = rows[0].get("ivr_path");
-    assert_eq!(path[..3], ["greeting", "queue", "self_service"]);
+    assert_eq!(path, ["greeting", "queue", "self_service", "queue"]);
+    assert_eq!(rows[0].get::<String, _>("ivr_keys"), "11");
 }

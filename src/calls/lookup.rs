@@ -31,8 +31,10 @@ pub enum Question {
     Knowledge {
         /// One article.
         article: Option<i64>,
-        /// Or the newest answers of a category.
+        /// Or a category: its menu, or the answer chosen from it.
         category: Option<String>,
+        /// The key chosen from the category's menu.
+        choice: Option<u8>,
     },
 }
 
@@ -86,9 +88,14 @@ pub fn spawn(
                                         seconds,
                                         "IVR told a caller a ticket's status"
                                     ),
-                                    Question::Knowledge { article, category } => tracing::info!(
+                                    Question::Knowledge {
+                                        article,
+                                        category,
+                                        choice,
+                                    } => tracing::info!(
                                         ?article,
                                         ?category,
+                                        ?choice,
                                         seconds,
                                         "IVR read knowledge-base answers"
                                     ),
@@ -120,14 +127,21 @@ pub fn spawn(
 /// Said when a knowledge-base node finds nothing to read.
 pub const NO_ANSWER_TEXT: &str = "抱歉，这一类暂时没有自助答案，请继续等待人工服务。";
 
-/// How many of a category's answers are read in a row.
-const CATEGORY_ANSWERS: i64 = 3;
+/// How many of a category's articles its menu offers (keys 1 to 9).
+const MENU_ITEMS: i64 = 9;
+
+/// Said when a key chooses nothing in a category's menu.
+pub const NO_SUCH_CHOICE_TEXT: &str = "没有这个选项。";
 
 async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
     let (number, last4) = match question {
         Question::Ticket { number, last4 } => (number, last4),
-        Question::Knowledge { article, category } => {
-            return knowledge(db, article, category).await;
+        Question::Knowledge {
+            article,
+            category,
+            choice,
+        } => {
+            return knowledge(db, article, category, choice).await;
         }
     };
     let (Some(number), Some(last4)) = (number, last4) else {
@@ -140,12 +154,14 @@ async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
     }
 }
 
-/// The spoken answers of one article, or of a category's newest articles, published and in
-/// force today (an answer without a spoken form reads the start of its body).
+/// What a knowledge-base node says: one article's spoken answer; a category's menu (its
+/// newest published articles in force today, "press 1 for ..."); or the answer chosen from
+/// that menu. An answer without a spoken form reads the start of its body.
 async fn knowledge(
     db: &PgPool,
     article: Option<i64>,
     category: Option<String>,
+    choice: Option<u8>,
 ) -> Result<String, StoreError> {
     let shown = category.clone();
     let today = crate::kb::service::today();
@@ -156,34 +172,48 @@ async fn knowledge(
            AND (valid_until IS NULL OR valid_until >= $3)
            AND (($1::bigint IS NOT NULL AND id = $1)
                 OR ($1::bigint IS NULL AND category = $2))
-         ORDER BY updated_at DESC LIMIT $4",
+         ORDER BY updated_at DESC, id DESC LIMIT $4",
     )
     .bind(article)
     .bind(&category)
     .bind(today)
-    .bind(CATEGORY_ANSWERS)
+    .bind(MENU_ITEMS)
     .fetch_all(db)
     .await?;
     tracing::info!(
         answers = rows.len(),
         ?article,
         category = shown.as_deref().unwrap_or(""),
+        ?choice,
         "IVR knowledge-base look-up"
     );
     if rows.is_empty() {
         return Ok(NO_ANSWER_TEXT.into());
     }
-    let mut text = String::new();
-    for (title, spoken, body) in rows {
-        let answer = if spoken.trim().is_empty() {
+    let answer = |(title, spoken, body): &(String, String, String)| {
+        let said: String = if spoken.trim().is_empty() {
             body.chars().take(120).collect()
         } else {
-            spoken
+            spoken.clone()
         };
-        text.push_str(&format!("{title}。{answer}"));
+        let mut text = format!("{title}。{said}");
         if !text.ends_with('。') {
             text.push('。');
         }
-    }
-    Ok(text)
+        text
+    };
+    Ok(match (article, choice) {
+        (Some(_), _) => answer(&rows[0]),
+        (None, Some(k)) => rows
+            .get(usize::from(k).saturating_sub(1))
+            .map_or_else(|| NO_SUCH_CHOICE_TEXT.to_string(), answer),
+        (None, None) => {
+            let mut text = "请按键选择：".to_string();
+            for (i, (title, _, _)) in rows.iter().enumerate() {
+                text.push_str(&format!("{}，请按{}；", title, i + 1));
+            }
+            text.push_str("其他键返回。");
+            text
+        }
+    })
 }

@@ -936,9 +936,15 @@ impl Worker {
                             number,
                             last4: phone_last4,
                         },
-                        Action::Knowledge { article, category } => {
-                            super::lookup::Question::Knowledge { article, category }
-                        }
+                        Action::Knowledge {
+                            article,
+                            category,
+                            choice,
+                        } => super::lookup::Question::Knowledge {
+                            article,
+                            category,
+                            choice,
+                        },
                         _ => continue,
                     };
                     let me = self.me.clone();

@@ -108,7 +108,9 @@ pub enum Node {
         /// Where to go without valid input.
         default: String,
     },
-    /// Speak knowledge-base answers: one article, or a menu of a category.
+    /// Speak knowledge-base answers: one article's spoken answer, or a category's menu (its
+    /// newest published articles, "press 1 for ...", 5 s for the key; any other key or none
+    /// goes on to `next`) and then the answer chosen.
     Kb {
         /// Article id.
         #[serde(default)]

@@ -32,6 +32,9 @@ pub const MAX_PATH: usize = 500;
 /// Seconds a survey waits for a score.
 pub const SURVEY_TIMEOUT_SECS: u32 = 8;
 
+/// Seconds a knowledge-base category menu waits for its key after it was read.
+const KB_MENU_TIMEOUT_SECS: u32 = 5;
+
 /// What a condition can ask about the world.
 pub trait Facts {
     /// The caller's number.
@@ -77,12 +80,16 @@ pub enum Action {
         /// How long.
         after: Duration,
     },
-    /// Speak a knowledge-base article or a category's menu; report `PromptDone`.
+    /// Speak a knowledge-base article, a category's menu ("press 1 for ..."), or the
+    /// answer the caller chose from that menu; report `PromptDone`.
     Knowledge {
         /// Article id.
         article: Option<i64>,
         /// Category.
         category: Option<String>,
+        /// The key chosen from the category's menu (1-9: its newest articles in order);
+        /// `None` asks for the menu itself.
+        choice: Option<u8>,
     },
     /// Look up a ticket's progress and speak it (Art. 13); report `PromptDone`.
     TicketStatus {
@@ -159,6 +166,8 @@ pub struct Session {
     collected: String,
     /// Times the current menu has been replayed.
     tries: u32,
+    /// The knowledge-base node's chosen answer is playing (its menu is over).
+    answering: bool,
     /// The queue node whose place the caller keeps while in self-service.
     paused_in: Option<String>,
     /// Every node entered, in order (for the call record).
@@ -176,6 +185,7 @@ impl Session {
             typed: VecDeque::new(),
             collected: String::new(),
             tries: 0,
+            answering: false,
             paused_in: None,
             path: Vec::new(),
             next_token: 0,
@@ -343,10 +353,13 @@ impl Session {
                     out.push(Action::Knowledge {
                         article: *article,
                         category: category.clone(),
+                        choice: None,
                     });
+                    // A category's menu takes a key at once; one article is just spoken.
+                    self.answering = article.is_some();
                     self.wait = Wait::Prompt {
                         node: name,
-                        barge_in: false,
+                        barge_in: article.is_none(),
                     };
                     return;
                 }
@@ -437,6 +450,7 @@ impl Session {
             return;
         };
         match node {
+            Node::Kb { .. } if !self.answering => self.await_input(name, facts, out),
             Node::Play { next, .. } | Node::Kb { next, .. } | Node::TicketStatus { next } => {
                 let next = next.clone();
                 self.tries = 0;
@@ -456,6 +470,7 @@ impl Session {
         if self.typed.is_empty() {
             let seconds = match script.nodes.get(name) {
                 Some(Node::Menu { timeout, .. } | Node::Collect { timeout, .. }) => *timeout,
+                Some(Node::Kb { .. }) => KB_MENU_TIMEOUT_SECS,
                 _ => SURVEY_TIMEOUT_SECS,
             };
             self.start_timer(name, seconds, out);
@@ -512,6 +527,29 @@ impl Session {
                         self.start_timer(name, timeout, out);
                     }
                 }
+                Node::Kb { category, next, .. } => {
+                    self.typed.clear();
+                    match d.to_digit(10).filter(|k| (1..=9).contains(k)) {
+                        Some(k) => {
+                            out.push(Action::Knowledge {
+                                article: None,
+                                category: category.clone(),
+                                choice: Some(k as u8),
+                            });
+                            self.answering = true;
+                            self.wait = Wait::Prompt {
+                                node: name.to_string(),
+                                barge_in: false,
+                            };
+                        }
+                        None => {
+                            // Not an answer's key: back to where the script goes next.
+                            let next = next.clone();
+                            self.enter(&next, facts, out);
+                        }
+                    }
+                    return;
+                }
                 Node::Survey { next, .. } => {
                     let next = next.clone();
                     self.typed.clear();
@@ -534,7 +572,7 @@ impl Session {
         match script.nodes.get(name) {
             Some(Node::Menu { .. }) => self.retry(name, Retry::NoInput, facts, out),
             Some(Node::Collect { .. }) => self.collect_done(name, facts, out),
-            Some(Node::Survey { next, .. }) => {
+            Some(Node::Survey { next, .. } | Node::Kb { next, .. }) => {
                 let next = next.clone();
                 self.enter(&next, facts, out);
             }

@@ -87,13 +87,24 @@ fn describe(a: &Action) -> String {
         Action::Play { prompt: p } => format!("play {}", prompt(p)),
         Action::StopPrompt => "stop the prompt".into(),
         Action::Timer { after, .. } => format!("wait {} s for a key", after.as_secs()),
-        Action::Knowledge { article, category } => {
+        Action::Knowledge {
+            article,
+            category,
+            choice,
+        } => {
             let mut s = "speak knowledge".to_string();
             if let Some(a) = article {
                 let _ = write!(s, " article {a}");
             }
             if let Some(c) = category {
                 let _ = write!(s, " category {c:?}");
+            }
+            match choice {
+                Some(k) => {
+                    let _ = write!(s, ": answer {k} of its menu");
+                }
+                None if article.is_none() => s.push_str(": its menu (press 1-9)"),
+                None => {}
             }
             s
         }

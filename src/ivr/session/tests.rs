@@ -546,3 +546,72 @@ fn a_menu_says_why_it_repeats_and_a_key_during_the_notice_counts() {
     s.handle(Event::PromptDone, &w);
     assert_eq!(enqueued(&s.handle(Event::Digit('9'), &w)), Some("general"));
 }
+
+const KB_SCRIPT: &str = r##"
+start = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+digits = { "1" = "faq", "2" = "one" }
+
+[nodes.faq]
+type = "kb"
+category = "常见问题"
+next = "queue"
+
+[nodes.one]
+type = "kb"
+article = 7
+next = "queue"
+"##;
+
+fn knowledge(a: &[Action]) -> Option<(Option<i64>, Option<u8>)> {
+    a.iter().find_map(|a| match a {
+        Action::Knowledge {
+            article, choice, ..
+        } => Some((*article, *choice)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_category_menu_takes_a_key_reads_that_answer_and_returns_to_the_queue() {
+    let w = world();
+    let mut s = Session::new(script(KB_SCRIPT));
+    s.handle(Event::Start, &w);
+    // Menu asked for; a key during it stops it and chooses at once (barge-in).
+    let a = keys(&mut s, &w, "1");
+    assert_eq!(knowledge(&a), Some((None, None)), "{a:?}");
+    let a = keys(&mut s, &w, "2");
+    assert_eq!(a[0], Action::StopPrompt);
+    assert_eq!(knowledge(&a), Some((None, Some(2))), "{a:?}");
+    // Keys while the answer plays are not taken; its end goes back to the queue.
+    assert!(keys(&mut s, &w, "3").is_empty());
+    let a = s.handle(Event::PromptDone, &w);
+    assert!(matches!(a.as_slice(), [Action::Resume { .. }]), "{a:?}");
+    assert_eq!(s.node(), Some("queue"));
+    assert_eq!(s.path(), ["queue", "faq", "queue"]);
+
+    // Heard in full, then silence: the menu's timer returns the caller to the queue.
+    keys(&mut s, &w, "1");
+    let a = s.handle(Event::PromptDone, &w);
+    let t = timer(&a);
+    assert!(
+        matches!(a.last(), Some(Action::Timer { after, .. }) if *after == Duration::from_secs(5))
+    );
+    let a = s.handle(Event::Timeout(t), &w);
+    assert!(matches!(a.as_slice(), [Action::Resume { .. }]), "{a:?}");
+    // A key that chooses nothing (0, *, #) goes back too.
+    keys(&mut s, &w, "1");
+    s.handle(Event::PromptDone, &w);
+    let a = keys(&mut s, &w, "#");
+    assert!(matches!(a.as_slice(), [Action::Resume { .. }]), "{a:?}");
+
+    // One article is read without a menu, and keys do not interrupt it.
+    let a = keys(&mut s, &w, "2");
+    assert_eq!(knowledge(&a), Some((Some(7), None)));
+    assert!(keys(&mut s, &w, "1").is_empty());
+    let a = s.handle(Event::PromptDone, &w);
+    assert!(matches!(a.as_slice(), [Action::Resume { .. }]), "{a:?}");
+}

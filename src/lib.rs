@@ -3,6 +3,7 @@
 //! The SIP/RTP engine lives in the `hotline-sip` crate; this crate holds configuration, the
 //! database, the HTTP server and (as their issues land) the IVR, ACD, tickets and knowledge base.
 
+pub mod acd;
 pub mod audit;
 pub mod calls;
 pub mod config;

@@ -1,0 +1,264 @@
+//! Routing on a virtual clock: `t(s)` is `s` seconds after the start.
+#![allow(clippy::unwrap_used)] // in a test, a panic is a failure report
+
+use super::*;
+
+fn clock() -> impl Fn(u64) -> Instant {
+    let start = Instant::now();
+    move |s| start + Duration::from_secs(s)
+}
+
+fn queue(name: &str, strategy: Strategy) -> QueueConfig {
+    QueueConfig {
+        strategy,
+        ..QueueConfig::new(name)
+    }
+}
+
+/// Agents 1..=n logged into `general` one second apart (agent 1 idle the longest).
+fn acd(strategy: Strategy, n: u64, t: &impl Fn(u64) -> Instant) -> Acd {
+    let mut acd = Acd::new([
+        queue("general", strategy),
+        queue("overflow", Strategy::LongestIdle),
+    ]);
+    for id in 1..=n {
+        acd.add_agent(id, &[("mandarin", 5)], t(0));
+        acd.login(id, &["general"], t(id)).unwrap();
+    }
+    acd
+}
+
+fn offered(o: &[Offer]) -> Vec<(u64, Vec<u64>)> {
+    o.iter().map(|o| (o.call, o.agents.clone())).collect()
+}
+
+#[test]
+fn longest_idle_gets_the_call_and_wrap_up_ends_on_time() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 3, &t);
+    acd.enqueue(100, "general", 0, &[], t(10)).unwrap();
+    assert_eq!(offered(&acd.route(t(10))), [(100, vec![1])]);
+    assert!(
+        acd.route(t(10)).is_empty(),
+        "a ringing call is not offered twice"
+    );
+    acd.answered(100, 1, t(12)).unwrap();
+    assert_eq!(
+        acd.agent(1).unwrap().state,
+        AgentState::OnCall { call: 100 }
+    );
+    acd.call_ended(1, "general", t(100)).unwrap();
+    // 30 s of wrap-up: no call for agent 1 until 130 s.
+    acd.tick(t(129));
+    assert!(matches!(
+        acd.agent(1).unwrap().state,
+        AgentState::WrapUp { .. }
+    ));
+    acd.enqueue(101, "general", 0, &[], t(129)).unwrap();
+    assert_eq!(offered(&acd.route(t(129))), [(101, vec![2])]);
+    acd.tick(t(130));
+    assert_eq!(acd.agent(1).unwrap().state, AgentState::Available);
+}
+
+#[test]
+fn round_robin_remembers_who_was_offered_last() {
+    let t = clock();
+    let mut acd = acd(Strategy::RoundRobin, 3, &t);
+    let mut got = Vec::new();
+    for call in 0..4 {
+        acd.enqueue(call, "general", 0, &[], t(10 + call)).unwrap();
+        let o = acd.route(t(10 + call));
+        let agent = o[0].agents[0];
+        got.push(agent);
+        acd.answered(call, agent, t(10 + call)).unwrap();
+        acd.call_ended(agent, "general", t(11 + call)).unwrap();
+        acd.resume(agent, t(11 + call)).unwrap();
+    }
+    assert_eq!(got, [1, 2, 3, 1]);
+}
+
+#[test]
+fn fewest_calls_evens_out_the_load() {
+    let t = clock();
+    let mut acd = acd(Strategy::FewestCalls, 2, &t);
+    // Agent 1 has already answered two calls.
+    for call in 0..2 {
+        acd.enqueue(call, "general", 0, &[], t(10)).unwrap();
+        let o = acd.route(t(10));
+        let agent = o[0].agents[0];
+        acd.answered(call, agent, t(10)).unwrap();
+        acd.call_ended(agent, "general", t(11)).unwrap();
+        acd.resume(agent, t(11)).unwrap();
+    }
+    assert_eq!(
+        acd.agent(1).unwrap().answered + acd.agent(2).unwrap().answered,
+        2
+    );
+    assert_eq!(acd.agent(1).unwrap().answered, 1, "alternated");
+    acd.answered_count_bump(1);
+    acd.enqueue(9, "general", 0, &[], t(20)).unwrap();
+    assert_eq!(offered(&acd.route(t(20))), [(9, vec![2])]);
+}
+
+#[test]
+fn ring_all_rings_everyone_and_the_first_answer_stops_the_rest() {
+    let t = clock();
+    let mut acd = acd(Strategy::RingAll, 3, &t);
+    acd.enqueue(7, "general", 0, &[], t(10)).unwrap();
+    assert_eq!(offered(&acd.route(t(10))), [(7, vec![1, 2, 3])]);
+    let ev = acd.answered(7, 2, t(12)).unwrap();
+    assert_eq!(
+        ev,
+        [Event::StopRinging {
+            call: 7,
+            agents: vec![1, 3]
+        }]
+    );
+    assert_eq!(acd.agent(1).unwrap().state, AgentState::Available);
+    assert_eq!(acd.agent(2).unwrap().state, AgentState::OnCall { call: 7 });
+}
+
+#[test]
+fn skills_based_needs_every_skill_then_prefers_proficiency() {
+    let t = clock();
+    let mut q = queue("general", Strategy::Skills);
+    q.skills = vec!["mandarin".into()];
+    let mut acd = Acd::new([q]);
+    acd.add_agent(1, &[("mandarin", 9)], t(0));
+    acd.add_agent(2, &[("mandarin", 4), ("housing", 3)], t(0));
+    acd.add_agent(3, &[("mandarin", 6), ("housing", 8)], t(0));
+    acd.add_agent(4, &[("housing", 10)], t(0)); // lacks the queue's skill
+    for id in 1..=4 {
+        acd.login(id, &["general"], t(1)).unwrap();
+    }
+    acd.enqueue(1, "general", 0, &["housing"], t(5)).unwrap();
+    assert_eq!(
+        offered(&acd.route(t(5))),
+        [(1, vec![3])],
+        "6 + 8 beats 4 + 3; agent 4 lacks mandarin"
+    );
+    acd.enqueue(2, "general", 0, &[], t(6)).unwrap();
+    assert_eq!(offered(&acd.route(t(6))), [(2, vec![1])], "mandarin 9");
+    acd.enqueue(3, "general", 0, &["tibetan"], t(7)).unwrap();
+    assert!(
+        acd.route(t(7)).is_empty(),
+        "nobody speaks it: the caller waits"
+    );
+}
+
+#[test]
+fn priority_goes_first_then_the_longest_waiting() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 1, &t);
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    acd.enqueue(2, "general", 0, &[], t(11)).unwrap();
+    acd.enqueue(3, "general", 5, &[], t(12)).unwrap(); // a repeat caller on the same ticket
+    assert_eq!(acd.position(3, t(12)), Some((1, Duration::ZERO)));
+    assert_eq!(acd.position(2, t(20)), Some((3, Duration::from_secs(9))));
+    assert_eq!(offered(&acd.route(t(12))), [(3, vec![1])]);
+}
+
+#[test]
+fn ring_no_answer_moves_on_and_three_misses_pause_the_agent() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 2, &t);
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    assert_eq!(offered(&acd.route(t(10))), [(1, vec![1])]);
+    assert!(acd.tick(t(29)).is_empty(), "19 s: still ringing");
+    let ev = acd.tick(t(30));
+    assert_eq!(
+        ev,
+        [Event::StopRinging {
+            call: 1,
+            agents: vec![1]
+        }]
+    );
+    assert_eq!(acd.agent(1).unwrap().misses, 1);
+    // The call moves on to the other agent.
+    assert_eq!(offered(&acd.route(t(30))), [(1, vec![2])]);
+    acd.answered(1, 2, t(31)).unwrap();
+    // Agent 1 declines the next call twice (declines count too): paused with the reason.
+    acd.enqueue(2, "general", 0, &[], t(40)).unwrap();
+    for round in 1..=2 {
+        assert_eq!(offered(&acd.route(t(40))), [(2, vec![1])]);
+        let ev = acd.missed(2, 1, t(41)).unwrap();
+        if round == 2 {
+            assert_eq!(
+                ev,
+                [Event::AutoPaused {
+                    agent: 1,
+                    misses: 3
+                }]
+            );
+        } else {
+            assert!(ev.is_empty());
+        }
+    }
+    assert_eq!(
+        acd.agent(1).unwrap().state,
+        AgentState::Paused {
+            reason: "missed calls".into()
+        }
+    );
+    assert!(acd.route(t(42)).is_empty(), "nobody left to ring");
+    acd.resume(1, t(50)).unwrap();
+    assert_eq!(acd.agent(1).unwrap().misses, 0);
+    assert_eq!(acd.route(t(50)).len(), 1);
+}
+
+#[test]
+fn a_caller_past_the_longest_wait_overflows_keeping_its_age() {
+    let t = clock();
+    let mut general = queue("general", Strategy::LongestIdle);
+    general.max_wait = Some(Duration::from_secs(60));
+    general.overflow = Some("overflow".into());
+    let mut acd = Acd::new([general, queue("overflow", Strategy::LongestIdle)]);
+    acd.add_agent(9, &[], t(0));
+    acd.login(9, &["overflow"], t(0)).unwrap();
+    acd.enqueue(1, "general", 0, &[], t(0)).unwrap();
+    assert!(acd.route(t(1)).is_empty(), "no agent in general");
+    assert!(acd.tick(t(59)).is_empty());
+    let ev = acd.tick(t(60));
+    assert_eq!(
+        ev,
+        [Event::Overflowed {
+            call: 1,
+            from: "general".into(),
+            to: "overflow".into()
+        }]
+    );
+    assert_eq!(acd.waiting_in("overflow"), 1);
+    assert_eq!(acd.position(1, t(61)), Some((1, Duration::from_secs(61))));
+    assert_eq!(offered(&acd.route(t(61))), [(1, vec![9])]);
+}
+
+#[test]
+fn self_service_keeps_the_place_and_abandoning_stops_the_ringing() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 1, &t);
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    acd.enqueue(2, "general", 0, &[], t(11)).unwrap();
+    acd.set_paused(1, true).unwrap();
+    assert_eq!(
+        offered(&acd.route(t(12))),
+        [(2, vec![1])],
+        "the one in self-service is skipped"
+    );
+    assert_eq!(acd.position(1, t(12)).unwrap().0, 1, "but keeps its place");
+    let ev = acd.abandoned(2, t(13)).unwrap();
+    assert_eq!(
+        ev,
+        [Event::StopRinging {
+            call: 2,
+            agents: vec![1]
+        }]
+    );
+    assert_eq!(acd.agent(1).unwrap().state, AgentState::Available);
+    acd.set_paused(1, false).unwrap();
+    assert_eq!(offered(&acd.route(t(14))), [(1, vec![1])]);
+    assert_eq!(acd.abandoned(99, t(15)), Err(AcdError::NoCall(99)));
+    assert!(
+        matches!(acd.pause(1, "meal", t(15)), Err(AcdError::State { .. })),
+        "ringing"
+    );
+}

@@ -403,9 +403,10 @@ impl Acd {
         self.waiting.iter().filter(|w| w.queue == queue).count()
     }
 
-    fn eligible(&self, w: &Waiting, q: &QueueConfig) -> Vec<&Agent> {
-        self.agents
-            .values()
+    fn eligible(&self, available: &[u64], w: &Waiting, q: &QueueConfig) -> Vec<&Agent> {
+        available
+            .iter()
+            .filter_map(|id| self.agents.get(id))
             .filter(|a| a.state == AgentState::Available && a.queues.contains(&w.queue))
             .filter(|a| {
                 q.skills
@@ -419,7 +420,20 @@ impl Acd {
     /// Matches waiting callers with available agents; the agents offered are ringing now.
     pub fn route(&mut self, now: Instant) -> Vec<Offer> {
         let mut offers = Vec::new();
+        // Usually few agents are free while many callers wait: look only at those.
+        let mut available: Vec<u64> = self
+            .agents
+            .values()
+            .filter(|a| a.state == AgentState::Available)
+            .map(|a| a.id)
+            .collect();
+        if available.is_empty() {
+            return offers;
+        }
         for i in self.order() {
+            if available.is_empty() {
+                break;
+            }
             let w = &self.waiting[i];
             if w.paused || !w.ringing.is_empty() {
                 continue;
@@ -427,7 +441,7 @@ impl Acd {
             let Some(q) = self.queues.get(&w.queue) else {
                 continue;
             };
-            let eligible = self.eligible(w, q);
+            let eligible = self.eligible(&available, w, q);
             if eligible.is_empty() {
                 continue;
             }
@@ -481,6 +495,7 @@ impl Acd {
                     agent.since = now;
                 }
             }
+            available.retain(|a| !chosen.contains(a));
             let w = &mut self.waiting[i];
             w.ringing = chosen.clone();
             w.ring_started = Some(now);

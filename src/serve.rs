@@ -313,7 +313,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             return Err(e);
         }
     };
-    let record_writer = records.map(|rx| record::spawn_writer(database.pool.clone(), rx));
+    let record_writer = records
+        .map(|rx| record::spawn_writer(database.pool.clone(), rx, Some(&cfg.recordings.dir)));
     let (sip, sip_task) =
         match signaling::start_with_handler(&cfg.sip, creds, handler, shutdown.clone()).await {
             Ok(x) => x,

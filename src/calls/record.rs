@@ -3,6 +3,12 @@
 //! that no media thread ever waits on the database. The row is inserted when the call is
 //! answered and completed when it ends, so a crash leaves a row (and a repairable recording)
 //! for every call it cut off.
+//!
+//! When the database cannot take a write, the event goes to a spool file on disk (JSON Lines,
+//! synced), and so does every later event until the spool has been replayed, so their order
+//! holds; the spool is replayed every few seconds and at the next start. Every write is
+//! idempotent (a started row is found again by Call-ID and start time), so a replay cut short
+//! by a crash is simply replayed again: no record is lost or doubled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -13,7 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 /// One finished call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallRecord {
     /// SIP Call-ID.
     pub call_id: String,
@@ -51,7 +57,32 @@ pub struct CallRecord {
     /// RTP packets received from the caller.
     pub packets_received: u64,
     /// What RTCP saw of the call's quality (loss, jitter both ways, round trip).
+    #[serde(with = "quality_serde")]
     pub quality: Option<Quality>,
+}
+
+/// The quality in the spool, as the `quality` column's JSON.
+mod quality_serde {
+    use hotline_sip::rtp::session::Quality;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(q: &Option<Quality>, s: S) -> Result<S::Ok, S::Error> {
+        super::quality_json(q).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Quality>, D::Error> {
+        let v: Option<serde_json::Value> = Option::deserialize(d)?;
+        Ok(v.map(|v| Quality {
+            received: v["received"].as_u64().unwrap_or(0),
+            lost: v["lost"].as_i64().unwrap_or(0),
+            jitter_ms: v["jitter_ms"].as_f64().unwrap_or(0.0),
+            peer_lost: v["peer_lost"].as_i64(),
+            peer_jitter_ms: v["peer_jitter_ms"].as_f64(),
+            rtt_ms: v["rtt_ms"].as_f64(),
+            reports_received: v["reports_received"].as_u64().unwrap_or(0),
+            reports_sent: v["reports_sent"].as_u64().unwrap_or(0),
+        }))
+    }
 }
 
 /// The quality as JSON for the `quality` column.
@@ -71,7 +102,7 @@ fn quality_json(q: &Option<Quality>) -> Option<serde_json::Value> {
 }
 
 /// What the writer is told.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CallEvent {
     /// The call was answered (the record so far); `u64` is the handler's key for the call.
     Started(u64, CallRecord),
@@ -80,11 +111,19 @@ pub enum CallEvent {
 }
 
 impl CallRecord {
-    /// Inserts the row of a call in progress (no end yet); returns its id.
+    /// Inserts the row of a call in progress (no end yet), or finds it when it is there
+    /// already (a replayed spool); returns its id.
     pub async fn insert_started(&self, pool: &PgPool) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar!(
-            "INSERT INTO calls (call_id, caller, called, started_at, answered_at, recording, codec)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            r#"WITH existing AS (
+                   SELECT id FROM calls WHERE call_id = $1 AND started_at = $4 LIMIT 1),
+               inserted AS (
+                   INSERT INTO calls (call_id, caller, called, started_at, answered_at, recording,
+                                      codec)
+                   SELECT $1, $2, $3, $4, $5, $6, $7
+                   WHERE NOT EXISTS (SELECT 1 FROM existing)
+                   RETURNING id)
+               SELECT id AS "id!" FROM inserted UNION ALL SELECT id FROM existing"#,
             self.call_id,
             self.caller,
             self.called,
@@ -156,45 +195,185 @@ pub async fn close_cut_off(pool: &PgPool, repaired: &[(std::path::PathBuf, f64)]
     n
 }
 
-/// Writes records as calls start and end. A failed write (database restarting) is retried
-/// with back-off for about a minute before the record is logged as lost, so a short outage
-/// loses nothing; events queue in memory meanwhile.
+/// The spool of records the database could not take, in `dir`.
+pub fn spool_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("call-records.spool.jsonl")
+}
+
+/// How often a spool is replayed while the database is away.
+const REPLAY_EVERY: Duration = Duration::from_secs(3);
+
+struct Writer {
+    pool: PgPool,
+    rows: HashMap<u64, i64>,
+    spool: Option<std::path::PathBuf>,
+    /// Events are in the spool: later ones go there too until it is replayed.
+    spooled: bool,
+}
+
+impl Writer {
+    async fn apply(&mut self, event: &CallEvent) -> Result<(), sqlx::Error> {
+        match event {
+            CallEvent::Started(key, r) => {
+                let id = r.insert_started(&self.pool).await?;
+                self.rows.insert(*key, id);
+            }
+            CallEvent::Ended(key, r) => {
+                r.complete(&self.pool, self.rows.get(key).copied()).await?;
+                self.rows.remove(key);
+                metrics::counter!("hotline_call_records_written_total").increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends to the spool and syncs it; false when there is no spool or it cannot be written.
+    fn append(&mut self, event: &CallEvent) -> bool {
+        use std::io::Write;
+        let Some(path) = &self.spool else {
+            return false;
+        };
+        let line = match serde_json::to_string(event) {
+            Ok(l) => l,
+            Err(_) => return false,
+        };
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| {
+                f.write_all(format!("{line}\n").as_bytes())?;
+                f.sync_data()
+            });
+        match written {
+            Ok(()) => {
+                self.spooled = true;
+                metrics::counter!("hotline_call_records_spooled_total").increment(1);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spool = %path.display(), "cannot write the call-record spool");
+                false
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: CallEvent) {
+        if self.spooled && self.append(&event) {
+            return;
+        }
+        if let Err(e) = self.apply(&event).await {
+            tracing::warn!(error = %e, "call record not written; spooled until the database is back");
+            if !self.append(&event) {
+                self.retry(event).await;
+            }
+        }
+    }
+
+    /// Without a spool: retry with back-off for about a minute, then give up.
+    async fn retry(&mut self, event: CallEvent) {
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..10 {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+            if self.apply(&event).await.is_ok() {
+                return;
+            }
+        }
+        metrics::counter!("hotline_call_records_lost_total").increment(1);
+        tracing::error!(event = ?event, "call record lost");
+    }
+
+    /// Replays the spool in order; what is left (the database went away again) stays in it.
+    async fn replay(&mut self) {
+        let Some(path) = self.spool.clone() else {
+            return;
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.spooled = false;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spool = %path.display(), "cannot read the call-record spool");
+                return;
+            }
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut done = 0;
+        for line in &lines {
+            let event: CallEvent = match serde_json::from_str(line) {
+                Ok(e) => e,
+                Err(e) => {
+                    // A line cut by a crash mid-write: nothing more can be made of it.
+                    tracing::error!(error = %e, "unreadable line in the call-record spool skipped");
+                    done += 1;
+                    continue;
+                }
+            };
+            if self.apply(&event).await.is_err() {
+                break;
+            }
+            done += 1;
+        }
+        let result = if done == lines.len() {
+            std::fs::remove_file(&path)
+        } else {
+            let rest: String = lines[done..].iter().map(|l| format!("{l}\n")).collect();
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, rest).and_then(|()| std::fs::rename(&tmp, &path))
+        };
+        match result {
+            Ok(()) if done == lines.len() => {
+                self.spooled = false;
+                if done > 0 {
+                    tracing::info!(
+                        records = done,
+                        "call-record spool replayed into the database"
+                    );
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, spool = %path.display(), "cannot rewrite the call-record spool")
+            }
+        }
+    }
+}
+
+/// Writes records as calls start and end, never on a media thread. While the database is away
+/// records go to the spool in `spool_dir` (replayed every few seconds, at the end and at the
+/// next start); without a spool directory a failed write is retried for about a minute.
 pub fn spawn_writer(
     pool: PgPool,
     mut rx: mpsc::UnboundedReceiver<CallEvent>,
+    spool_dir: Option<&std::path::Path>,
 ) -> tokio::task::JoinHandle<()> {
+    let spool = spool_dir.map(spool_path);
+    let spooled = spool.as_ref().is_some_and(|p| p.exists());
+    let mut w = Writer {
+        pool,
+        rows: HashMap::new(),
+        spool,
+        spooled,
+    };
     tokio::spawn(async move {
-        let mut rows: HashMap<u64, i64> = HashMap::new();
-        while let Some(event) = rx.recv().await {
-            let mut delay = Duration::from_millis(100);
-            let mut tries = 0;
-            loop {
-                let result = match &event {
-                    CallEvent::Started(key, r) => r.insert_started(&pool).await.map(|id| {
-                        rows.insert(*key, id);
-                    }),
-                    CallEvent::Ended(key, r) => {
-                        r.complete(&pool, rows.get(key).copied()).await.map(|_| {
-                            rows.remove(key);
-                            metrics::counter!("hotline_call_records_written_total").increment(1);
-                        })
-                    }
-                };
-                match result {
-                    Ok(()) => break,
-                    Err(e) if tries < 10 => {
-                        tries += 1;
-                        tracing::warn!(error = %e, "call record not written yet; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(10));
-                    }
-                    Err(e) => {
-                        metrics::counter!("hotline_call_records_lost_total").increment(1);
-                        tracing::error!(error = %e, event = ?event, "call record lost");
-                        break;
-                    }
-                }
+        if w.spooled {
+            w.replay().await;
+        }
+        let mut tick = tokio::time::interval(REPLAY_EVERY);
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => w.handle(e).await,
+                    None => break,
+                },
+                _ = tick.tick(), if w.spooled => w.replay().await,
             }
+        }
+        if w.spooled {
+            w.replay().await;
         }
     })
 }

@@ -188,6 +188,7 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         admin_token: None,
         engine: None,
         kb: None,
+        acd: None,
         tickets: Arc::new(Settings::from_config(&Default::default()).unwrap()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

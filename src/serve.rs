@@ -134,6 +134,7 @@ fn call_handler(
     cfg: &Config,
     scripts: Option<Arc<ScriptStore>>,
     db: &sqlx::PgPool,
+    acd: &crate::acd::service::AcdHandle,
 ) -> anyhow::Result<(
     Box<dyn CallHandler>,
     Option<tokio::sync::mpsc::UnboundedReceiver<record::CallEvent>>,
@@ -197,7 +198,8 @@ fn call_handler(
     let calls = match tts {
         Some(tts) => calls.with_lookups(crate::calls::lookup::spawn(db.clone(), tts, unavailable)),
         None => calls,
-    };
+    }
+    .with_acd(acd.clone());
     Ok((Box::new(calls), Some(rx)))
 }
 
@@ -266,6 +268,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     };
     let kb_follower = kb.spawn_follower(shutdown.clone());
+    let queue_names = if cfg.ivr.queues.is_empty() {
+        vec!["general".to_string()]
+    } else {
+        cfg.ivr.queues.clone()
+    };
+    let acd = crate::acd::service::spawn(
+        queue_names
+            .iter()
+            .map(|q| crate::acd::routing::QueueConfig::new(q))
+            .collect(),
+        shutdown.clone(),
+    );
     let creds = Arc::new(Credentials::default());
     let accounts = match creds.reload(&database.pool, &cfg.sip.realm).await {
         Ok(n) => n,
@@ -305,6 +319,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         &cfg,
         ivr.as_ref().map(|(s, _)| Arc::clone(s)),
         &database.pool,
+        &acd,
     ) {
         Ok(x) => x,
         Err(e) => {
@@ -335,6 +350,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         engine: Some(sip.engine.clone()),
         tickets: Arc::new(tickets),
         kb: Some(kb),
+        acd: Some(acd),
     };
     let server = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -18,6 +18,7 @@ fn state(db: PgPool) -> AppState {
         admin_token: None,
         engine: None,
         kb: None,
+        acd: None,
         tickets: std::sync::Arc::new(
             hotline::tickets::store::Settings::from_config(&Default::default()).expect("calendar"),
         ),

@@ -398,6 +398,37 @@ impl Acd {
         Some((place + 1, now.saturating_duration_since(w.since)))
     }
 
+    /// Every agent, by id.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values()
+    }
+
+    /// How long the longest-waiting caller of a queue has waited.
+    pub fn longest_wait(&self, queue: &str, now: Instant) -> Duration {
+        self.waiting
+            .iter()
+            .filter(|w| w.queue == queue)
+            .map(|w| now.saturating_duration_since(w.since))
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Logs an agent out (not while ringing or talking).
+    pub fn logout(&mut self, id: u64, now: Instant) -> Result<(), AcdError> {
+        let a = self.agent_mut(id)?;
+        if matches!(
+            a.state,
+            AgentState::Ringing { .. } | AgentState::OnCall { .. }
+        ) {
+            return Err(AcdError::State {
+                agent: id,
+                state: state_name(&a.state),
+            });
+        }
+        a.queues.clear();
+        self.set(id, AgentState::Offline, now)
+    }
+
     /// Callers waiting in a queue.
     pub fn waiting_in(&self, queue: &str) -> usize {
         self.waiting.iter().filter(|w| w.queue == queue).count()

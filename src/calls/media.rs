@@ -32,6 +32,8 @@ use hotline_sip::rtp::session::{RtcpSession, ntp_now};
 use hotline_sip::sdp::{self, Codec, Direction, Local, Negotiated};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::acd::service::Command as AcdCommand;
 use tokio::sync::mpsc;
 
 use super::record::{CallEvent, CallRecord};
@@ -126,6 +128,8 @@ pub struct Shared {
     pub unavailable: Vec<Arc<Prompt>>,
     /// Where ticket look-ups go (none: `unavailable` is spoken instead).
     pub lookups: Option<tokio::sync::mpsc::UnboundedSender<super::lookup::LookupRequest>>,
+    /// The ACD task, told when the IVR queues a caller, lets one out or takes one back.
+    pub acd: Option<crate::acd::service::AcdHandle>,
     /// Where records go as calls start and end.
     pub records: mpsc::UnboundedSender<CallEvent>,
     /// Where recordings go (none: calls are not recorded).
@@ -966,9 +970,33 @@ impl Worker {
                     c.call.speak(self.shared.unavailable.clone());
                 }
                 Action::Score(n) => c.record.score = Some(n),
-                Action::Enqueue { queue, .. } => {
+                Action::Enqueue {
+                    queue,
+                    priority,
+                    skills,
+                    ..
+                } => {
                     tracing::info!(call_id = %c.record.call_id, %queue, "caller waiting in queue");
+                    if let Some(acd) = &self.shared.acd {
+                        acd.send(AcdCommand::Enqueue {
+                            call: key,
+                            queue: queue.clone(),
+                            priority,
+                            skills,
+                        });
+                    }
                     c.record.queue = Some(queue);
+                }
+                Action::Pause | Action::Resume { .. } | Action::Dequeue => {
+                    if let Some(acd) = &self.shared.acd {
+                        acd.send(match action {
+                            Action::Dequeue => AcdCommand::Leave { call: key },
+                            a => AcdCommand::SelfService {
+                                call: key,
+                                away: matches!(a, Action::Pause),
+                            },
+                        });
+                    }
                 }
                 other => tracing::debug!(action = ?other, "IVR action"),
             }
@@ -1031,6 +1059,10 @@ impl Worker {
         let Some(mut c) = self.calls.remove(&key) else {
             return;
         };
+        // A caller still waiting hangs up: out of the queue (abandoned).
+        if let (Some(acd), Some(_)) = (&self.shared.acd, &c.record.queue) {
+            acd.send(AcdCommand::Leave { call: key });
+        }
         let _ = self.poll.registry().deregister(&mut c.socket);
         let _ = self.poll.registry().deregister(&mut c.rtcp_socket);
         if c.jitter.is_some()

@@ -90,6 +90,8 @@ pub struct Calls {
     unavailable: Vec<Arc<Prompt>>,
     /// Where ticket look-ups go (none: the IVR says they are not available).
     lookups: Option<tokio::sync::mpsc::UnboundedSender<lookup::LookupRequest>>,
+    /// The ACD task, told of the IVR's queue actions.
+    acd: Option<crate::acd::service::AcdHandle>,
     /// Started when the engine attaches the handler (they need its handle).
     workers: Option<Workers>,
     /// Played to one side of a bridge while the other holds.
@@ -138,6 +140,7 @@ impl Calls {
             recordings,
             unavailable,
             lookups: None,
+            acd: None,
             workers: None,
             music_on_hold: vec![Arc::new(default_music_on_hold())],
             calls: 0,
@@ -153,6 +156,12 @@ impl Calls {
         self
     }
 
+    /// The IVR's queue actions go to the ACD task.
+    pub fn with_acd(mut self, acd: crate::acd::service::AcdHandle) -> Self {
+        self.acd = Some(acd);
+        self
+    }
+
     fn start_workers(&mut self) -> Option<&mut Workers> {
         if self.workers.is_none() {
             let shared = Shared {
@@ -163,6 +172,7 @@ impl Calls {
                 inactivity: self.cfg.inactivity,
                 unavailable: self.unavailable.clone(),
                 lookups: self.lookups.clone(),
+                acd: self.acd.clone(),
                 records: self.records.clone(),
                 recordings: self.recordings.clone(),
                 finished: Arc::clone(&self.finished),

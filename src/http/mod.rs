@@ -2,6 +2,7 @@
 //! state handed to handlers and the service routes (`/health`, `/ready`, `/metrics`).
 
 mod admin;
+mod agents;
 mod auth;
 mod directory;
 mod error;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub tickets: Arc<crate::tickets::store::Settings>,
     /// The knowledge base and this node's search index of it.
     pub kb: Option<Arc<crate::kb::service::Kb>>,
+    /// The ACD task (queues and agents).
+    pub acd: Option<crate::acd::service::AcdHandle>,
 }
 
 /// The whole HTTP application.
@@ -54,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .merge(directory::routes())
         .merge(tickets::routes())
         .merge(kb::routes())
+        .merge(agents::routes())
         .merge(public::routes())
         .merge(open311::routes())
         .merge(openapi::routes())

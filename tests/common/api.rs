@@ -61,6 +61,10 @@ impl Api {
             admin_token: None,
             engine: None,
             kb,
+            acd: Some(hotline::acd::service::spawn(
+                vec![hotline::acd::routing::QueueConfig::new("general")],
+                tokio_util::sync::CancellationToken::new(),
+            )),
             tickets: std::sync::Arc::new(settings),
         };
         Api {

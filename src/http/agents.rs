@@ -1,0 +1,227 @@
+//! Agents and the ACD over HTTP (issue 8).
+//!
+//! - `PUT /api/agents/{username}` (admin): the agent's profile: softphone (`sip_username`),
+//!   skills with proficiency 1-10, queues
+//! - `GET /api/agents/{username}`: the profile
+//! - `POST /api/agents/me/login` (the agent's queues from the profile),
+//!   `POST /api/agents/me/pause` `{"reason"}`, `POST /api/agents/me/resume`,
+//!   `POST /api/agents/me/logout`; a supervisor may do the same for anyone with
+//!   `/api/agents/{username}/...` (forced state, audited)
+//! - `GET /api/acd/snapshot`: queues (waiting, longest wait) and agents (state, time in it)
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth::Authed;
+use super::{ApiError, AppState};
+use crate::acd::routing::AcdError;
+use crate::acd::service::{AcdHandle, Command, Snapshot};
+use crate::users::Role;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/agents/{username}", put(set_profile).get(profile))
+        .route("/api/agents/{username}/{action}", post(act))
+        .route("/api/acd/snapshot", get(snapshot))
+}
+
+fn acd(state: &AppState) -> Result<AcdHandle, ApiError> {
+    state
+        .acd
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("the ACD is not running on this node".into()))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    #[serde(default)]
+    sip_username: Option<String>,
+    #[serde(default)]
+    skills: BTreeMap<String, u8>,
+    #[serde(default)]
+    queues: Vec<String>,
+}
+
+async fn user_id(state: &AppState, username: &str) -> Result<i64, ApiError> {
+    sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {username:?}")))
+}
+
+async fn set_profile(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    Json(p): Json<Profile>,
+) -> Result<Json<Profile>, ApiError> {
+    let who = user.require(&[Role::Admin], "managing agents")?;
+    if let Some((k, v)) = p.skills.iter().find(|(_, v)| !(1..=10).contains(*v)) {
+        return Err(ApiError::Unprocessable(format!(
+            "skill {k:?}: proficiency {v} is not 1 to 10"
+        )));
+    }
+    let id = user_id(&state, &username).await?;
+    sqlx::query(
+        "INSERT INTO agent_profiles (user_id, sip_username, skills, queues) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE SET sip_username = $2, skills = $3, queues = $4,
+             updated_at = now()",
+    )
+    .bind(id)
+    .bind(&p.sip_username)
+    .bind(serde_json::to_value(&p.skills).unwrap_or_default())
+    .bind(&p.queues)
+    .execute(&state.db)
+    .await?;
+    crate::audit::record(
+        &state.db,
+        &who.username,
+        "agent.profile",
+        &format!("user:{username}"),
+        json!({ "queues": p.queues, "skills": p.skills }),
+    )
+    .await?;
+    Ok(Json(p))
+}
+
+async fn load_profile(state: &AppState, id: i64) -> Result<Profile, ApiError> {
+    let row: Option<(Option<String>, Value, Vec<String>)> = sqlx::query_as(
+        "SELECT sip_username, skills, queues FROM agent_profiles WHERE user_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (sip_username, skills, queues) =
+        row.ok_or_else(|| ApiError::NotFound("no agent profile for this user".into()))?;
+    Ok(Profile {
+        sip_username,
+        skills: serde_json::from_value(skills).unwrap_or_default(),
+        queues,
+    })
+}
+
+async fn profile(
+    _: Authed,
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    let id = user_id(&state, &username).await?;
+    Ok(Json(load_profile(&state, id).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    #[serde(default)]
+    reason: String,
+}
+
+fn refused(e: AcdError) -> ApiError {
+    match e {
+        AcdError::NoQueue(_) => ApiError::Unprocessable(e.to_string()),
+        AcdError::NoAgent(_) | AcdError::NoCall(_) => ApiError::NotFound(e.to_string()),
+        AcdError::State { .. } => ApiError::Conflict(e.to_string()),
+    }
+}
+
+async fn act(
+    user: Authed,
+    State(state): State<AppState>,
+    Path((username, action)): Path<(String, String)>,
+    body: Option<Json<Reason>>,
+) -> Result<Json<Value>, ApiError> {
+    let acd = acd(&state)?;
+    let me = &user.0;
+    let (id, forced) = if username == "me" {
+        (me.id, false)
+    } else {
+        user.require(&[Role::Supervisor], "changing another agent's state")?;
+        (user_id(&state, &username).await?, true)
+    };
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let agent = u64::try_from(id).unwrap_or(0);
+    let command = match action.as_str() {
+        "login" => {
+            let p = load_profile(&state, id).await?;
+            Command::Login {
+                agent,
+                queues: p.queues,
+                skills: p.skills.into_iter().collect(),
+                reply: tx,
+            }
+        }
+        "pause" => {
+            if reason.trim().is_empty() {
+                return Err(ApiError::Unprocessable(
+                    "reason: say why (break, meal, training, meeting, ...)".into(),
+                ));
+            }
+            Command::AgentState {
+                agent,
+                pause: Some(reason.trim().to_string()),
+                logout: false,
+                reply: tx,
+            }
+        }
+        "resume" => Command::AgentState {
+            agent,
+            pause: None,
+            logout: false,
+            reply: tx,
+        },
+        "logout" => Command::AgentState {
+            agent,
+            pause: None,
+            logout: true,
+            reply: tx,
+        },
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no agent action {other:?} (login, pause, resume, logout)"
+            )));
+        }
+    };
+    if !acd.send(command) {
+        return Err(ApiError::Unavailable("the ACD has stopped".into()));
+    }
+    rx.await
+        .map_err(|_| ApiError::Unavailable("the ACD has stopped".into()))?
+        .map_err(refused)?;
+    if forced {
+        crate::audit::record(
+            &state.db,
+            &me.username,
+            "agent.force_state",
+            &format!("user:{username}"),
+            json!({ "action": action, "reason": reason }),
+        )
+        .await?;
+    }
+    Ok(Json(json!({ "agent": username, "action": action })))
+}
+
+async fn snapshot(user: Authed, State(state): State<AppState>) -> Result<Json<Snapshot>, ApiError> {
+    user.require(
+        &[
+            Role::Intake,
+            Role::Dispatcher,
+            Role::Supervisor,
+            Role::Analyst,
+            Role::Admin,
+        ],
+        "the ACD snapshot",
+    )?;
+    acd(&state)?
+        .snapshot()
+        .await
+        .map(Json)
+        .ok_or_else(|| ApiError::Unavailable("the ACD has stopped".into()))
+}

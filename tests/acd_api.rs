@@ -1,0 +1,202 @@
+//! Agents' states through the HTTP API and the ACD task's snapshot: profiles kept by
+//! administrators, agents logging into their queues, pausing with a reason, resuming and
+//! logging out, a supervisor forcing a state (audited), and callers the IVR queues appearing
+//! in the snapshot until they leave.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+#[path = "common/api.rs"]
+mod api;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use api::{Api, china};
+use hotline::acd::service::Command;
+
+fn agent(snap: &Value, id: i64) -> &Value {
+    snap["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap_or(&Value::Null)
+}
+
+#[sqlx::test]
+async fn agents_log_in_pause_with_a_reason_and_supervisors_see_it(db: PgPool) {
+    let api = Api::new(db.clone(), china(2026, 11, 28)).await;
+    let admin = api.login("admin").await;
+    let intake = api.login("intake").await;
+    let sup = api.login("supervisor").await;
+    let unit = api.login("huaiyin").await;
+    let intake_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'intake'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/api/agents/intake",
+            Some(&admin),
+            json!({"skills": {"mandarin": 11}, "queues": ["general"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, _) = api
+        .send(
+            "PUT",
+            "/api/agents/intake",
+            Some(&sup),
+            json!({"queues": ["general"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "profiles are the administrator's");
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/api/agents/intake",
+            Some(&admin),
+            json!({"skills": {"mandarin": 8, "housing": 5}, "queues": ["general"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let (s, b) = api
+        .send("POST", "/api/agents/me/login", Some(&intake), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, snap) = api.get("/api/acd/snapshot", &sup).await;
+    assert_eq!(s, StatusCode::OK, "{snap}");
+    assert_eq!(agent(&snap, intake_id)["state"], "available");
+    assert_eq!(agent(&snap, intake_id)["queues"], json!(["general"]));
+    assert_eq!(snap["queues"][0]["name"], "general");
+
+    let (s, _) = api
+        .send("POST", "/api/agents/me/pause", Some(&intake), json!({}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a pause needs a reason"
+    );
+    let (s, _) = api
+        .send(
+            "POST",
+            "/api/agents/me/pause",
+            Some(&intake),
+            json!({"reason": "用餐"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, snap) = api.get("/api/acd/snapshot", &intake).await;
+    assert_eq!(agent(&snap, intake_id)["state"], "paused");
+    assert_eq!(agent(&snap, intake_id)["reason"], "用餐");
+    let (s, _) = api
+        .send(
+            "POST",
+            "/api/agents/me/pause",
+            Some(&intake),
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "a pause may change its reason");
+
+    // Only a supervisor forces another's state, and it is audited.
+    let (s, _) = api
+        .send(
+            "POST",
+            "/api/agents/intake/resume",
+            Some(&unit),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = api
+        .send("POST", "/api/agents/intake/resume", Some(&sup), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'agent.force_state' AND actor = 'supervisor' AND subject = 'user:intake'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    let (_, snap) = api.get("/api/acd/snapshot", &sup).await;
+    assert_eq!(agent(&snap, intake_id)["state"], "available");
+
+    let (s, _) = api
+        .send("POST", "/api/agents/me/logout", Some(&intake), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, snap) = api.get("/api/acd/snapshot", &sup).await;
+    assert_eq!(agent(&snap, intake_id)["state"], "offline");
+    let (s, _) = api
+        .send("POST", "/api/agents/me/resume", Some(&intake), Value::Null)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "an offline agent logs in, it does not resume"
+    );
+    let (s, _) = api
+        .send("POST", "/api/agents/me/dance", Some(&intake), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.get("/api/acd/snapshot", &unit).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // An agent profile naming a queue the node does not have cannot log in.
+    api.send(
+        "PUT",
+        "/api/agents/dispatcher",
+        Some(&admin),
+        json!({"queues": ["nowhere"]}),
+    )
+    .await;
+    let disp = api.login("dispatcher").await;
+    let (s, b) = api
+        .send("POST", "/api/agents/me/login", Some(&disp), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+}
+
+#[tokio::test]
+async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
+    use hotline::acd::routing::QueueConfig;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let acd = hotline::acd::service::spawn(vec![QueueConfig::new("general")], shutdown.clone());
+    for call in [1, 2] {
+        acd.send(Command::Enqueue {
+            call,
+            queue: "general".into(),
+            priority: 0,
+            skills: vec![],
+        });
+    }
+    acd.send(Command::Enqueue {
+        call: 3,
+        queue: "nowhere".into(),
+        priority: 0,
+        skills: vec![],
+    });
+    let snap = acd.snapshot().await.unwrap();
+    assert_eq!(
+        snap.queues[0].waiting, 2,
+        "the unknown queue's caller is refused"
+    );
+    // Self-service keeps the place; hanging up leaves.
+    acd.send(Command::SelfService {
+        call: 1,
+        away: true,
+    });
+    assert_eq!(acd.snapshot().await.unwrap().queues[0].waiting, 2);
+    acd.send(Command::Leave { call: 1 });
+    acd.send(Command::Leave { call: 2 });
+    let snap = acd.snapshot().await.unwrap();
+    assert_eq!(snap.queues[0].waiting, 0);
+    assert_eq!(snap.queues[0].longest_wait_secs, 0);
+    shutdown.cancel();
+}

@@ -200,3 +200,60 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
     assert_eq!(snap.queues[0].longest_wait_secs, 0);
     shutdown.cancel();
 }
+
+#[sqlx::test]
+async fn the_live_feed_sends_the_snapshot_and_each_change_within_a_second(db: PgPool) {
+    use futures_util::StreamExt;
+    let api = Api::new(db.clone(), china(2026, 11, 28)).await;
+    let admin = api.login("admin").await;
+    let sup = api.login("supervisor").await;
+    let intake = api.login("intake").await;
+    let unit = api.login("huaiyin").await;
+    api.send(
+        "PUT",
+        "/api/agents/intake",
+        Some(&admin),
+        json!({"queues": ["general"]}),
+    )
+    .await;
+    let addr = api.serve().await;
+
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/api/acd/events")).await;
+    assert!(refused.is_err(), "no token, no feed");
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/acd/events?token={unit}")).await;
+    assert!(refused.is_err(), "units do not watch the hotline's agents");
+
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/acd/events?token={sup}"))
+            .await
+            .unwrap();
+    let first = next(&mut ws).await;
+    assert_eq!(first["queues"][0]["name"], "general");
+    assert!(first["agents"].as_array().unwrap().is_empty());
+    let started = std::time::Instant::now();
+    let (s, _) = api
+        .send("POST", "/api/agents/me/login", Some(&intake), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let change = next(&mut ws).await;
+    assert_eq!(change["agents"][0]["state"], "available");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Nothing changes: nothing is sent.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(1200), ws.next()).await;
+    assert!(quiet.is_err(), "a message without a change: {quiet:?}");
+}
+
+type Feed =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message of the feed, within a second, as JSON.
+async fn next(ws: &mut Feed) -> Value {
+    use futures_util::StreamExt;
+    let m = tokio::time::timeout(std::time::Duration::from_secs(1), ws.next())
+        .await
+        .expect("a message within a second")
+        .unwrap()
+        .unwrap();
+    serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap()
+}

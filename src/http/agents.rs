@@ -8,6 +8,10 @@
 //!   `POST /api/agents/me/logout`; a supervisor may do the same for anyone with
 //!   `/api/agents/{username}/...` (forced state, audited)
 //! - `GET /api/acd/snapshot`: queues (waiting, longest wait) and agents (state, time in it)
+//! - `GET /api/acd/events` (WebSocket; the session token as `Authorization: Bearer` or, from
+//!   a browser, `?token=`): the snapshot as JSON at once and again whenever it changes
+//!   (checked twice a second, so a change shows within a second and nothing is sent while
+//!   nothing changes)
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/agents/{username}", put(set_profile).get(profile))
         .route("/api/agents/{username}/{action}", post(act))
         .route("/api/acd/snapshot", get(snapshot))
+        .route("/api/acd/events", get(events))
 }
 
 fn acd(state: &AppState) -> Result<AcdHandle, ApiError> {
@@ -224,4 +229,76 @@ async fn snapshot(user: Authed, State(state): State<AppState>) -> Result<Json<Sn
         .await
         .map(Json)
         .ok_or_else(|| ApiError::Unavailable("the ACD has stopped".into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The live feed: the snapshot on every change, as JSON text messages.
+async fn events(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<TokenQuery>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<axum::response::Response, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or(q.token)
+        .ok_or_else(|| ApiError::Unauthorized("log in first: a session token is needed".into()))?;
+    let user = crate::users::by_token(&state.db, &token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the session is unknown or has expired".into()))?;
+    if matches!(user.role, Role::UnitStaff) {
+        return Err(ApiError::Forbidden(
+            "the live feed is the hotline office's".into(),
+        ));
+    }
+    let acd = acd(&state)?;
+    Ok(ws.on_upgrade(move |socket| feed(socket, acd)))
+}
+
+async fn feed(mut socket: axum::extract::ws::WebSocket, acd: AcdHandle) {
+    use axum::extract::ws::Message;
+    let mut last: Option<Snapshot> = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let Some(snap) = acd.snapshot().await else { return };
+                // Seconds in state and waits tick on their own: only changes of who is where
+                // are sent, with the times as they are at that moment.
+                let changed = last.as_ref().is_none_or(|l| !same_shape(l, &snap));
+                if changed {
+                    let text = serde_json::to_string(&snap).unwrap_or_default();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                    last = Some(snap);
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Whether two snapshots differ only in the passing of time.
+fn same_shape(a: &Snapshot, b: &Snapshot) -> bool {
+    a.queues.len() == b.queues.len()
+        && a.agents.len() == b.agents.len()
+        && a.queues
+            .iter()
+            .zip(&b.queues)
+            .all(|(x, y)| x.name == y.name && x.waiting == y.waiting)
+        && a.agents.iter().zip(&b.agents).all(|(x, y)| {
+            x.id == y.id && x.state == y.state && x.reason == y.reason && x.queues == y.queues
+        })
 }

@@ -148,6 +148,15 @@ impl Api {
         }
     }
 
+    /// Serves the application on a loopback port (for WebSocket clients); returns its address.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
     pub fn set_now(&self, at: DateTime<Utc>) {
         self.clock.set(at);
     }

@@ -257,3 +257,115 @@ async fn next(ws: &mut Feed) -> Value {
         .unwrap();
     serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap()
 }
+
+fn record(
+    call: &str,
+    queue: Option<&str>,
+    reason: &str,
+    transfer: Option<&str>,
+) -> hotline::calls::record::CallRecord {
+    let start = chrono::Utc::now() - chrono::Duration::seconds(120);
+    hotline::calls::record::CallRecord {
+        call_id: call.into(),
+        caller: "13812345678".into(),
+        called: "12345".into(),
+        started_at: start,
+        answered_at: Some(start),
+        ended_at: start + chrono::Duration::seconds(65),
+        recording: None,
+        end_reason: reason.into(),
+        codec: Some("PCMU".into()),
+        ivr_path: vec!["greeting".into(), "queue".into()],
+        ivr_keys: String::new(),
+        ivr_vars: Default::default(),
+        queue: queue.map(str::to_string),
+        queued_at: queue.map(|_| start + chrono::Duration::seconds(5)),
+        transfer_to: transfer.map(str::to_string),
+        score: None,
+        packets_sent: 0,
+        packets_received: 0,
+        quality: None,
+    }
+}
+
+#[sqlx::test]
+async fn callers_who_hang_up_while_waiting_are_kept_for_calling_back(db: PgPool) {
+    let api = Api::new(db.clone(), china(2026, 11, 28)).await;
+    let abandoned = record("a", Some("general"), "caller hung up", None);
+    let id = abandoned.complete(&db, None).await.unwrap();
+    // A replayed spool writes it again: still one.
+    abandoned.complete(&db, None).await.unwrap();
+    for r in [
+        record(
+            "b",
+            Some("general"),
+            "caller hung up",
+            Some("sip:1001@127.0.0.1"),
+        ),
+        record("c", Some("general"), "ivr hung up", None),
+        record("d", None, "caller hung up", None),
+    ] {
+        r.complete(&db, None).await.unwrap();
+    }
+    let intake = api.login("intake").await;
+    let analyst = api.login("analyst").await;
+    let unit = api.login("huaiyin").await;
+    let (s, list) = api.get("/api/acd/missed", &intake).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "only the abandoned one: {list}"
+    );
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["caller"], "13812345678");
+    assert_eq!(list[0]["queue"], "general");
+    assert_eq!(list[0]["waited_secs"], 60.0);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'missed_calls.read' AND actor = 'intake'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    let (_, list) = api.get("/api/acd/missed", &analyst).await;
+    assert_eq!(list[0]["caller"], "138****5678");
+    let (s, _) = api.get("/api/acd/missed", &unit).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let path = format!("/api/acd/missed/{id}/done");
+    let (s, _) = api
+        .send("POST", &path, Some(&intake), json!({"outcome": " "}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = api
+        .send("POST", &path, Some(&analyst), json!({"outcome": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = api
+        .send(
+            "POST",
+            &path,
+            Some(&intake),
+            json!({"outcome": "已回拨，市民问题已记录工单"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = api
+        .send("POST", &path, Some(&intake), json!({"outcome": "again"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = api
+        .send(
+            "POST",
+            "/api/acd/missed/999999/done",
+            Some(&intake),
+            json!({"outcome": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, open) = api.get("/api/acd/missed", &intake).await;
+    assert_eq!(open, json!([]));
+    let (_, all) = api.get("/api/acd/missed?all=true", &intake).await;
+    assert_eq!(all[0]["done_by"], "intake");
+}

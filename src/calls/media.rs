@@ -986,6 +986,7 @@ impl Worker {
                         });
                     }
                     c.record.queue = Some(queue);
+                    c.record.queued_at.get_or_insert_with(Utc::now);
                 }
                 Action::Pause | Action::Resume { .. } | Action::Dequeue => {
                     if let Some(acd) = &self.shared.acd {

@@ -326,6 +326,7 @@ impl Calls {
                 ivr_keys: String::new(),
                 ivr_vars: Default::default(),
                 queue: None,
+                queued_at: None,
                 transfer_to: None,
                 score: None,
                 packets_sent: 0,

@@ -48,6 +48,9 @@ pub struct CallRecord {
     pub ivr_vars: BTreeMap<String, String>,
     /// The queue the caller was last put in.
     pub queue: Option<String>,
+    /// When the caller was first put in a queue.
+    #[serde(default)]
+    pub queued_at: Option<DateTime<Utc>>,
     /// The URI the IVR transferred the caller to.
     pub transfer_to: Option<String>,
     /// Satisfaction score 1-5 from the survey.
@@ -167,7 +170,32 @@ impl CallRecord {
         )
         .execute(pool)
         .await?;
+        if let Some(missed) = self.missed() {
+            // Idempotent: a replayed spool finds the row there already.
+            sqlx::query(
+                "INSERT INTO missed_calls (call_row_id, caller, queue, waited_secs, missed_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_row_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(&self.caller)
+            .bind(missed.0)
+            .bind(missed.1)
+            .bind(self.ended_at)
+            .execute(pool)
+            .await?;
+        }
         Ok(id)
+    }
+
+    /// The queue and the seconds waited, when the caller hung up while waiting for an agent
+    /// (no agent and no transfer took the call): an abandoned call, kept for calling back.
+    pub fn missed(&self) -> Option<(&str, f64)> {
+        let queue = self.queue.as_deref()?;
+        let since = self.queued_at?;
+        (self.end_reason == "caller hung up" && self.transfer_to.is_none()).then(|| {
+            let waited = (self.ended_at - since).num_milliseconds().max(0) as f64 / 1000.0;
+            (queue, waited)
+        })
     }
 }
 

@@ -8,6 +8,9 @@
 //!   `POST /api/agents/me/logout`; a supervisor may do the same for anyone with
 //!   `/api/agents/{username}/...` (forced state, audited)
 //! - `GET /api/acd/snapshot`: queues (waiting, longest wait) and agents (state, time in it)
+//! - `GET /api/acd/missed[?all=true]`: callers who hung up while waiting (abandoned), for
+//!   calling back; the office sees the numbers (the read is audited), analysts masked ones;
+//!   `POST /api/acd/missed/{id}/done` `{"outcome"}` closes one
 //! - `GET /api/acd/events` (WebSocket; the session token as `Authorization: Bearer` or, from
 //!   a browser, `?token=`): the snapshot as JSON at once and again whenever it changes
 //!   (checked twice a second, so a change shows within a second and nothing is sent while
@@ -33,6 +36,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/agents/{username}/{action}", post(act))
         .route("/api/acd/snapshot", get(snapshot))
         .route("/api/acd/events", get(events))
+        .route("/api/acd/missed", get(missed))
+        .route("/api/acd/missed/{id}/done", post(missed_done))
 }
 
 fn acd(state: &AppState) -> Result<AcdHandle, ApiError> {
@@ -301,4 +306,107 @@ fn same_shape(a: &Snapshot, b: &Snapshot) -> bool {
         && a.agents.iter().zip(&b.agents).all(|(x, y)| {
             x.id == y.id && x.state == y.state && x.reason == y.reason && x.queues == y.queues
         })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MissedQuery {
+    /// Include the ones already called back.
+    all: Option<bool>,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct Missed {
+    id: i64,
+    caller: String,
+    queue: String,
+    waited_secs: f64,
+    missed_at: chrono::DateTime<chrono::Utc>,
+    done_at: Option<chrono::DateTime<chrono::Utc>>,
+    done_by: Option<String>,
+    outcome: Option<String>,
+}
+
+async fn missed(
+    user: Authed,
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<MissedQuery>,
+) -> Result<Json<Vec<Missed>>, ApiError> {
+    let who = user.require(
+        &[
+            Role::Intake,
+            Role::Dispatcher,
+            Role::Supervisor,
+            Role::Analyst,
+        ],
+        "the missed-call list",
+    )?;
+    let mut rows = sqlx::query_as::<_, Missed>(
+        "SELECT call_row_id AS id, caller, queue, waited_secs, missed_at, done_at, done_by, outcome
+         FROM missed_calls WHERE $1 OR done_at IS NULL ORDER BY missed_at LIMIT 500",
+    )
+    .bind(q.all.unwrap_or(false))
+    .fetch_all(&state.db)
+    .await?;
+    if who.role == Role::Analyst {
+        for r in &mut rows {
+            r.caller = crate::mask::mask_number(&r.caller);
+        }
+    } else if !rows.is_empty() {
+        crate::audit::record(
+            &state.db,
+            &who.username,
+            "missed_calls.read",
+            "missed_calls",
+            json!({ "rows": rows.len() }),
+        )
+        .await?;
+    }
+    Ok(Json(rows))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Outcome {
+    outcome: String,
+}
+
+async fn missed_done(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(o): Json<Outcome>,
+) -> Result<Json<Value>, ApiError> {
+    let who = user.require(
+        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
+        "closing a missed call",
+    )?;
+    if o.outcome.trim().is_empty() {
+        return Err(ApiError::Unprocessable(
+            "outcome: say what happened (called back, no answer, ...)".into(),
+        ));
+    }
+    let n = sqlx::query(
+        "UPDATE missed_calls SET done_at = now(), done_by = $2, outcome = $3
+         WHERE call_row_id = $1 AND done_at IS NULL",
+    )
+    .bind(id)
+    .bind(&who.username)
+    .bind(o.outcome.trim())
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM missed_calls WHERE call_row_id = $1)")
+                .bind(id)
+                .fetch_one(&state.db)
+                .await?;
+        return Err(if exists {
+            ApiError::Conflict(format!("missed call {id} is already done"))
+        } else {
+            ApiError::NotFound(format!("no missed call {id}"))
+        });
+    }
+    Ok(Json(json!({ "id": id, "done": true })))
 }

@@ -15,18 +15,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot start has nothing to report
 
+mod common;
+
+use common::env;
 use std::time::{Duration, Instant};
 
 use hotline::kb::Article;
 use hotline::kb::index::Filter;
 use hotline::kb::service::Kb;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -36,32 +32,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     let n = env("ARTICLES", 100_000) as usize;
     let searches = env("SEARCHES", 2_000) as usize;
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b)
-        .to_string();
-    let name = format!("hotline_kb_bench_{}", std::process::id());
-    let url = format!("{base}/{name}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
+    common::with_scratch_db("hotline_kb_bench", |url| async move {
         run(&url, n, searches).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
     });
 }
 
@@ -218,7 +190,7 @@ async fn run(url: &str, n: usize, searches: usize) {
     let a = hotline::kb::store::create(&db, &d, None, "published", "bench")
         .await
         .unwrap();
-    kb.put(std::slice::from_ref(&a)).unwrap();
+    kb.put(vec![a.clone()]).await.unwrap();
     let found = kb
         .search("临时停水通知查询渠道", &Filter::default(), 1)
         .unwrap();

@@ -18,6 +18,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot start has nothing to report
 
 use std::sync::Arc;
+mod common;
+
+use common::env;
 use std::time::{Duration, Instant};
 
 use hotline::http::{AppState, app};
@@ -25,13 +28,6 @@ use hotline::tickets::store::Settings;
 use hotline::users::{self, Role};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const PASSWORD: &str = "benchmark password";
 
@@ -116,34 +112,8 @@ fn main() {
     let rounds = env("ROUNDS", 200) as usize;
     let clients = env("CLIENTS", 32) as usize;
     let seconds = env("SECONDS", 10);
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b)
-        .to_string();
-    let name = format!("hotline_bench_{}", std::process::id());
-    let url = format!("{base}/{name}");
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let result = run(&url, tickets, rounds, clients, seconds).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        result
+    common::with_scratch_db("hotline_bench", |url| async move {
+        run(&url, tickets, rounds, clients, seconds).await;
     });
 }
 

@@ -124,6 +124,15 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Hashes on a blocking thread: argon2id takes tens of milliseconds of CPU by design, which
+/// must not hold up the async workers answering other requests.
+async fn hash_off_runtime(password: &str) -> Result<String, UserError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| UserError::Hash(e.to_string()))?
+}
+
 /// A hash that no password matches, verified against when the user does not exist so that
 /// a wrong name takes as long as a wrong password.
 fn decoy_hash() -> &'static str {
@@ -143,7 +152,7 @@ pub async fn create(
     if (role == Role::UnitStaff) != unit_id.is_some() {
         return Err(UserError::UnitMismatch);
     }
-    let hash = hash_password(password)?;
+    let hash = hash_off_runtime(password).await?;
     let id = sqlx::query_scalar!(
         "INSERT INTO users (username, display_name, role, unit_id, password_hash)
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -160,7 +169,7 @@ pub async fn create(
 
 /// Sets a new password (the `hotline user` command); returns whether the user exists.
 pub async fn set_password(db: &PgPool, username: &str, password: &str) -> Result<bool, UserError> {
-    let hash = hash_password(password)?;
+    let hash = hash_off_runtime(password).await?;
     let n = sqlx::query!(
         "UPDATE users SET password_hash = $2 WHERE username = $1",
         username,
@@ -183,8 +192,16 @@ pub struct Session {
     pub user: User,
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
+/// The SHA-256 of a secret, as stored for session tokens and Open311 API keys.
+pub fn secret_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// `bytes` random bytes as lower-case hex: session tokens, API keys.
+pub fn random_secret(bytes: usize) -> Result<String, UserError> {
+    let mut raw = vec![0u8; bytes];
+    getrandom::fill(&mut raw).map_err(|e| UserError::Hash(e.to_string()))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Checks a name and password; opens a session valid for `hours`. `None` when either is
@@ -216,13 +233,11 @@ pub async fn login(
     let Some(role) = Role::parse(&row.role) else {
         return Ok(None);
     };
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| UserError::Hash(e.to_string()))?;
-    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let token = random_secret(32)?;
     let expires_at = Utc::now() + Duration::hours(hours.max(1));
     sqlx::query!(
         "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
-        token_hash(&token),
+        secret_hash(&token),
         row.id,
         expires_at
     )
@@ -247,7 +262,7 @@ pub async fn by_token(db: &PgPool, token: &str) -> Result<Option<User>, sqlx::Er
         "SELECT u.id, u.username, u.display_name, u.role, u.unit_id
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = $1 AND s.expires_at > now() AND u.enabled",
-        token_hash(token)
+        secret_hash(token)
     )
     .fetch_optional(db)
     .await?;
@@ -266,16 +281,11 @@ pub async fn by_token(db: &PgPool, token: &str) -> Result<Option<User>, sqlx::Er
 pub async fn logout(db: &PgPool, token: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "DELETE FROM sessions WHERE token_hash = $1",
-        token_hash(token)
+        secret_hash(token)
     )
     .execute(db)
     .await?;
     Ok(())
-}
-
-/// The SHA-256 of a secret, as stored for session tokens and Open311 API keys.
-pub fn secret_hash(secret: &str) -> Vec<u8> {
-    token_hash(secret)
 }
 
 #[cfg(test)]

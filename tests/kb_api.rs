@@ -388,7 +388,7 @@ async fn a_corrupt_index_directory_is_rebuilt_from_the_database(db: PgPool) {
         let a = hotline::kb::store::create(&db, &d, None, "published", "test")
             .await
             .unwrap();
-        kb.put(&[a]).unwrap();
+        kb.put(vec![a]).await.unwrap();
     }
     // Reopened untouched: reused.
     {

@@ -33,6 +33,7 @@ use hotline_sip::sdp::{self, Codec, Direction, Local, Negotiated};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::lookup::{LookupRequest, Question};
 use crate::acd::service::Command as AcdCommand;
 use tokio::sync::mpsc;
 
@@ -127,7 +128,7 @@ pub struct Shared {
     /// Spoken when a self-service the script asks for is not available.
     pub unavailable: Vec<Arc<Prompt>>,
     /// Where ticket look-ups go (none: `unavailable` is spoken instead).
-    pub lookups: Option<tokio::sync::mpsc::UnboundedSender<super::lookup::LookupRequest>>,
+    pub lookups: Option<tokio::sync::mpsc::UnboundedSender<LookupRequest>>,
     /// The ACD task, told when the IVR queues a caller, lets one out or takes one back.
     pub acd: Option<crate::acd::service::AcdHandle>,
     /// Where records go as calls start and end.
@@ -266,6 +267,28 @@ const MAX_DATAGRAM: usize = 2048;
 
 /// Datagrams read from one socket per wake-up before the others get their turn.
 const READ_BURST: usize = 64;
+
+/// Hands a call's question to the look-up service; the prompt comes back as news. Without
+/// the service (a bench without a database) the caller hears that it is not available and
+/// the script goes on.
+fn ask(shared: &Shared, me: &Mailbox, call: &mut IvrCall, key: u64, question: Question) {
+    let Some(lookups) = &shared.lookups else {
+        tracing::warn!(
+            ?question,
+            "IVR self-service asked for, but it is not available"
+        );
+        call.speak(shared.unavailable.clone());
+        return;
+    };
+    let me = me.clone();
+    let req = LookupRequest {
+        question,
+        answer: Box::new(move |prompts| me.news(key, ToMedia::Speak(prompts))),
+    };
+    if let Err(e) = lookups.send(req) {
+        (e.0.answer)(shared.unavailable.clone());
+    }
+}
 
 /// A worker's own address, for answers that arrive from elsewhere (look-ups).
 #[derive(Clone)]
@@ -928,47 +951,34 @@ impl Worker {
             match action {
                 Action::Hangup => end = Some("ivr hung up"),
                 Action::Transfer { uri } => transfer = Some(uri),
-                Action::TicketStatus { .. } | Action::Knowledge { .. }
-                    if self.shared.lookups.is_some() =>
-                {
-                    // Answered by the look-up service; the prompt comes back as news.
-                    let question = match action {
-                        Action::TicketStatus {
-                            number,
-                            phone_last4,
-                        } => super::lookup::Question::Ticket {
-                            number,
-                            last4: phone_last4,
-                        },
-                        Action::Knowledge {
-                            article,
-                            category,
-                            choice,
-                        } => super::lookup::Question::Knowledge {
-                            article,
-                            category,
-                            choice,
-                        },
-                        _ => continue,
-                    };
-                    let me = self.me.clone();
-                    let req = super::lookup::LookupRequest {
-                        question,
-                        answer: Box::new(move |prompts| me.news(key, ToMedia::Speak(prompts))),
-                    };
-                    if let Some(Err(e)) = self.shared.lookups.as_ref().map(|l| l.send(req)) {
-                        (e.0.answer)(self.shared.unavailable.clone());
-                    }
-                }
-                Action::Knowledge { .. } | Action::TicketStatus { .. } => {
-                    // No database behind the calls (a bench without one): say so, and the
-                    // script goes on.
-                    tracing::warn!(
-                        ?action,
-                        "IVR self-service asked for, but it is not available yet"
-                    );
-                    c.call.speak(self.shared.unavailable.clone());
-                }
+                Action::TicketStatus {
+                    number,
+                    phone_last4,
+                } => ask(
+                    &self.shared,
+                    &self.me,
+                    &mut c.call,
+                    key,
+                    Question::Ticket {
+                        number,
+                        last4: phone_last4,
+                    },
+                ),
+                Action::Knowledge {
+                    article,
+                    category,
+                    choice,
+                } => ask(
+                    &self.shared,
+                    &self.me,
+                    &mut c.call,
+                    key,
+                    Question::Knowledge {
+                        article,
+                        category,
+                        choice,
+                    },
+                ),
                 Action::Score(n) => c.record.score = Some(n),
                 Action::Enqueue {
                     queue,

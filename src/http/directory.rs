@@ -302,9 +302,7 @@ async fn create_client(
     Json(c): Json<NewClient>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let who = user.require(&[Role::Admin], "managing Open311 clients")?;
-    let mut raw = [0u8; 24];
-    getrandom::fill(&mut raw).map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
-    let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let key = users::random_secret(24)?;
     sqlx::query!(
         "INSERT INTO open311_clients (key_hash, name, channel) VALUES ($1, $2, $3)",
         users::secret_hash(&key),

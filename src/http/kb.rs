@@ -171,7 +171,7 @@ async fn create(
     may_write(&user.0, None)?;
     let unit = unit_id_of(&state, &user.0, d.unit.as_deref()).await?;
     let a = store::create(&kb.db, &d, unit, "draft", &user.0.username).await?;
-    kb.put(std::slice::from_ref(&a)).map_err(index_error)?;
+    kb.put(vec![a.clone()]).await.map_err(index_error)?;
     Ok((StatusCode::CREATED, Json(a)))
 }
 
@@ -203,7 +203,7 @@ async fn edit(
     // A unit's edit of a published article goes back through approval.
     let keep = !kb.require_approval || approver(&user.0) || user.0.role != Role::UnitStaff;
     let a = store::edit(&kb.db, id, b.version, &b.draft, keep, &user.0.username).await?;
-    kb.put(std::slice::from_ref(&a)).map_err(index_error)?;
+    kb.put(vec![a.clone()]).await.map_err(index_error)?;
     Ok(Json(a))
 }
 
@@ -250,7 +250,7 @@ async fn change_status(
     let current = store::get(&kb.db, id).await?;
     may_write(user, Some(&current))?;
     let a = store::set_status(&kb.db, id, version, status, action, &user.username).await?;
-    kb.put(std::slice::from_ref(&a)).map_err(index_error)?;
+    kb.put(vec![a.clone()]).await.map_err(index_error)?;
     Ok(Json(a))
 }
 
@@ -304,8 +304,9 @@ async fn import(
     };
     match store::import(&kb.db, lines, status, only_unit, &user.0.username).await? {
         Ok(articles) => {
-            kb.put(&articles).map_err(index_error)?;
-            Ok(Json(json!({ "imported": articles.len(), "status": status })).into_response())
+            let imported = articles.len();
+            kb.put(articles).await.map_err(index_error)?;
+            Ok(Json(json!({ "imported": imported, "status": status })).into_response())
         }
         Err(errors) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,

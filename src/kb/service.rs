@@ -30,6 +30,9 @@ pub enum ServiceError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] KbError),
+    /// The indexing thread stopped (a panic in the index).
+    #[error("the indexing thread stopped: {0}")]
+    Stopped(String),
 }
 
 /// The knowledge base of one node: the database and this node's index of it.
@@ -128,29 +131,48 @@ impl Kb {
         }
     }
 
+    /// Runs index work (segmenting, writing, committing: milliseconds to seconds) on a
+    /// blocking thread, never on the async workers that answer requests.
+    async fn indexing<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Kb) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let kb = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&kb))
+            .await
+            .map_err(|e| ServiceError::Stopped(e.to_string()))?
+    }
+
     /// Replaces the index with every article in the database; returns how many.
-    pub async fn rebuild(&self) -> Result<usize, ServiceError> {
+    pub async fn rebuild(self: &Arc<Self>) -> Result<usize, ServiceError> {
         let all = store::all(&self.db).await?;
-        self.index.rebuild(&all)?;
-        {
-            let mut map = self.lock();
-            map.clear();
-            for a in &all {
-                map.insert(a.id, a.version);
+        self.indexing(move |kb| {
+            kb.index.rebuild(&all)?;
+            {
+                let mut map = kb.lock();
+                map.clear();
+                for a in &all {
+                    map.insert(a.id, a.version);
+                }
             }
-        }
-        self.write_fingerprint();
-        Ok(all.len())
+            kb.write_fingerprint();
+            Ok(all.len())
+        })
+        .await
     }
 
     /// Re-reads these articles into the index.
-    pub async fn refresh(&self, ids: &[i64]) -> Result<(), ServiceError> {
+    pub async fn refresh(self: &Arc<Self>, ids: &[i64]) -> Result<(), ServiceError> {
         let articles = store::many(&self.db, ids).await?;
-        self.put(&articles)
+        self.put(articles).await
     }
 
     /// Puts articles just written into the index.
-    pub fn put(&self, articles: &[Article]) -> Result<(), ServiceError> {
+    pub async fn put(self: &Arc<Self>, articles: Vec<Article>) -> Result<(), ServiceError> {
+        self.indexing(move |kb| kb.put_now(&articles)).await
+    }
+
+    fn put_now(&self, articles: &[Article]) -> Result<(), ServiceError> {
         // Only newer versions replace what is indexed (notifications may arrive late).
         let newer: Vec<Article> = {
             let map = self.lock();
@@ -236,7 +258,7 @@ impl Kb {
     }
 
     /// Expires articles past their last day; rebuilds when the index drifted.
-    async fn sweep(&self) {
+    async fn sweep(self: &Arc<Self>) {
         if let Err(e) = store::expire_due(&self.db, today()).await {
             tracing::warn!(error = %e, "expiring knowledge-base articles failed");
         }

@@ -93,68 +93,32 @@ impl Draft {
 const SELECT: &str = "SELECT id, external_id, title, body, spoken_answer, category, tags,
     question_variants, unit_id, status, valid_from, valid_until, version FROM kb_articles";
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: i64,
-    external_id: Option<String>,
-    title: String,
-    body: String,
-    spoken_answer: String,
-    category: String,
-    tags: Vec<String>,
-    question_variants: Vec<String>,
-    unit_id: Option<i64>,
-    status: String,
-    valid_from: Option<NaiveDate>,
-    valid_until: Option<NaiveDate>,
-    version: i32,
-}
-
-impl From<Row> for Article {
-    fn from(r: Row) -> Article {
-        Article {
-            id: r.id,
-            external_id: r.external_id,
-            title: r.title,
-            body: r.body,
-            spoken_answer: r.spoken_answer,
-            category: r.category,
-            tags: r.tags,
-            question_variants: r.question_variants,
-            unit_id: r.unit_id,
-            status: r.status,
-            valid_from: r.valid_from,
-            valid_until: r.valid_until,
-            version: r.version,
-        }
-    }
-}
-
 /// Every article (for rebuilding the index), by id.
 pub async fn all(db: &PgPool) -> Result<Vec<Article>, KbError> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY id")))
-        .fetch_all(db)
-        .await?;
-    Ok(rows.into_iter().map(Article::from).collect())
+    Ok(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY id")))
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 /// One article.
 pub async fn get(db: &PgPool, id: i64) -> Result<Article, KbError> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
-    row.map(Article::from).ok_or(KbError::NotFound(id))
+    let row: Option<Article> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    row.ok_or(KbError::NotFound(id))
 }
 
 /// Articles by id, in the order given (missing ones left out).
 pub async fn many(db: &PgPool, ids: &[i64]) -> Result<Vec<Article>, KbError> {
-    let rows: Vec<Row> =
+    let mut out: Vec<Article> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ANY($1)")))
             .bind(ids)
             .fetch_all(db)
             .await?;
-    let mut out: Vec<Article> = rows.into_iter().map(Article::from).collect();
     out.sort_by_key(|a| ids.iter().position(|i| *i == a.id));
     Ok(out)
 }
@@ -176,11 +140,10 @@ async fn snapshot(
     actor: &str,
     action: &str,
 ) -> Result<Article, KbError> {
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+    let a: Article = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
         .bind(id)
         .fetch_one(&mut **tx)
         .await?;
-    let a = Article::from(row);
     sqlx::query(
         "INSERT INTO kb_versions (article_id, version, actor, action, snapshot)
          VALUES ($1, $2, $3, $4, $5)",

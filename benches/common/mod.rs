@@ -1,0 +1,49 @@
+//! What the database benchmarks share: a scratch database on the `DATABASE_URL` server
+//! (default the local one), created for the run and dropped after it, and a 2-worker runtime.
+#![allow(dead_code, clippy::unwrap_used)] // a benchmark that cannot start has nothing to report
+
+use std::future::Future;
+
+/// A number from the environment, or `default`.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `run` with the URL of a fresh database named `<prefix>_<pid>` on a 2-worker runtime,
+/// then drops the database (a killed run leaves it behind).
+pub fn with_scratch_db<F, Fut>(prefix: &str, run: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b)
+        .to_string();
+    let name = format!("{prefix}_{}", std::process::id());
+    let url = format!("{base}/{name}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        run(url).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+    });
+}

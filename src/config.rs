@@ -39,6 +39,8 @@ pub struct Config {
     pub tickets: TicketsConfig,
     /// The knowledge base's search index and publishing rule.
     pub kb: KbConfig,
+    /// How callers in queues reach agents.
+    pub acd: AcdConfig,
     /// Logging format and privacy.
     pub log: LogConfig,
 }
@@ -285,6 +287,75 @@ impl Default for KbConfig {
     }
 }
 
+/// `[acd]`: how the queues (`ivr.queues`) offer callers to agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcdConfig {
+    /// `longest_idle`, `round_robin`, `fewest_calls`, `ring_all` or `skills`.
+    pub strategy: String,
+    /// Seconds an agent's phone rings before the call moves on (a miss).
+    pub ring_timeout_secs: u64,
+    /// Misses in a row after which an agent is paused (0: never).
+    pub max_misses: u32,
+    /// Seconds of wrap-up after each call.
+    pub wrap_up_secs: u64,
+    /// The service-level target, seconds (GB/T 33358-2016: 15).
+    pub service_level_secs: u64,
+    /// Speak each waiting caller's place and estimated wait this often, seconds (0: never).
+    pub announce_secs: u64,
+}
+
+impl Default for AcdConfig {
+    fn default() -> Self {
+        AcdConfig {
+            strategy: "longest_idle".into(),
+            ring_timeout_secs: 20,
+            max_misses: 3,
+            wrap_up_secs: 30,
+            service_level_secs: 15,
+            announce_secs: 60,
+        }
+    }
+}
+
+impl AcdConfig {
+    /// The routing strategy named by `strategy`.
+    pub fn strategy(&self) -> Option<crate::acd::routing::Strategy> {
+        use crate::acd::routing::Strategy;
+        Some(match self.strategy.as_str() {
+            "longest_idle" => Strategy::LongestIdle,
+            "round_robin" => Strategy::RoundRobin,
+            "fewest_calls" => Strategy::FewestCalls,
+            "ring_all" => Strategy::RingAll,
+            "skills" => Strategy::Skills,
+            _ => return None,
+        })
+    }
+
+    /// Every queue's rules (the queue names come from `ivr.queues`).
+    pub fn queue(&self, name: &str) -> crate::acd::routing::QueueConfig {
+        use std::time::Duration;
+        let base = crate::acd::routing::QueueConfig::new(name);
+        crate::acd::routing::QueueConfig {
+            strategy: self.strategy().unwrap_or(base.strategy),
+            ring_timeout: Duration::from_secs(self.ring_timeout_secs),
+            max_misses: self.max_misses,
+            wrap_up: Duration::from_secs(self.wrap_up_secs),
+            service_level: Duration::from_secs(self.service_level_secs),
+            ..base
+        }
+    }
+
+    /// The task's settings.
+    pub fn settings(&self) -> crate::acd::service::AcdSettings {
+        crate::acd::service::AcdSettings {
+            announce_every: (self.announce_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.announce_secs)),
+            ..Default::default()
+        }
+    }
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -467,8 +538,9 @@ fn all_errors(fig: &Figment, first: figment::Error) -> figment::Error {
     section::<IvrConfig>(fig, "ivr", &mut errors);
     section::<TicketsConfig>(fig, "tickets", &mut errors);
     section::<KbConfig>(fig, "kb", &mut errors);
+    section::<AcdConfig>(fig, "acd", &mut errors);
     section::<LogConfig>(fig, "log", &mut errors);
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "sip",
         "rtp",
         "http",
@@ -477,6 +549,7 @@ fn all_errors(fig: &Figment, first: figment::Error) -> figment::Error {
         "ivr",
         "tickets",
         "kb",
+        "acd",
         "log",
     ];
     if let Ok(data) = fig.data() {
@@ -739,6 +812,30 @@ impl Config {
             ) {
                 out.extend(problems.iter().map(|p| format!("`ivr.script`: {p}")));
             }
+        }
+        if self.acd.strategy().is_none() {
+            out.push(format!(
+                "`acd.strategy` is {:?}: expected longest_idle, round_robin, fewest_calls, ring_all or skills",
+                self.acd.strategy
+            ));
+        }
+        if !(5..=300).contains(&self.acd.ring_timeout_secs) {
+            out.push(format!(
+                "`acd.ring_timeout_secs` is {}: expected 5 to 300",
+                self.acd.ring_timeout_secs
+            ));
+        }
+        if self.acd.wrap_up_secs > 3600 {
+            out.push(format!(
+                "`acd.wrap_up_secs` is {}: expected at most 3600",
+                self.acd.wrap_up_secs
+            ));
+        }
+        if self.acd.announce_secs != 0 && self.acd.announce_secs < 15 {
+            out.push(format!(
+                "`acd.announce_secs` is {}: expected 0 (never) or at least 15",
+                self.acd.announce_secs
+            ));
         }
         if let Err(e) = self.tickets.load_calendar() {
             out.push(format!("`tickets.calendar`: {e}"));

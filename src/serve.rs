@@ -274,10 +274,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         cfg.ivr.queues.clone()
     };
     let acd = crate::acd::service::spawn(
-        queue_names
-            .iter()
-            .map(|q| crate::acd::routing::QueueConfig::new(q))
-            .collect(),
+        queue_names.iter().map(|q| cfg.acd.queue(q)).collect(),
+        cfg.acd.settings(),
         shutdown.clone(),
     );
     let creds = Arc::new(Credentials::default());
@@ -339,6 +337,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
                 return Err(e);
             }
         };
+    acd.send(crate::acd::service::Command::Attach(sip.engine.clone()));
     tracing::info!(udp = %sip.udp, tcp = %sip.tcp, accounts, "SIP listening on udp:{} tcp:{}", sip.udp, sip.tcp);
     tracing::info!(%addr, "HTTP listening on http://{addr}");
     let state = http::AppState {

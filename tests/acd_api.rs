@@ -167,7 +167,11 @@ async fn agents_log_in_pause_with_a_reason_and_supervisors_see_it(db: PgPool) {
 async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
     use hotline::acd::routing::QueueConfig;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let acd = hotline::acd::service::spawn(vec![QueueConfig::new("general")], shutdown.clone());
+    let acd = hotline::acd::service::spawn(
+        vec![QueueConfig::new("general")],
+        Default::default(),
+        shutdown.clone(),
+    );
     for call in [1, 2] {
         acd.send(Command::Enqueue {
             call,
@@ -193,11 +197,28 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
         away: true,
     });
     assert_eq!(acd.snapshot().await.unwrap().queues[0].waiting, 2);
-    acd.send(Command::Leave { call: 1 });
-    acd.send(Command::Leave { call: 2 });
+    acd.send(Command::Leave {
+        call: 1,
+        hung_up: true,
+    });
+    acd.send(Command::Leave {
+        call: 2,
+        hung_up: false,
+    });
     let snap = acd.snapshot().await.unwrap();
     assert_eq!(snap.queues[0].waiting, 0);
     assert_eq!(snap.queues[0].longest_wait_secs, 0);
+    // Today's counts: two offered, one hung up (abandoned), the other went elsewhere in the
+    // script (not abandoned); nothing answered yet, so no service level but a 100 % abandon
+    // rate of the calls that ended in the queue.
+    let q = &snap.queues[0];
+    assert_eq!(
+        (q.offered_today, q.answered_today, q.abandoned_today),
+        (2, 0, 1)
+    );
+    assert_eq!(q.service_level_pct, Some(0.0));
+    assert_eq!(q.abandon_rate_pct, Some(100.0));
+    assert_eq!(q.target_secs, 15);
     shutdown.cancel();
 }
 
@@ -280,6 +301,8 @@ fn record(
         ivr_vars: Default::default(),
         queue: queue.map(str::to_string),
         queued_at: queue.map(|_| start + chrono::Duration::seconds(5)),
+        agent_id: None,
+        agent_answered_at: None,
         transfer_to: transfer.map(str::to_string),
         score: None,
         packets_sent: 0,

@@ -569,10 +569,43 @@ impl Acd {
         })
     }
 
-    /// An agent did not answer, was busy or declined: the call moves on; the agent counts a
-    /// miss, and enough misses in a row pause it.
-    pub fn missed(&mut self, call: u64, agent: u64, now: Instant) -> Result<Vec<Event>, AcdError> {
-        let mut events = Vec::new();
+    /// An agent's phone answered the call: [`Acd::answered`] when the agent was ringing for
+    /// it; otherwise a late answer that raced the ring timeout (the agent was already counted
+    /// a miss and the call may ring someone else now): the caller is connected all the same,
+    /// so it leaves the queue, whoever rings for it stops, and the agent is on the call.
+    pub fn connected(
+        &mut self,
+        call: u64,
+        agent: u64,
+        now: Instant,
+    ) -> Result<Vec<Event>, AcdError> {
+        if let Ok(events) = self.answered(call, agent, now) {
+            return Ok(events);
+        }
+        self.agent_mut(agent)?;
+        let mut events = self.abandoned(call, now).unwrap_or_default();
+        let a = self.agent_mut(agent)?;
+        a.answered += 1;
+        a.misses = 0;
+        self.set(agent, AgentState::OnCall { call }, now)?;
+        for e in &mut events {
+            if let Event::StopRinging { agents, .. } = e {
+                agents.retain(|a| *a != agent);
+            }
+        }
+        events.retain(|e| !matches!(e, Event::StopRinging { agents, .. } if agents.is_empty()));
+        Ok(events)
+    }
+
+    /// An offer the hotline itself could not place (no port for the agent's leg): the agent is
+    /// available again without a miss, and the caller waits for the next round.
+    pub fn retract(&mut self, call: u64, agent: u64, now: Instant) -> Result<(), AcdError> {
+        self.stop_ring(call, agent)?;
+        self.set(agent, AgentState::Available, now)
+    }
+
+    /// Takes `agent` off the agents ringing for `call`; returns the call's queue.
+    fn stop_ring(&mut self, call: u64, agent: u64) -> Result<String, AcdError> {
         let w = self
             .waiting
             .iter_mut()
@@ -582,7 +615,21 @@ impl Acd {
         if w.ringing.is_empty() {
             w.ring_started = None;
         }
-        let max = self.queues.get(&w.queue).map_or(3, |q| q.max_misses);
+        Ok(w.queue.clone())
+    }
+
+    /// The calls waiting, in order of service, with their queue and whether they are offered
+    /// to nobody now (in self-service, or ringing an agent).
+    pub fn waiting(&self) -> impl Iterator<Item = &Waiting> {
+        self.order().into_iter().map(|i| &self.waiting[i])
+    }
+
+    /// An agent did not answer, was busy or declined: the call moves on; the agent counts a
+    /// miss, and enough misses in a row pause it.
+    pub fn missed(&mut self, call: u64, agent: u64, now: Instant) -> Result<Vec<Event>, AcdError> {
+        let mut events = Vec::new();
+        let queue = self.stop_ring(call, agent)?;
+        let max = self.queues.get(&queue).map_or(3, |q| q.max_misses);
         let a = self.agent_mut(agent)?;
         a.misses += 1;
         let misses = a.misses;

@@ -3,22 +3,31 @@
 //! takes one out, or lets one step out for self-service and back, and when a caller hangs up;
 //! agents' state changes come from the HTTP API; `Snapshot` answers what supervisors see.
 //!
-//! Offering calls to agents (ringing their softphones) is not connected yet: until it is,
-//! the task keeps the queues and the agents' states and answers snapshots, and never rings
-//! anyone (so no agent is counted a miss for a call that was never placed).
+//! After every command and every second the task routes: each offer becomes a
+//! [`RingAgents`] for the call handler on the SIP engine task, which places the calls to the
+//! agents' registered phones and reports back what they did (`Answered`, `RingFailed`); a
+//! ring that times out, or a caller who leaves while agents ring, becomes a [`StopRinging`]
+//! (CANCEL). Callers waiting get their place and the estimated wait spoken
+//! ([`Announce`]) at the configured interval. Today's service level (answered within the
+//! queue's target, 15 s by GB/T 33358-2016) and abandon rate are counted here, per queue, and
+//! start over at midnight China time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::routing::{Acd, AcdError, AgentState, QueueConfig};
+use super::routing::{Acd, AcdError, AgentState, Event, QueueConfig};
+use crate::signaling::EngineHandle;
 
 /// What the task is told.
 #[derive(Debug)]
 pub enum Command {
+    /// The SIP engine is up: offers go to its call handler from now on.
+    Attach(EngineHandle),
     /// The IVR put a caller in a queue.
     Enqueue {
         /// The call's key.
@@ -37,15 +46,44 @@ pub enum Command {
         /// Out or back.
         away: bool,
     },
-    /// The caller left the queue: hung up (abandoned) or went elsewhere in the script.
+    /// The caller left the queue: hung up (`hung_up`: abandoned) or went elsewhere in the
+    /// script.
     Leave {
         /// The call.
         call: u64,
+        /// The caller hung up (counts as abandoned).
+        hung_up: bool,
+    },
+    /// An agent's phone answered a call it was offered.
+    Answered {
+        /// The call.
+        call: u64,
+        /// The agent.
+        agent: u64,
+    },
+    /// An agent's phone did not take the call: busy, declined, not registered (`miss`), or
+    /// the hotline could not place the call (no miss).
+    RingFailed {
+        /// The call.
+        call: u64,
+        /// The agent.
+        agent: u64,
+        /// Whether it counts against the agent.
+        miss: bool,
+    },
+    /// The call an agent was on ended (either side hung up).
+    CallEnded {
+        /// The agent.
+        agent: u64,
+        /// The queue the call came from.
+        queue: String,
     },
     /// An agent logs into queues with its skills.
     Login {
         /// Agent id.
         agent: u64,
+        /// The SIP account its softphone registers as.
+        device: Option<String>,
         /// Queues.
         queues: Vec<String>,
         /// Skills with proficiency.
@@ -68,8 +106,38 @@ pub enum Command {
     Snapshot(oneshot::Sender<Snapshot>),
 }
 
+/// For the call handler: ring these agents' phones for this call (one, or several at once
+/// for ring-all; the first to answer takes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingAgents {
+    /// The call's key.
+    pub call: u64,
+    /// Agent id and the SIP account its phone registers as (`None`: it has none).
+    pub agents: Vec<(u64, Option<String>)>,
+}
+
+/// For the call handler: stop ringing these agents for this call (CANCEL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRinging {
+    /// The call's key.
+    pub call: u64,
+    /// The agents.
+    pub agents: Vec<u64>,
+}
+
+/// For the call handler: tell the caller its place in the queue and the estimated wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// The call's key.
+    pub call: u64,
+    /// 1 = next.
+    pub place: usize,
+    /// Estimated wait, whole minutes (at least 1).
+    pub minutes: u64,
+}
+
 /// A queue as supervisors see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct QueueView {
     /// Name.
     pub name: String,
@@ -77,6 +145,21 @@ pub struct QueueView {
     pub waiting: usize,
     /// The longest wait now, in seconds.
     pub longest_wait_secs: u64,
+    /// Today (China time): callers put in the queue.
+    pub offered_today: u32,
+    /// Today: answered by an agent.
+    pub answered_today: u32,
+    /// Today: answered within the service-level target.
+    pub answered_in_target_today: u32,
+    /// Today: hung up while waiting.
+    pub abandoned_today: u32,
+    /// The target, in seconds (15 by GB/T 33358-2016).
+    pub target_secs: u64,
+    /// Answered within the target out of those answered or abandoned, in percent (`None`
+    /// before the first).
+    pub service_level_pct: Option<f64>,
+    /// Abandoned out of those answered or abandoned, in percent.
+    pub abandon_rate_pct: Option<f64>,
 }
 
 /// An agent as supervisors see it.
@@ -92,10 +175,12 @@ pub struct AgentView {
     pub secs_in_state: u64,
     /// Queues logged into.
     pub queues: Vec<String>,
+    /// Calls answered today.
+    pub answered_today: u32,
 }
 
 /// Everything at one moment.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Snapshot {
     /// Queues.
     pub queues: Vec<QueueView>,
@@ -123,6 +208,24 @@ impl AcdHandle {
     }
 }
 
+/// Settings of the task beyond the queues.
+#[derive(Debug, Clone)]
+pub struct AcdSettings {
+    /// Speak the place and estimated wait this often to each waiting caller (`None`: never).
+    pub announce_every: Option<Duration>,
+    /// The talk time assumed for the estimate before any call has ended.
+    pub default_talk_time: Duration,
+}
+
+impl Default for AcdSettings {
+    fn default() -> Self {
+        AcdSettings {
+            announce_every: Some(Duration::from_secs(60)),
+            default_talk_time: Duration::from_secs(180),
+        }
+    }
+}
+
 fn state_view(s: &AgentState) -> (&'static str, Option<String>) {
     match s {
         AgentState::Offline => ("offline", None),
@@ -134,104 +237,338 @@ fn state_view(s: &AgentState) -> (&'static str, Option<String>) {
     }
 }
 
-fn snapshot(acd: &Acd, names: &[String], now: Instant) -> Snapshot {
-    let queues = names
-        .iter()
-        .map(|q| QueueView {
-            name: q.clone(),
-            waiting: acd.waiting_in(q),
-            longest_wait_secs: acd.longest_wait(q, now).as_secs(),
-        })
-        .collect();
-    let agents = acd
-        .agents()
-        .map(|a| {
-            let (state, reason) = state_view(&a.state);
-            AgentView {
-                id: a.id,
-                state,
-                reason,
-                secs_in_state: now.saturating_duration_since(a.since).as_secs(),
-                queues: a.queues.iter().cloned().collect(),
+/// One queue's counts for one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct DayCounts {
+    offered: u32,
+    answered: u32,
+    in_target: u32,
+    abandoned: u32,
+}
+
+fn pct(part: u32, whole: u32) -> Option<f64> {
+    (whole > 0).then(|| (f64::from(part) * 1000.0 / f64::from(whole)).round() / 10.0)
+}
+
+/// The date in China (UTC+8, no daylight saving), when the day's counts start over.
+fn china_today() -> NaiveDate {
+    (Utc::now() + chrono::Duration::hours(8)).date_naive()
+}
+
+/// The task's state beside the routing core.
+struct Service {
+    acd: Acd,
+    queues: Vec<QueueConfig>,
+    settings: AcdSettings,
+    engine: Option<EngineHandle>,
+    skills_of: BTreeMap<u64, Vec<(String, u8)>>,
+    devices: HashMap<u64, Option<String>>,
+    /// Queue of each waiting call, and when its place was last spoken.
+    waiting: HashMap<u64, (String, Instant)>,
+    /// When each agent's call started (for the talk-time average).
+    talking: HashMap<u64, Instant>,
+    /// Average talk time, seconds (a moving average of the last calls).
+    talk_secs: f64,
+    day: NaiveDate,
+    counts: BTreeMap<String, DayCounts>,
+    answered_by: HashMap<u64, u32>,
+}
+
+impl Service {
+    fn count(&mut self, queue: &str) -> &mut DayCounts {
+        let today = china_today();
+        if today != self.day {
+            self.day = today;
+            self.counts.clear();
+            self.answered_by.clear();
+        }
+        self.counts.entry(queue.to_string()).or_default()
+    }
+
+    fn snapshot(&mut self, now: Instant) -> Snapshot {
+        let _ = self.count(""); // starts the day over at midnight even when nothing happens
+        let queues = self
+            .queues
+            .iter()
+            .map(|q| {
+                let c = self.counts.get(&q.name).copied().unwrap_or_default();
+                let closed = c.answered + c.abandoned;
+                QueueView {
+                    name: q.name.clone(),
+                    waiting: self.acd.waiting_in(&q.name),
+                    longest_wait_secs: self.acd.longest_wait(&q.name, now).as_secs(),
+                    offered_today: c.offered,
+                    answered_today: c.answered,
+                    answered_in_target_today: c.in_target,
+                    abandoned_today: c.abandoned,
+                    target_secs: q.service_level.as_secs(),
+                    service_level_pct: pct(c.in_target, closed),
+                    abandon_rate_pct: pct(c.abandoned, closed),
+                }
+            })
+            .collect();
+        let agents = self
+            .acd
+            .agents()
+            .map(|a| {
+                let (state, reason) = state_view(&a.state);
+                AgentView {
+                    id: a.id,
+                    state,
+                    reason,
+                    secs_in_state: now.saturating_duration_since(a.since).as_secs(),
+                    queues: a.queues.iter().cloned().collect(),
+                    answered_today: self.answered_by.get(&a.id).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        Snapshot { queues, agents }
+    }
+
+    async fn tell(&self, message: Box<dyn std::any::Any + Send>) {
+        if let Some(engine) = &self.engine {
+            engine.tell(message).await;
+        }
+    }
+
+    /// Acts on the routing core's events: ringing to stop, agents paused.
+    async fn events(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::StopRinging { call, agents } => {
+                    self.tell(Box::new(StopRinging { call, agents })).await;
+                }
+                Event::AutoPaused { agent, misses } => {
+                    tracing::warn!(agent, misses, "agent paused after missing calls in a row");
+                }
+                Event::Overflowed { call, from, to } => {
+                    tracing::info!(call, %from, %to, "caller moved to the overflow queue");
+                    if let Some(w) = self.waiting.get_mut(&call) {
+                        w.0 = to;
+                    }
+                }
             }
-        })
-        .collect();
-    Snapshot { queues, agents }
+        }
+    }
+
+    /// Offers waiting callers to free agents: the handler rings their phones.
+    async fn route(&mut self, now: Instant) {
+        if self.engine.is_none() {
+            return; // nothing could ring: no agent counts a miss for a call never placed
+        }
+        for offer in self.acd.route(now) {
+            let agents = offer
+                .agents
+                .iter()
+                .map(|a| (*a, self.devices.get(a).cloned().flatten()))
+                .collect();
+            tracing::info!(call = offer.call, agents = ?offer.agents, "offering a call");
+            self.tell(Box::new(RingAgents {
+                call: offer.call,
+                agents,
+            }))
+            .await;
+        }
+    }
+
+    /// Speaks the place and the estimated wait to callers whose turn for it has come.
+    async fn announce(&mut self, now: Instant) {
+        let Some(every) = self.settings.announce_every else {
+            return;
+        };
+        let mut due = Vec::new();
+        let mut place: HashMap<&str, usize> = HashMap::new();
+        for w in self.acd.waiting() {
+            let p = place.entry(w.queue.as_str()).or_insert(0);
+            *p += 1;
+            if w.paused || !w.ringing.is_empty() {
+                continue;
+            }
+            if let Some((_, last)) = self.waiting.get(&w.call)
+                && now.saturating_duration_since(*last) >= every
+            {
+                due.push((w.call, w.queue.clone(), *p));
+            }
+        }
+        for (call, queue, place) in due {
+            let staffed = self
+                .acd
+                .agents()
+                .filter(|a| a.queues.contains(&queue) && a.state != AgentState::Offline)
+                .count()
+                .max(1);
+            let secs = self.talk_secs * place as f64 / staffed as f64;
+            let minutes = ((secs / 60.0).ceil() as u64).max(1);
+            if let Some(w) = self.waiting.get_mut(&call) {
+                w.1 = now;
+            }
+            self.tell(Box::new(Announce {
+                call,
+                place,
+                minutes,
+            }))
+            .await;
+        }
+    }
+
+    async fn command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Attach(engine) => self.engine = Some(engine),
+            Command::Enqueue {
+                call,
+                queue,
+                priority,
+                skills,
+            } => {
+                let s: Vec<&str> = skills.iter().map(String::as_str).collect();
+                match self.acd.enqueue(call, &queue, priority, &s, now) {
+                    Ok(()) => {
+                        self.count(&queue).offered += 1;
+                        self.waiting.insert(call, (queue, now));
+                    }
+                    Err(e) => tracing::warn!(error = %e, call, "cannot queue the caller"),
+                }
+            }
+            Command::SelfService { call, away } => {
+                if let Ok(events) = self.acd.set_paused(call, away) {
+                    self.events(events).await;
+                }
+                // Back from self-service: the next announcement is a full interval away.
+                if let Some(w) = self.waiting.get_mut(&call) {
+                    w.1 = now;
+                }
+            }
+            Command::Leave { call, hung_up } => {
+                let queue = self.waiting.remove(&call).map(|(q, _)| q);
+                if let Ok(events) = self.acd.abandoned(call, now) {
+                    if let (true, Some(q)) = (hung_up, &queue) {
+                        self.count(q).abandoned += 1;
+                    }
+                    self.events(events).await;
+                }
+            }
+            Command::Answered { call, agent } => {
+                let waited = self.acd.position(call, now).map(|(_, w)| w);
+                let queue = self.waiting.remove(&call).map(|(q, _)| q);
+                match self.acd.connected(call, agent, now) {
+                    Ok(events) => {
+                        if let Some(q) = &queue {
+                            let target = self
+                                .queues
+                                .iter()
+                                .find(|c| &c.name == q)
+                                .map_or(Duration::from_secs(15), |c| c.service_level);
+                            let c = self.count(q);
+                            c.answered += 1;
+                            if waited.is_some_and(|w| w <= target) {
+                                c.in_target += 1;
+                            }
+                        }
+                        *self.answered_by.entry(agent).or_default() += 1;
+                        self.talking.insert(agent, now);
+                        self.events(events).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, call, agent, "an answer the ACD cannot place")
+                    }
+                }
+            }
+            Command::RingFailed { call, agent, miss } => {
+                let r = if miss {
+                    self.acd.missed(call, agent, now)
+                } else {
+                    self.acd.retract(call, agent, now).map(|()| Vec::new())
+                };
+                if let Ok(events) = r {
+                    self.events(events).await;
+                }
+            }
+            Command::CallEnded { agent, queue } => {
+                if let Some(start) = self.talking.remove(&agent) {
+                    let secs = now.saturating_duration_since(start).as_secs_f64();
+                    self.talk_secs = 0.8 * self.talk_secs + 0.2 * secs;
+                }
+                if let Err(e) = self.acd.call_ended(agent, &queue, now) {
+                    tracing::debug!(error = %e, agent, "call end for an agent not on a call");
+                }
+            }
+            Command::Login {
+                agent,
+                device,
+                queues,
+                skills,
+                reply,
+            } => {
+                let s: Vec<(&str, u8)> = skills.iter().map(|(k, p)| (k.as_str(), *p)).collect();
+                if self.acd.agent(agent).is_none() || self.skills_of.get(&agent) != Some(&skills) {
+                    self.acd.add_agent(agent, &s, now);
+                    self.skills_of.insert(agent, skills.clone());
+                }
+                self.devices.insert(agent, device);
+                let q: Vec<&str> = queues.iter().map(String::as_str).collect();
+                let _ = reply.send(self.acd.login(agent, &q, now));
+            }
+            Command::AgentState {
+                agent,
+                pause,
+                logout,
+                reply,
+            } => {
+                let r = if logout {
+                    self.acd.logout(agent, now)
+                } else {
+                    match pause {
+                        Some(reason) => self.acd.pause(agent, &reason, now),
+                        None => self.acd.resume(agent, now),
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(now));
+            }
+        }
+    }
 }
 
 /// Starts the task with these queues; it stops at `shutdown`.
-pub fn spawn(queues: Vec<QueueConfig>, shutdown: CancellationToken) -> AcdHandle {
+pub fn spawn(
+    queues: Vec<QueueConfig>,
+    settings: AcdSettings,
+    shutdown: CancellationToken,
+) -> AcdHandle {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
-    let mut acd = Acd::new(queues);
-    let mut skills_of: BTreeMap<u64, Vec<(String, u8)>> = BTreeMap::new();
+    let mut service = Service {
+        acd: Acd::new(queues.clone()),
+        queues,
+        talk_secs: settings.default_talk_time.as_secs_f64(),
+        settings,
+        engine: None,
+        skills_of: BTreeMap::new(),
+        devices: HashMap::new(),
+        waiting: HashMap::new(),
+        talking: HashMap::new(),
+        day: china_today(),
+        counts: BTreeMap::new(),
+        answered_by: HashMap::new(),
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let command = tokio::select! {
+            tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {
-                    acd.tick(Instant::now());
-                    continue;
+                    let now = Instant::now();
+                    let events = service.acd.tick(now);
+                    service.events(events).await;
+                    service.announce(now).await;
                 }
                 c = rx.recv() => match c {
-                    Some(c) => c,
+                    Some(c) => service.command(c, Instant::now()).await,
                     None => return,
                 },
-            };
-            let now = Instant::now();
-            match command {
-                Command::Enqueue {
-                    call,
-                    queue,
-                    priority,
-                    skills,
-                } => {
-                    let skills: Vec<&str> = skills.iter().map(String::as_str).collect();
-                    if let Err(e) = acd.enqueue(call, &queue, priority, &skills, now) {
-                        tracing::warn!(error = %e, call, "cannot queue the caller");
-                    }
-                }
-                Command::SelfService { call, away } => {
-                    let _ = acd.set_paused(call, away);
-                }
-                Command::Leave { call } => {
-                    let _ = acd.abandoned(call, now);
-                }
-                Command::Login {
-                    agent,
-                    queues,
-                    skills,
-                    reply,
-                } => {
-                    let s: Vec<(&str, u8)> = skills.iter().map(|(k, p)| (k.as_str(), *p)).collect();
-                    if acd.agent(agent).is_none() || skills_of.get(&agent) != Some(&skills) {
-                        acd.add_agent(agent, &s, now);
-                        skills_of.insert(agent, skills.clone());
-                    }
-                    let q: Vec<&str> = queues.iter().map(String::as_str).collect();
-                    let _ = reply.send(acd.login(agent, &q, now));
-                }
-                Command::AgentState {
-                    agent,
-                    pause,
-                    logout,
-                    reply,
-                } => {
-                    let r = if logout {
-                        acd.logout(agent, now)
-                    } else {
-                        match pause {
-                            Some(reason) => acd.pause(agent, &reason, now),
-                            None => acd.resume(agent, now),
-                        }
-                    };
-                    let _ = reply.send(r);
-                }
-                Command::Snapshot(reply) => {
-                    let _ = reply.send(snapshot(&acd, &names, now));
-                }
             }
+            service.route(Instant::now()).await;
         }
     });
     AcdHandle { tx }

@@ -36,6 +36,14 @@ pub enum Question {
         /// The key chosen from the category's menu.
         choice: Option<u8>,
     },
+    /// A waiting caller's place in the queue and the estimated wait (no database needed,
+    /// but the same speech path).
+    Position {
+        /// 1 = next.
+        place: usize,
+        /// Whole minutes.
+        minutes: u64,
+    },
 }
 
 /// A call asking a question.
@@ -70,7 +78,7 @@ pub fn spawn(
                     Ok(text) => {
                         // Answers from the knowledge base are the same for every caller and
                         // go through the TTS cache; a ticket's status is said once.
-                        let cached = matches!(asked, Question::Knowledge { .. });
+                        let cached = !matches!(asked, Question::Ticket { .. });
                         let speak = move || -> Result<Vec<i16>, crate::ivr::tts::TtsError> {
                             if cached {
                                 let wav = tts.speak(&text)?;
@@ -99,8 +107,19 @@ pub fn spawn(
                                         seconds,
                                         "IVR read knowledge-base answers"
                                     ),
+                                    Question::Position { place, minutes } => tracing::debug!(
+                                        place,
+                                        minutes,
+                                        seconds,
+                                        "told a caller its place in the queue"
+                                    ),
                                 }
                                 vec![Arc::new(Prompt::from_linear("ticket status", &samples))]
+                            }
+                            // A place in the queue not spoken is no loss: the music goes on.
+                            Ok(Err(e)) if matches!(asked, Question::Position { .. }) => {
+                                tracing::warn!(error = %e, "cannot speak a caller's place");
+                                Vec::new()
                             }
                             Ok(Err(e)) => {
                                 tracing::warn!(error = %e, "cannot speak a ticket's status");
@@ -133,9 +152,22 @@ const MENU_ITEMS: i64 = 9;
 /// Said when a key chooses nothing in a category's menu.
 pub const NO_SUCH_CHOICE_TEXT: &str = "没有这个选项。";
 
+/// What a waiting caller hears about its place (1 = next) and the estimated wait.
+pub fn position_text(place: usize, minutes: u64) -> String {
+    if place <= 1 {
+        format!("您是下一位，预计等待约{minutes}分钟，请稍候。")
+    } else {
+        format!(
+            "您前面还有{}位来电，预计等待约{minutes}分钟，请耐心等候。",
+            place - 1
+        )
+    }
+}
+
 async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
     let (number, last4) = match question {
         Question::Ticket { number, last4 } => (number, last4),
+        Question::Position { place, minutes } => return Ok(position_text(place, minutes)),
         Question::Knowledge {
             article,
             category,

@@ -56,12 +56,33 @@ pub enum ToMedia {
     Update(Negotiated),
     /// The call ended on the signaling side (`caller hung up`, `no ack`, ...).
     Ended(&'static str),
-    /// The transfer target answered: bridge the caller to it.
+    /// The transfer target or an agent answered: bridge the caller to it.
     Bridged {
         /// The target's dialog.
         dialog: DialogId,
         /// What the target's answer agreed.
         negotiated: Negotiated,
+        /// The agent, when the ACD offered the call.
+        agent: Option<u64>,
+    },
+    /// The ACD is about to ring agents for the call: the sockets of the agent leg (bound on
+    /// the port the offer to the agents names).
+    AgentLeg {
+        /// RTP.
+        socket: std::net::UdpSocket,
+        /// RTCP (held so the pair stays ours).
+        rtcp_socket: std::net::UdpSocket,
+        /// The pair's port, to give back.
+        port: u16,
+    },
+    /// The agent hung up: the caller goes on in the script (the survey) or is hung up.
+    AgentHungUp,
+    /// Tell the waiting caller its place (1 = next) and the estimated wait.
+    Announce {
+        /// Place.
+        place: usize,
+        /// Minutes.
+        minutes: u64,
     },
     /// The transfer target did not answer (its final status, 0 when no call could be placed).
     TransferFailed(u16),
@@ -347,6 +368,8 @@ struct CallState {
     leg_b: Option<LegB>,
     /// The recording records silence (paused for personal data).
     recording_paused: bool,
+    /// The agent the caller talked to has hung up (the caller may be in the survey).
+    agent_gone: bool,
 }
 
 /// The leg to a transfer target, bridged to the caller once it answers.
@@ -356,7 +379,8 @@ struct LegB {
     _rtcp_socket: std::net::UdpSocket,
     port: u16,
     /// The stream to the caller from the transfer on: ringback while the target rings, then
-    /// the target's audio; it continues the IVR's numbering.
+    /// the target's audio; it continues the IVR's numbering. An agent leg has none while the
+    /// agents ring (the caller hears the queue's music from the IVR).
     to_a: Option<Relay>,
     /// Ringback to the caller while the target rings: the player and its next 20 ms tick.
     ringback: Player,
@@ -367,6 +391,8 @@ struct LegB {
 
 struct Bridge {
     dialog: DialogId,
+    /// The agent on the other side, when the ACD offered the call.
+    agent: Option<u64>,
     negotiated: Negotiated,
     /// The address the target's SDP gave (the latch may have moved to the real source).
     sdp_remote: SocketAddr,
@@ -503,6 +529,7 @@ impl Worker {
             jitter: None,
             leg_b: None,
             recording_paused: false,
+            agent_gone: false,
         };
         self.calls.insert(key, state);
     }
@@ -561,10 +588,19 @@ impl Worker {
                 self.end(key, reason);
                 return;
             }
-            ToMedia::Bridged { dialog, negotiated } => {
+            ToMedia::Bridged {
+                dialog,
+                negotiated,
+                agent,
+            } => {
                 let Some(leg) = c.leg_b.as_mut() else {
                     return;
                 };
+                if let Some(agent) = agent {
+                    c.record.agent_id = Some(agent);
+                    c.record.agent_answered_at = Some(Utc::now());
+                    c.call.set_connected();
+                }
                 let a = format_of(c.negotiated);
                 let b = format_of(Some(negotiated));
                 let seed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -579,11 +615,13 @@ impl Worker {
                 tracing::info!(
                     call_id = %c.record.call_id,
                     uri = c.record.transfer_to.as_deref().unwrap_or(""),
-                    "caller bridged to the transfer target"
+                    agent,
+                    "caller bridged"
                 );
                 let moh = || Player::new(self.shared.music_on_hold.clone(), false);
                 leg.bridge = Some(Bridge {
                     dialog,
+                    agent,
                     negotiated,
                     sdp_remote: negotiated.remote,
                     sending: sends(negotiated.direction),
@@ -593,7 +631,12 @@ impl Worker {
                     to_b: Relay::new(a, b, (seed >> 32) as u32, seed),
                     to_a: {
                         let mut r = leg.to_a.take().unwrap_or_else(|| {
-                            Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17))
+                            // An agent's leg: the bridge takes over the IVR's stream.
+                            let mut r = Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17));
+                            if let Some((seq, ts)) = c.call.last_sent() {
+                                r.continue_after(seq, ts);
+                            }
+                            r
                         });
                         r.set_formats(b, a);
                         r
@@ -601,6 +644,62 @@ impl Worker {
                     jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
                     tick: now + FRAME_TIME,
                 });
+            }
+            ToMedia::AgentLeg {
+                socket,
+                rtcp_socket,
+                port,
+            } => {
+                if c.leg_b.is_some() {
+                    // Already has one (a transfer in progress): this one goes back.
+                    if let Ok(mut p) = self.shared.ports.lock() {
+                        p.release(port);
+                    }
+                } else {
+                    c.leg_b = Some(LegB {
+                        socket: UdpSocket::from_std(socket),
+                        _rtcp_socket: rtcp_socket,
+                        port,
+                        to_a: None,
+                        ringback: Player::new(Vec::new(), false),
+                        ring_tick: now,
+                        bridge: None,
+                    });
+                }
+            }
+            ToMedia::AgentHungUp => {
+                let mut last = None;
+                if let Some(mut leg) = c.leg_b.take() {
+                    let _ = self.poll.registry().deregister(&mut leg.socket);
+                    if let Ok(mut p) = self.shared.ports.lock() {
+                        p.release(leg.port);
+                    }
+                    if let Some(b) = leg.bridge {
+                        last = b.to_a.last_sent();
+                        if let (Some(agent), Some(acd)) = (b.agent, &self.shared.acd) {
+                            acd.send(AcdCommand::CallEnded {
+                                agent,
+                                queue: c.record.queue.clone().unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+                tracing::info!(call_id = %c.record.call_id, "the agent hung up");
+                c.agent_gone = true;
+                let facts = c.facts.get(now, &self.shared.calendar);
+                c.call.agent_hung_up(now, last, facts);
+            }
+            ToMedia::Announce { place, minutes } => {
+                let bridged = c.leg_b.as_ref().is_some_and(|l| l.bridge.is_some());
+                if !bridged && c.call.session().is_queued() {
+                    ask(
+                        &self.shared,
+                        &self.me,
+                        &mut c.call,
+                        key,
+                        Question::Position { place, minutes },
+                    );
+                }
             }
             ToMedia::PauseRecording(paused) => {
                 tracing::info!(call_id = %c.record.call_id, paused, "recording paused or resumed");
@@ -1001,7 +1100,10 @@ impl Worker {
                 Action::Pause | Action::Resume { .. } | Action::Dequeue => {
                     if let Some(acd) = &self.shared.acd {
                         acd.send(match action {
-                            Action::Dequeue => AcdCommand::Leave { call: key },
+                            Action::Dequeue => AcdCommand::Leave {
+                                call: key,
+                                hung_up: false,
+                            },
                             a => AcdCommand::SelfService {
                                 call: key,
                                 away: matches!(a, Action::Pause),
@@ -1040,9 +1142,10 @@ impl Worker {
             Some(LegB {
                 bridge: None,
                 ring_tick,
+                to_a: Some(_),
                 ..
             }) => Some(*ring_tick),
-            None => None,
+            _ => None,
         };
         // A prompt the application spoke starts now: its first frame may be due at once.
         let next = [
@@ -1070,9 +1173,29 @@ impl Worker {
         let Some(mut c) = self.calls.remove(&key) else {
             return;
         };
-        // A caller still waiting hangs up: out of the queue (abandoned).
-        if let (Some(acd), Some(_)) = (&self.shared.acd, &c.record.queue) {
-            acd.send(AcdCommand::Leave { call: key });
+        // A caller still waiting hangs up: out of the queue (abandoned). One talking to an
+        // agent: the agent's call ended (wrap-up).
+        let agent = c
+            .leg_b
+            .as_ref()
+            .and_then(|l| l.bridge.as_ref())
+            .and_then(|b| b.agent);
+        if let (Some(acd), Some(queue)) = (&self.shared.acd, &c.record.queue) {
+            match agent {
+                Some(agent) => {
+                    acd.send(AcdCommand::CallEnded {
+                        agent,
+                        queue: queue.clone(),
+                    });
+                }
+                None if c.record.agent_id.is_none() => {
+                    acd.send(AcdCommand::Leave {
+                        call: key,
+                        hung_up: matches!(reason, "caller hung up" | "no media"),
+                    });
+                }
+                None => {}
+            }
         }
         let _ = self.poll.registry().deregister(&mut c.socket);
         let _ = self.poll.registry().deregister(&mut c.rtcp_socket);
@@ -1128,7 +1251,11 @@ impl Worker {
         let session = c.call.session();
         let mut record = c.record;
         record.ended_at = Utc::now();
-        record.end_reason = reason.to_string();
+        record.end_reason = if c.agent_gone && reason == "ivr hung up" {
+            "agent hung up".to_string()
+        } else {
+            reason.to_string()
+        };
         record.codec = c.negotiated.map(|n| n.codec.name().to_string());
         record.ivr_path = session.path().to_vec();
         record.ivr_vars = session.vars().clone();

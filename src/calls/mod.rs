@@ -11,8 +11,12 @@
 //! recording of each call is written by [`recording`]; its record goes to [`record`]'s writer
 //! at answer and at the end.
 //!
-//! Until the ACD lands (issue 8) a caller the script puts in a queue waits there, hearing
-//! silence, with the script's keys still live.
+//! A caller the script puts in a queue waits there hearing music on hold, with the script's
+//! keys still live, until the ACD task ([`crate::acd::service`]) offers the call to agents:
+//! this handler then rings each agent's registered phone (the registrar's binding) with an
+//! INVITE from the caller's number, cancels rings the ACD stops (ring timeout, caller gone,
+//! answered elsewhere), tells the ACD what each phone did, and has the worker bridge the
+//! caller to the agent who answers.
 
 pub mod lookup;
 pub mod media;
@@ -83,8 +87,16 @@ pub struct Calls {
     /// Calls placed for transfers, not answered yet: INVITE transaction to (worker, call key,
     /// our side of the leg's SDP).
     transfers: HashMap<TxId, (usize, u64, Local)>,
-    /// Answered transfer legs: their dialog to (worker, call key, our side of its SDP).
-    legs_b: HashMap<DialogId, (usize, u64, Local)>,
+    /// Answered transfer and agent legs: their dialog to (worker, call key, our side of its
+    /// SDP, the agent when it is an agent's leg).
+    legs_b: HashMap<DialogId, (usize, u64, Local, Option<u64>)>,
+    /// Each call in progress by key: its worker, dialog and caller (the From user agents'
+    /// phones display).
+    keys: HashMap<u64, (usize, DialogId, String)>,
+    /// Calls whose agent leg is set up in the worker: key to our side of its SDP.
+    agent_legs: HashMap<u64, Local>,
+    /// Agents' phones ringing: INVITE transaction to (call key, agent).
+    rings: HashMap<TxId, (u64, u64)>,
     records: mpsc::UnboundedSender<CallEvent>,
     recordings: Option<Arc<Recordings>>,
     unavailable: Vec<Arc<Prompt>>,
@@ -136,6 +148,9 @@ impl Calls {
             finished: Arc::default(),
             transfers: HashMap::new(),
             legs_b: HashMap::new(),
+            keys: HashMap::new(),
+            agent_legs: HashMap::new(),
+            rings: HashMap::new(),
             records,
             recordings,
             unavailable,
@@ -201,7 +216,7 @@ impl Calls {
         self.live.len()
     }
 
-    fn forget_finished(&mut self) {
+    fn forget_finished(&mut self, ep: &mut Endpoint, now: Instant) {
         let done: Vec<(DialogId, u64)> = match self.finished.lock() {
             Ok(mut f) => std::mem::take(&mut *f),
             Err(_) => return,
@@ -210,10 +225,23 @@ impl Calls {
             return;
         }
         let keys: std::collections::HashSet<u64> = done.iter().map(|(_, k)| *k).collect();
-        for (d, _) in done {
+        for (d, k) in done {
             self.live.remove(&d);
+            self.keys.remove(&k);
+            self.agent_legs.remove(&k);
         }
-        self.legs_b.retain(|_, (_, k, _)| !keys.contains(k));
+        // Agents' phones still ringing for a call the media side ended stop ringing.
+        let stale: Vec<TxId> = self
+            .rings
+            .iter()
+            .filter(|(_, (k, _))| keys.contains(k))
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in stale {
+            self.rings.remove(&tx);
+            let _ = ep.cancel(now, tx);
+        }
+        self.legs_b.retain(|_, (_, k, _, _)| !keys.contains(k));
         self.transfers.retain(|_, (_, k, _)| !keys.contains(k));
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
@@ -301,7 +329,8 @@ impl Calls {
             (random() >> 32) as u32,
             random(),
         )
-        .with_ptime(negotiated.map_or(20, |n| n.ptime));
+        .with_ptime(negotiated.map_or(20, |n| n.ptime))
+        .with_hold_music(self.music_on_hold.clone());
         let key = self.calls;
         let now_utc = Utc::now();
         let new = NewCall {
@@ -314,7 +343,7 @@ impl Calls {
             dialog: dialog.clone(),
             record: CallRecord {
                 call_id: dialog.call_id.clone(),
-                caller,
+                caller: caller.clone(),
                 called,
                 started_at: now_utc,
                 answered_at: None,
@@ -327,6 +356,8 @@ impl Calls {
                 ivr_vars: Default::default(),
                 queue: None,
                 queued_at: None,
+                agent_id: None,
+                agent_answered_at: None,
                 transfer_to: None,
                 score: None,
                 packets_sent: 0,
@@ -343,6 +374,12 @@ impl Calls {
             return;
         };
         let worker = workers.add(new);
+        let from = if caller.is_empty() {
+            "anonymous".to_string()
+        } else {
+            caller
+        };
+        self.keys.insert(key, (worker, dialog.clone(), from));
         metrics::counter!("hotline_calls_answered_total").increment(1);
         self.live.insert(
             dialog,
@@ -368,7 +405,7 @@ impl Calls {
         // The caller's leg, or a transfer target's.
         let (worker, key, local, leg_b) = if let Some(live) = self.live.get_mut(&dialog) {
             (live.worker, live.key, &mut live.local, false)
-        } else if let Some((worker, key, local)) = self.legs_b.get_mut(&dialog) {
+        } else if let Some((worker, key, local, _)) = self.legs_b.get_mut(&dialog) {
             (*worker, *key, local, true)
         } else {
             let _ = ep.respond(now, tx, final_response(&request, 481, tx));
@@ -415,6 +452,183 @@ impl Calls {
         }
         let _ = ep.respond(now, tx, ok);
     }
+}
+
+impl Calls {
+    fn acd_send(&self, c: crate::acd::service::Command) {
+        if let Some(acd) = &self.acd {
+            acd.send(c);
+        }
+    }
+
+    /// The ACD offers a call to agents: their phones ring, from the caller's number, with an
+    /// offer for the call's agent leg (set up in the worker at the first offer, kept for the
+    /// next ones).
+    fn ring(&mut self, ep: &mut Endpoint, now: Instant, r: crate::acd::service::RingAgents) {
+        use crate::acd::service::Command as Acd;
+        let Some((worker, _, caller)) = self.keys.get(&r.call).cloned() else {
+            return; // the caller is gone; the ACD hears it from the worker
+        };
+        let local = match self.agent_legs.get(&r.call) {
+            Some(l) => *l,
+            None => {
+                let Some((port, socket, rtcp_socket)) = bind_pair(&self.ports, self.cfg.bind)
+                else {
+                    tracing::warn!("no RTP port free for an agent's leg: the offer waits");
+                    for (agent, _) in r.agents {
+                        self.acd_send(Acd::RingFailed {
+                            call: r.call,
+                            agent,
+                            miss: false,
+                        });
+                    }
+                    return;
+                };
+                let local = Local {
+                    addr: SocketAddr::new(self.cfg.announce, port),
+                    session_id: random() >> 33,
+                    version: 1,
+                };
+                if let Some(w) = &self.workers {
+                    w.news(
+                        worker,
+                        r.call,
+                        ToMedia::AgentLeg {
+                            socket,
+                            rtcp_socket,
+                            port,
+                        },
+                    );
+                }
+                self.agent_legs.insert(r.call, local);
+                local
+            }
+        };
+        let offer = sdp::offer(local, Direction::SendRecv)
+            .to_string()
+            .into_bytes();
+        for (agent, device) in r.agents {
+            let contact = device
+                .as_deref()
+                .and_then(|aor| agent_contact(ep, now, aor));
+            let Some((uri, peer)) = contact else {
+                tracing::warn!(agent, device = ?device, "the agent's phone is not registered");
+                self.acd_send(Acd::RingFailed {
+                    call: r.call,
+                    agent,
+                    miss: true,
+                });
+                continue;
+            };
+            match ep.invite(now, peer, &uri, &caller, Some(&offer)) {
+                Ok(tx) => {
+                    tracing::info!(agent, %uri, "ringing the agent's phone");
+                    self.rings.insert(tx, (r.call, agent));
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, agent, "cannot ring the agent's phone");
+                    self.acd_send(Acd::RingFailed {
+                        call: r.call,
+                        agent,
+                        miss: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// An agent's phone answered: the caller is bridged to it, the other phones ringing for
+    /// the call stop, and the ACD puts the agent on the call.
+    fn agent_answered(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        tx: TxId,
+        dialog: DialogId,
+        response: &Message,
+    ) {
+        let Some((key, agent)) = self.rings.remove(&tx) else {
+            return;
+        };
+        let (Some((worker, _, _)), Some(local)) = (
+            self.keys.get(&key).cloned(),
+            self.agent_legs.get(&key).copied(),
+        ) else {
+            let _ = ep.bye(now, &dialog); // the caller hung up meanwhile
+            return;
+        };
+        let others: Vec<TxId> = self
+            .rings
+            .iter()
+            .filter(|(_, (k, _))| *k == key)
+            .map(|(tx, _)| *tx)
+            .collect();
+        for other in others {
+            self.rings.remove(&other);
+            let _ = ep.cancel(now, other);
+        }
+        let answer = std::str::from_utf8(response.body())
+            .ok()
+            .and_then(|t| Sdp::parse(t).ok())
+            .map(|sdp| sdp::accept_answer(&sdp));
+        let Some(Ok(negotiated)) = answer else {
+            tracing::warn!(
+                agent,
+                "the agent's phone answered without a usable SDP answer"
+            );
+            let _ = ep.bye(now, &dialog);
+            self.acd_send(crate::acd::service::Command::RingFailed {
+                call: key,
+                agent,
+                miss: true,
+            });
+            return;
+        };
+        tracing::info!(agent, "the agent answered");
+        self.legs_b
+            .insert(dialog.clone(), (worker, key, local, Some(agent)));
+        self.acd_send(crate::acd::service::Command::Answered { call: key, agent });
+        if let Some(w) = &self.workers {
+            w.news(
+                worker,
+                key,
+                ToMedia::Bridged {
+                    dialog,
+                    negotiated,
+                    agent: Some(agent),
+                },
+            );
+        }
+    }
+}
+
+/// Where to ring an agent: its freshest registration's Contact URI, sent to the Contact's
+/// address when it is the address the REGISTER came from (a softphone on this host or LAN
+/// listening on another port), else to the source (behind NAT, RFC 3581); over TCP always
+/// the registering connection.
+fn agent_contact(ep: &Endpoint, now: Instant, aor: &str) -> Option<(String, Peer)> {
+    let binding = ep
+        .registrar()
+        .lookup(ep.registrar_time(now), aor)
+        .into_iter()
+        .next()?;
+    let uri = binding.contact.clone();
+    let parsed = hotline_sip::message::Uri::parse(&uri).ok()?;
+    let sip = parsed.as_sip()?;
+    let source = binding.source;
+    let addr = match (sip.host.ip(), source.transport) {
+        (Some(ip), TransportKind::Udp) if ip == source.addr.ip() => {
+            SocketAddr::new(ip, sip.port.unwrap_or(5060))
+        }
+        _ => source.addr,
+    };
+    Some((
+        uri,
+        Peer {
+            addr,
+            transport: source.transport,
+        },
+    ))
 }
 
 /// Music on hold when none is configured: a soft, slow chime (C-E-G-E, 0.4 s a note, at
@@ -556,6 +770,42 @@ impl CallHandler for Calls {
             }
             Err(other) => other,
         };
+        let message = match message.downcast::<crate::acd::service::RingAgents>() {
+            Ok(r) => return self.ring(ep, now, *r),
+            Err(other) => other,
+        };
+        let message = match message.downcast::<crate::acd::service::StopRinging>() {
+            Ok(s) => {
+                let stop: Vec<TxId> = self
+                    .rings
+                    .iter()
+                    .filter(|(_, (k, a))| *k == s.call && s.agents.contains(a))
+                    .map(|(tx, _)| *tx)
+                    .collect();
+                for tx in stop {
+                    self.rings.remove(&tx);
+                    let _ = ep.cancel(now, tx);
+                }
+                return;
+            }
+            Err(other) => other,
+        };
+        let message = match message.downcast::<crate::acd::service::Announce>() {
+            Ok(a) => {
+                if let (Some((worker, _, _)), Some(w)) = (self.keys.get(&a.call), &self.workers) {
+                    w.news(
+                        *worker,
+                        a.call,
+                        ToMedia::Announce {
+                            place: a.place,
+                            minutes: a.minutes,
+                        },
+                    );
+                }
+                return;
+            }
+            Err(other) => other,
+        };
         let Ok(t) = message.downcast::<TransferRequest>() else {
             return;
         };
@@ -578,7 +828,7 @@ impl CallHandler for Calls {
     }
 
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
-        self.forget_finished();
+        self.forget_finished(ep, now);
         match event {
             EndpointEvent::Request { tx, request, .. }
                 if request.method() == Some(&Method::Invite) =>
@@ -624,12 +874,36 @@ impl CallHandler for Calls {
                         self.transfers.remove(&tx);
                         let _ = ep.cancel(now, tx);
                     }
+                    // So are the agents' phones ringing for it.
+                    let rings: Vec<TxId> = self
+                        .rings
+                        .iter()
+                        .filter(|(_, (k, _))| *k == live.key)
+                        .map(|(tx, _)| *tx)
+                        .collect();
+                    for tx in rings {
+                        self.rings.remove(&tx);
+                        let _ = ep.cancel(now, tx);
+                    }
                     self.tell(&live, ToMedia::Ended(end_reason(reason)));
-                } else if let Some((worker, key, _)) = self.legs_b.remove(&dialog)
+                } else if let Some((worker, key, _, agent)) = self.legs_b.remove(&dialog)
                     && let Some(w) = &self.workers
                 {
-                    w.news(worker, key, ToMedia::Ended("transfer target hung up"));
+                    if agent.is_some() {
+                        // The caller stays: the survey, or the IVR hangs up.
+                        self.agent_legs.remove(&key);
+                        w.news(worker, key, ToMedia::AgentHungUp);
+                    } else {
+                        w.news(worker, key, ToMedia::Ended("transfer target hung up"));
+                    }
                 }
+            }
+            EndpointEvent::Answered {
+                tx,
+                dialog,
+                response,
+            } if self.rings.contains_key(&tx) => {
+                self.agent_answered(ep, now, tx, dialog, &response)
             }
             EndpointEvent::Answered {
                 tx,
@@ -646,8 +920,13 @@ impl CallHandler for Calls {
                     .map(|sdp| sdp::accept_answer(&sdp));
                 let news = match answer {
                     Some(Ok(negotiated)) => {
-                        self.legs_b.insert(dialog.clone(), (worker, key, local));
-                        ToMedia::Bridged { dialog, negotiated }
+                        self.legs_b
+                            .insert(dialog.clone(), (worker, key, local, None));
+                        ToMedia::Bridged {
+                            dialog,
+                            negotiated,
+                            agent: None,
+                        }
                     }
                     _ => {
                         tracing::warn!("transfer target answered without a usable SDP answer");
@@ -657,6 +936,21 @@ impl CallHandler for Calls {
                 };
                 if let Some(w) = &self.workers {
                     w.news(worker, key, news);
+                }
+            }
+            EndpointEvent::Failed { tx, status } if self.rings.contains_key(&tx) => {
+                if let Some((call, agent)) = self.rings.remove(&tx) {
+                    tracing::info!(
+                        call,
+                        agent,
+                        status,
+                        "the agent's phone did not take the call"
+                    );
+                    self.acd_send(crate::acd::service::Command::RingFailed {
+                        call,
+                        agent,
+                        miss: true,
+                    });
                 }
             }
             EndpointEvent::Failed { tx, status } => {

@@ -51,6 +51,12 @@ pub struct CallRecord {
     /// When the caller was first put in a queue.
     #[serde(default)]
     pub queued_at: Option<DateTime<Utc>>,
+    /// The agent (user id) who answered the call.
+    #[serde(default)]
+    pub agent_id: Option<u64>,
+    /// When the agent answered.
+    #[serde(default)]
+    pub agent_answered_at: Option<DateTime<Utc>>,
     /// The URI the IVR transferred the caller to.
     pub transfer_to: Option<String>,
     /// Satisfaction score 1-5 from the survey.
@@ -150,7 +156,8 @@ impl CallRecord {
             "UPDATE calls SET answered_at = $2, ended_at = $3, end_reason = $4, recording = $5,
                 codec = $6, ivr_path = $7, ivr_keys = $8, ivr_vars = $9, queue = $10,
                 score = $11, packets_sent = $12, packets_received = $13, quality = $14,
-                transfer_to = $15
+                transfer_to = $15, queued_at = $16, agent_id = $17, agent_answered_at = $18,
+                outcome = $19
              WHERE id = $1",
             id,
             self.answered_at,
@@ -167,6 +174,10 @@ impl CallRecord {
             i64::try_from(self.packets_received).unwrap_or(i64::MAX),
             quality_json(&self.quality),
             self.transfer_to,
+            self.queued_at,
+            self.agent_id.and_then(|a| i64::try_from(a).ok()),
+            self.agent_answered_at,
+            self.outcome(),
         )
         .execute(pool)
         .await?;
@@ -187,12 +198,32 @@ impl CallRecord {
         Ok(id)
     }
 
+    /// How the call ended for the hotline: `answered` (by an agent), `transferred` (by the
+    /// IVR), `abandoned` (hung up while waiting for an agent), `self_served` (never queued),
+    /// or `ended` (left the queue otherwise: no media, shutdown).
+    pub fn outcome(&self) -> &'static str {
+        if self.agent_id.is_some() {
+            "answered"
+        } else if self.transfer_to.is_some() {
+            "transferred"
+        } else if self.missed().is_some() {
+            "abandoned"
+        } else if self.queue.is_none() {
+            "self_served"
+        } else {
+            "ended"
+        }
+    }
+
     /// The queue and the seconds waited, when the caller hung up while waiting for an agent
     /// (no agent and no transfer took the call): an abandoned call, kept for calling back.
     pub fn missed(&self) -> Option<(&str, f64)> {
         let queue = self.queue.as_deref()?;
         let since = self.queued_at?;
-        (self.end_reason == "caller hung up" && self.transfer_to.is_none()).then(|| {
+        (self.end_reason == "caller hung up"
+            && self.transfer_to.is_none()
+            && self.agent_id.is_none())
+        .then(|| {
             let waited = (self.ended_at - since).num_milliseconds().max(0) as f64 / 1000.0;
             (queue, waited)
         })

@@ -163,6 +163,7 @@ async fn act(
             let p = load_profile(&state, id).await?;
             Command::Login {
                 agent,
+                device: p.sip_username,
                 queues: p.queues,
                 skills: p.skills.into_iter().collect(),
                 reply: tx,
@@ -299,10 +300,12 @@ async fn feed(mut socket: axum::extract::ws::WebSocket, acd: AcdHandle) {
 fn same_shape(a: &Snapshot, b: &Snapshot) -> bool {
     a.queues.len() == b.queues.len()
         && a.agents.len() == b.agents.len()
-        && a.queues
-            .iter()
-            .zip(&b.queues)
-            .all(|(x, y)| x.name == y.name && x.waiting == y.waiting)
+        && a.queues.iter().zip(&b.queues).all(|(x, y)| {
+            x.name == y.name
+                && x.waiting == y.waiting
+                && (x.offered_today, x.answered_today, x.abandoned_today)
+                    == (y.offered_today, y.answered_today, y.abandoned_today)
+        })
         && a.agents.iter().zip(&b.agents).all(|(x, y)| {
             x.id == y.id && x.state == y.state && x.reason == y.reason && x.queues == y.queues
         })

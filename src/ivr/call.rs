@@ -65,6 +65,10 @@ pub struct IvrCall {
     /// Every key the caller pressed, in order (bounded), for the call record.
     keys: String,
     started: bool,
+    /// Bridged to an agent: the bridge carries the caller's stream, the IVR sends nothing.
+    connected: bool,
+    /// Played in a loop while the caller waits in a queue and nothing else is said.
+    hold_music: Vec<Arc<Prompt>>,
 }
 
 /// Keys kept for the call record; a caller leaning on the keypad cannot grow it further.
@@ -99,7 +103,22 @@ impl IvrCall {
             actions: VecDeque::new(),
             keys: String::new(),
             started: false,
+            connected: false,
+            hold_music: Vec::new(),
         }
+    }
+
+    /// Music on hold for the callers the script puts in a queue (silence without it).
+    pub fn with_hold_music(mut self, music: Vec<Arc<Prompt>>) -> Self {
+        self.hold_music = music;
+        self
+    }
+
+    /// The caller is bridged to an agent: the IVR falls silent (its timers wait) until
+    /// [`IvrCall::agent_hung_up`].
+    pub fn set_connected(&mut self) {
+        self.connected = true;
+        self.player = None;
     }
 
     /// Sends packets of `ms` (20, 40 or 60: what SDP agreed; anything else is taken as 20).
@@ -158,8 +177,14 @@ impl IvrCall {
         self.sender.talkspurt();
     }
 
-    /// The agent hung up; the caller stays for the survey if the script has one.
-    pub fn agent_hung_up(&mut self, now: Instant, facts: &dyn Facts) {
+    /// The agent hung up; the caller stays for the survey if the script has one. The IVR's
+    /// stream continues after `last`, the bridge's last packet to the caller.
+    pub fn agent_hung_up(&mut self, now: Instant, last: Option<(u16, u32)>, facts: &dyn Facts) {
+        if std::mem::take(&mut self.connected)
+            && let Some((seq, ts)) = last
+        {
+            self.sender.resume_after(now, seq, ts);
+        }
         self.event(now, Event::AgentHungUp, facts);
     }
 
@@ -215,7 +240,7 @@ impl IvrCall {
 
     /// When [`IvrCall::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.started || self.session.is_done() {
+        if !self.started || self.session.is_done() || self.connected {
             return None;
         }
         let media = self.sender.next_due();
@@ -227,6 +252,9 @@ impl IvrCall {
 
     /// Sends the frames that are due and fires the session's timer when it is due.
     pub fn handle_timeout(&mut self, now: Instant, facts: &dyn Facts) {
+        if self.connected {
+            return;
+        }
         if let Some((token, at)) = self.timer
             && at <= now
         {
@@ -248,6 +276,11 @@ impl IvrCall {
                     break 'packets;
                 }
                 let codec = self.codec;
+                if self.player.is_none() && self.session.is_queued() && !self.hold_music.is_empty()
+                {
+                    // The end of the music is a PromptDone the queue ignores; it starts over.
+                    self.player = Some(Player::new(self.hold_music.clone(), false));
+                }
                 // The frame is borrowed from the decoded prompt (or the silence constant).
                 let frame = match self.player.as_mut().and_then(|p| p.next_frame(codec)) {
                     Some(f) => f,

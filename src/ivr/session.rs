@@ -221,7 +221,12 @@ impl Session {
         }
     }
 
-    /// Whether the session has finished (transferred or hung up).
+    /// Whether the caller waits in a queue (hearing music on hold).
+    pub fn is_queued(&self) -> bool {
+        matches!(self.wait, Wait::Queued { .. })
+    }
+
+    /// Whether the script has ended the call (hung up or transferred).
     pub fn is_done(&self) -> bool {
         self.wait == Wait::Done
     }

@@ -63,6 +63,7 @@ impl Api {
             kb,
             acd: Some(hotline::acd::service::spawn(
                 vec![hotline::acd::routing::QueueConfig::new("general")],
+                Default::default(),
                 tokio_util::sync::CancellationToken::new(),
             )),
             tickets: std::sync::Arc::new(settings),

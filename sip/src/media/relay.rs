@@ -107,6 +107,12 @@ impl Relay {
         self.source = None;
     }
 
+    /// The sequence number and timestamp of the last packet sent (the IVR taking the stream
+    /// back after the bridge continues from them).
+    pub fn last_sent(&self) -> Option<(u16, u32)> {
+        self.last
+    }
+
     /// The legs' formats changed (a re-INVITE chose another law or event type); the output
     /// stream's numbering goes on.
     pub fn set_formats(&mut self, from: LegFormat, to: LegFormat) {

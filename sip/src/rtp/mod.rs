@@ -270,6 +270,16 @@ impl RtpSender {
         })
     }
 
+    /// Takes the stream back from another sender (a bridge) whose last packet had `seq`
+    /// and `ts`: the next packet follows it, due at `now`, marked as a new talkspurt.
+    pub fn resume_after(&mut self, now: std::time::Instant, seq: u16, ts: u32) {
+        self.sequence = seq.wrapping_add(1);
+        self.timestamp = ts.wrapping_add(160);
+        self.start = Some(now);
+        self.frames_sent = 0;
+        self.marker = true;
+    }
+
     /// Marks the next packet as the start of a talkspurt.
     pub fn talkspurt(&mut self) {
         self.marker = true;

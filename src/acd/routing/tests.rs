@@ -262,3 +262,43 @@ fn self_service_keeps_the_place_and_abandoning_stops_the_ringing() {
         "ringing"
     );
 }
+
+#[test]
+fn a_late_answer_after_the_ring_timeout_still_connects_and_stops_the_next_agent() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 2, &t);
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    assert_eq!(offered(&acd.route(t(10))), [(1, vec![1])]);
+    acd.tick(t(30)); // agent 1 timed out: a miss
+    assert_eq!(offered(&acd.route(t(30))), [(1, vec![2])]);
+    // Agent 1's phone answers anyway (its 200 crossed the CANCEL): the caller is connected to
+    // agent 1, agent 2 stops ringing and is free again, and nobody is left waiting.
+    let ev = acd.connected(1, 1, t(30)).unwrap();
+    assert_eq!(
+        ev,
+        [Event::StopRinging {
+            call: 1,
+            agents: vec![2]
+        }]
+    );
+    assert_eq!(acd.agent(1).unwrap().state, AgentState::OnCall { call: 1 });
+    assert_eq!(acd.agent(1).unwrap().misses, 0);
+    assert_eq!(acd.agent(2).unwrap().state, AgentState::Available);
+    assert_eq!(acd.waiting_in("general"), 0);
+    // An answer from an agent that was never rung for a call that is gone is refused.
+    assert_eq!(acd.connected(1, 9, t(31)), Err(AcdError::NoAgent(9)));
+}
+
+#[test]
+fn an_offer_the_hotline_could_not_place_is_retracted_without_a_miss() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 1, &t);
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    assert_eq!(offered(&acd.route(t(10))), [(1, vec![1])]);
+    acd.retract(1, 1, t(10)).unwrap();
+    assert_eq!(acd.agent(1).unwrap().misses, 0);
+    assert_eq!(acd.agent(1).unwrap().state, AgentState::Available);
+    // The next round offers it again.
+    assert_eq!(offered(&acd.route(t(11))), [(1, vec![1])]);
+    assert_eq!(acd.retract(2, 1, t(11)), Err(AcdError::NoCall(2)));
+}

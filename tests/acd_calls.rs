@@ -106,68 +106,86 @@ fn crossings(s: &[i16]) -> usize {
     s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
 }
 
-#[test]
-fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("script.toml");
-    std::fs::write(&script, SCRIPT).unwrap();
-    // SIPp computes MD5 digests only.
-    let mut node = start_sip_node_env(
-        "digest_algorithms = [\"MD5\"]",
-        &[
-            ("HOTLINE_IVR__SCRIPT", script.as_os_str()),
-            ("HOTLINE_ACD__RING_TIMEOUT_SECS", "5".as_ref()),
-            ("HOTLINE_ACD__WRAP_UP_SECS", "0".as_ref()),
-            ("HOTLINE_ACD__ANNOUNCE_SECS", "0".as_ref()),
-        ],
-    );
-    let base = node.node.wait_http();
-    let cli = |args: &[&str], stdin: &str| {
+/// A running hotline with an administrator, and what the agents' phones need.
+struct Center {
+    node: SipNode,
+    http: Http,
+    admin: String,
+    dir: tempfile::TempDir,
+    /// Where the phones' and callers' SIPp run (their audio files and error logs).
+    work: tempfile::TempDir,
+}
+
+impl Center {
+    /// A node running `script` with a 5 s ring timeout, no wrap-up and no announcements.
+    fn start(script: &str) -> Center {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("script.toml");
+        std::fs::write(&path, script).unwrap();
+        // SIPp computes MD5 digests only.
+        let mut node = start_sip_node_env(
+            "digest_algorithms = [\"MD5\"]",
+            &[
+                ("HOTLINE_IVR__SCRIPT", path.as_os_str()),
+                ("HOTLINE_ACD__RING_TIMEOUT_SECS", "5".as_ref()),
+                ("HOTLINE_ACD__WRAP_UP_SECS", "0".as_ref()),
+                ("HOTLINE_ACD__ANNOUNCE_SECS", "0".as_ref()),
+            ],
+        );
+        let base = node.node.wait_http();
+        let center = Center {
+            node,
+            http: Http {
+                base,
+                client: reqwest::blocking::Client::new(),
+            },
+            admin: String::new(),
+            dir,
+            work: tempfile::tempdir().unwrap(),
+        };
+        center.cli(&["user", "chief", "--role", "admin"], "chief's password\n");
+        let admin = center.http.login("chief", "chief's password");
+        std::fs::write(center.work.path().join("agent.ulaw"), tone(1000.0, 20)).unwrap();
+        std::fs::write(center.work.path().join("voice.ulaw"), tone(300.0, 20)).unwrap();
+        Center { admin, ..center }
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) {
         let mut cmd = hotline();
-        cmd.current_dir(dir.path())
-            .env("HOTLINE_DATABASE__URL", &node.db.url)
+        cmd.current_dir(self.dir.path())
+            .env("HOTLINE_DATABASE__URL", &self.node.db.url)
             .args(args);
         let out = run_with_stdin(cmd, stdin);
         assert!(out.status.success(), "{args:?}: {out:?}");
-    };
-    cli(&["user", "chief", "--role", "admin"], "chief's password\n");
-    cli(&["sip-account", "1001"], "phone-1001-secret\n");
-    cli(&["sip-account", "1002"], "phone-1002-secret\n");
-    let http = Http {
-        base,
-        client: reqwest::blocking::Client::new(),
-    };
-    let admin = http.login("chief", "chief's password");
-    let mut ids = Vec::new();
-    for (name, ext) in [("alice", "1001"), ("bob", "1002")] {
-        let u = http.ok(
+    }
+
+    /// An agent `name` (intake) whose softphone is SIP account `ext`, in queue `general`;
+    /// returns the agent's id.
+    fn agent(&self, name: &str, ext: &str) -> i64 {
+        self.cli(&["sip-account", ext], &format!("phone-{ext}-secret\n"));
+        let u = self.http.ok(
             "POST",
             "/api/users",
-            Some(&admin),
+            Some(&self.admin),
             json!({"username": name, "display_name": name, "role": "intake",
                    "password": "agent's password"}),
         );
-        ids.push(u["id"].as_i64().unwrap());
-        http.ok(
+        self.http.ok(
             "PUT",
             &format!("/api/agents/{name}"),
-            Some(&admin),
+            Some(&self.admin),
             json!({"sip_username": ext, "queues": ["general"]}),
         );
+        u["id"].as_i64().unwrap()
     }
 
-    // The phones: alice's rings and is never picked up, bob's answers and speaks 1 kHz.
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("agent.ulaw"), tone(1000.0, 10)).unwrap();
-    std::fs::write(work.path().join("voice.ulaw"), tone(300.0, 10)).unwrap();
-    let (port_a, port_b) = (free_udp_port(), free_udp_port());
-    let phone_a = phone(work.path(), "uas_agent_no_answer.xml", port_a);
-    let phone_b = phone(work.path(), "uas_agent_talks.xml", port_b);
-    for (ext, port) in [("1001", port_a), ("1002", port_b)] {
+    /// Registers `ext` (digest) for a phone listening on `port`.
+    fn register(&self, ext: &str, port: u16) {
         let password = format!("phone-{ext}-secret");
+        let port = port.to_string();
         let (code, errors) = sipp_in(
-            work.path(),
-            node.udp,
+            self.work.path(),
+            self.node.udp,
             &scenario("register_contact.xml"),
             "register",
             &[
@@ -180,23 +198,70 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
                 &password,
                 "-key",
                 "contact_port",
-                &port.to_string(),
+                &port,
             ],
         );
         assert_eq!(code, 0, "{ext} registers: {errors}");
     }
+
+    /// The agent logs in (or `action`s: pause, logout) through the API.
+    fn agent_does(&self, name: &str, action: &str, body: Value) {
+        let token = self.http.login(name, "agent's password");
+        self.http.ok(
+            "POST",
+            &format!("/api/agents/me/{action}"),
+            Some(&token),
+            body,
+        );
+    }
+
+    /// The SIPp error logs written so far.
+    fn sipp_errors(&self) -> String {
+        std::fs::read_dir(self.work.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// `columns` of the ended calls, waiting up to 10 s for `n` of them.
+    fn ended_calls(&self, n: usize, columns: &str) -> Vec<sqlx::postgres::PgRow> {
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = self.node.db.rows(&format!(
+                "SELECT {columns} FROM calls WHERE ended_at IS NOT NULL ORDER BY id"
+            ));
+            if rows.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rows
+    }
+}
+
+#[test]
+fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_recorded() {
+    let mut center = Center::start(SCRIPT);
+    let ids = [center.agent("alice", "1001"), center.agent("bob", "1002")];
+    // The phones: alice's rings and is never picked up, bob's answers and speaks 1 kHz.
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    let phone_a = phone(center.work.path(), "uas_agent_no_answer.xml", port_a);
+    let phone_b = phone(center.work.path(), "uas_agent_talks.xml", port_b);
+    center.register("1001", port_a);
+    center.register("1002", port_b);
     // Alice logs in first: idle the longest, she is offered the call first.
     for name in ["alice", "bob"] {
-        let token = http.login(name, "agent's password");
-        http.ok("POST", "/api/agents/me/login", Some(&token), Value::Null);
+        center.agent_does(name, "login", Value::Null);
         std::thread::sleep(Duration::from_millis(1100));
     }
 
     // The caller speaks 300 Hz for 12 s: greeting, 5 s ringing alice, 1 s ringing bob, then
     // about 4 s bridged to bob.
     let (code, errors) = sipp_in(
-        work.path(),
-        node.udp,
+        center.work.path(),
+        center.node.udp,
         &scenario("../../benches/sipp/uac_media_load.xml"),
         "12345",
         &["-d", "12000"],
@@ -204,12 +269,7 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     assert_eq!(code, 0, "the caller's call failed: {errors}");
     let a = phone_a.wait_with_output().unwrap();
     let b = phone_b.wait_with_output().unwrap();
-    let phone_errors: String = std::fs::read_dir(work.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let phone_errors = center.sipp_errors();
     assert!(
         a.status.success(),
         "alice's phone was not cancelled: {phone_errors}"
@@ -217,18 +277,11 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     assert!(b.status.success(), "bob's phone failed: {phone_errors}");
 
     // The call record names bob, answered.
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        rows = node.db.rows(
-            "SELECT agent_id, outcome, queue, recording, end_reason,
-                    (agent_answered_at - queued_at) AS waited, queued_at IS NOT NULL AS queued
-             FROM calls WHERE ended_at IS NOT NULL",
-        );
-        if !rows.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let rows = center.ended_calls(
+        1,
+        "agent_id, outcome, queue, recording, end_reason,
+         (agent_answered_at - queued_at) AS waited",
+    );
     assert_eq!(rows.len(), 1, "one call record");
     let row = &rows[0];
     assert_eq!(row.get::<Option<i64>, _>("agent_id"), Some(ids[1]));
@@ -251,7 +304,8 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
         "answered {waited} s after queueing: 5 s of alice ringing, 1 s of bob's"
     );
     assert!(
-        !node
+        !center
+            .node
             .db
             .rows("SELECT 1 FROM missed_calls")
             .iter()
@@ -293,7 +347,9 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
 
     // The live figures: one offered, one answered within the 15 s target; alice missed one
     // and is available again, bob is available after his call (no wrap-up configured).
-    let snap = http.ok("GET", "/api/acd/snapshot", Some(&admin), Value::Null);
+    let snap = center
+        .http
+        .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
     let q = &snap["queues"][0];
     assert_eq!(q["name"], "general");
     assert_eq!(
@@ -318,6 +374,143 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     assert_eq!(agent(ids[0])["state"], "available", "{snap}");
     assert_eq!(agent(ids[1])["state"], "available", "{snap}");
     assert_eq!(agent(ids[1])["answered_today"], 1, "{snap}");
-    node.node
+    center
+        .node
+        .node
         .wait_for_line("offering a call", Duration::from_secs(1));
+}
+
+const SELF_SERVICE_SCRIPT: &str = r##"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = { text = "您好" }
+next = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+digits = { "2" = "status" }
+
+[nodes.status]
+type = "ticket_status"
+next = "queue"
+"##;
+
+/// A caller of `uac_keys.xml` whose keys and pauses are `steps`, run in `dir`.
+fn keyed_caller(center: &Center, steps: &str) -> std::thread::JoinHandle<(i32, String)> {
+    let template = std::fs::read_to_string(scenario("uac_keys.xml")).unwrap();
+    let keys = r#"<pause milliseconds="1500"/>
+  <nop><action><exec play_dtmf="2123456#,100"/></action></nop>
+  <pause milliseconds="9000"/>"#;
+    assert!(template.contains(keys));
+    let file = center
+        .work
+        .path()
+        .join(format!("caller-{}.xml", free_udp_port()));
+    std::fs::write(&file, template.replace(keys, steps)).unwrap();
+    let (dir, udp) = (center.work.path().to_path_buf(), center.node.udp);
+    std::thread::spawn(move || sipp_in(&dir, udp, &file, "12345", &[]))
+}
+
+/// When the first log line containing `needle` was written (waiting up to 30 s for it).
+fn logged_at(center: &mut Center, needle: &str) -> chrono::DateTime<chrono::Utc> {
+    let line = center
+        .node
+        .node
+        .wait_for_line(needle, Duration::from_secs(30));
+    line.split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"))
+}
+
+/// A caller steps out of the queue for self-service (press 2: a ticket's status) while an
+/// agent logs in: nobody is offered the call while it is away; when it comes back it keeps
+/// its place (the wait counts from its first queueing) and the agent's phone rings and is
+/// bridged. A second caller, with every agent logged out, hangs up while waiting: an
+/// abandoned call on the missed-call list, and the day's abandon rate says so.
+#[test]
+fn self_service_while_queued_keeps_the_place_and_a_caller_who_hangs_up_is_missed() {
+    let mut center = Center::start(SELF_SERVICE_SCRIPT);
+    let bob = center.agent("bob", "1002");
+    let port = free_udp_port();
+    let phone_b = phone(center.work.path(), "uas_agent_talks.xml", port);
+    center.register("1002", port);
+
+    let caller = keyed_caller(
+        &center,
+        r#"<pause milliseconds="1500"/>
+  <nop><action><exec play_dtmf="2,100"/></action></nop>
+  <pause milliseconds="18000"/>"#,
+    );
+    // Away: the caller hears the ticket status (about 9 s of speech) from this moment.
+    let told = logged_at(&mut center, "IVR told a caller a ticket's status");
+    // Bob becomes available while the caller is away.
+    center.agent_does("bob", "login", Value::Null);
+    let offered = logged_at(&mut center, "offering a call");
+    let away = (offered - told).num_milliseconds();
+    assert!(
+        away > 6000,
+        "offered {away} ms after stepping out: only once back from self-service"
+    );
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "the first caller's call failed: {errors}");
+    let b = phone_b.wait_with_output().unwrap();
+    assert!(b.status.success(), "bob's phone: {}", center.sipp_errors());
+    let rows = center.ended_calls(
+        1,
+        "agent_id, outcome, ivr_path, extract(epoch FROM agent_answered_at - queued_at)::float8 AS waited",
+    );
+    let row = &rows[0];
+    assert_eq!(row.get::<Option<i64>, _>("agent_id"), Some(bob));
+    assert_eq!(
+        row.get::<Option<String>, _>("outcome").as_deref(),
+        Some("answered")
+    );
+    assert_eq!(
+        row.get::<Vec<String>, _>("ivr_path"),
+        ["hello", "queue", "status", "queue"]
+    );
+    // The wait runs from the first queueing, through the self-service, to the answer.
+    let waited: f64 = row.get("waited");
+    assert!(waited > 3.0, "waited {waited} s");
+
+    // Second caller: nobody logged in; it hangs up after 3 s in the queue.
+    center.agent_does("bob", "logout", Value::Null);
+    let caller = keyed_caller(&center, r#"<pause milliseconds="3500"/>"#);
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "the second caller's call failed: {errors}");
+    let rows = center.ended_calls(2, "outcome");
+    assert_eq!(
+        rows[1].get::<Option<String>, _>("outcome").as_deref(),
+        Some("abandoned")
+    );
+    let missed = center
+        .node
+        .db
+        .rows("SELECT queue, waited_secs FROM missed_calls");
+    assert_eq!(
+        missed.len(),
+        1,
+        "the abandoned call is on the missed-call list"
+    );
+    assert_eq!(missed[0].get::<String, _>("queue"), "general");
+    let waited: f64 = missed[0].get("waited_secs");
+    assert!((1.5..4.0).contains(&waited), "waited {waited} s");
+    let snap = center
+        .http
+        .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
+    let q = &snap["queues"][0];
+    assert_eq!(
+        (
+            &q["offered_today"],
+            &q["answered_today"],
+            &q["abandoned_today"]
+        ),
+        (&json!(2), &json!(1), &json!(1)),
+        "{snap}"
+    );
+    assert_eq!(q["abandon_rate_pct"], json!(50.0), "{snap}");
 }

@@ -6,13 +6,25 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// A port free on loopback for both UDP and TCP now.
+/// A port free on loopback for both UDP and TCP now, picked below the kernel's ephemeral range
+/// (32768-60999): a port the kernel hands out could be taken again, before baresip binds it, as
+/// the local port of one of the many client connections the other tests open (PostgreSQL,
+/// HTTP), and baresip would then run without its control port.
 pub fn free_port() -> u16 {
-    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u.local_addr().unwrap().port();
-    // The control port is TCP: make sure it is free there too.
-    drop(TcpListener::bind(("127.0.0.1", port)).ok());
-    port
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test process starts at its own place in 20000-31999 and walks on from there.
+    let base = 20_000 + (std::process::id() % 600) as u16 * 20;
+    // Four apart: baresip's SIP listener takes the port above its own for SIP over TLS.
+    for _ in 0..3_000 {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(4, Ordering::Relaxed)) % 12_000;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free in 20000-31999")
 }
 
 /// Sends one command over ctrl_tcp (a JSON netstring).

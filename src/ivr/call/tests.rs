@@ -279,3 +279,77 @@ fn a_40_ms_packet_time_sends_two_frames_per_packet_every_40_ms() {
     let sent = run(&mut odd, t0, t0 + Duration::from_millis(40));
     assert_eq!(RtpPacket::parse(&sent[0].1).unwrap().payload.len(), 160);
 }
+
+#[test]
+fn a_queued_caller_hears_music_and_the_bridge_silences_the_ivr() {
+    let t0 = Instant::now();
+    let level = 1500;
+    let music = vec![Arc::new(Prompt::from_linear("moh", &[level; FRAME * 2]))];
+    let mut call =
+        IvrCall::new(script(), Codec::Pcmu, Some(101), 1, 2).with_hold_music(music.clone());
+    call.start(t0, &day());
+    run(&mut call, t0, t0 + Duration::from_millis(20));
+    digit(&mut call, t0 + Duration::from_millis(30), '0', 4000);
+    assert!(matches!(call.poll_action(), Some(Action::Enqueue { .. })));
+    // Waiting: the music, looped (2 frames, then again), never silence.
+    let t1 = t0 + Duration::from_millis(40);
+    let waiting = run(&mut call, t1, t1 + Duration::from_millis(200));
+    let moh = hotline_sip::media::g711::ulaw_encode(level);
+    assert!(waiting.len() >= 9, "{}", waiting.len());
+    assert!(
+        waiting.iter().all(|(_, p)| payload_byte(p) == moh),
+        "music on hold throughout"
+    );
+    // An agent answers: the bridge carries the caller's stream; the IVR sends nothing.
+    call.set_connected();
+    assert_eq!(call.poll_timeout(), None);
+    let t2 = t1 + Duration::from_millis(300);
+    call.handle_timeout(t2, &day());
+    assert_eq!(call.poll_transmit(), None);
+    // The agent hangs up: this script has no after-agent node, so the IVR hangs up.
+    call.agent_hung_up(t2 + Duration::from_secs(5), Some((5000, 90_000)), &day());
+    assert_eq!(call.poll_action(), Some(Action::Hangup));
+}
+
+#[test]
+fn after_the_agent_the_survey_continues_the_bridges_stream() {
+    // The test script with an after-agent node: a prompt, then hang up.
+    let text = SCRIPT.replacen(
+        "start = \"greeting\"",
+        "start = \"greeting\"\nafter_agent = \"bye\"",
+        1,
+    ) + "\n[nodes.bye]\ntype = \"play\"\nprompt = { text = \"menu\" }\nnext = \"end\"\n\
+         [nodes.end]\ntype = \"hangup\"\n";
+    let mut s = parse(Path::new("t.toml"), &text, &Context::default()).unwrap();
+    let key = prompt_key(&PromptRef {
+        file: None,
+        text: Some("menu".into()),
+    });
+    s.prompts.insert(
+        key,
+        Arc::new(Prompt::from_linear("menu", &[-2000; FRAME * 2])),
+    );
+    let t0 = Instant::now();
+    let mut call = IvrCall::new(Arc::new(s), Codec::Pcmu, Some(101), 1, 2);
+    call.start(t0, &day());
+    run(&mut call, t0, t0);
+    digit(&mut call, t0 + Duration::from_millis(10), '0', 4000);
+    assert!(matches!(call.poll_action(), Some(Action::Enqueue { .. })));
+    call.set_connected();
+    let t1 = t0 + Duration::from_secs(3);
+    call.agent_hung_up(t1, Some((5000, 90_000)), &day());
+    let sent = run(&mut call, t1, t1 + Duration::from_millis(100));
+    let first = RtpPacket::parse(&sent[0].1).unwrap();
+    assert_eq!(
+        (first.sequence, first.timestamp, first.marker),
+        (5001, 90_160, true)
+    );
+    assert_eq!(
+        payload_byte(&sent[0].1),
+        menu_byte(),
+        "the after-agent node"
+    );
+    let path = call.session().path();
+    assert_eq!(&path[path.len() - 2..], ["bye", "end"]);
+    assert_eq!(call.poll_action(), Some(Action::Hangup));
+}

@@ -303,6 +303,10 @@ pub struct AcdConfig {
     pub service_level_secs: u64,
     /// Speak each waiting caller's place and estimated wait this often, seconds (0: never).
     pub announce_secs: u64,
+    /// Where callbacks are placed: a SIP URI with `{number}` for the caller's number and an
+    /// IP address for host (the carrier gateway), e.g. `sip:{number}@10.0.0.1:5060`; empty:
+    /// no callbacks.
+    pub callback_route: String,
 }
 
 impl Default for AcdConfig {
@@ -314,6 +318,7 @@ impl Default for AcdConfig {
             wrap_up_secs: 30,
             service_level_secs: 15,
             announce_secs: 60,
+            callback_route: String::new(),
         }
     }
 }
@@ -836,6 +841,18 @@ impl Config {
                 "`acd.announce_secs` is {}: expected 0 (never) or at least 15",
                 self.acd.announce_secs
             ));
+        }
+        if !self.acd.callback_route.is_empty() {
+            let uri = self.acd.callback_route.replace("{number}", "12345678");
+            let ip = hotline_sip::message::Uri::parse(&uri)
+                .ok()
+                .and_then(|u| u.as_sip().and_then(|s| s.host.ip()));
+            if !self.acd.callback_route.contains("{number}") || ip.is_none() {
+                out.push(format!(
+                    "`acd.callback_route` is {:?}: expected a SIP URI with {{number}} and an IP address, e.g. \"sip:{{number}}@10.0.0.1:5060\"",
+                    self.acd.callback_route
+                ));
+            }
         }
         if let Err(e) = self.tickets.load_calendar() {
             out.push(format!("`tickets.calendar`: {e}"));

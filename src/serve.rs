@@ -188,6 +188,8 @@ fn call_handler(
                 n => n,
             },
             realtime: cfg.rtp.realtime,
+            callback_route: (!cfg.acd.callback_route.is_empty())
+                .then(|| cfg.acd.callback_route.clone()),
         },
         scripts,
         Arc::new(calendar),

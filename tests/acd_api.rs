@@ -303,6 +303,8 @@ fn record(
         queued_at: queue.map(|_| start + chrono::Duration::seconds(5)),
         agent_id: None,
         agent_answered_at: None,
+        callback: false,
+        callback_requested: false,
         transfer_to: transfer.map(str::to_string),
         score: None,
         packets_sent: 0,

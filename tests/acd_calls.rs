@@ -101,6 +101,25 @@ impl Http {
     }
 }
 
+/// The left and right channels of a stereo recording.
+fn channels(path: &str) -> (Vec<i16>, Vec<i16>) {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left = samples.iter().step_by(2).copied().collect();
+    let right = samples.iter().skip(1).step_by(2).copied().collect();
+    (left, right)
+}
+
+/// SIPp's error logs in `dir`.
+fn sipp_errors_in(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
 /// Zero crossings in a stretch of samples (a tone of f Hz has 2f a second).
 fn crossings(s: &[i16]) -> usize {
     s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
@@ -119,19 +138,23 @@ struct Center {
 impl Center {
     /// A node running `script` with a 5 s ring timeout, no wrap-up and no announcements.
     fn start(script: &str) -> Center {
+        Self::start_with(script, &[])
+    }
+
+    /// [`Center::start`] with more environment.
+    fn start_with(script: &str, env: &[(&str, &std::ffi::OsStr)]) -> Center {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("script.toml");
         std::fs::write(&path, script).unwrap();
         // SIPp computes MD5 digests only.
-        let mut node = start_sip_node_env(
-            "digest_algorithms = [\"MD5\"]",
-            &[
-                ("HOTLINE_IVR__SCRIPT", path.as_os_str()),
-                ("HOTLINE_ACD__RING_TIMEOUT_SECS", "5".as_ref()),
-                ("HOTLINE_ACD__WRAP_UP_SECS", "0".as_ref()),
-                ("HOTLINE_ACD__ANNOUNCE_SECS", "0".as_ref()),
-            ],
-        );
+        let mut vars: Vec<(&str, &std::ffi::OsStr)> = vec![
+            ("HOTLINE_IVR__SCRIPT", path.as_os_str()),
+            ("HOTLINE_ACD__RING_TIMEOUT_SECS", "5".as_ref()),
+            ("HOTLINE_ACD__WRAP_UP_SECS", "0".as_ref()),
+            ("HOTLINE_ACD__ANNOUNCE_SECS", "0".as_ref()),
+        ];
+        vars.extend_from_slice(env);
+        let mut node = start_sip_node_env("digest_algorithms = [\"MD5\"]", &vars);
         let base = node.node.wait_http();
         let center = Center {
             node,
@@ -217,12 +240,7 @@ impl Center {
 
     /// The SIPp error logs written so far.
     fn sipp_errors(&self) -> String {
-        std::fs::read_dir(self.work.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect()
+        sipp_errors_in(self.work.path())
     }
 
     /// `columns` of the ended calls, waiting up to 10 s for `n` of them.
@@ -316,10 +334,7 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     // The recording: left the caller's 300 Hz, right bob's 1 kHz, in the bridged part (the
     // last seconds before the caller hung up).
     let path: String = row.get::<Option<String>, _>("recording").expect("recorded");
-    let mut reader = hound::WavReader::open(&path).unwrap();
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
-    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let (left, right) = channels(&path);
     assert!(left.len() > 8000 * 10, "{} samples", left.len());
     let end = left.len() - 4000;
     let (l, r) = (&left[end - 16_000..end], &right[end - 16_000..end]);
@@ -513,4 +528,128 @@ fn self_service_while_queued_keeps_the_place_and_a_caller_who_hangs_up_is_missed
         "{snap}"
     );
     assert_eq!(q["abandon_rate_pct"], json!(50.0), "{snap}");
+}
+
+const CALLBACK_SCRIPT: &str = r##"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = { text = "您好" }
+next = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+callback = { after = 5, prompt = { text = "按1回拨" }, next = "thanks" }
+
+[nodes.thanks]
+type = "play"
+prompt = { text = "稍后回电" }
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"##;
+
+/// With no agent free, the caller takes the callback offer (press 1 after 5 s) and hangs up
+/// keeping its place. When an agent logs in, the engine calls the caller back through the
+/// callback route (a SIPp phone speaking 300 Hz), then rings the agent (speaking 1 kHz), and
+/// bridges and records them; the agent hangs up. The first call's outcome is `callback`; the
+/// callback's record names the agent, and its recording holds the caller left, the agent
+/// right.
+#[test]
+fn a_caller_who_takes_the_callback_is_called_back_and_bridged_to_the_agent() {
+    let citizen_dir = tempfile::tempdir().unwrap();
+    std::fs::write(citizen_dir.path().join("agent.ulaw"), tone(300.0, 20)).unwrap();
+    let citizen_port = free_udp_port();
+    let route = format!("sip:{{number}}@127.0.0.1:{citizen_port}");
+    let center = Center::start_with(
+        CALLBACK_SCRIPT,
+        &[("HOTLINE_ACD__CALLBACK_ROUTE", route.as_ref())],
+    );
+    let bob = center.agent("bob", "1002");
+    let port = free_udp_port();
+    let phone_b = phone(center.work.path(), "uas_agent_hangs_up.xml", port);
+    center.register("1002", port);
+    // The caller's phone for the callback: answers and speaks 300 Hz until the engine's BYE.
+    let citizen = phone(citizen_dir.path(), "uas_agent_talks.xml", citizen_port);
+
+    let (code, errors) = sipp_in(
+        center.work.path(),
+        center.node.udp,
+        &scenario("uac_callback.xml"),
+        "12345",
+        &[],
+    );
+    assert_eq!(code, 0, "the caller's call failed: {errors}");
+    let rows = center.ended_calls(1, "outcome, ivr_path, agent_id");
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("outcome").as_deref(),
+        Some("callback")
+    );
+    assert_eq!(
+        rows[0].get::<Vec<String>, _>("ivr_path"),
+        ["hello", "queue", "thanks", "bye"]
+    );
+    assert!(
+        center.node.db.rows("SELECT 1 FROM missed_calls").is_empty(),
+        "a kept callback is not a missed call"
+    );
+
+    // Bob comes: the callback is placed, then bob's phone rings.
+    center.agent_does("bob", "login", Value::Null);
+    let b = phone_b.wait_with_output().unwrap();
+    assert!(b.status.success(), "bob's phone: {}", center.sipp_errors());
+    let c = citizen.wait_with_output().unwrap();
+    assert!(
+        c.status.success(),
+        "the caller's phone: {}",
+        sipp_errors_in(citizen_dir.path())
+    );
+
+    let rows = center.ended_calls(
+        2,
+        "caller, callback, agent_id, outcome, queue, recording, end_reason",
+    );
+    assert_eq!(rows.len(), 2);
+    let back = &rows[1];
+    assert!(back.get::<bool, _>("callback"));
+    assert_eq!(back.get::<String, _>("caller"), "13812345678");
+    assert_eq!(back.get::<Option<i64>, _>("agent_id"), Some(bob));
+    assert_eq!(
+        back.get::<Option<String>, _>("outcome").as_deref(),
+        Some("answered")
+    );
+    assert_eq!(
+        back.get::<Option<String>, _>("end_reason").as_deref(),
+        Some("agent hung up")
+    );
+    let path: String = back
+        .get::<Option<String>, _>("recording")
+        .expect("recorded");
+    let (left, right) = channels(&path);
+    assert!(left.len() > 8000 * 3, "{} samples", left.len());
+    // The bridge's last 1.5 s before the agent hung up.
+    let end = left.len() - 5600;
+    let (l, r) = (&left[end - 12_000..end], &right[end - 12_000..end]);
+    assert!(
+        (850..950).contains(&crossings(l)),
+        "left (caller, 300 Hz): {}",
+        crossings(l)
+    );
+    assert!(
+        (2850..3150).contains(&crossings(r)),
+        "right (agent, 1 kHz): {}",
+        crossings(r)
+    );
+    let snap = center
+        .http
+        .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
+    let q = &snap["queues"][0];
+    assert_eq!(
+        (&q["callbacks_today"], &q["answered_today"]),
+        (&json!(1), &json!(1)),
+        "{snap}"
+    );
 }

@@ -186,6 +186,7 @@ impl Engine {
                 inactivity: Some(inactivity),
                 workers: 2,
                 realtime: false,
+                callback_route: None,
             },
             Arc::clone(&scripts),
             Arc::new(WorkCalendar::shipped().unwrap()),

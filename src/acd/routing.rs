@@ -137,6 +137,8 @@ pub struct Waiting {
     pub ringing: Vec<u64>,
     /// When the current ringing started.
     pub ring_started: Option<Instant>,
+    /// A callback kept in the queue (the caller hung up): the number to call back.
+    pub callback: Option<String>,
 }
 
 /// Ring these agents for this call.
@@ -146,6 +148,8 @@ pub struct Offer {
     pub call: u64,
     /// The agents (one, or several for ring-all).
     pub agents: Vec<u64>,
+    /// A callback: the number to call first (the agents ring once it answers).
+    pub callback: Option<String>,
 }
 
 /// Something the owner must act on.
@@ -332,6 +336,7 @@ impl Acd {
             paused: false,
             ringing: Vec::new(),
             ring_started: None,
+            callback: None,
         });
         Ok(())
     }
@@ -529,10 +534,13 @@ impl Acd {
             available.retain(|a| !chosen.contains(a));
             let w = &mut self.waiting[i];
             w.ringing = chosen.clone();
-            w.ring_started = Some(now);
+            // A callback's agents ring only once the caller has answered: their ring timeout
+            // starts then ([`Acd::ringing_now`]).
+            w.ring_started = w.callback.is_none().then_some(now);
             offers.push(Offer {
                 call,
                 agents: chosen,
+                callback: w.callback.clone(),
             });
         }
         offers
@@ -616,6 +624,34 @@ impl Acd {
             w.ring_started = None;
         }
         Ok(w.queue.clone())
+    }
+
+    /// The caller accepted a callback: its place is kept for calling `number` back, offered to
+    /// nobody until [`Acd::callback_ready`] (the caller's call has ended).
+    pub fn to_callback(&mut self, call: u64, number: &str) -> Result<Vec<Event>, AcdError> {
+        let events = self.set_paused(call, true)?;
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.call == call) {
+            w.callback = Some(number.to_string());
+        }
+        Ok(events)
+    }
+
+    /// The caller who asked for a callback has hung up: the kept place is offered from now on.
+    pub fn callback_ready(&mut self, call: u64) -> Result<(), AcdError> {
+        let w = self
+            .waiting
+            .iter_mut()
+            .find(|w| w.call == call && w.callback.is_some())
+            .ok_or(AcdError::NoCall(call))?;
+        w.paused = false;
+        Ok(())
+    }
+
+    /// The callback's caller answered: its agents' ring timeout runs from now.
+    pub fn ringing_now(&mut self, call: u64, now: Instant) {
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.call == call) {
+            w.ring_started = Some(now);
+        }
     }
 
     /// The calls waiting, in order of service, with their queue and whether they are offered

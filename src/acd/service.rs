@@ -54,6 +54,27 @@ pub enum Command {
         /// The caller hung up (counts as abandoned).
         hung_up: bool,
     },
+    /// The caller accepted the callback offer: keep its place for calling `number` back.
+    Callback {
+        /// The call.
+        call: u64,
+        /// The caller's number.
+        number: String,
+        /// The number it dialled (the callback comes from it).
+        called: String,
+    },
+    /// The callback's caller answered: the agents' phones ring now.
+    CallbackAnswered {
+        /// The call (the kept place).
+        call: u64,
+    },
+    /// The callback could not reach the caller (no answer, busy, no route).
+    CallbackFailed {
+        /// The call (the kept place).
+        call: u64,
+        /// The final status (0: not placed).
+        status: u16,
+    },
     /// An agent's phone answered a call it was offered.
     Answered {
         /// The call.
@@ -114,6 +135,19 @@ pub struct RingAgents {
     pub call: u64,
     /// Agent id and the SIP account its phone registers as (`None`: it has none).
     pub agents: Vec<(u64, Option<String>)>,
+    /// A callback: call the caller first, ring the agents once it answers.
+    pub callback: Option<CallbackDial>,
+}
+
+/// The caller a callback calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackDial {
+    /// The caller's number.
+    pub number: String,
+    /// The hotline number the caller dialled (the callback's From).
+    pub called: String,
+    /// The queue the place was kept in.
+    pub queue: String,
 }
 
 /// For the call handler: stop ringing these agents for this call (CANCEL).
@@ -153,6 +187,8 @@ pub struct QueueView {
     pub answered_in_target_today: u32,
     /// Today: hung up while waiting.
     pub abandoned_today: u32,
+    /// Today: callers who chose to be called back.
+    pub callbacks_today: u32,
     /// The target, in seconds (15 by GB/T 33358-2016).
     pub target_secs: u64,
     /// Answered within the target out of those answered or abandoned, in percent (`None`
@@ -244,6 +280,7 @@ struct DayCounts {
     answered: u32,
     in_target: u32,
     abandoned: u32,
+    callbacks: u32,
 }
 
 fn pct(part: u32, whole: u32) -> Option<f64> {
@@ -272,6 +309,9 @@ struct Service {
     day: NaiveDate,
     counts: BTreeMap<String, DayCounts>,
     answered_by: HashMap<u64, u32>,
+    /// Kept places for callbacks: the number to call, the number dialled, and whether the
+    /// caller's own call has ended (only then is the place offered).
+    callbacks: HashMap<u64, (String, String, bool)>,
 }
 
 impl Service {
@@ -301,6 +341,7 @@ impl Service {
                     answered_today: c.answered,
                     answered_in_target_today: c.in_target,
                     abandoned_today: c.abandoned,
+                    callbacks_today: c.callbacks,
                     target_secs: q.service_level.as_secs(),
                     service_level_pct: pct(c.in_target, closed),
                     abandon_rate_pct: pct(c.abandoned, closed),
@@ -362,10 +403,23 @@ impl Service {
                 .iter()
                 .map(|a| (*a, self.devices.get(a).cloned().flatten()))
                 .collect();
-            tracing::info!(call = offer.call, agents = ?offer.agents, "offering a call");
+            tracing::info!(call = offer.call, agents = ?offer.agents, callback = offer.callback.is_some(), "offering a call");
+            let callback = match (&offer.callback, self.callbacks.get(&offer.call)) {
+                (Some(_), Some((number, called, _))) => Some(CallbackDial {
+                    number: number.clone(),
+                    called: called.clone(),
+                    queue: self
+                        .waiting
+                        .get(&offer.call)
+                        .map(|(q, _)| q.clone())
+                        .unwrap_or_default(),
+                }),
+                _ => None,
+            };
             self.tell(Box::new(RingAgents {
                 call: offer.call,
                 agents,
+                callback,
             }))
             .await;
         }
@@ -438,7 +492,44 @@ impl Service {
                     w.1 = now;
                 }
             }
+            Command::Leave { call, .. }
+                if self
+                    .callbacks
+                    .get(&call)
+                    .is_some_and(|(_, _, ready)| !ready) =>
+            {
+                // The caller who chose a callback said goodbye: its kept place is offered now.
+                if let Some(c) = self.callbacks.get_mut(&call) {
+                    c.2 = true;
+                }
+                let _ = self.acd.callback_ready(call);
+            }
+            Command::Callback {
+                call,
+                number,
+                called,
+            } => match self.acd.to_callback(call, &number) {
+                Ok(events) => {
+                    tracing::info!(call, "the caller chose a callback; its place is kept");
+                    if let Some(q) = self.waiting.get(&call).map(|(q, _)| q.clone()) {
+                        self.count(&q).callbacks += 1;
+                    }
+                    self.callbacks.insert(call, (number, called, false));
+                    self.events(events).await;
+                }
+                Err(e) => tracing::warn!(error = %e, call, "a callback for a caller not waiting"),
+            },
+            Command::CallbackAnswered { call } => self.acd.ringing_now(call, now),
+            Command::CallbackFailed { call, status } => {
+                tracing::warn!(call, status, "the callback did not reach the caller");
+                self.callbacks.remove(&call);
+                self.waiting.remove(&call);
+                if let Ok(events) = self.acd.abandoned(call, now) {
+                    self.events(events).await;
+                }
+            }
             Command::Leave { call, hung_up } => {
+                self.callbacks.remove(&call);
                 let queue = self.waiting.remove(&call).map(|(q, _)| q);
                 if let Ok(events) = self.acd.abandoned(call, now) {
                     if let (true, Some(q)) = (hung_up, &queue) {
@@ -448,6 +539,7 @@ impl Service {
                 }
             }
             Command::Answered { call, agent } => {
+                self.callbacks.remove(&call);
                 let waited = self.acd.position(call, now).map(|(_, w)| w);
                 let queue = self.waiting.remove(&call).map(|(q, _)| q);
                 match self.acd.connected(call, agent, now) {
@@ -551,6 +643,7 @@ pub fn spawn(
         day: china_today(),
         counts: BTreeMap::new(),
         answered_by: HashMap::new(),
+        callbacks: HashMap::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

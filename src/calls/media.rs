@@ -1097,6 +1097,17 @@ impl Worker {
                     c.record.queue = Some(queue);
                     c.record.queued_at.get_or_insert_with(Utc::now);
                 }
+                Action::Callback => {
+                    tracing::info!(call_id = %c.record.call_id, "caller chose a callback");
+                    c.record.callback_requested = true;
+                    if let Some(acd) = &self.shared.acd {
+                        acd.send(AcdCommand::Callback {
+                            call: key,
+                            number: c.record.caller.clone(),
+                            called: c.record.called.clone(),
+                        });
+                    }
+                }
                 Action::Pause | Action::Resume { .. } | Action::Dequeue => {
                     if let Some(acd) = &self.shared.acd {
                         acd.send(match action {
@@ -1173,30 +1184,11 @@ impl Worker {
         let Some(mut c) = self.calls.remove(&key) else {
             return;
         };
-        // A caller still waiting hangs up: out of the queue (abandoned). One talking to an
-        // agent: the agent's call ended (wrap-up).
         let agent = c
             .leg_b
             .as_ref()
             .and_then(|l| l.bridge.as_ref())
             .and_then(|b| b.agent);
-        if let (Some(acd), Some(queue)) = (&self.shared.acd, &c.record.queue) {
-            match agent {
-                Some(agent) => {
-                    acd.send(AcdCommand::CallEnded {
-                        agent,
-                        queue: queue.clone(),
-                    });
-                }
-                None if c.record.agent_id.is_none() => {
-                    acd.send(AcdCommand::Leave {
-                        call: key,
-                        hung_up: matches!(reason, "caller hung up" | "no media"),
-                    });
-                }
-                None => {}
-            }
-        }
         let _ = self.poll.registry().deregister(&mut c.socket);
         let _ = self.poll.registry().deregister(&mut c.rtcp_socket);
         if c.jitter.is_some()
@@ -1247,6 +1239,27 @@ impl Worker {
         }
         if let Ok(mut f) = self.shared.finished.lock() {
             f.push((c.dialog.clone(), key));
+        }
+        // Told after the handler can forget the call: a callback the ACD places next under the
+        // same key must not meet this call's leftovers.
+        // A caller still waiting hangs up: out of the queue (abandoned). One talking to an
+        // agent: the agent's call ended (wrap-up).
+        if let (Some(acd), Some(queue)) = (&self.shared.acd, &c.record.queue) {
+            match agent {
+                Some(agent) => {
+                    acd.send(AcdCommand::CallEnded {
+                        agent,
+                        queue: queue.clone(),
+                    });
+                }
+                None if c.record.agent_id.is_none() => {
+                    acd.send(AcdCommand::Leave {
+                        call: key,
+                        hung_up: matches!(reason, "caller hung up" | "no media"),
+                    });
+                }
+                None => {}
+            }
         }
         let session = c.call.session();
         let mut record = c.record;
@@ -1416,7 +1429,7 @@ fn format_of(n: Option<Negotiated>) -> LegFormat {
 
 /// Where a transfer's INVITE goes: the URI's host, which must be an IP address (names would
 /// need DNS, RFC 3263, which the engine does not do yet), and its port (5060 by default).
-fn transfer_target(uri: &str) -> Option<SocketAddr> {
+pub(crate) fn transfer_target(uri: &str) -> Option<SocketAddr> {
     let parsed = hotline_sip::message::Uri::parse(uri).ok()?;
     let sip = parsed.as_sip()?;
     let Some(ip) = sip.host.ip() else {

@@ -63,6 +63,21 @@ pub struct CallsConfig {
     pub workers: usize,
     /// Media workers at real-time priority.
     pub realtime: bool,
+    /// Where callbacks are placed: a SIP URI with `{number}` for the caller's number (the
+    /// carrier gateway); `None`: callbacks fail (and the ACD drops them).
+    pub callback_route: Option<String>,
+}
+
+/// A callback being dialled: the kept place (its key), the agents waiting to ring, and the
+/// leg's sockets and SDP until the caller answers.
+struct Dialling {
+    key: u64,
+    agents: Vec<(u64, Option<String>)>,
+    dial: crate::acd::service::CallbackDial,
+    local: Local,
+    port: u16,
+    socket: std::net::UdpSocket,
+    rtcp_socket: std::net::UdpSocket,
 }
 
 /// A call in progress, as the handler knows it.
@@ -97,6 +112,8 @@ pub struct Calls {
     agent_legs: HashMap<u64, Local>,
     /// Agents' phones ringing: INVITE transaction to (call key, agent).
     rings: HashMap<TxId, (u64, u64)>,
+    /// Callbacks being dialled, by their INVITE transaction.
+    dialling: HashMap<TxId, Dialling>,
     records: mpsc::UnboundedSender<CallEvent>,
     recordings: Option<Arc<Recordings>>,
     unavailable: Vec<Arc<Prompt>>,
@@ -151,6 +168,7 @@ impl Calls {
             keys: HashMap::new(),
             agent_legs: HashMap::new(),
             rings: HashMap::new(),
+            dialling: HashMap::new(),
             records,
             recordings,
             unavailable,
@@ -332,7 +350,6 @@ impl Calls {
         .with_ptime(negotiated.map_or(20, |n| n.ptime))
         .with_hold_music(self.music_on_hold.clone());
         let key = self.calls;
-        let now_utc = Utc::now();
         let new = NewCall {
             key,
             socket,
@@ -341,29 +358,7 @@ impl Calls {
             call,
             negotiated,
             dialog: dialog.clone(),
-            record: CallRecord {
-                call_id: dialog.call_id.clone(),
-                caller: caller.clone(),
-                called,
-                started_at: now_utc,
-                answered_at: None,
-                ended_at: now_utc,
-                recording: None,
-                end_reason: String::new(),
-                codec: None,
-                ivr_path: Vec::new(),
-                ivr_keys: String::new(),
-                ivr_vars: Default::default(),
-                queue: None,
-                queued_at: None,
-                agent_id: None,
-                agent_answered_at: None,
-                transfer_to: None,
-                score: None,
-                packets_sent: 0,
-                packets_received: 0,
-                quality: None,
-            },
+            record: new_record(&dialog.call_id, &caller, &called),
         };
         let Some(workers) = self.start_workers() else {
             // Answered but nothing can carry the audio: hang up at once.
@@ -466,6 +461,9 @@ impl Calls {
     /// next ones).
     fn ring(&mut self, ep: &mut Endpoint, now: Instant, r: crate::acd::service::RingAgents) {
         use crate::acd::service::Command as Acd;
+        if let Some(dial) = r.callback {
+            return self.dial_callback(ep, now, r.call, r.agents, dial);
+        }
         let Some((worker, _, caller)) = self.keys.get(&r.call).cloned() else {
             return; // the caller is gone; the ACD hears it from the worker
         };
@@ -537,6 +535,146 @@ impl Calls {
         }
     }
 
+    /// A callback's place came up: the caller is called through the callback route, from the
+    /// number it dialled; the agents ring once it answers.
+    fn dial_callback(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        key: u64,
+        agents: Vec<(u64, Option<String>)>,
+        dial: crate::acd::service::CallbackDial,
+    ) {
+        let fail = |status: u16| crate::acd::service::Command::CallbackFailed { call: key, status };
+        let uri = self
+            .cfg
+            .callback_route
+            .as_ref()
+            .map(|t| t.replace("{number}", &dial.number));
+        let Some((uri, target)) = uri.and_then(|u| media::transfer_target(&u).map(|t| (u, t)))
+        else {
+            tracing::warn!("a callback is due but no acd.callback_route (an IP address) is set");
+            return self.acd_send(fail(0));
+        };
+        let Some((port, socket, rtcp_socket)) = bind_pair(&self.ports, self.cfg.bind) else {
+            return self.acd_send(fail(503));
+        };
+        let local = Local {
+            addr: SocketAddr::new(self.cfg.announce, port),
+            session_id: random() >> 33,
+            version: 1,
+        };
+        let offer = sdp::offer(local, Direction::SendRecv)
+            .to_string()
+            .into_bytes();
+        let peer = Peer {
+            addr: target,
+            transport: TransportKind::Udp,
+        };
+        match ep.invite(now, peer, &uri, &dial.called, Some(&offer)) {
+            Ok(tx) => {
+                tracing::info!(%uri, "calling a caller back");
+                self.dialling.insert(
+                    tx,
+                    Dialling {
+                        key,
+                        agents,
+                        dial,
+                        local,
+                        port,
+                        socket,
+                        rtcp_socket,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot place the callback");
+                if let Ok(mut p) = self.ports.lock() {
+                    p.release(port);
+                }
+                self.acd_send(fail(500));
+            }
+        }
+    }
+
+    /// The caller answered its callback: the call runs in a media worker like an incoming
+    /// one (waiting for its agent with music on hold, recorded), and the agents ring.
+    fn callback_answered(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        tx: TxId,
+        dialog: DialogId,
+        response: &Message,
+    ) {
+        let Some(d) = self.dialling.remove(&tx) else {
+            return;
+        };
+        let answer = sdp_answer(response);
+        let Some(Ok(negotiated)) = answer else {
+            tracing::warn!("the callback was answered without a usable SDP answer");
+            let _ = ep.bye(now, &dialog);
+            if let Ok(mut p) = self.ports.lock() {
+                p.release(d.port);
+            }
+            return self.acd_send(crate::acd::service::Command::CallbackFailed {
+                call: d.key,
+                status: 488,
+            });
+        };
+        let call = IvrCall::new(
+            self.scripts.current(),
+            negotiated.codec,
+            negotiated.dtmf,
+            (random() >> 32) as u32,
+            random(),
+        )
+        .with_ptime(negotiated.ptime)
+        .with_hold_music(self.music_on_hold.clone())
+        .for_callback();
+        let mut record = new_record(&dialog.call_id, &d.dial.number, &d.dial.called);
+        record.queue = Some(d.dial.queue.clone());
+        record.callback = true;
+        let new = NewCall {
+            key: d.key,
+            socket: d.socket,
+            rtcp_socket: d.rtcp_socket,
+            port: d.port,
+            call,
+            negotiated: Some(negotiated),
+            dialog: dialog.clone(),
+            record,
+        };
+        let Some(workers) = self.start_workers() else {
+            let _ = ep.bye(now, &dialog);
+            return;
+        };
+        let worker = workers.add(new);
+        workers.news(worker, d.key, ToMedia::Confirmed(None));
+        self.keys
+            .insert(d.key, (worker, dialog.clone(), d.dial.number.clone()));
+        self.live.insert(
+            dialog,
+            Live {
+                worker,
+                key: d.key,
+                local: d.local,
+                offered: false,
+            },
+        );
+        tracing::info!("the caller answered its callback; ringing the agent");
+        self.acd_send(crate::acd::service::Command::CallbackAnswered { call: d.key });
+        self.ring(
+            ep,
+            now,
+            crate::acd::service::RingAgents {
+                call: d.key,
+                agents: d.agents,
+                callback: None,
+            },
+        );
+    }
+
     /// An agent's phone answered: the caller is bridged to it, the other phones ringing for
     /// the call stop, and the ACD puts the agent on the call.
     fn agent_answered(
@@ -567,10 +705,7 @@ impl Calls {
             self.rings.remove(&other);
             let _ = ep.cancel(now, other);
         }
-        let answer = std::str::from_utf8(response.body())
-            .ok()
-            .and_then(|t| Sdp::parse(t).ok())
-            .map(|sdp| sdp::accept_answer(&sdp));
+        let answer = sdp_answer(response);
         let Some(Ok(negotiated)) = answer else {
             tracing::warn!(
                 agent,
@@ -599,6 +734,42 @@ impl Calls {
                 },
             );
         }
+    }
+}
+
+/// The SDP answer in a 200 to one of our INVITEs: `None` without a parsable one.
+fn sdp_answer(response: &Message) -> Option<Result<Negotiated, sdp::SdpError>> {
+    let text = std::str::from_utf8(response.body()).ok()?;
+    Sdp::parse(text).ok().map(|sdp| sdp::accept_answer(&sdp))
+}
+
+/// The record of a call just answered: its parties and start.
+fn new_record(call_id: &str, caller: &str, called: &str) -> CallRecord {
+    let now = Utc::now();
+    CallRecord {
+        call_id: call_id.to_string(),
+        caller: caller.to_string(),
+        called: called.to_string(),
+        started_at: now,
+        answered_at: None,
+        ended_at: now,
+        recording: None,
+        end_reason: String::new(),
+        codec: None,
+        ivr_path: Vec::new(),
+        ivr_keys: String::new(),
+        ivr_vars: Default::default(),
+        queue: None,
+        queued_at: None,
+        agent_id: None,
+        agent_answered_at: None,
+        callback: false,
+        callback_requested: false,
+        transfer_to: None,
+        score: None,
+        packets_sent: 0,
+        packets_received: 0,
+        quality: None,
     }
 }
 
@@ -751,6 +922,7 @@ impl CallHandler for Calls {
     }
 
     fn message(&mut self, ep: &mut Endpoint, now: Instant, message: Box<dyn std::any::Any + Send>) {
+        self.forget_finished(ep, now);
         let message = match message.downcast::<RecordingControl>() {
             Ok(control) => {
                 let live = self.live.iter().find(|(d, _)| d.call_id == control.call_id);
@@ -909,15 +1081,30 @@ impl CallHandler for Calls {
                 tx,
                 dialog,
                 response,
+            } if self.dialling.contains_key(&tx) => {
+                self.callback_answered(ep, now, tx, dialog, &response);
+            }
+            EndpointEvent::Failed { tx, status } if self.dialling.contains_key(&tx) => {
+                if let Some(d) = self.dialling.remove(&tx) {
+                    if let Ok(mut p) = self.ports.lock() {
+                        p.release(d.port);
+                    }
+                    self.acd_send(crate::acd::service::Command::CallbackFailed {
+                        call: d.key,
+                        status,
+                    });
+                }
+            }
+            EndpointEvent::Answered {
+                tx,
+                dialog,
+                response,
             } => {
                 let Some((worker, key, local)) = self.transfers.remove(&tx) else {
                     let _ = ep.bye(now, &dialog); // a call nobody is waiting for any more
                     return;
                 };
-                let answer = std::str::from_utf8(response.body())
-                    .ok()
-                    .and_then(|t| Sdp::parse(t).ok())
-                    .map(|sdp| sdp::accept_answer(&sdp));
+                let answer = sdp_answer(&response);
                 let news = match answer {
                     Some(Ok(negotiated)) => {
                         self.legs_b

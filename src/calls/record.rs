@@ -57,6 +57,12 @@ pub struct CallRecord {
     /// When the agent answered.
     #[serde(default)]
     pub agent_answered_at: Option<DateTime<Utc>>,
+    /// This call is a callback the hotline placed to a caller who asked for one.
+    #[serde(default)]
+    pub callback: bool,
+    /// The caller chose to be called back (its place was kept; it hung up).
+    #[serde(default)]
+    pub callback_requested: bool,
     /// The URI the IVR transferred the caller to.
     pub transfer_to: Option<String>,
     /// Satisfaction score 1-5 from the survey.
@@ -157,7 +163,7 @@ impl CallRecord {
                 codec = $6, ivr_path = $7, ivr_keys = $8, ivr_vars = $9, queue = $10,
                 score = $11, packets_sent = $12, packets_received = $13, quality = $14,
                 transfer_to = $15, queued_at = $16, agent_id = $17, agent_answered_at = $18,
-                outcome = $19
+                outcome = $19, callback = $20
              WHERE id = $1",
             id,
             self.answered_at,
@@ -178,6 +184,7 @@ impl CallRecord {
             self.agent_id.and_then(|a| i64::try_from(a).ok()),
             self.agent_answered_at,
             self.outcome(),
+            self.callback,
         )
         .execute(pool)
         .await?;
@@ -198,12 +205,15 @@ impl CallRecord {
         Ok(id)
     }
 
-    /// How the call ended for the hotline: `answered` (by an agent), `transferred` (by the
+    /// How the call ended for the hotline: `answered` (by an agent), `callback` (the caller
+    /// chose to be called back), `transferred` (by the
     /// IVR), `abandoned` (hung up while waiting for an agent), `self_served` (never queued),
     /// or `ended` (left the queue otherwise: no media, shutdown).
     pub fn outcome(&self) -> &'static str {
         if self.agent_id.is_some() {
             "answered"
+        } else if self.callback_requested {
+            "callback"
         } else if self.transfer_to.is_some() {
             "transferred"
         } else if self.missed().is_some() {
@@ -221,6 +231,7 @@ impl CallRecord {
         let queue = self.queue.as_deref()?;
         let since = self.queued_at?;
         (self.end_reason == "caller hung up"
+            && !self.callback_requested
             && self.transfer_to.is_none()
             && self.agent_id.is_none())
         .then(|| {

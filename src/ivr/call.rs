@@ -69,6 +69,8 @@ pub struct IvrCall {
     connected: bool,
     /// Played in a loop while the caller waits in a queue and nothing else is said.
     hold_music: Vec<Arc<Prompt>>,
+    /// A callback: the call starts waiting for its agent instead of at the script's start.
+    callback: bool,
 }
 
 /// Keys kept for the call record; a caller leaning on the keypad cannot grow it further.
@@ -105,7 +107,15 @@ impl IvrCall {
             started: false,
             connected: false,
             hold_music: Vec::new(),
+            callback: false,
         }
+    }
+
+    /// A callback the hotline placed: when answered the caller waits for its agent with music
+    /// on hold; the script's `after_agent` node follows the agent.
+    pub fn for_callback(mut self) -> Self {
+        self.callback = true;
+        self
     }
 
     /// Music on hold for the callers the script puts in a queue (silence without it).
@@ -166,7 +176,11 @@ impl IvrCall {
             return;
         }
         self.started = true;
-        self.event(now, Event::Start, facts);
+        if self.callback {
+            self.session.wait_for_callback();
+        } else {
+            self.event(now, Event::Start, facts);
+        }
         self.handle_timeout(now, facts);
     }
 

@@ -48,6 +48,27 @@ pub struct PromptRef {
     pub text: Option<String>,
 }
 
+/// A queue's callback offer: after `after` seconds of waiting `prompt` is played ("press 1 to
+/// be called back, keeping your place"); `key` accepts (the place is kept for a callback to
+/// the caller's number) and the script goes on at `next` (a thank-you and a hang-up).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackOffer {
+    /// Seconds in the queue before the offer.
+    pub after: u32,
+    /// The offer.
+    pub prompt: PromptRef,
+    /// The key that accepts.
+    #[serde(default = "default_callback_key")]
+    pub key: String,
+    /// Where the script goes on after accepting.
+    pub next: String,
+}
+
+fn default_callback_key() -> String {
+    "1".into()
+}
+
 /// One node.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -146,6 +167,9 @@ pub enum Node {
         /// While waiting, a key takes the caller out of the queue to this node.
         #[serde(default)]
         digits: BTreeMap<String, String>,
+        /// Offer to call the caller back, keeping its place, once it has waited a while.
+        #[serde(default)]
+        callback: Option<CallbackOffer>,
     },
     /// Transfer to a SIP URI (emergency numbers, other hotlines).
     Transfer {
@@ -288,7 +312,13 @@ impl Node {
             Node::Kb { next, .. } | Node::TicketStatus { next } | Node::Survey { next, .. } => {
                 vec![(next.as_str(), true)]
             }
-            Node::Queue { digits, .. } => digits.values().map(|t| (t.as_str(), true)).collect(),
+            Node::Queue {
+                digits, callback, ..
+            } => digits
+                .values()
+                .chain(callback.iter().map(|c| &c.next))
+                .map(|t| (t.as_str(), true))
+                .collect(),
             Node::Transfer { .. } | Node::Hangup {} => Vec::new(),
             Node::Condition { branches, default } => branches
                 .iter()
@@ -314,6 +344,9 @@ impl Node {
             Node::Play { prompt, .. }
             | Node::Collect { prompt, .. }
             | Node::Survey { prompt, .. } => vec![prompt],
+            Node::Queue {
+                callback: Some(c), ..
+            } => vec![&c.prompt],
             _ => Vec::new(),
         }
     }
@@ -419,6 +452,31 @@ pub fn parse(path: &Path, text: &str, ctx: &Context) -> Result<Script, Vec<Probl
                     line,
                     format!("node {name:?}: a prompt needs exactly one of file or text"),
                 ),
+            }
+        }
+        if let Node::Queue {
+            digits,
+            callback: Some(c),
+            ..
+        } = node
+        {
+            if !valid_digit(&c.key) || digits.contains_key(&c.key) {
+                at(
+                    line,
+                    format!(
+                        "node {name:?}: callback key {:?} must be a key (0-9, *, #) not used by digits",
+                        c.key
+                    ),
+                );
+            }
+            if !(5..=3600).contains(&c.after) {
+                at(
+                    line,
+                    format!(
+                        "node {name:?}: callback after {} s: expected 5 to 3600",
+                        c.after
+                    ),
+                );
             }
         }
         match node {

@@ -122,6 +122,9 @@ pub enum Action {
     },
     /// Take the caller out of the queue (the script went on to another queue or elsewhere).
     Dequeue,
+    /// The caller accepted the callback offer: keep its place and call it back (the script
+    /// goes on to say goodbye and hang up).
+    Callback,
     /// Transfer the call.
     Transfer {
         /// Target URI.
@@ -141,8 +144,13 @@ enum Wait {
     Notice { node: String },
     /// Waiting for input in `node` (menu, collect, survey) after its prompt.
     Input { node: String, token: u64 },
-    /// In a queue.
-    Queued { node: String },
+    /// In a queue; `offer` is the callback offer's timer (0: none pending), `offered` whether
+    /// the offer was made (its key is live from then on).
+    Queued {
+        node: String,
+        offer: u64,
+        offered: bool,
+    },
     /// Transferred or hung up.
     Done,
 }
@@ -208,7 +216,7 @@ impl Session {
             Wait::Prompt { node, .. }
             | Wait::Notice { node }
             | Wait::Input { node, .. }
-            | Wait::Queued { node } => Some(node),
+            | Wait::Queued { node, .. } => Some(node),
             Wait::Idle | Wait::Done => None,
         }
     }
@@ -218,6 +226,19 @@ impl Session {
         match self.wait {
             Wait::Input { token, .. } if token != 0 => Some(token),
             _ => None,
+        }
+    }
+
+    /// A callback the hotline placed: the caller answered and waits for the agent (music on
+    /// hold); the script runs again only when the agent hangs up (its `after_agent` node).
+    pub fn wait_for_callback(&mut self) {
+        if self.wait == Wait::Idle {
+            self.path.push("callback".into());
+            self.wait = Wait::Queued {
+                node: "callback".into(),
+                offer: 0,
+                offered: false,
+            };
         }
     }
 
@@ -272,7 +293,39 @@ impl Session {
             (Event::Timeout(t), Wait::Input { node, token }) if t == token => {
                 self.timed_out(&node, facts, &mut out);
             }
-            (Event::Digit(d), Wait::Queued { node }) => {
+            (Event::Timeout(t), Wait::Queued { node, offer, .. }) if t == offer => {
+                if let Some(Node::Queue {
+                    callback: Some(c), ..
+                }) = script.nodes.get(&node)
+                {
+                    out.push(Action::Play {
+                        prompt: c.prompt.clone(),
+                    });
+                    self.wait = Wait::Queued {
+                        node,
+                        offer: 0,
+                        offered: true,
+                    };
+                }
+            }
+            (Event::Digit(d), Wait::Queued { node, offered, .. })
+                if offered
+                    && matches!(script.nodes.get(&node), Some(Node::Queue { callback: Some(c), .. })
+                        if c.key.starts_with(d)) =>
+            {
+                if let Some(Node::Queue {
+                    callback: Some(c), ..
+                }) = script.nodes.get(&node)
+                {
+                    // The place is kept for the callback; the script says goodbye.
+                    out.push(Action::StopPrompt);
+                    out.push(Action::Callback);
+                    self.typed.clear();
+                    let next = c.next.clone();
+                    self.enter(&next, facts, &mut out);
+                }
+            }
+            (Event::Digit(d), Wait::Queued { node, .. }) => {
                 if let Some(Node::Queue { digits, .. }) = script.nodes.get(&node)
                     && let Some(target) = digits.get(d.encode_utf8(&mut [0; 4]) as &str)
                 {
@@ -383,6 +436,7 @@ impl Session {
                     queue,
                     priority,
                     skills,
+                    callback,
                     ..
                 } => {
                     match self.paused_in.take() {
@@ -403,7 +457,22 @@ impl Session {
                         }
                     }
                     self.typed.clear();
-                    self.wait = Wait::Queued { node: name };
+                    let offer = match callback {
+                        Some(c) => {
+                            self.next_token += 1;
+                            out.push(Action::Timer {
+                                token: self.next_token,
+                                after: Duration::from_secs(u64::from(c.after)),
+                            });
+                            self.next_token
+                        }
+                        None => 0,
+                    };
+                    self.wait = Wait::Queued {
+                        node: name,
+                        offer,
+                        offered: false,
+                    };
                     return;
                 }
                 Node::Transfer { uri } => {

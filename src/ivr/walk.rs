@@ -117,6 +117,7 @@ fn describe(a: &Action) -> String {
             _ => "speak ticket progress (no number collected)".into(),
         },
         Action::Score(n) => format!("record satisfaction {n}"),
+        Action::Callback => "keep the place in the queue for a callback".into(),
         Action::Enqueue {
             queue,
             priority,

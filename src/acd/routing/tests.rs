@@ -302,3 +302,33 @@ fn an_offer_the_hotline_could_not_place_is_retracted_without_a_miss() {
     assert_eq!(offered(&acd.route(t(11))), [(1, vec![1])]);
     assert_eq!(acd.retract(2, 1, t(11)), Err(AcdError::NoCall(2)));
 }
+
+#[test]
+fn a_callback_keeps_the_place_is_offered_once_the_caller_is_gone_and_rings_from_its_answer() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 1, &t);
+    acd.pause(1, "meeting", t(5)).unwrap();
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    acd.enqueue(2, "general", 0, &[], t(20)).unwrap();
+    acd.to_callback(1, "13812345678").unwrap();
+    acd.resume(1, t(30)).unwrap();
+    // Caller 1 still on the line saying goodbye: not offered; caller 2 is.
+    assert_eq!(offered(&acd.route(t(30))), [(2, vec![1])]);
+    acd.answered(2, 1, t(31)).unwrap();
+    acd.call_ended(1, "general", t(40)).unwrap();
+    acd.tick(t(70)); // wrap-up over
+    acd.callback_ready(1).unwrap();
+    let offers = acd.route(t(70));
+    assert_eq!(offered(&offers), [(1, vec![1])]);
+    assert_eq!(offers[0].callback.as_deref(), Some("13812345678"));
+    // Dialling the caller takes 30 s: no ring timeout meanwhile.
+    assert!(acd.tick(t(100)).is_empty());
+    acd.ringing_now(1, t(100));
+    assert!(acd.tick(t(119)).is_empty());
+    assert_eq!(
+        acd.tick(t(120)).len(),
+        1,
+        "the agent's ring times out 20 s after"
+    );
+    assert_eq!(acd.callback_ready(2), Err(AcdError::NoCall(2)));
+}

@@ -615,3 +615,74 @@ fn a_category_menu_takes_a_key_reads_that_answer_and_returns_to_the_queue() {
     let a = s.handle(Event::PromptDone, &w);
     assert!(matches!(a.as_slice(), [Action::Resume { .. }]), "{a:?}");
 }
+
+const CALLBACK_SCRIPT: &str = r##"
+start = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+digits = { "2" = "status" }
+callback = { after = 60, prompt = { text = "press 1 for a callback" }, next = "thanks" }
+
+[nodes.status]
+type = "ticket_status"
+next = "queue"
+
+[nodes.thanks]
+type = "play"
+prompt = { text = "we will call you back" }
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"##;
+
+#[test]
+fn the_callback_offer_comes_after_the_wait_and_its_key_keeps_the_place() {
+    let sc = script(CALLBACK_SCRIPT);
+    let w = world();
+    let mut s = Session::new(sc);
+    let a = s.handle(Event::Start, &w);
+    assert_eq!(enqueued(&a), Some("general"));
+    let offer = timer(&a);
+    // Before the offer, 1 is nobody's key.
+    assert!(s.handle(Event::Digit('1'), &w).is_empty());
+    assert!(s.handle(Event::Timeout(offer + 7), &w).is_empty(), "stale");
+    assert_eq!(
+        s.handle(Event::Timeout(offer), &w),
+        [text("press 1 for a callback")]
+    );
+    // The offer's end leaves the caller waiting (music again), still in the queue.
+    assert!(s.handle(Event::PromptDone, &w).is_empty());
+    assert!(s.is_queued());
+    assert_eq!(
+        s.handle(Event::Digit('1'), &w),
+        [
+            Action::StopPrompt,
+            Action::Callback,
+            text("we will call you back")
+        ]
+    );
+    // Said goodbye, the call ends; the place is the ACD's to keep (no Dequeue).
+    assert_eq!(s.handle(Event::PromptDone, &w), [Action::Hangup]);
+}
+
+#[test]
+fn a_callback_key_that_clashes_or_an_offer_too_soon_is_refused_at_load() {
+    let bad = CALLBACK_SCRIPT.replace("after = 60", "after = 2").replace(
+        "digits = { \"2\" = \"status\" }",
+        "digits = { \"1\" = \"status\" }",
+    );
+    let problems = parse(Path::new("t.toml"), &bad, &Context::default()).unwrap_err();
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text.iter().any(|p| p.contains("callback key \"1\"")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|p| p.contains("callback after 2 s")),
+        "{text:?}"
+    );
+    assert!(text.iter().all(|p| p.starts_with("t.toml:")), "{text:?}");
+}

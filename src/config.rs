@@ -307,6 +307,9 @@ pub struct AcdConfig {
     /// IP address for host (the carrier gateway), e.g. `sip:{number}@10.0.0.1:5060`; empty:
     /// no callbacks.
     pub callback_route: String,
+    /// Where agents may send a caller in an emergency, by name: `{ "110" = "sip:110@10.0.0.1" }`
+    /// (police 110, fire 119, ambulance 120, traffic 122; IP addresses, no DNS).
+    pub emergency_routes: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for AcdConfig {
@@ -319,6 +322,7 @@ impl Default for AcdConfig {
             service_level_secs: 15,
             announce_secs: 60,
             callback_route: String::new(),
+            emergency_routes: Default::default(),
         }
     }
 }
@@ -851,6 +855,16 @@ impl Config {
                 out.push(format!(
                     "`acd.callback_route` is {:?}: expected a SIP URI with {{number}} and an IP address, e.g. \"sip:{{number}}@10.0.0.1:5060\"",
                     self.acd.callback_route
+                ));
+            }
+        }
+        for (name, uri) in &self.acd.emergency_routes {
+            let ip = hotline_sip::message::Uri::parse(uri)
+                .ok()
+                .and_then(|u| u.as_sip().and_then(|s| s.host.ip()));
+            if ip.is_none() {
+                out.push(format!(
+                    "`acd.emergency_routes.{name}` is {uri:?}: expected a SIP URI with an IP address, e.g. \"sip:110@10.0.0.1:5060\""
                 ));
             }
         }

@@ -190,6 +190,7 @@ fn call_handler(
             realtime: cfg.rtp.realtime,
             callback_route: (!cfg.acd.callback_route.is_empty())
                 .then(|| cfg.acd.callback_route.clone()),
+            emergency_routes: cfg.acd.emergency_routes.clone(),
         },
         scripts,
         Arc::new(calendar),

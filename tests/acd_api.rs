@@ -175,6 +175,7 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
     for call in [1, 2] {
         acd.send(Command::Enqueue {
             call,
+            call_id: format!("call-{call}"),
             queue: "general".into(),
             priority: 0,
             skills: vec![],
@@ -182,6 +183,7 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
     }
     acd.send(Command::Enqueue {
         call: 3,
+        call_id: "call-3".into(),
         queue: "nowhere".into(),
         priority: 0,
         skills: vec![],

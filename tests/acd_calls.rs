@@ -653,3 +653,115 @@ fn a_caller_who_takes_the_callback_is_called_back_and_bridged_to_the_agent() {
         "{snap}"
     );
 }
+
+/// An agent on a call sends the caller to the police (110, a configured emergency route): the
+/// agent's leg is hung up, the caller hears ringback and is bridged to the route; the call
+/// record shows where it went, the audit log who sent it. Another user may not transfer a call
+/// that is not theirs, and an unknown route is refused.
+#[test]
+fn an_agent_transfers_a_caller_to_the_emergency_route() {
+    let police_dir = tempfile::tempdir().unwrap();
+    std::fs::write(police_dir.path().join("agent.ulaw"), tone(500.0, 20)).unwrap();
+    let police_port = free_udp_port();
+    let police_uri = format!("sip:110@127.0.0.1:{police_port}");
+    let center = Center::start_with(
+        SCRIPT,
+        &[("HOTLINE_ACD__EMERGENCY_ROUTES__110", police_uri.as_ref())],
+    );
+    let bob = center.agent("bob", "1002");
+    center.http.ok(
+        "POST",
+        "/api/users",
+        Some(&center.admin),
+        json!({"username": "carol", "display_name": "carol", "role": "intake",
+               "password": "agent's password"}),
+    );
+    let port = free_udp_port();
+    let phone_b = phone(center.work.path(), "uas_agent_talks.xml", port);
+    let police = phone(police_dir.path(), "uas_agent_talks.xml", police_port);
+    center.register("1002", port);
+    center.agent_does("bob", "login", Value::Null);
+
+    let (dir, udp) = (center.work.path().to_path_buf(), center.node.udp);
+    let caller = std::thread::spawn(move || {
+        sipp_in(
+            &dir,
+            udp,
+            &scenario("../../benches/sipp/uac_media_load.xml"),
+            "12345",
+            &["-d", "12000"],
+        )
+    });
+    // Bob's call, as the live snapshot shows it.
+    let mut call_id = None;
+    for _ in 0..100 {
+        let snap = center
+            .http
+            .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
+        let me = snap["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == json!(bob)).cloned());
+        if let Some(me) = me
+            && me["state"] == "on_call"
+        {
+            call_id = me["call_id"].as_str().map(str::to_string);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let call_id = call_id.expect("bob on the call, with its Call-ID in the snapshot");
+    std::thread::sleep(Duration::from_secs(2));
+    let path = format!("/api/calls/{call_id}/transfer");
+    let carol = center.http.login("carol", "agent's password");
+    let (s, b) = center
+        .http
+        .send("POST", &path, Some(&carol), json!({"emergency": "110"}));
+    assert_eq!(s, 403, "{b}");
+    let token = center.http.login("bob", "agent's password");
+    let (s, b) = center
+        .http
+        .send("POST", &path, Some(&token), json!({"emergency": "119"}));
+    assert_eq!(s, 422, "{b}");
+    assert!(b["error"].as_str().unwrap_or("").contains("119"), "{b}");
+    let done = center
+        .http
+        .ok("POST", &path, Some(&token), json!({"emergency": "110"}));
+    assert_eq!(done["to"], json!(police_uri));
+
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "the caller's call failed: {errors}");
+    let b = phone_b.wait_with_output().unwrap();
+    assert!(b.status.success(), "bob's phone: {}", center.sipp_errors());
+    let p = police.wait_with_output().unwrap();
+    assert!(
+        p.status.success(),
+        "the police line: {}",
+        sipp_errors_in(police_dir.path())
+    );
+    let rows = center.ended_calls(1, "agent_id, transfer_to, recording");
+    assert_eq!(rows[0].get::<Option<i64>, _>("agent_id"), Some(bob));
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("transfer_to"),
+        Some(police_uri.clone())
+    );
+    let audit = center
+        .node
+        .db
+        .rows("SELECT actor FROM audit_log WHERE action = 'call.transfer'");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].get::<String, _>("actor"), "bob");
+    // The end of the recording: the caller left, the police line's 500 Hz right.
+    let (left, right) = channels(&rows[0].get::<Option<String>, _>("recording").unwrap());
+    let end = left.len() - 4000;
+    let (l, r) = (&left[end - 8000..end], &right[end - 8000..end]);
+    assert!(
+        (550..650).contains(&crossings(l)),
+        "left (caller, 300 Hz): {}",
+        crossings(l)
+    );
+    assert!(
+        (950..1050).contains(&crossings(r)),
+        "right (police line, 500 Hz): {}",
+        crossings(r)
+    );
+}

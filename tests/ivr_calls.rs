@@ -187,6 +187,7 @@ impl Engine {
                 workers: 2,
                 realtime: false,
                 callback_route: None,
+                emergency_routes: Default::default(),
             },
             Arc::clone(&scripts),
             Arc::new(WorkCalendar::shipped().unwrap()),

@@ -32,6 +32,8 @@ pub enum Command {
     Enqueue {
         /// The call's key.
         call: u64,
+        /// Its SIP Call-ID (agents and supervisors act on calls by it).
+        call_id: String,
         /// Queue.
         queue: String,
         /// Priority.
@@ -67,6 +69,8 @@ pub enum Command {
     CallbackAnswered {
         /// The call (the kept place).
         call: u64,
+        /// The callback's SIP Call-ID.
+        call_id: String,
     },
     /// The callback could not reach the caller (no answer, busy, no route).
     CallbackFailed {
@@ -213,6 +217,8 @@ pub struct AgentView {
     pub queues: Vec<String>,
     /// Calls answered today.
     pub answered_today: u32,
+    /// The SIP Call-ID of the call ringing or in progress.
+    pub call_id: Option<String>,
 }
 
 /// Everything at one moment.
@@ -312,6 +318,8 @@ struct Service {
     /// Kept places for callbacks: the number to call, the number dialled, and whether the
     /// caller's own call has ended (only then is the place offered).
     callbacks: HashMap<u64, (String, String, bool)>,
+    /// The SIP Call-ID of each call the ACD knows.
+    call_ids: HashMap<u64, String>,
 }
 
 impl Service {
@@ -360,6 +368,12 @@ impl Service {
                     secs_in_state: now.saturating_duration_since(a.since).as_secs(),
                     queues: a.queues.iter().cloned().collect(),
                     answered_today: self.answered_by.get(&a.id).copied().unwrap_or(0),
+                    call_id: match a.state {
+                        AgentState::Ringing { call } | AgentState::OnCall { call } => {
+                            self.call_ids.get(&call).cloned()
+                        }
+                        _ => None,
+                    },
                 }
             })
             .collect();
@@ -470,6 +484,7 @@ impl Service {
             Command::Attach(engine) => self.engine = Some(engine),
             Command::Enqueue {
                 call,
+                call_id,
                 queue,
                 priority,
                 skills,
@@ -477,6 +492,7 @@ impl Service {
                 let s: Vec<&str> = skills.iter().map(String::as_str).collect();
                 match self.acd.enqueue(call, &queue, priority, &s, now) {
                     Ok(()) => {
+                        self.call_ids.insert(call, call_id);
                         self.count(&queue).offered += 1;
                         self.waiting.insert(call, (queue, now));
                     }
@@ -519,10 +535,14 @@ impl Service {
                 }
                 Err(e) => tracing::warn!(error = %e, call, "a callback for a caller not waiting"),
             },
-            Command::CallbackAnswered { call } => self.acd.ringing_now(call, now),
+            Command::CallbackAnswered { call, call_id } => {
+                self.call_ids.insert(call, call_id);
+                self.acd.ringing_now(call, now);
+            }
             Command::CallbackFailed { call, status } => {
                 tracing::warn!(call, status, "the callback did not reach the caller");
                 self.callbacks.remove(&call);
+                self.call_ids.remove(&call);
                 self.waiting.remove(&call);
                 if let Ok(events) = self.acd.abandoned(call, now) {
                     self.events(events).await;
@@ -530,6 +550,7 @@ impl Service {
             }
             Command::Leave { call, hung_up } => {
                 self.callbacks.remove(&call);
+                self.call_ids.remove(&call);
                 let queue = self.waiting.remove(&call).map(|(q, _)| q);
                 if let Ok(events) = self.acd.abandoned(call, now) {
                     if let (true, Some(q)) = (hung_up, &queue) {
@@ -576,6 +597,9 @@ impl Service {
                 }
             }
             Command::CallEnded { agent, queue } => {
+                if let Some(AgentState::OnCall { call }) = self.acd.agent(agent).map(|a| &a.state) {
+                    self.call_ids.remove(call);
+                }
                 if let Some(start) = self.talking.remove(&agent) {
                     let secs = now.saturating_duration_since(start).as_secs_f64();
                     self.talk_secs = 0.8 * self.talk_secs + 0.2 * secs;
@@ -644,6 +668,7 @@ pub fn spawn(
         counts: BTreeMap::new(),
         answered_by: HashMap::new(),
         callbacks: HashMap::new(),
+        call_ids: HashMap::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -7,6 +7,7 @@
 //! back to the call's thread. When the database or the speech engine fails, the caller hears
 //! the "not available" notice and the script goes on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hotline_sip::media::player::Prompt;
@@ -69,13 +70,29 @@ pub fn spawn(
     unavailable: Vec<Arc<Prompt>>,
 ) -> mpsc::UnboundedSender<LookupRequest> {
     let (tx, mut rx) = mpsc::unbounded_channel::<LookupRequest>();
+    // Prompts said to every caller alike (knowledge answers, places in the queue), decoded at
+    // 8 kHz once: the TTS cache on disk spares the synthesis, this spares reading and
+    // resampling the file for every caller (hundreds of announcements a minute).
+    let said: Arc<std::sync::Mutex<HashMap<String, Arc<Prompt>>>> = Arc::default();
     tokio::spawn(async move {
         while let Some(req) = rx.recv().await {
             let (db, tts, unavailable) = (db.clone(), tts.clone(), unavailable.clone());
+            let said = Arc::clone(&said);
             tokio::spawn(async move {
                 let asked = req.question.clone();
                 let prompts = match text(&db, req.question).await {
+                    Ok(text)
+                        if !matches!(asked, Question::Ticket { .. })
+                            && said.lock().is_ok_and(|m| m.contains_key(&text)) =>
+                    {
+                        said.lock()
+                            .ok()
+                            .and_then(|m| m.get(&text).cloned())
+                            .into_iter()
+                            .collect()
+                    }
                     Ok(text) => {
+                        let key = text.clone();
                         // Answers from the knowledge base are the same for every caller and
                         // go through the TTS cache; a ticket's status is said once.
                         let cached = !matches!(asked, Question::Ticket { .. });
@@ -114,7 +131,15 @@ pub fn spawn(
                                         "told a caller its place in the queue"
                                     ),
                                 }
-                                vec![Arc::new(Prompt::from_linear("ticket status", &samples))]
+                                let prompt =
+                                    Arc::new(Prompt::from_linear("ticket status", &samples));
+                                if cached && let Ok(mut m) = said.lock() {
+                                    if m.len() >= MEMORY_PROMPTS {
+                                        m.clear();
+                                    }
+                                    m.insert(key, Arc::clone(&prompt));
+                                }
+                                vec![prompt]
                             }
                             // A place in the queue not spoken is no loss: the music goes on.
                             Ok(Err(e)) if matches!(asked, Question::Position { .. }) => {
@@ -143,6 +168,9 @@ pub fn spawn(
     tx
 }
 
+/// Prompts kept decoded in memory (a few MB at most; the set starts over when full).
+const MEMORY_PROMPTS: usize = 512;
+
 /// Said when a knowledge-base node finds nothing to read.
 pub const NO_ANSWER_TEXT: &str = "抱歉，这一类暂时没有自助答案，请继续等待人工服务。";
 
@@ -152,15 +180,20 @@ const MENU_ITEMS: i64 = 9;
 /// Said when a key chooses nothing in a category's menu.
 pub const NO_SUCH_CHOICE_TEXT: &str = "没有这个选项。";
 
-/// What a waiting caller hears about its place (1 = next) and the estimated wait.
+/// What a waiting caller hears about its place (1 = next) and the estimated wait. Beyond 20
+/// callers ahead or 30 minutes it says "more than": a caller needs no exact count there, and
+/// the texts stay few (each is synthesised once and cached, so a queue of hundreds does not
+/// mean hundreds of syntheses every announcement round).
 pub fn position_text(place: usize, minutes: u64) -> String {
-    if place <= 1 {
-        format!("您是下一位，预计等待约{minutes}分钟，请稍候。")
+    let wait = if minutes > 30 {
+        "预计等待超过30分钟".to_string()
     } else {
-        format!(
-            "您前面还有{}位来电，预计等待约{minutes}分钟，请耐心等候。",
-            place - 1
-        )
+        format!("预计等待约{minutes}分钟")
+    };
+    match place.saturating_sub(1) {
+        0 => format!("您是下一位，{wait}，请稍候。"),
+        ahead @ 1..=20 => format!("您前面还有{ahead}位来电，{wait}，请耐心等候。"),
+        _ => format!("您前面还有超过20位来电，{wait}，请耐心等候。"),
     }
 }
 
@@ -248,4 +281,28 @@ async fn knowledge(
             text
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::position_text;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn places_and_waits_are_said_exactly_when_near_and_as_more_than_when_far() {
+        assert_eq!(position_text(1, 1), "您是下一位，预计等待约1分钟，请稍候。");
+        assert_eq!(
+            position_text(4, 3),
+            "您前面还有3位来电，预计等待约3分钟，请耐心等候。"
+        );
+        assert_eq!(
+            position_text(300, 95),
+            "您前面还有超过20位来电，预计等待超过30分钟，请耐心等候。"
+        );
+        // A queue of 2,000 with waits up to 3 hours needs few distinct texts.
+        let texts: BTreeSet<String> = (1..=2000)
+            .flat_map(|p| (1..=180).step_by(7).map(move |m| position_text(p, m)))
+            .collect();
+        assert!(texts.len() < 22 * 32, "{}", texts.len());
+    }
 }

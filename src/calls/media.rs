@@ -77,6 +77,18 @@ pub enum ToMedia {
     },
     /// The agent hung up: the caller goes on in the script (the survey) or is hung up.
     AgentHungUp,
+    /// The agent sends the caller to this URI (an emergency route); the agent's leg is
+    /// already hung up.
+    TransferOut {
+        /// Where to.
+        uri: String,
+    },
+    /// The agent sends the caller back to a queue (first in line); the agent's leg is
+    /// already hung up.
+    Requeue {
+        /// The queue.
+        queue: String,
+    },
     /// Tell the waiting caller its place (1 = next) and the estimated wait.
     Announce {
         /// Place.
@@ -668,26 +680,45 @@ impl Worker {
                 }
             }
             ToMedia::AgentHungUp => {
-                let mut last = None;
-                if let Some(mut leg) = c.leg_b.take() {
-                    let _ = self.poll.registry().deregister(&mut leg.socket);
-                    if let Ok(mut p) = self.shared.ports.lock() {
-                        p.release(leg.port);
-                    }
-                    if let Some(b) = leg.bridge {
-                        last = b.to_a.last_sent();
-                        if let (Some(agent), Some(acd)) = (b.agent, &self.shared.acd) {
-                            acd.send(AcdCommand::CallEnded {
-                                agent,
-                                queue: c.record.queue.clone().unwrap_or_default(),
-                            });
-                        }
-                    }
-                }
+                let last = self.drop_agent_leg(key);
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
                 tracing::info!(call_id = %c.record.call_id, "the agent hung up");
                 c.agent_gone = true;
                 let facts = c.facts.get(now, &self.shared.calendar);
                 c.call.agent_hung_up(now, last, facts);
+            }
+            ToMedia::TransferOut { uri } => {
+                let last = self.drop_agent_leg(key);
+                if let Err(reason) = self.transfer(key, uri) {
+                    self.end(key, reason);
+                    return;
+                }
+                // The ringback and then the target continue the stream the agent's bridge sent.
+                if let (Some(c), Some((seq, ts))) = (self.calls.get_mut(&key), last)
+                    && let Some(to_a) = c.leg_b.as_mut().and_then(|l| l.to_a.as_mut())
+                {
+                    to_a.continue_after(seq, ts);
+                }
+            }
+            ToMedia::Requeue { queue } => {
+                let last = self.drop_agent_leg(key);
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                c.call.resume_after_bridge(now, last);
+                c.record.queue = Some(queue.clone());
+                if let Some(acd) = &self.shared.acd {
+                    // First in line: the caller has waited once already.
+                    acd.send(AcdCommand::Enqueue {
+                        call: key,
+                        call_id: c.record.call_id.clone(),
+                        queue,
+                        priority: 100,
+                        skills: Vec::new(),
+                    });
+                }
             }
             ToMedia::Announce { place, minutes } => {
                 let bridged = c.leg_b.as_ref().is_some_and(|l| l.bridge.is_some());
@@ -731,6 +762,26 @@ impl Worker {
             }
         }
         self.after(key);
+    }
+
+    /// Takes down a call's agent leg (already hung up on the signaling side): socket and
+    /// port back, the ACD told the agent's call ended. Returns the bridge's last packet to
+    /// the caller (sequence, timestamp) for whatever speaks to the caller next.
+    fn drop_agent_leg(&mut self, key: u64) -> Option<(u16, u32)> {
+        let c = self.calls.get_mut(&key)?;
+        let mut leg = c.leg_b.take()?;
+        let _ = self.poll.registry().deregister(&mut leg.socket);
+        if let Ok(mut p) = self.shared.ports.lock() {
+            p.release(leg.port);
+        }
+        let b = leg.bridge?;
+        if let (Some(agent), Some(acd)) = (b.agent, &self.shared.acd) {
+            acd.send(AcdCommand::CallEnded {
+                agent,
+                queue: c.record.queue.clone().unwrap_or_default(),
+            });
+        }
+        b.to_a.last_sent()
     }
 
     /// Reads what the caller sent.
@@ -1089,6 +1140,7 @@ impl Worker {
                     if let Some(acd) = &self.shared.acd {
                         acd.send(AcdCommand::Enqueue {
                             call: key,
+                            call_id: c.record.call_id.clone(),
                             queue: queue.clone(),
                             priority,
                             skills,
@@ -1252,7 +1304,8 @@ impl Worker {
                         queue: queue.clone(),
                     });
                 }
-                None if c.record.agent_id.is_none() => {
+                // Still (or again, after a transfer back to a queue) waiting for an agent.
+                None if c.record.agent_id.is_none() || c.call.session().is_queued() => {
                     acd.send(AcdCommand::Leave {
                         call: key,
                         hung_up: matches!(reason, "caller hung up" | "no media"),

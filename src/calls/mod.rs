@@ -66,6 +66,47 @@ pub struct CallsConfig {
     /// Where callbacks are placed: a SIP URI with `{number}` for the caller's number (the
     /// carrier gateway); `None`: callbacks fail (and the ACD drops them).
     pub callback_route: Option<String>,
+    /// Where an agent may send a caller in an emergency: a name (110, 119, 120, 122) to a
+    /// SIP URI with an IP address.
+    pub emergency_routes: std::collections::BTreeMap<String, String>,
+}
+
+/// An agent (or a supervisor) moves the caller of a call in progress elsewhere: to an
+/// emergency route, or back to a queue (blind transfer). Sent to the handler with
+/// [`EngineHandle::tell`]; `reply` says what happened.
+#[derive(Debug)]
+pub struct TransferControl {
+    /// The call's SIP Call-ID.
+    pub call_id: String,
+    /// Where to.
+    pub to: TransferTarget,
+    /// The agent asking (it must be the one on the call); `None`: a supervisor.
+    pub agent: Option<u64>,
+    /// The URI or queue the caller went to, or why not.
+    pub reply: tokio::sync::oneshot::Sender<Result<String, TransferRefused>>,
+}
+
+/// Where a caller is transferred.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// A configured emergency route by name (`acd.emergency_routes`).
+    Emergency(String),
+    /// A queue: the caller waits there again, first in line.
+    Queue(String),
+}
+
+/// Why a transfer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefused {
+    /// No such call in progress.
+    #[error("no call {0:?} in progress")]
+    NoCall(String),
+    /// The agent asking is not the one on the call.
+    #[error("call {0:?} is not yours")]
+    NotYours(String),
+    /// No such route.
+    #[error("no emergency route {0:?} is configured (acd.emergency_routes)")]
+    NoRoute(String),
 }
 
 /// A callback being dialled: the kept place (its key), the agents waiting to ring, and the
@@ -535,6 +576,52 @@ impl Calls {
         }
     }
 
+    /// An agent or supervisor transfers a call in progress: the agent's leg is hung up and
+    /// the worker sends the caller on (an emergency route, with ringback, or a queue).
+    fn transfer_control(&mut self, ep: &mut Endpoint, now: Instant, t: TransferControl) {
+        let Some((_, live)) = self.live.iter().find(|(d, _)| d.call_id == t.call_id) else {
+            let _ = t.reply.send(Err(TransferRefused::NoCall(t.call_id)));
+            return;
+        };
+        let (worker, key) = (live.worker, live.key);
+        let agent_leg = self
+            .legs_b
+            .iter()
+            .find(|(_, (_, k, _, a))| *k == key && a.is_some())
+            .map(|(d, (_, _, _, a))| (d.clone(), *a));
+        if let Some(asking) = t.agent
+            && agent_leg.as_ref().and_then(|(_, a)| *a) != Some(asking)
+        {
+            let _ = t.reply.send(Err(TransferRefused::NotYours(t.call_id)));
+            return;
+        }
+        let news = match &t.to {
+            TransferTarget::Emergency(name) => match self.cfg.emergency_routes.get(name) {
+                Some(uri) => ToMedia::TransferOut { uri: uri.clone() },
+                None => {
+                    let _ = t.reply.send(Err(TransferRefused::NoRoute(name.clone())));
+                    return;
+                }
+            },
+            TransferTarget::Queue(q) => ToMedia::Requeue { queue: q.clone() },
+        };
+        if let Some((dialog, _)) = agent_leg {
+            self.legs_b.remove(&dialog);
+            let _ = ep.bye(now, &dialog);
+        }
+        self.agent_legs.remove(&key);
+        let done = match &news {
+            ToMedia::TransferOut { uri } => uri.clone(),
+            ToMedia::Requeue { queue } => queue.clone(),
+            _ => String::new(),
+        };
+        tracing::info!(call_id = %t.call_id, to = %done, "the agent transferred the caller");
+        if let Some(w) = &self.workers {
+            w.news(worker, key, news);
+        }
+        let _ = t.reply.send(Ok(done));
+    }
+
     /// A callback's place came up: the caller is called through the callback route, from the
     /// number it dialled; the agents ring once it answers.
     fn dial_callback(
@@ -649,6 +736,7 @@ impl Calls {
             let _ = ep.bye(now, &dialog);
             return;
         };
+        let dialog_call_id = dialog.call_id.clone();
         let worker = workers.add(new);
         workers.news(worker, d.key, ToMedia::Confirmed(None));
         self.keys
@@ -663,7 +751,10 @@ impl Calls {
             },
         );
         tracing::info!("the caller answered its callback; ringing the agent");
-        self.acd_send(crate::acd::service::Command::CallbackAnswered { call: d.key });
+        self.acd_send(crate::acd::service::Command::CallbackAnswered {
+            call: d.key,
+            call_id: dialog_call_id,
+        });
         self.ring(
             ep,
             now,
@@ -940,6 +1031,10 @@ impl CallHandler for Calls {
                 let _ = control.reply.send(found);
                 return;
             }
+            Err(other) => other,
+        };
+        let message = match message.downcast::<TransferControl>() {
+            Ok(t) => return self.transfer_control(ep, now, *t),
             Err(other) => other,
         };
         let message = match message.downcast::<crate::acd::service::RingAgents>() {

@@ -11,6 +11,9 @@
 //! - `GET /api/acd/missed[?all=true]`: callers who hung up while waiting (abandoned), for
 //!   calling back; the office sees the numbers (the read is audited), analysts masked ones;
 //!   `POST /api/acd/missed/{id}/done` `{"outcome"}` closes one
+//! - `POST /api/calls/{call_id}/transfer` `{"emergency": "110"}` or `{"queue": "general"}`:
+//!   the agent on the call (or a supervisor) sends the caller to a configured emergency route
+//!   or back to a queue, first in line; audited
 //! - `GET /api/acd/events` (WebSocket; the session token as `Authorization: Bearer` or, from
 //!   a browser, `?token=`): the snapshot as JSON at once and again whenever it changes
 //!   (checked twice a second, so a change shows within a second and nothing is sent while
@@ -38,6 +41,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/acd/events", get(events))
         .route("/api/acd/missed", get(missed))
         .route("/api/acd/missed/{id}/done", post(missed_done))
+        .route("/api/calls/{call_id}/transfer", post(transfer))
 }
 
 fn acd(state: &AppState) -> Result<AcdHandle, ApiError> {
@@ -412,4 +416,80 @@ async fn missed_done(
         });
     }
     Ok(Json(json!({ "id": id, "done": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    emergency: Option<String>,
+    queue: Option<String>,
+}
+
+/// The agent on a call (or a supervisor) transfers its caller.
+async fn transfer(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+    Json(body): Json<TransferBody>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::calls::{TransferControl, TransferRefused, TransferTarget};
+    let me = user.require(
+        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
+        "transferring calls",
+    )?;
+    let to = match (body.emergency, body.queue) {
+        (Some(e), None) => TransferTarget::Emergency(e),
+        (None, Some(q)) => TransferTarget::Queue(q),
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "say where to: exactly one of \"emergency\" (a route such as 110) or \"queue\""
+                    .into(),
+            ));
+        }
+    };
+    let engine = state
+        .engine
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("calls are not handled by this node".into()))?;
+    let agent = (me.role != Role::Supervisor).then(|| u64::try_from(me.id).unwrap_or(0));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let control = TransferControl {
+        call_id: call_id.clone(),
+        to: to.clone(),
+        agent,
+        reply,
+    };
+    if !engine.tell(Box::new(control)).await {
+        return Err(ApiError::Unavailable("the SIP engine has stopped".into()));
+    }
+    let done = match tokio::time::timeout(std::time::Duration::from_secs(2), answer).await {
+        Ok(Ok(Ok(done))) => done,
+        Ok(Ok(Err(e @ TransferRefused::NoCall(_)))) => {
+            return Err(ApiError::NotFound(e.to_string()));
+        }
+        Ok(Ok(Err(e @ TransferRefused::NotYours(_)))) => {
+            return Err(ApiError::Forbidden(e.to_string()));
+        }
+        Ok(Ok(Err(e @ TransferRefused::NoRoute(_)))) => {
+            return Err(ApiError::Unprocessable(e.to_string()));
+        }
+        _ => {
+            return Err(ApiError::Unavailable(
+                "the call handler did not answer".into(),
+            ));
+        }
+    };
+    let (kind, name) = match &to {
+        TransferTarget::Emergency(e) => ("emergency", e.clone()),
+        TransferTarget::Queue(q) => ("queue", q.clone()),
+    };
+    crate::audit::record(
+        &state.db,
+        &me.username,
+        "call.transfer",
+        &format!("call:{call_id}"),
+        json!({ kind: name, "to": done }),
+    )
+    .await?;
+    Ok(Json(json!({ "call_id": call_id, kind: name, "to": done })))
 }

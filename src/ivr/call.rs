@@ -194,12 +194,18 @@ impl IvrCall {
     /// The agent hung up; the caller stays for the survey if the script has one. The IVR's
     /// stream continues after `last`, the bridge's last packet to the caller.
     pub fn agent_hung_up(&mut self, now: Instant, last: Option<(u16, u32)>, facts: &dyn Facts) {
+        self.resume_after_bridge(now, last);
+        self.event(now, Event::AgentHungUp, facts);
+    }
+
+    /// The bridge to the agent is gone: the IVR's stream (music on hold, while the caller
+    /// waits again) continues after `last`, the bridge's last packet to the caller.
+    pub fn resume_after_bridge(&mut self, now: Instant, last: Option<(u16, u32)>) {
         if std::mem::take(&mut self.connected)
             && let Some((seq, ts)) = last
         {
             self.sender.resume_after(now, seq, ts);
         }
-        self.event(now, Event::AgentHungUp, facts);
     }
 
     /// A datagram from the caller's RTP port.

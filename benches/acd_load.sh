@@ -8,7 +8,7 @@
 # wait and how many agents talk.
 #
 # usage: benches/acd_load.sh [CALLS=700] [AGENTS=200] [RATE=25] [HOLD=90] [WINDOW=15]
-# KEEP=1 keeps the work directory. Needs DATABASE_URL (a PostgreSQL server; a scratch database
+# ANNOUNCE sets acd.announce_secs (default 30; 0 none). KEEP=1 keeps the work directory. Needs DATABASE_URL (a PostgreSQL server; a scratch database
 # is made and dropped) and installs sip-tester and espeak-ng from Debian if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +69,7 @@ dir = "$work/rec"
 script = "$work/ivr.toml"
 [acd]
 wrap_up_secs = 0
-announce_secs = 30
+announce_secs = ${ANNOUNCE:-30}
 [log]
 level = "warn"
 TOML

@@ -74,10 +74,13 @@ pub fn spawn(
     // 8 kHz once: the TTS cache on disk spares the synthesis, this spares reading and
     // resampling the file for every caller (hundreds of announcements a minute).
     let said: Arc<std::sync::Mutex<HashMap<String, Arc<Prompt>>>> = Arc::default();
+    // Such prompts are made one at a time: when hundreds of waiting callers are told their
+    // place at once, the first caller's synthesis serves all who need the same words.
+    let making: Arc<tokio::sync::Mutex<()>> = Arc::default();
     tokio::spawn(async move {
         while let Some(req) = rx.recv().await {
             let (db, tts, unavailable) = (db.clone(), tts.clone(), unavailable.clone());
-            let said = Arc::clone(&said);
+            let (said, making) = (Arc::clone(&said), Arc::clone(&making));
             tokio::spawn(async move {
                 let asked = req.question.clone();
                 let prompts = match text(&db, req.question).await {
@@ -91,11 +94,21 @@ pub fn spawn(
                             .into_iter()
                             .collect()
                     }
-                    Ok(text) => {
+                    Ok(text) => 'said: {
                         let key = text.clone();
                         // Answers from the knowledge base are the same for every caller and
                         // go through the TTS cache; a ticket's status is said once.
                         let cached = !matches!(asked, Question::Ticket { .. });
+                        let _turn = if cached {
+                            let turn = making.lock().await;
+                            // Made meanwhile by the caller before in line?
+                            if let Some(p) = said.lock().ok().and_then(|m| m.get(&text).cloned()) {
+                                break 'said vec![p];
+                            }
+                            Some(turn)
+                        } else {
+                            None
+                        };
                         let speak = move || -> Result<Vec<i16>, crate::ivr::tts::TtsError> {
                             if cached {
                                 let wav = tts.speak(&text)?;

@@ -693,23 +693,7 @@ fn an_agent_transfers_a_caller_to_the_emergency_route() {
         )
     });
     // Bob's call, as the live snapshot shows it.
-    let mut call_id = None;
-    for _ in 0..100 {
-        let snap = center
-            .http
-            .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
-        let me = snap["agents"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["id"] == json!(bob)).cloned());
-        if let Some(me) = me
-            && me["state"] == "on_call"
-        {
-            call_id = me["call_id"].as_str().map(str::to_string);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let call_id = call_id.expect("bob on the call, with its Call-ID in the snapshot");
+    let call_id = on_call(&center, bob);
     std::thread::sleep(Duration::from_secs(2));
     let path = format!("/api/calls/{call_id}/transfer");
     let carol = center.http.login("carol", "agent's password");
@@ -764,4 +748,82 @@ fn an_agent_transfers_a_caller_to_the_emergency_route() {
         "right (police line, 500 Hz): {}",
         crossings(r)
     );
+}
+
+/// The snapshot's view of an agent, polled until it is on a call (up to 10 s): its Call-ID.
+fn on_call(center: &Center, agent: i64) -> String {
+    for _ in 0..100 {
+        let snap = center
+            .http
+            .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
+        let me = snap["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == json!(agent)).cloned());
+        if let Some(me) = me
+            && me["state"] == "on_call"
+            && let Some(id) = me["call_id"].as_str()
+        {
+            return id.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("agent {agent} never on a call")
+}
+
+/// A blind transfer back to the queue: bob sends his caller to `general`, first in line; the
+/// caller hears music again and the next free agent (alice) is rung, answers and is bridged.
+#[test]
+fn an_agent_sends_a_caller_back_to_the_queue_and_the_next_agent_takes_it() {
+    let center = Center::start(SCRIPT);
+    let bob = center.agent("bob", "1002");
+    let alice = center.agent("alice", "1001");
+    let (port_b, port_a) = (free_udp_port(), free_udp_port());
+    let phone_b = phone(center.work.path(), "uas_agent_talks.xml", port_b);
+    let phone_a = phone(center.work.path(), "uas_agent_talks.xml", port_a);
+    center.register("1002", port_b);
+    center.register("1001", port_a);
+    center.agent_does("bob", "login", Value::Null);
+    let (dir, udp) = (center.work.path().to_path_buf(), center.node.udp);
+    let caller = std::thread::spawn(move || {
+        sipp_in(
+            &dir,
+            udp,
+            &scenario("../../benches/sipp/uac_media_load.xml"),
+            "12345",
+            &["-d", "14000"],
+        )
+    });
+    let call_id = on_call(&center, bob);
+    center.agent_does("alice", "login", Value::Null);
+    std::thread::sleep(Duration::from_secs(1));
+    let token = center.http.login("bob", "agent's password");
+    let done = center.http.ok(
+        "POST",
+        &format!("/api/calls/{call_id}/transfer"),
+        Some(&token),
+        json!({"queue": "general"}),
+    );
+    assert_eq!(done["to"], "general");
+    assert_eq!(
+        on_call(&center, alice),
+        call_id,
+        "the same call, now alice's"
+    );
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "the caller's call failed: {errors}");
+    for (who, p) in [("bob", phone_b), ("alice", phone_a)] {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{who}'s phone: {}",
+            center.sipp_errors()
+        );
+    }
+    let rows = center.ended_calls(1, "agent_id, outcome, transfer_to");
+    assert_eq!(rows[0].get::<Option<i64>, _>("agent_id"), Some(alice));
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("outcome").as_deref(),
+        Some("answered")
+    );
+    assert_eq!(rows[0].get::<Option<String>, _>("transfer_to"), None);
 }

@@ -7,5 +7,7 @@ ALTER TABLE calls
     ADD COLUMN agent_id          BIGINT,
     ADD COLUMN agent_answered_at TIMESTAMPTZ,
     ADD COLUMN outcome           TEXT,
-    ADD COLUMN callback          BOOLEAN NOT NULL DEFAULT false;
+    ADD COLUMN callback          BOOLEAN NOT NULL DEFAULT false,
+    -- Each ring of an agent's phone: [{agent, started_at, ended_at, result}], in order.
+    ADD COLUMN rings             JSONB NOT NULL DEFAULT '[]';
 CREATE INDEX calls_agent ON calls (agent_id, started_at) WHERE agent_id IS NOT NULL;

@@ -310,6 +310,28 @@ pub struct AcdConfig {
     /// Where agents may send a caller in an emergency, by name: `{ "110" = "sip:110@10.0.0.1" }`
     /// (police 110, fire 119, ambulance 120, traffic 122; IP addresses, no DNS).
     pub emergency_routes: std::collections::BTreeMap<String, String>,
+    /// One queue's own rules where they differ: `[acd.queues.general] overflow = "backup"`.
+    pub queues: std::collections::BTreeMap<String, QueueRules>,
+}
+
+/// `[acd.queues.NAME]`: a queue's own rules; what is left out comes from `[acd]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueRules {
+    /// The strategy (see `acd.strategy`).
+    pub strategy: Option<String>,
+    /// Seconds an agent's phone rings.
+    pub ring_timeout_secs: Option<u64>,
+    /// Seconds of wrap-up.
+    pub wrap_up_secs: Option<u64>,
+    /// The service-level target, seconds.
+    pub service_level_secs: Option<u64>,
+    /// Skills every agent of the queue needs.
+    pub skills: Vec<String>,
+    /// Seconds a caller waits here before moving to `overflow`.
+    pub max_wait_secs: Option<u64>,
+    /// The queue callers move to after `max_wait_secs`.
+    pub overflow: Option<String>,
 }
 
 impl Default for AcdConfig {
@@ -323,6 +345,7 @@ impl Default for AcdConfig {
             announce_secs: 60,
             callback_route: String::new(),
             emergency_routes: Default::default(),
+            queues: Default::default(),
         }
     }
 }
@@ -330,27 +353,30 @@ impl Default for AcdConfig {
 impl AcdConfig {
     /// The routing strategy named by `strategy`.
     pub fn strategy(&self) -> Option<crate::acd::routing::Strategy> {
-        use crate::acd::routing::Strategy;
-        Some(match self.strategy.as_str() {
-            "longest_idle" => Strategy::LongestIdle,
-            "round_robin" => Strategy::RoundRobin,
-            "fewest_calls" => Strategy::FewestCalls,
-            "ring_all" => Strategy::RingAll,
-            "skills" => Strategy::Skills,
-            _ => return None,
-        })
+        strategy_named(&self.strategy)
     }
 
-    /// Every queue's rules (the queue names come from `ivr.queues`).
+    /// Every queue's rules (the queue names come from `ivr.queues`): `[acd]`, then the
+    /// queue's own `[acd.queues.NAME]`.
     pub fn queue(&self, name: &str) -> crate::acd::routing::QueueConfig {
         use std::time::Duration;
         let base = crate::acd::routing::QueueConfig::new(name);
+        let own = self.queues.get(name).cloned().unwrap_or_default();
+        let secs = |own: Option<u64>, all: u64| Duration::from_secs(own.unwrap_or(all));
         crate::acd::routing::QueueConfig {
-            strategy: self.strategy().unwrap_or(base.strategy),
-            ring_timeout: Duration::from_secs(self.ring_timeout_secs),
+            strategy: own
+                .strategy
+                .as_deref()
+                .and_then(strategy_named)
+                .or_else(|| self.strategy())
+                .unwrap_or(base.strategy),
+            ring_timeout: secs(own.ring_timeout_secs, self.ring_timeout_secs),
             max_misses: self.max_misses,
-            wrap_up: Duration::from_secs(self.wrap_up_secs),
-            service_level: Duration::from_secs(self.service_level_secs),
+            wrap_up: secs(own.wrap_up_secs, self.wrap_up_secs),
+            service_level: secs(own.service_level_secs, self.service_level_secs),
+            skills: own.skills,
+            max_wait: own.max_wait_secs.map(Duration::from_secs),
+            overflow: own.overflow,
             ..base
         }
     }
@@ -363,6 +389,19 @@ impl AcdConfig {
             ..Default::default()
         }
     }
+}
+
+/// The routing strategy of a name.
+fn strategy_named(name: &str) -> Option<crate::acd::routing::Strategy> {
+    use crate::acd::routing::Strategy;
+    Some(match name {
+        "longest_idle" => Strategy::LongestIdle,
+        "round_robin" => Strategy::RoundRobin,
+        "fewest_calls" => Strategy::FewestCalls,
+        "ring_all" => Strategy::RingAll,
+        "skills" => Strategy::Skills,
+        _ => return None,
+    })
 }
 
 /// `[log]`: logging.
@@ -858,6 +897,41 @@ impl Config {
                 ));
             }
         }
+        let known: Vec<String> = if self.ivr.queues.is_empty() {
+            vec!["general".into()]
+        } else {
+            self.ivr.queues.clone()
+        };
+        for (name, rules) in &self.acd.queues {
+            let at = format!("`acd.queues.{name}`");
+            if !known.contains(name) {
+                out.push(format!(
+                    "{at}: no such queue (ivr.queues: {})",
+                    known.join(", ")
+                ));
+            }
+            if let Some(s) = &rules.strategy
+                && strategy_named(s).is_none()
+            {
+                out.push(format!(
+                    "{at}.strategy is {s:?}: expected longest_idle, round_robin, fewest_calls, ring_all or skills"
+                ));
+            }
+            if let Some(t) = rules.ring_timeout_secs
+                && !(5..=300).contains(&t)
+            {
+                out.push(format!("{at}.ring_timeout_secs is {t}: expected 5 to 300"));
+            }
+            match (&rules.overflow, rules.max_wait_secs) {
+                (Some(o), Some(_)) if o == name || !known.contains(o) => out.push(format!(
+                    "{at}.overflow is {o:?}: expected another queue of ivr.queues"
+                )),
+                (Some(_), None) | (None, Some(_)) => out.push(format!(
+                    "{at}: overflow and max_wait_secs go together (where to, and after how long)"
+                )),
+                _ => {}
+            }
+        }
         for (name, uri) in &self.acd.emergency_routes {
             let ip = hotline_sip::message::Uri::parse(uri)
                 .ok()
@@ -1098,5 +1172,36 @@ mod tests {
             shown.contains("postgres://hl:***@db:5432/hotline"),
             "{shown}"
         );
+    }
+}
+
+#[cfg(test)]
+mod acd_tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_takes_its_own_rules_and_the_rest_from_acd() {
+        let acd: AcdConfig = toml::from_str(
+            r#"
+strategy = "round_robin"
+ring_timeout_secs = 15
+[queues.general]
+strategy = "skills"
+skills = ["mandarin"]
+max_wait_secs = 120
+overflow = "backup"
+"#,
+        )
+        .unwrap();
+        let general = acd.queue("general");
+        assert_eq!(general.strategy, crate::acd::routing::Strategy::Skills);
+        assert_eq!(general.skills, ["mandarin"]);
+        assert_eq!(general.max_wait, Some(std::time::Duration::from_secs(120)));
+        assert_eq!(general.overflow.as_deref(), Some("backup"));
+        assert_eq!(general.ring_timeout, std::time::Duration::from_secs(15));
+        let backup = acd.queue("backup");
+        assert_eq!(backup.strategy, crate::acd::routing::Strategy::RoundRobin);
+        assert_eq!(backup.overflow, None);
+        assert_eq!(backup.wrap_up, std::time::Duration::from_secs(30));
     }
 }

@@ -307,6 +307,7 @@ fn record(
         agent_answered_at: None,
         callback: false,
         callback_requested: false,
+        rings: Vec::new(),
         transfer_to: transfer.map(str::to_string),
         score: None,
         packets_sent: 0,

@@ -297,7 +297,7 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     // The call record names bob, answered.
     let rows = center.ended_calls(
         1,
-        "agent_id, outcome, queue, recording, end_reason,
+        "agent_id, outcome, queue, recording, end_reason, rings,
          (agent_answered_at - queued_at) AS waited",
     );
     assert_eq!(rows.len(), 1, "one call record");
@@ -315,6 +315,29 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
         row.get::<Option<String>, _>("end_reason").as_deref(),
         Some("caller hung up")
     );
+    // Each ring: alice's ran the 5 s timeout, bob's was answered after about 1 s.
+    let rings: Value = row.get("rings");
+    let rings = rings.as_array().unwrap();
+    let ring = |i: usize| {
+        let r = &rings[i];
+        let at = |k: &str| {
+            r[k].as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .unwrap()
+        };
+        (
+            r["agent"].as_i64().unwrap(),
+            r["result"].as_str().unwrap().to_string(),
+            (at("ended_at") - at("started_at")).num_milliseconds(),
+        )
+    };
+    assert_eq!(rings.len(), 2, "{rings:?}");
+    let (a, result, ms) = ring(0);
+    assert_eq!((a, result.as_str()), (ids[0], "no answer"));
+    assert!((4500..6500).contains(&ms), "alice rang {ms} ms");
+    let (b, result, ms) = ring(1);
+    assert_eq!((b, result.as_str()), (ids[1], "answered"));
+    assert!((800..2500).contains(&ms), "bob rang {ms} ms");
     let waited: sqlx::postgres::types::PgInterval = row.get("waited");
     let waited = waited.microseconds as f64 / 1e6;
     assert!(

@@ -278,3 +278,50 @@ fn check_config_refuses_a_script_naming_a_queue_that_is_not_configured() {
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn acd_rules_are_checked_queue_by_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+[ivr]
+queues = ["general", "backup"]
+[acd]
+strategy = "random"
+callback_route = "sip:gateway.example.com"
+[acd.emergency_routes]
+"110" = "sip:110@police.example.com"
+[acd.queues.general]
+overflow = "backup"
+[acd.queues.backup]
+max_wait_secs = 60
+overflow = "backup"
+ring_timeout_secs = 2
+[acd.queues.nowhere]
+strategy = "skills"
+"#;
+    let (code, _, err) = check(dir.path(), toml, &[]);
+    assert_ne!(code, 0);
+    for needle in [
+        "`acd.strategy` is \"random\"",
+        "`acd.callback_route`",
+        "`acd.emergency_routes.110`",
+        "`acd.queues.general`: overflow and max_wait_secs go together",
+        "`acd.queues.backup`.overflow is \"backup\"",
+        "`acd.queues.backup`.ring_timeout_secs is 2",
+        "`acd.queues.nowhere`: no such queue",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+    // The same rules, right: accepted, and shown as they will apply.
+    let good = r#"
+[ivr]
+queues = ["general", "backup"]
+[acd.queues.general]
+overflow = "backup"
+max_wait_secs = 120
+skills = ["mandarin"]
+"#;
+    let (code, out, err) = check(dir.path(), good, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("max_wait_secs = 120"), "{out}");
+}

@@ -89,6 +89,8 @@ pub enum ToMedia {
         /// The queue.
         queue: String,
     },
+    /// An agent's phone rang for the call, and how that ended (for the call record).
+    RingDone(super::record::RingRecord),
     /// Tell the waiting caller its place (1 = next) and the estimated wait.
     Announce {
         /// Place.
@@ -718,6 +720,11 @@ impl Worker {
                         priority: 100,
                         skills: Vec::new(),
                     });
+                }
+            }
+            ToMedia::RingDone(ring) => {
+                if c.record.rings.len() < MAX_RINGS {
+                    c.record.rings.push(ring);
                 }
             }
             ToMedia::Announce { place, minutes } => {
@@ -1388,6 +1395,10 @@ const RTCP: usize = 1 << (usize::BITS - 2);
 
 /// Marks a token as a call's transfer leg.
 const LEG_B: usize = 1 << (usize::BITS - 3);
+
+/// Rings kept in one call's record (a caller waiting an hour in a busy queue cannot grow it
+/// without bound).
+const MAX_RINGS: usize = 64;
 
 /// One frame of the media clock.
 const FRAME_TIME: Duration = Duration::from_millis(20);

@@ -109,6 +109,14 @@ pub enum TransferRefused {
     NoRoute(String),
 }
 
+/// An agent's phone ringing for a call.
+#[derive(Debug, Clone, Copy)]
+struct Ringing {
+    key: u64,
+    agent: u64,
+    since: chrono::DateTime<Utc>,
+}
+
 /// A callback being dialled: the kept place (its key), the agents waiting to ring, and the
 /// leg's sockets and SDP until the caller answers.
 struct Dialling {
@@ -151,8 +159,8 @@ pub struct Calls {
     keys: HashMap<u64, (usize, DialogId, String)>,
     /// Calls whose agent leg is set up in the worker: key to our side of its SDP.
     agent_legs: HashMap<u64, Local>,
-    /// Agents' phones ringing: INVITE transaction to (call key, agent).
-    rings: HashMap<TxId, (u64, u64)>,
+    /// Agents' phones ringing, by INVITE transaction.
+    rings: HashMap<TxId, Ringing>,
     /// Callbacks being dialled, by their INVITE transaction.
     dialling: HashMap<TxId, Dialling>,
     records: mpsc::UnboundedSender<CallEvent>,
@@ -293,7 +301,7 @@ impl Calls {
         let stale: Vec<TxId> = self
             .rings
             .iter()
-            .filter(|(_, (k, _))| keys.contains(k))
+            .filter(|(_, r)| keys.contains(&r.key))
             .map(|(tx, _)| *tx)
             .collect();
         for tx in stale {
@@ -491,6 +499,22 @@ impl Calls {
 }
 
 impl Calls {
+    /// Adds a ring of an agent's phone, and how it ended, to the call's record.
+    fn ring_done(&self, r: Ringing, result: &str) {
+        if let (Some((worker, _, _)), Some(w)) = (self.keys.get(&r.key), &self.workers) {
+            w.news(
+                *worker,
+                r.key,
+                ToMedia::RingDone(record::RingRecord {
+                    agent: r.agent,
+                    started_at: r.since,
+                    ended_at: Utc::now(),
+                    result: result.to_string(),
+                }),
+            );
+        }
+    }
+
     fn acd_send(&self, c: crate::acd::service::Command) {
         if let Some(acd) = &self.acd {
             acd.send(c);
@@ -552,6 +576,15 @@ impl Calls {
                 .and_then(|aor| agent_contact(ep, now, aor));
             let Some((uri, peer)) = contact else {
                 tracing::warn!(agent, device = ?device, "the agent's phone is not registered");
+                let since = Utc::now();
+                self.ring_done(
+                    Ringing {
+                        key: r.call,
+                        agent,
+                        since,
+                    },
+                    "not registered",
+                );
                 self.acd_send(Acd::RingFailed {
                     call: r.call,
                     agent,
@@ -562,7 +595,14 @@ impl Calls {
             match ep.invite(now, peer, &uri, &caller, Some(&offer)) {
                 Ok(tx) => {
                     tracing::info!(agent, %uri, "ringing the agent's phone");
-                    self.rings.insert(tx, (r.call, agent));
+                    self.rings.insert(
+                        tx,
+                        Ringing {
+                            key: r.call,
+                            agent,
+                            since: Utc::now(),
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(error = ?e, agent, "cannot ring the agent's phone");
@@ -776,7 +816,7 @@ impl Calls {
         dialog: DialogId,
         response: &Message,
     ) {
-        let Some((key, agent)) = self.rings.remove(&tx) else {
+        let Some(Ringing { key, agent, since }) = self.rings.remove(&tx) else {
             return;
         };
         let (Some((worker, _, _)), Some(local)) = (
@@ -789,11 +829,13 @@ impl Calls {
         let others: Vec<TxId> = self
             .rings
             .iter()
-            .filter(|(_, (k, _))| *k == key)
+            .filter(|(_, r)| r.key == key)
             .map(|(tx, _)| *tx)
             .collect();
         for other in others {
-            self.rings.remove(&other);
+            if let Some(r) = self.rings.remove(&other) {
+                self.ring_done(r, "answered elsewhere");
+            }
             let _ = ep.cancel(now, other);
         }
         let answer = sdp_answer(response);
@@ -802,6 +844,7 @@ impl Calls {
                 agent,
                 "the agent's phone answered without a usable SDP answer"
             );
+            self.ring_done(Ringing { key, agent, since }, "failed");
             let _ = ep.bye(now, &dialog);
             self.acd_send(crate::acd::service::Command::RingFailed {
                 call: key,
@@ -811,6 +854,7 @@ impl Calls {
             return;
         };
         tracing::info!(agent, "the agent answered");
+        self.ring_done(Ringing { key, agent, since }, "answered");
         self.legs_b
             .insert(dialog.clone(), (worker, key, local, Some(agent)));
         self.acd_send(crate::acd::service::Command::Answered { call: key, agent });
@@ -856,6 +900,7 @@ fn new_record(call_id: &str, caller: &str, called: &str) -> CallRecord {
         agent_answered_at: None,
         callback: false,
         callback_requested: false,
+        rings: Vec::new(),
         transfer_to: None,
         score: None,
         packets_sent: 0,
@@ -1046,11 +1091,13 @@ impl CallHandler for Calls {
                 let stop: Vec<TxId> = self
                     .rings
                     .iter()
-                    .filter(|(_, (k, a))| *k == s.call && s.agents.contains(a))
+                    .filter(|(_, r)| r.key == s.call && s.agents.contains(&r.agent))
                     .map(|(tx, _)| *tx)
                     .collect();
                 for tx in stop {
-                    self.rings.remove(&tx);
+                    if let Some(r) = self.rings.remove(&tx) {
+                        self.ring_done(r, "no answer");
+                    }
                     let _ = ep.cancel(now, tx);
                 }
                 return;
@@ -1145,7 +1192,7 @@ impl CallHandler for Calls {
                     let rings: Vec<TxId> = self
                         .rings
                         .iter()
-                        .filter(|(_, (k, _))| *k == live.key)
+                        .filter(|(_, r)| r.key == live.key)
                         .map(|(tx, _)| *tx)
                         .collect();
                     for tx in rings {
@@ -1221,7 +1268,18 @@ impl CallHandler for Calls {
                 }
             }
             EndpointEvent::Failed { tx, status } if self.rings.contains_key(&tx) => {
-                if let Some((call, agent)) = self.rings.remove(&tx) {
+                if let Some(r) = self.rings.remove(&tx) {
+                    let (call, agent) = (r.key, r.agent);
+                    self.ring_done(
+                        r,
+                        match status {
+                            486 | 600 => "busy",
+                            603 => "declined",
+                            404 | 410 | 480 => "unavailable",
+                            408 => "no response",
+                            _ => "failed",
+                        },
+                    );
                     tracing::info!(
                         call,
                         agent,

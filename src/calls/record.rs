@@ -63,6 +63,9 @@ pub struct CallRecord {
     /// The caller chose to be called back (its place was kept; it hung up).
     #[serde(default)]
     pub callback_requested: bool,
+    /// Every ring of an agent's phone for this call, in order.
+    #[serde(default)]
+    pub rings: Vec<RingRecord>,
     /// The URI the IVR transferred the caller to.
     pub transfer_to: Option<String>,
     /// Satisfaction score 1-5 from the survey.
@@ -74,6 +77,21 @@ pub struct CallRecord {
     /// What RTCP saw of the call's quality (loss, jitter both ways, round trip).
     #[serde(with = "quality_serde")]
     pub quality: Option<Quality>,
+}
+
+/// One ring of an agent's phone for a call: when it started and ended, and how (`answered`,
+/// `no answer` (the ring timeout), `busy`, `declined`, `unavailable`, `not registered`,
+/// `answered elsewhere`, `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RingRecord {
+    /// The agent (user id).
+    pub agent: u64,
+    /// When the INVITE went out.
+    pub started_at: DateTime<Utc>,
+    /// When the ringing ended.
+    pub ended_at: DateTime<Utc>,
+    /// How.
+    pub result: String,
 }
 
 /// The quality in the spool, as the `quality` column's JSON.
@@ -163,7 +181,7 @@ impl CallRecord {
                 codec = $6, ivr_path = $7, ivr_keys = $8, ivr_vars = $9, queue = $10,
                 score = $11, packets_sent = $12, packets_received = $13, quality = $14,
                 transfer_to = $15, queued_at = $16, agent_id = $17, agent_answered_at = $18,
-                outcome = $19, callback = $20
+                outcome = $19, callback = $20, rings = $21
              WHERE id = $1",
             id,
             self.answered_at,
@@ -185,6 +203,7 @@ impl CallRecord {
             self.agent_answered_at,
             self.outcome(),
             self.callback,
+            serde_json::to_value(&self.rings).unwrap_or_default(),
         )
         .execute(pool)
         .await?;

@@ -179,6 +179,7 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
             queue: "general".into(),
             priority: 0,
             skills: vec![],
+            agent: None,
         });
     }
     acd.send(Command::Enqueue {
@@ -187,6 +188,7 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
         queue: "nowhere".into(),
         priority: 0,
         skills: vec![],
+        agent: None,
     });
     let snap = acd.snapshot().await.unwrap();
     assert_eq!(

@@ -139,6 +139,8 @@ pub struct Waiting {
     pub ring_started: Option<Instant>,
     /// A callback kept in the queue (the caller hung up): the number to call back.
     pub callback: Option<String>,
+    /// Transferred to this agent: offered to nobody else (whatever its queues and skills).
+    pub agent: Option<u64>,
 }
 
 /// Ring these agents for this call.
@@ -337,7 +339,20 @@ impl Acd {
             ringing: Vec::new(),
             ring_started: None,
             callback: None,
+            agent: None,
         });
+        Ok(())
+    }
+
+    /// A caller transferred to one agent: offered to that agent only, when it is free.
+    pub fn direct(&mut self, call: u64, agent: u64) -> Result<(), AcdError> {
+        self.agent_mut(agent)?;
+        let w = self
+            .waiting
+            .iter_mut()
+            .find(|w| w.call == call)
+            .ok_or(AcdError::NoCall(call))?;
+        w.agent = Some(agent);
         Ok(())
     }
 
@@ -443,12 +458,16 @@ impl Acd {
         available
             .iter()
             .filter_map(|id| self.agents.get(id))
-            .filter(|a| a.state == AgentState::Available && a.queues.contains(&w.queue))
-            .filter(|a| {
-                q.skills
-                    .iter()
-                    .chain(w.skills.iter())
-                    .all(|s| a.skills.contains_key(s))
+            .filter(|a| a.state == AgentState::Available)
+            .filter(|a| match w.agent {
+                Some(only) => a.id == only,
+                None => {
+                    a.queues.contains(&w.queue)
+                        && q.skills
+                            .iter()
+                            .chain(w.skills.iter())
+                            .all(|s| a.skills.contains_key(s))
+                }
             })
             .collect()
     }

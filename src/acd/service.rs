@@ -40,6 +40,8 @@ pub enum Command {
         priority: i32,
         /// Skills the caller needs.
         skills: Vec<String>,
+        /// Transferred to this agent: offered to nobody else.
+        agent: Option<u64>,
     },
     /// The caller stepped out for self-service (true) or came back (false).
     SelfService {
@@ -488,10 +490,16 @@ impl Service {
                 queue,
                 priority,
                 skills,
+                agent,
             } => {
                 let s: Vec<&str> = skills.iter().map(String::as_str).collect();
                 match self.acd.enqueue(call, &queue, priority, &s, now) {
                     Ok(()) => {
+                        if let Some(a) = agent
+                            && let Err(e) = self.acd.direct(call, a)
+                        {
+                            tracing::warn!(error = %e, call, "a transfer to an unknown agent");
+                        }
                         self.call_ids.insert(call, call_id);
                         self.count(&queue).offered += 1;
                         self.waiting.insert(call, (queue, now));

@@ -83,11 +83,13 @@ pub enum ToMedia {
         /// Where to.
         uri: String,
     },
-    /// The agent sends the caller back to a queue (first in line); the agent's leg is
-    /// already hung up.
+    /// The agent sends the caller back to a queue (first in line), or to one agent; the
+    /// agent's leg is already hung up.
     Requeue {
-        /// The queue.
-        queue: String,
+        /// The queue (`None`: the one the call came from).
+        queue: Option<String>,
+        /// Only this agent.
+        agent: Option<u64>,
     },
     /// An agent's phone rang for the call, and how that ended (for the call record).
     RingDone(super::record::RingRecord),
@@ -704,12 +706,16 @@ impl Worker {
                     to_a.continue_after(seq, ts);
                 }
             }
-            ToMedia::Requeue { queue } => {
+            ToMedia::Requeue { queue, agent } => {
                 let last = self.drop_agent_leg(key);
                 let Some(c) = self.calls.get_mut(&key) else {
                     return;
                 };
                 c.call.resume_after_bridge(now, last);
+                let Some(queue) = queue.or_else(|| c.record.queue.clone()) else {
+                    self.end(key, "transfer failed");
+                    return;
+                };
                 c.record.queue = Some(queue.clone());
                 if let Some(acd) = &self.shared.acd {
                     // First in line: the caller has waited once already.
@@ -719,6 +725,7 @@ impl Worker {
                         queue,
                         priority: 100,
                         skills: Vec::new(),
+                        agent,
                     });
                 }
             }
@@ -1151,6 +1158,7 @@ impl Worker {
                             queue: queue.clone(),
                             priority,
                             skills,
+                            agent: None,
                         });
                     }
                     c.record.queue = Some(queue);

@@ -93,6 +93,8 @@ pub enum TransferTarget {
     Emergency(String),
     /// A queue: the caller waits there again, first in line.
     Queue(String),
+    /// One agent (user id): the caller waits, first in line, for that agent only.
+    Agent(u64),
 }
 
 /// Why a transfer was refused.
@@ -643,7 +645,14 @@ impl Calls {
                     return;
                 }
             },
-            TransferTarget::Queue(q) => ToMedia::Requeue { queue: q.clone() },
+            TransferTarget::Queue(q) => ToMedia::Requeue {
+                queue: Some(q.clone()),
+                agent: None,
+            },
+            TransferTarget::Agent(a) => ToMedia::Requeue {
+                queue: None,
+                agent: Some(*a),
+            },
         };
         if let Some((dialog, _)) = agent_leg {
             self.legs_b.remove(&dialog);
@@ -652,7 +661,12 @@ impl Calls {
         self.agent_legs.remove(&key);
         let done = match &news {
             ToMedia::TransferOut { uri } => uri.clone(),
-            ToMedia::Requeue { queue } => queue.clone(),
+            ToMedia::Requeue {
+                queue: Some(queue), ..
+            } => queue.clone(),
+            ToMedia::Requeue {
+                agent: Some(agent), ..
+            } => format!("agent {agent}"),
             _ => String::new(),
         };
         tracing::info!(call_id = %t.call_id, to = %done, "the agent transferred the caller");

@@ -11,9 +11,9 @@
 //! - `GET /api/acd/missed[?all=true]`: callers who hung up while waiting (abandoned), for
 //!   calling back; the office sees the numbers (the read is audited), analysts masked ones;
 //!   `POST /api/acd/missed/{id}/done` `{"outcome"}` closes one
-//! - `POST /api/calls/{call_id}/transfer` `{"emergency": "110"}` or `{"queue": "general"}`:
-//!   the agent on the call (or a supervisor) sends the caller to a configured emergency route
-//!   or back to a queue, first in line; audited
+//! - `POST /api/calls/{call_id}/transfer` `{"emergency": "110"}`, `{"queue": "general"}` or
+//!   `{"agent": "alice"}`: the agent on the call (or a supervisor) sends the caller to a
+//!   configured emergency route, back to a queue first in line, or to one agent; audited
 //! - `GET /api/acd/events` (WebSocket; the session token as `Authorization: Bearer` or, from
 //!   a browser, `?token=`): the snapshot as JSON at once and again whenever it changes
 //!   (checked twice a second, so a change shows within a second and nothing is sent while
@@ -423,6 +423,7 @@ async fn missed_done(
 struct TransferBody {
     emergency: Option<String>,
     queue: Option<String>,
+    agent: Option<String>,
 }
 
 /// The agent on a call (or a supervisor) transfers its caller.
@@ -437,12 +438,15 @@ async fn transfer(
         &[Role::Intake, Role::Dispatcher, Role::Supervisor],
         "transferring calls",
     )?;
-    let to = match (body.emergency, body.queue) {
-        (Some(e), None) => TransferTarget::Emergency(e),
-        (None, Some(q)) => TransferTarget::Queue(q),
+    let to = match (body.emergency, body.queue, body.agent) {
+        (Some(e), None, None) => TransferTarget::Emergency(e),
+        (None, Some(q), None) => TransferTarget::Queue(q),
+        (None, None, Some(a)) => {
+            TransferTarget::Agent(u64::try_from(user_id(&state, &a).await?).unwrap_or(0))
+        }
         _ => {
             return Err(ApiError::Unprocessable(
-                "say where to: exactly one of \"emergency\" (a route such as 110) or \"queue\""
+                "say where to: exactly one of \"emergency\" (a route such as 110), \"queue\" or \"agent\" (a user name)"
                     .into(),
             ));
         }
@@ -482,6 +486,7 @@ async fn transfer(
     let (kind, name) = match &to {
         TransferTarget::Emergency(e) => ("emergency", e.clone()),
         TransferTarget::Queue(q) => ("queue", q.clone()),
+        TransferTarget::Agent(_) => ("agent", done.clone()),
     };
     crate::audit::record(
         &state.db,

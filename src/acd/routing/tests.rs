@@ -332,3 +332,17 @@ fn a_callback_keeps_the_place_is_offered_once_the_caller_is_gone_and_rings_from_
     );
     assert_eq!(acd.callback_ready(2), Err(AcdError::NoCall(2)));
 }
+
+#[test]
+fn a_caller_transferred_to_one_agent_waits_for_that_agent_only() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 3, &t);
+    acd.pause(3, "meeting", t(5)).unwrap();
+    acd.enqueue(1, "general", 100, &[], t(10)).unwrap();
+    acd.direct(1, 3).unwrap();
+    // Agents 1 and 2 are free and idle longer, but the caller is agent 3's.
+    assert!(acd.route(t(10)).is_empty());
+    acd.resume(3, t(20)).unwrap();
+    assert_eq!(offered(&acd.route(t(20))), [(1, vec![3])]);
+    assert_eq!(acd.direct(1, 9), Err(AcdError::NoAgent(9)));
+}

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. benches/load_lib.sh
 calls=${1:-700} agents=${2:-200} rate=${3:-25} hold=${4:-90} window=${5:-15}
 : "${DATABASE_URL:?set DATABASE_URL to a PostgreSQL server}"
 apt_install sip-tester espeak-ng python3 curl
@@ -21,22 +22,7 @@ cargo build --release -q
 work=$(mktemp -d /tmp/hl-acdload.XXXXXX)
 chmod 755 "$work"
 mkdir -p "$work/prompts" "$work/rec"
-python3 - "$work" <<'PY'
-import math, struct, sys, wave
-work = sys.argv[1]
-w = wave.open(f"{work}/prompts/hello.wav", "wb")
-w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
-w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / 8000))) for n in range(8000)))
-w.close()
-def ulaw(s):
-    sign = 0x80 if s < 0 else 0
-    m = min(abs(s), 32635) + 0x84
-    e = 7
-    while e > 0 and not (m & (0x4000 >> (7 - e))):
-        e -= 1
-    return ~(sign | (e << 4) | ((m >> (e + 3)) & 0x0F)) & 0xFF
-open(f"{work}/voice.ulaw", "wb").write(bytes(ulaw(int(6000 * math.sin(2 * math.pi * 300 * n / 8000))) for n in range(80000)))
-PY
+write_audio "$work" hello.wav 1
 cat > "$work/ivr.toml" <<TOML
 start = "hello"
 [nodes.hello]
@@ -84,10 +70,7 @@ cleanup() {
   if [ -z "${KEEP:-}" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
-for _ in $(seq 1 120); do
-  curl -sf http://127.0.0.1:28080/health >/dev/null 2>&1 && break
-  sleep 0.5
-done
+wait_health http://127.0.0.1:28080 || { echo "the node did not start"; exit 1; }
 
 # The agents: one administrator made on the command line, then users, profiles and SIP
 # accounts in bulk (every agent shares the administrator's password hash, and SIP password
@@ -133,8 +116,8 @@ admin=$(curl -s -X POST -H 'Content-Type: application/json' \
   -d '{"username":"chief","password":"chief'"'"'s password"}' http://127.0.0.1:28080/api/auth/login |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 snapshot() { curl -s -H "Authorization: Bearer $admin" http://127.0.0.1:28080/api/acd/snapshot; }
-cpu() { awk '{print $14 + $15}' "/proc/$node/stat"; }
-rss() { awk '/VmRSS/ {print $2}' "/proc/$node/status"; }
+cpu() { proc_cpu "$node"; }
+rss() { proc_rss "$node"; }
 hz=$(getconf CLK_TCK)
 rss0=$(rss)
 

@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. benches/load_lib.sh
 calls=${1:-2000} rate=${2:-200} hold=${3:-40} window=${4:-10}
 apt_install sip-tester tcpdump python3
 cargo build --release -q
@@ -25,24 +26,7 @@ cargo build --release -q
 work=$(mktemp -d /tmp/hl-ivrload.XXXXXX)
 chmod 755 "$work"
 mkdir -p "$work/prompts" "$work/rec"
-python3 - "$work" <<'PY'
-import math, struct, sys, wave
-work = sys.argv[1]
-# The prompt: 90 s of a 440/880 Hz alternation, 8 kHz 16-bit mono.
-w = wave.open(f"{work}/prompts/long.wav", "wb")
-w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
-w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * (440 if (n // 8000) % 2 == 0 else 880) * n / 8000))) for n in range(8000 * 90)))
-w.close()
-# The callers' voice: 10 s of raw mu-law (rtp_stream takes headerless G.711), looped by SIPp.
-def ulaw(s):
-    sign = 0x80 if s < 0 else 0
-    m = min(abs(s), 32635) + 0x84
-    e = 7
-    while e > 0 and not (m & (0x4000 >> (7 - e))):
-        e -= 1
-    return ~(sign | (e << 4) | ((m >> (e + 3)) & 0x0F)) & 0xFF
-open(f"{work}/voice.ulaw", "wb").write(bytes(ulaw(int(6000 * math.sin(2 * math.pi * 300 * n / 8000))) for n in range(80000)))
-PY
+write_audio "$work" long.wav 90
 if [ "${MODE:-ivr}" = bridge ]; then
   cat > "$work/ivr.toml" <<TOML
 start = "agent"
@@ -105,12 +89,9 @@ cleanup() {
   if [ -z "${KEEP:-}" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
-for _ in $(seq 1 120); do
-  curl -sf http://127.0.0.1:28080/health >/dev/null 2>&1 && break
-  sleep 0.5
-done
-cpu() { awk '{print $14 + $15}' "/proc/$node/stat"; }
-rss() { awk '/VmRSS/ {print $2}' "/proc/$node/status"; }
+wait_health http://127.0.0.1:28080 || { echo "the node did not start"; exit 1; }
+cpu() { proc_cpu "$node"; }
+rss() { proc_rss "$node"; }
 hz=$(getconf CLK_TCK)
 rss0=$(rss)
 

@@ -12,24 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::sipp::{free_udp_port, sipp_in};
+use common::sipp::{errors_in, free_udp_port, sipp_in};
 use common::*;
 use hotline_sip::media::g711::ulaw_encode;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-const SCRIPT: &str = r##"
-start = "hello"
-
-[nodes.hello]
-type = "play"
-prompt = { text = "您好" }
-next = "queue"
-
-[nodes.queue]
-type = "queue"
-queue = "general"
-"##;
+/// The greeting, then the queue.
+const SCRIPT: &str = QUEUE_SCRIPT;
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -110,19 +100,24 @@ fn channels(path: &str) -> (Vec<i16>, Vec<i16>) {
     (left, right)
 }
 
-/// SIPp's error logs in `dir`.
-fn sipp_errors_in(dir: &Path) -> String {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect()
-}
-
 /// Zero crossings in a stretch of samples (a tone of f Hz has 2f a second).
 fn crossings(s: &[i16]) -> usize {
     s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
+}
+
+/// How far a tone's zero crossings may stray from 2f a second: the caller's tone reaches the
+/// recording through the jitter buffer, a phone's through the bridge.
+const CALLER: f64 = 0.055;
+const PHONE: f64 = 0.05;
+
+/// Asserts that 8 kHz `samples` carry a tone of `hz` (by zero crossings, within `tolerance`).
+fn assert_tone(samples: &[i16], hz: f64, tolerance: f64, what: &str) {
+    let expected = 2.0 * hz * samples.len() as f64 / 8000.0;
+    let n = crossings(samples) as f64;
+    assert!(
+        (n - expected).abs() <= expected * tolerance,
+        "{what}: {n} zero crossings, {expected} expected for {hz} Hz"
+    );
 }
 
 /// A running hotline with an administrator, and what the agents' phones need.
@@ -252,22 +247,7 @@ impl Center {
 
     /// The SIPp error logs written so far.
     fn sipp_errors(&self) -> String {
-        sipp_errors_in(self.work.path())
-    }
-
-    /// `columns` of the ended calls, waiting up to 10 s for `n` of them.
-    fn ended_calls(&self, n: usize, columns: &str) -> Vec<sqlx::postgres::PgRow> {
-        let mut rows = Vec::new();
-        for _ in 0..100 {
-            rows = self.node.db.rows(&format!(
-                "SELECT {columns} FROM calls WHERE ended_at IS NOT NULL ORDER BY id"
-            ));
-            if rows.len() >= n {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        rows
+        errors_in(self.work.path())
     }
 }
 
@@ -307,7 +287,7 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     assert!(b.status.success(), "bob's phone failed: {phone_errors}");
 
     // The call record names bob, answered.
-    let rows = center.ended_calls(
+    let rows = center.node.ended_calls(
         1,
         "agent_id, outcome, queue, recording, end_reason, rings,
          (agent_answered_at - queued_at) AS waited",
@@ -373,16 +353,8 @@ fn a_queued_caller_rings_the_next_agent_after_a_ring_timeout_and_is_bridged_and_
     assert!(left.len() > 8000 * 10, "{} samples", left.len());
     let end = left.len() - 4000;
     let (l, r) = (&left[end - 16_000..end], &right[end - 16_000..end]);
-    assert!(
-        (1100..1300).contains(&crossings(l)),
-        "left (caller, 300 Hz): {}",
-        crossings(l)
-    );
-    assert!(
-        (3800..4200).contains(&crossings(r)),
-        "right (agent, 1 kHz): {}",
-        crossings(r)
-    );
+    assert_tone(l, 300.0, CALLER, "left (caller, 300 Hz)");
+    assert_tone(r, 1000.0, PHONE, "right (agent, 1 kHz)");
     // While the caller waited, the right channel carried what it heard: music on hold, not
     // the agent (no 1 kHz before the answer).
     let waiting = &right[8000 * 3..8000 * 5];
@@ -509,7 +481,7 @@ fn self_service_while_queued_keeps_the_place_and_a_caller_who_hangs_up_is_missed
     assert_eq!(code, 0, "the first caller's call failed: {errors}");
     let b = phone_b.wait_with_output().unwrap();
     assert!(b.status.success(), "bob's phone: {}", center.sipp_errors());
-    let rows = center.ended_calls(
+    let rows = center.node.ended_calls(
         1,
         "agent_id, outcome, ivr_path, extract(epoch FROM agent_answered_at - queued_at)::float8 AS waited",
     );
@@ -532,7 +504,7 @@ fn self_service_while_queued_keeps_the_place_and_a_caller_who_hangs_up_is_missed
     let caller = keyed_caller(&center, r#"<pause milliseconds="3500"/>"#);
     let (code, errors) = caller.join().unwrap();
     assert_eq!(code, 0, "the second caller's call failed: {errors}");
-    let rows = center.ended_calls(2, "outcome");
+    let rows = center.node.ended_calls(2, "outcome");
     assert_eq!(
         rows[1].get::<Option<String>, _>("outcome").as_deref(),
         Some("abandoned")
@@ -618,7 +590,7 @@ fn a_caller_who_takes_the_callback_is_called_back_and_bridged_to_the_agent() {
         &[],
     );
     assert_eq!(code, 0, "the caller's call failed: {errors}");
-    let rows = center.ended_calls(1, "outcome, ivr_path, agent_id");
+    let rows = center.node.ended_calls(1, "outcome, ivr_path, agent_id");
     assert_eq!(
         rows[0].get::<Option<String>, _>("outcome").as_deref(),
         Some("callback")
@@ -640,10 +612,10 @@ fn a_caller_who_takes_the_callback_is_called_back_and_bridged_to_the_agent() {
     assert!(
         c.status.success(),
         "the caller's phone: {}",
-        sipp_errors_in(citizen_dir.path())
+        errors_in(citizen_dir.path())
     );
 
-    let rows = center.ended_calls(
+    let rows = center.node.ended_calls(
         2,
         "caller, callback, agent_id, outcome, queue, recording, end_reason",
     );
@@ -668,16 +640,8 @@ fn a_caller_who_takes_the_callback_is_called_back_and_bridged_to_the_agent() {
     // The bridge's last 1.5 s before the agent hung up.
     let end = left.len() - 5600;
     let (l, r) = (&left[end - 12_000..end], &right[end - 12_000..end]);
-    assert!(
-        (850..950).contains(&crossings(l)),
-        "left (caller, 300 Hz): {}",
-        crossings(l)
-    );
-    assert!(
-        (2850..3150).contains(&crossings(r)),
-        "right (agent, 1 kHz): {}",
-        crossings(r)
-    );
+    assert_tone(l, 300.0, CALLER, "left (caller, 300 Hz)");
+    assert_tone(r, 1000.0, PHONE, "right (agent, 1 kHz)");
     let snap = center
         .http
         .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
@@ -755,9 +719,11 @@ fn an_agent_transfers_a_caller_to_the_emergency_route() {
     assert!(
         p.status.success(),
         "the police line: {}",
-        sipp_errors_in(police_dir.path())
+        errors_in(police_dir.path())
     );
-    let rows = center.ended_calls(1, "agent_id, transfer_to, recording");
+    let rows = center
+        .node
+        .ended_calls(1, "agent_id, transfer_to, recording");
     assert_eq!(rows[0].get::<Option<i64>, _>("agent_id"), Some(bob));
     assert_eq!(
         rows[0].get::<Option<String>, _>("transfer_to"),
@@ -773,16 +739,8 @@ fn an_agent_transfers_a_caller_to_the_emergency_route() {
     let (left, right) = channels(&rows[0].get::<Option<String>, _>("recording").unwrap());
     let end = left.len() - 4000;
     let (l, r) = (&left[end - 8000..end], &right[end - 8000..end]);
-    assert!(
-        (550..650).contains(&crossings(l)),
-        "left (caller, 300 Hz): {}",
-        crossings(l)
-    );
-    assert!(
-        (950..1050).contains(&crossings(r)),
-        "right (police line, 500 Hz): {}",
-        crossings(r)
-    );
+    assert_tone(l, 300.0, CALLER, "left (caller, 300 Hz)");
+    assert_tone(r, 500.0, PHONE, "right (police line, 500 Hz)");
 }
 
 /// The snapshot's view of an agent, polled until it is on a call (up to 10 s): its Call-ID.
@@ -874,7 +832,9 @@ fn agents_send_a_caller_back_to_the_queue_or_to_one_agent() {
             center.sipp_errors()
         );
     }
-    let rows = center.ended_calls(1, "agent_id, outcome, transfer_to, rings");
+    let rows = center
+        .node
+        .ended_calls(1, "agent_id, outcome, transfer_to, rings");
     assert_eq!(rows[0].get::<Option<i64>, _>("agent_id"), Some(dave));
     assert_eq!(
         rows[0].get::<Option<String>, _>("outcome").as_deref(),

@@ -604,12 +604,7 @@ fn transfer_call(agent: &str, ports: (u16, u16)) -> (CallRecord, tempfile::TempD
     let record = engine.record(Duration::from_secs(10));
     let agent = agent.wait_with_output().unwrap();
     engine.stop();
-    let agent_errors: String = std::fs::read_dir(work.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let agent_errors = common::sipp::errors_in(work.path());
     assert_eq!(code, 0, "the caller's call failed:\n{errors}");
     assert!(
         agent.status.success(),

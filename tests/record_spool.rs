@@ -14,18 +14,8 @@ use common::sipp::sipp;
 use common::*;
 use hotline::embedded::EmbeddedPostgres;
 
-const SCRIPT: &str = r##"
-start = "hello"
-
-[nodes.hello]
-type = "play"
-prompt = { text = "您好" }
-next = "queue"
-
-[nodes.queue]
-type = "queue"
-queue = "general"
-"##;
+/// The greeting, then the queue.
+const SCRIPT: &str = QUEUE_SCRIPT;
 
 async fn count(pg: &EmbeddedPostgres) -> (i64, i64) {
     let pool = sqlx::PgPool::connect_with(pg.connect_options())

@@ -253,7 +253,7 @@ fn a_caller_keys_a_ticket_and_hears_its_status() {
     assert_eq!(audit.len(), 1, "one look-up, audited");
     assert_eq!(audit[0].get::<String, _>("actor"), "ivr");
     assert_eq!(audit[0].get::<String, _>("action"), "public.read");
-    let rows = ended_calls(&node, "ivr_path, ivr_vars::text AS vars");
+    let rows = node.ended_calls(1, "ivr_path, ivr_vars::text AS vars");
     // The caller hangs up while the status is still being read out.
     let path: Vec<String> = rows[0].get("ivr_path");
     assert_eq!(
@@ -273,20 +273,6 @@ fn seconds_in(line: &str) -> f64 {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// `columns` of the calls that have ended, waiting up to 10 s for the first record.
-fn ended_calls(node: &SipNode, columns: &str) -> Vec<sqlx::postgres::PgRow> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = node.db.rows(&format!(
-            "SELECT {columns} FROM calls WHERE ended_at IS NOT NULL"
-        ));
-        if !rows.is_empty() || Instant::now() > deadline {
-            return rows;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Places one SIPp call to the node running the demo script: `uac_keys.xml` with its keys
@@ -351,7 +337,7 @@ fn a_caller_presses_1_and_hears_knowledge_base_answers() {
         .wait_for_line("Some(1) seconds=", Duration::from_secs(5));
     let seconds = seconds_in(&line);
     assert!(seconds > 3.0, "title and spoken answer: {line}");
-    let rows = ended_calls(&node, "ivr_path, ivr_keys");
+    let rows = node.ended_calls(1, "ivr_path, ivr_keys");
     let path: Vec<String> = rows[0].get("ivr_path");
     assert_eq!(path, ["greeting", "queue", "self_service", "queue"]);
     assert_eq!(rows[0].get::<String, _>("ivr_keys"), "11");

@@ -39,12 +39,7 @@ fn sipp(target: std::net::SocketAddr, scenario: &str, password: &str) -> (i32, S
         .args(["-timeout", "15s", "-nostdin", "-trace_err"])
         .output()
         .expect("SIPp is installed (scripts/test.sh installs the sip-tester package)");
-    let errors = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect::<String>();
+    let errors = common::sipp::errors_in(dir.path());
     (
         out.status.code().unwrap_or(-1),
         format!("{errors}\n{}", String::from_utf8_lossy(&out.stdout)),

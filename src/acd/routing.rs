@@ -406,6 +406,11 @@ impl Acd {
         idx
     }
 
+    /// A waiting call.
+    pub fn waiting_call(&self, call: u64) -> Option<&Waiting> {
+        self.waiting.iter().find(|w| w.call == call)
+    }
+
     /// A caller's place in its queue (1 = next) and how long it has waited.
     pub fn position(&self, call: u64, now: Instant) -> Option<(usize, Duration)> {
         let w = self.waiting.iter().find(|w| w.call == call)?;

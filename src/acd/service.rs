@@ -308,8 +308,8 @@ struct Service {
     engine: Option<EngineHandle>,
     skills_of: BTreeMap<u64, Vec<(String, u8)>>,
     devices: HashMap<u64, Option<String>>,
-    /// Queue of each waiting call, and when its place was last spoken.
-    waiting: HashMap<u64, (String, Instant)>,
+    /// When each waiting caller's place was last spoken (or it was queued).
+    announced: HashMap<u64, Instant>,
     /// When each agent's call started (for the talk-time average).
     talking: HashMap<u64, Instant>,
     /// Average talk time, seconds (a moving average of the last calls).
@@ -317,9 +317,9 @@ struct Service {
     day: NaiveDate,
     counts: BTreeMap<String, DayCounts>,
     answered_by: HashMap<u64, u32>,
-    /// Kept places for callbacks: the number to call, the number dialled, and whether the
-    /// caller's own call has ended (only then is the place offered).
-    callbacks: HashMap<u64, (String, String, bool)>,
+    /// Kept places for callbacks: the number the caller dialled (the callback's From; the
+    /// number to call and whether the caller has hung up are the routing core's).
+    callbacks: HashMap<u64, String>,
     /// The SIP Call-ID of each call the ACD knows.
     call_ids: HashMap<u64, String>,
 }
@@ -333,6 +333,11 @@ impl Service {
             self.answered_by.clear();
         }
         self.counts.entry(queue.to_string()).or_default()
+    }
+
+    /// The queue a call waits in now (overflow moves it).
+    fn queue_of(&self, call: u64) -> Option<String> {
+        self.acd.waiting_call(call).map(|w| w.queue.clone())
     }
 
     fn snapshot(&mut self, now: Instant) -> Snapshot {
@@ -400,9 +405,6 @@ impl Service {
                 }
                 Event::Overflowed { call, from, to } => {
                     tracing::info!(call, %from, %to, "caller moved to the overflow queue");
-                    if let Some(w) = self.waiting.get_mut(&call) {
-                        w.0 = to;
-                    }
                 }
             }
         }
@@ -420,15 +422,11 @@ impl Service {
                 .map(|a| (*a, self.devices.get(a).cloned().flatten()))
                 .collect();
             tracing::info!(call = offer.call, agents = ?offer.agents, callback = offer.callback.is_some(), "offering a call");
-            let callback = match (&offer.callback, self.callbacks.get(&offer.call)) {
-                (Some(_), Some((number, called, _))) => Some(CallbackDial {
-                    number: number.clone(),
+            let callback = match (offer.callback, self.callbacks.get(&offer.call)) {
+                (Some(number), Some(called)) => Some(CallbackDial {
+                    number,
                     called: called.clone(),
-                    queue: self
-                        .waiting
-                        .get(&offer.call)
-                        .map(|(q, _)| q.clone())
-                        .unwrap_or_default(),
+                    queue: self.queue_of(offer.call).unwrap_or_default(),
                 }),
                 _ => None,
             };
@@ -454,7 +452,7 @@ impl Service {
             if w.paused || !w.ringing.is_empty() {
                 continue;
             }
-            if let Some((_, last)) = self.waiting.get(&w.call)
+            if let Some(last) = self.announced.get(&w.call)
                 && now.saturating_duration_since(*last) >= every
             {
                 due.push((w.call, w.queue.clone(), *p));
@@ -469,9 +467,7 @@ impl Service {
                 .max(1);
             let secs = self.talk_secs * place as f64 / staffed as f64;
             let minutes = ((secs / 60.0).ceil() as u64).max(1);
-            if let Some(w) = self.waiting.get_mut(&call) {
-                w.1 = now;
-            }
+            self.announced.insert(call, now);
             self.tell(Box::new(Announce {
                 call,
                 place,
@@ -502,7 +498,7 @@ impl Service {
                         }
                         self.call_ids.insert(call, call_id);
                         self.count(&queue).offered += 1;
-                        self.waiting.insert(call, (queue, now));
+                        self.announced.insert(call, now);
                     }
                     Err(e) => tracing::warn!(error = %e, call, "cannot queue the caller"),
                 }
@@ -512,20 +508,17 @@ impl Service {
                     self.events(events).await;
                 }
                 // Back from self-service: the next announcement is a full interval away.
-                if let Some(w) = self.waiting.get_mut(&call) {
-                    w.1 = now;
+                if let Some(last) = self.announced.get_mut(&call) {
+                    *last = now;
                 }
             }
             Command::Leave { call, .. }
                 if self
-                    .callbacks
-                    .get(&call)
-                    .is_some_and(|(_, _, ready)| !ready) =>
+                    .acd
+                    .waiting_call(call)
+                    .is_some_and(|w| w.callback.is_some() && w.paused) =>
             {
                 // The caller who chose a callback said goodbye: its kept place is offered now.
-                if let Some(c) = self.callbacks.get_mut(&call) {
-                    c.2 = true;
-                }
                 let _ = self.acd.callback_ready(call);
             }
             Command::Callback {
@@ -535,10 +528,10 @@ impl Service {
             } => match self.acd.to_callback(call, &number) {
                 Ok(events) => {
                     tracing::info!(call, "the caller chose a callback; its place is kept");
-                    if let Some(q) = self.waiting.get(&call).map(|(q, _)| q.clone()) {
+                    if let Some(q) = self.queue_of(call) {
                         self.count(&q).callbacks += 1;
                     }
-                    self.callbacks.insert(call, (number, called, false));
+                    self.callbacks.insert(call, called);
                     self.events(events).await;
                 }
                 Err(e) => tracing::warn!(error = %e, call, "a callback for a caller not waiting"),
@@ -551,7 +544,7 @@ impl Service {
                 tracing::warn!(call, status, "the callback did not reach the caller");
                 self.callbacks.remove(&call);
                 self.call_ids.remove(&call);
-                self.waiting.remove(&call);
+                self.announced.remove(&call);
                 if let Ok(events) = self.acd.abandoned(call, now) {
                     self.events(events).await;
                 }
@@ -559,7 +552,8 @@ impl Service {
             Command::Leave { call, hung_up } => {
                 self.callbacks.remove(&call);
                 self.call_ids.remove(&call);
-                let queue = self.waiting.remove(&call).map(|(q, _)| q);
+                self.announced.remove(&call);
+                let queue = self.queue_of(call);
                 if let Ok(events) = self.acd.abandoned(call, now) {
                     if let (true, Some(q)) = (hung_up, &queue) {
                         self.count(q).abandoned += 1;
@@ -570,7 +564,8 @@ impl Service {
             Command::Answered { call, agent } => {
                 self.callbacks.remove(&call);
                 let waited = self.acd.position(call, now).map(|(_, w)| w);
-                let queue = self.waiting.remove(&call).map(|(q, _)| q);
+                self.announced.remove(&call);
+                let queue = self.queue_of(call);
                 match self.acd.connected(call, agent, now) {
                     Ok(events) => {
                         if let Some(q) = &queue {
@@ -670,7 +665,7 @@ pub fn spawn(
         engine: None,
         skills_of: BTreeMap::new(),
         devices: HashMap::new(),
-        waiting: HashMap::new(),
+        announced: HashMap::new(),
         talking: HashMap::new(),
         day: china_today(),
         counts: BTreeMap::new(),

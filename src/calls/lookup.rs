@@ -84,31 +84,26 @@ pub fn spawn(
             tokio::spawn(async move {
                 let asked = req.question.clone();
                 let prompts = match text(&db, req.question).await {
-                    Ok(text)
-                        if !matches!(asked, Question::Ticket { .. })
-                            && said.lock().is_ok_and(|m| m.contains_key(&text)) =>
-                    {
-                        said.lock()
-                            .ok()
-                            .and_then(|m| m.get(&text).cloned())
-                            .into_iter()
-                            .collect()
-                    }
                     Ok(text) => 'said: {
-                        let key = text.clone();
-                        // Answers from the knowledge base are the same for every caller and
-                        // go through the TTS cache; a ticket's status is said once.
+                        // Answers from the knowledge base and places in the queue are the same
+                        // for every caller and go through the caches; a ticket's status is said
+                        // once.
                         let cached = !matches!(asked, Question::Ticket { .. });
+                        let known = || said.lock().ok().and_then(|m| m.get(&text).cloned());
                         let _turn = if cached {
+                            if let Some(p) = known() {
+                                break 'said vec![p];
+                            }
                             let turn = making.lock().await;
                             // Made meanwhile by the caller before in line?
-                            if let Some(p) = said.lock().ok().and_then(|m| m.get(&text).cloned()) {
+                            if let Some(p) = known() {
                                 break 'said vec![p];
                             }
                             Some(turn)
                         } else {
                             None
                         };
+                        let key = text.clone();
                         let speak = move || -> Result<Vec<i16>, crate::ivr::tts::TtsError> {
                             if cached {
                                 let wav = tts.speak(&text)?;

@@ -328,7 +328,7 @@ impl Calls {
                 return;
             }
         };
-        let Some((port, socket, rtcp_socket)) = bind_pair(&self.ports, self.cfg.bind) else {
+        let Some((local, socket, rtcp_socket)) = self.bind_leg() else {
             metrics::counter!("hotline_calls_refused_total", "reason" => "ports").increment(1);
             tracing::warn!("call refused: no RTP port free");
             let mut r = final_response(&request, 503, tx);
@@ -336,12 +336,8 @@ impl Calls {
             let _ = ep.respond(now, tx, r);
             return;
         };
+        let port = local.addr.port();
         self.calls += 1;
-        let local = Local {
-            addr: SocketAddr::new(self.cfg.announce, port),
-            session_id: random() >> 33,
-            version: 1,
-        };
         let (body, negotiated) = match &offer {
             Some(o) => match sdp::answer(o, local) {
                 Ok((answer, n)) => (answer, Some(n)),
@@ -425,18 +421,42 @@ impl Calls {
         } else {
             caller
         };
-        self.keys.insert(key, (worker, dialog.clone(), from));
         metrics::counter!("hotline_calls_answered_total").increment(1);
+        self.admit(worker, key, dialog, local, offer.is_none(), from);
+    }
+
+    /// A call now in a media worker: known by its dialog and by its key from here on.
+    fn admit(
+        &mut self,
+        worker: usize,
+        key: u64,
+        dialog: DialogId,
+        local: Local,
+        offered: bool,
+        from: String,
+    ) {
+        self.keys.insert(key, (worker, dialog.clone(), from));
         self.live.insert(
             dialog,
             Live {
                 worker,
                 key,
                 local,
-                offered: offer.is_none(),
+                offered,
             },
         );
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
+    }
+
+    /// A port pair for a new leg and our side of its SDP (`None`: the range is used up).
+    fn bind_leg(&self) -> Option<(Local, std::net::UdpSocket, std::net::UdpSocket)> {
+        let (port, socket, rtcp_socket) = bind_pair(&self.ports, self.cfg.bind)?;
+        let local = Local {
+            addr: SocketAddr::new(self.cfg.announce, port),
+            session_id: random() >> 33,
+            version: 1,
+        };
+        Some((local, socket, rtcp_socket))
     }
 
     /// A re-INVITE or UPDATE: hold, unhold, a new address, or a session refresh.
@@ -537,8 +557,7 @@ impl Calls {
         let local = match self.agent_legs.get(&r.call) {
             Some(l) => *l,
             None => {
-                let Some((port, socket, rtcp_socket)) = bind_pair(&self.ports, self.cfg.bind)
-                else {
+                let Some((local, socket, rtcp_socket)) = self.bind_leg() else {
                     tracing::warn!("no RTP port free for an agent's leg: the offer waits");
                     for (agent, _) in r.agents {
                         self.acd_send(Acd::RingFailed {
@@ -549,11 +568,7 @@ impl Calls {
                     }
                     return;
                 };
-                let local = Local {
-                    addr: SocketAddr::new(self.cfg.announce, port),
-                    session_id: random() >> 33,
-                    version: 1,
-                };
+                let port = local.addr.port();
                 if let Some(w) = &self.workers {
                     w.news(
                         worker,
@@ -697,14 +712,10 @@ impl Calls {
             tracing::warn!("a callback is due but no acd.callback_route (an IP address) is set");
             return self.acd_send(fail(0));
         };
-        let Some((port, socket, rtcp_socket)) = bind_pair(&self.ports, self.cfg.bind) else {
+        let Some((local, socket, rtcp_socket)) = self.bind_leg() else {
             return self.acd_send(fail(503));
         };
-        let local = Local {
-            addr: SocketAddr::new(self.cfg.announce, port),
-            session_id: random() >> 33,
-            version: 1,
-        };
+        let port = local.addr.port();
         let offer = sdp::offer(local, Direction::SendRecv)
             .to_string()
             .into_bytes();
@@ -793,17 +804,7 @@ impl Calls {
         let dialog_call_id = dialog.call_id.clone();
         let worker = workers.add(new);
         workers.news(worker, d.key, ToMedia::Confirmed(None));
-        self.keys
-            .insert(d.key, (worker, dialog.clone(), d.dial.number.clone()));
-        self.live.insert(
-            dialog,
-            Live {
-                worker,
-                key: d.key,
-                local: d.local,
-                offered: false,
-            },
-        );
+        self.admit(worker, d.key, dialog, d.local, false, d.dial.number.clone());
         tracing::info!("the caller answered its callback; ringing the agent");
         self.acd_send(crate::acd::service::Command::CallbackAnswered {
             call: d.key,

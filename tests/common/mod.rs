@@ -232,6 +232,20 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// An IVR script that greets the caller (synthesised) and puts it in queue `general`.
+pub const QUEUE_SCRIPT: &str = r##"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = { text = "您好" }
+next = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+"##;
+
 /// A scratch database on the `DATABASE_URL` server, dropped when the guard goes.
 pub struct TestDb {
     pub url: String,
@@ -325,6 +339,24 @@ pub struct SipNode {
     pub tcp: std::net::SocketAddr,
     pub db: TestDb,
     _dir: tempfile::TempDir,
+}
+
+impl SipNode {
+    /// `columns` of the calls that have ended, oldest first, waiting up to 10 s for `n` of
+    /// them (fewer when they do not come).
+    pub fn ended_calls(&self, n: usize, columns: &str) -> Vec<sqlx::postgres::PgRow> {
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = self.db.rows(&format!(
+                "SELECT {columns} FROM calls WHERE ended_at IS NOT NULL ORDER BY id"
+            ));
+            if rows.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rows
+    }
 }
 
 /// Starts a node with extra `[sip]` configuration and waits until SIP listens.

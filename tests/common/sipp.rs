@@ -61,13 +61,17 @@ pub fn sipp_in(
         .args(extra)
         .output()
         .expect("SIPp is installed (scripts/test.sh installs the sip-tester package)");
-    let errors = std::fs::read_dir(dir)
+    (out.status.code().unwrap_or(-1), errors_in(dir))
+}
+
+/// The error logs (`-trace_err`) SIPp runs wrote in `dir`.
+pub fn errors_in(dir: &std::path::Path) -> String {
+    std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect::<String>();
-    (out.status.code().unwrap_or(-1), errors)
+        .collect()
 }
 
 /// pbertera-SIPp-by-example's hold scenario (talk 3 s, re-INVITE sendonly, 3 s, re-INVITE,

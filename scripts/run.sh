@@ -12,5 +12,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 # The IVR speaks text prompts with espeak-ng (needed once `ivr.script` is set).
 apt_install espeak-ng || log "without espeak-ng, an IVR script with text prompts will not load"
+# The agent desktop's pages (npm: JsSIP bundled with esbuild) into web/dist.
+scripts/web.sh
 cargo build --release --locked --bin hotline
 exec target/release/hotline --config "${HOTLINE_CONFIG:-config/hotline.example.toml}" "$@" serve

@@ -110,6 +110,9 @@ pub struct RtpConfig {
     /// Run the media threads at real-time priority (SCHED_FIFO) when the process may, so a
     /// busy machine does not delay callers' audio.
     pub realtime: bool,
+    /// The one UDP port every browser agent's media uses (ICE-lite, DTLS-SRTP, rtcp-mux;
+    /// 0 picks a free port). Announced at `public_address` (or the SIP listen address).
+    pub webrtc_port: Port,
 }
 
 impl Default for RtpConfig {
@@ -121,6 +124,7 @@ impl Default for RtpConfig {
             inactivity_timeout_secs: 60,
             media_threads: 0,
             realtime: true,
+            webrtc_port: Port(10000),
         }
     }
 }
@@ -135,6 +139,9 @@ pub struct HttpConfig {
     /// Bearer token of the admin API (`/api/admin/...`); without one the admin API is off.
     /// At least 16 characters; better set it through `HOTLINE_HTTP__ADMIN_TOKEN` than a file.
     pub admin_token: Option<String>,
+    /// Where the built pages are (`scripts/web.sh` builds `web/` into `web/dist`); the agent
+    /// desktop is served from its `agent/` folder at `/agent/`.
+    pub web_dir: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -142,6 +149,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: None,
+            web_dir: PathBuf::from("web/dist"),
         }
     }
 }
@@ -736,6 +744,12 @@ impl Config {
             out.push(format!(
                 "`rtp.public_address` is not set and `sip.listen` is {}: expected an address callers can send RTP to in one of them (SDP cannot announce {})",
                 self.sip.listen, self.sip.listen
+            ));
+        }
+        let w = self.rtp.webrtc_port.0;
+        if w != 0 && (min..=max).contains(&w) {
+            out.push(format!(
+                "`rtp.webrtc_port` is {w}: expected a port outside the RTP range {min}-{max} (calls take their ports from it)"
             ));
         }
         if self.rtp.media_threads > 256 {

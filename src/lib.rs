@@ -19,3 +19,4 @@ pub mod signaling;
 pub mod telemetry;
 pub mod tickets;
 pub mod users;
+pub mod webrtc;

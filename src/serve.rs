@@ -135,6 +135,7 @@ fn call_handler(
     scripts: Option<Arc<ScriptStore>>,
     db: &sqlx::PgPool,
     acd: &crate::acd::service::AcdHandle,
+    webrtc: Option<Arc<crate::webrtc::Gateway>>,
 ) -> anyhow::Result<(
     Box<dyn CallHandler>,
     Option<tokio::sync::mpsc::UnboundedReceiver<record::CallEvent>>,
@@ -203,6 +204,10 @@ fn call_handler(
         None => calls,
     }
     .with_acd(acd.clone());
+    let calls = match webrtc {
+        Some(gw) => calls.with_webrtc(gw),
+        None => calls,
+    };
     Ok((Box::new(calls), Some(rx)))
 }
 
@@ -316,11 +321,30 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             "recordings of calls cut off by the last stop repaired"
         );
     }
+    // Browser agents' media: one UDP port for all of them.
+    let webrtc = match crate::webrtc::Gateway::start(
+        std::net::SocketAddr::new(cfg.sip.listen, cfg.rtp.webrtc_port.0),
+        cfg.rtp.public_address.unwrap_or(cfg.sip.listen),
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(gw) => {
+            tracing::info!(addr = %gw.addr(), "WebRTC media on udp:{}", gw.addr());
+            Some(gw)
+        }
+        Err(e) => {
+            // Callers and SIP phones do not need it: the hotline answers without browsers.
+            tracing::error!(error = %e, "browser agents have no media: {e:#}");
+            None
+        }
+    };
     let (handler, records) = match call_handler(
         &cfg,
         ivr.as_ref().map(|(s, _)| Arc::clone(s)),
         &database.pool,
         &acd,
+        webrtc,
     ) {
         Ok(x) => x,
         Err(e) => {
@@ -354,8 +378,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         kb: Some(kb),
         acd: Some(acd),
     };
-    let server = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = http::app(state)
+        .merge(http::sip_ws::routes(
+            &cfg.sip.ws_path,
+            sip.engine.clone(),
+            cfg.sip.max_message_bytes,
+        ))
+        .merge(http::web::routes(cfg.http.web_dir.clone()));
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let result = server.await;
     tracing::info!("HTTP server stopped");
     shutdown.cancel();

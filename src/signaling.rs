@@ -171,6 +171,30 @@ impl EngineHandle {
     pub async fn tell(&self, message: Box<dyn Any + Send>) -> bool {
         self.tx.send(Input::Message(message)).await.is_ok()
     }
+
+    /// A SIP-over-WebSocket connection (RFC 7118) from `addr` opened: the engine sends what
+    /// it has for `addr` (over [`TransportKind::Ws`]) to the returned receiver, one SIP
+    /// message per item (one WebSocket message each). `None` when the engine has stopped.
+    pub async fn ws_opened(&self, addr: SocketAddr) -> Option<mpsc::Receiver<Vec<u8>>> {
+        let (tx, rx) = mpsc::channel(256);
+        self.tx.send(Input::Opened(addr, tx)).await.ok()?;
+        Some(rx)
+    }
+
+    /// One SIP message that arrived on the WebSocket connection from `addr`; `false` when the
+    /// engine has stopped.
+    pub async fn ws_message(&self, addr: SocketAddr, message: Vec<u8>) -> bool {
+        let peer = Peer {
+            addr,
+            transport: TransportKind::Ws,
+        };
+        self.tx.send(Input::Stream(peer, message)).await.is_ok()
+    }
+
+    /// The WebSocket connection from `addr` closed.
+    pub async fn ws_closed(&self, addr: SocketAddr) {
+        let _ = self.tx.send(Input::Closed(addr)).await;
+    }
 }
 
 /// Refuses calls with 480 and Retry-After: what a node without an IVR script does (nothing
@@ -353,7 +377,8 @@ async fn engine_loop(
             },
             Some(input) = rx.recv() => match input {
                 Input::Stream(peer, bytes) => {
-                    metrics::counter!("hotline_sip_messages_received_total", "transport" => "tcp").increment(1);
+                    let transport = if peer.transport == TransportKind::Ws { "ws" } else { "tcp" };
+                    metrics::counter!("hotline_sip_messages_received_total", "transport" => transport).increment(1);
                     endpoint.handle_input(Instant::now(), peer, &bytes, creds.as_ref());
                 }
                 Input::Opened(addr, sender) => { conns.insert(addr, sender); }

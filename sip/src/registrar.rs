@@ -245,10 +245,16 @@ impl Registrar {
 
     fn challenge(&mut self, now: u64, req: &Message, stale: bool) -> Message {
         let mut r = self.reply(req, 401, None);
-        for c in self
-            .challenger
-            .challenge(now, stale, &self.config.algorithms)
-        {
+        // JsSIP (the browser softphones' library, 3.x) reads only the first WWW-Authenticate
+        // and gives up unless it is MD5: it gets MD5 first when MD5 is offered at all.
+        let jssip = req
+            .header(&HeaderName::UserAgent)
+            .is_some_and(|ua| ua.starts_with("JsSIP"));
+        let mut algorithms = self.config.algorithms.clone();
+        if jssip {
+            algorithms.sort_by_key(|a| *a != Algorithm::Md5);
+        }
+        for c in self.challenger.challenge(now, stale, &algorithms) {
             r.push_header(HeaderName::WwwAuthenticate, &c);
         }
         r

@@ -109,6 +109,9 @@ pub enum ToMedia {
     PauseRecording(bool),
     /// Say these prompts (the answer of a look-up); the script goes on when they end.
     Speak(Vec<Arc<Prompt>>),
+    /// The agent puts the caller on hold (true: music for the caller, the agent's audio not
+    /// passed on) or takes the caller back (false).
+    AgentHold(bool),
 }
 
 /// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
@@ -414,6 +417,9 @@ struct Bridge {
     sdp_remote: SocketAddr,
     /// Whether we send to the target (not while it holds).
     sending: bool,
+    /// The agent holds the caller (through the API, not SDP): nothing passes either way and
+    /// the caller hears music.
+    held: bool,
     /// Music for the caller while the target holds, and for the target while the caller does.
     moh_to_a: Player,
     moh_to_b: Player,
@@ -641,6 +647,7 @@ impl Worker {
                     negotiated,
                     sdp_remote: negotiated.remote,
                     sending: sends(negotiated.direction),
+                    held: false,
                     moh_to_a: moh(),
                     moh_to_b: moh(),
                     latch: Latch::new(negotiated.remote),
@@ -767,6 +774,16 @@ impl Worker {
                     b.to_a.set_formats(bf, a);
                     b.negotiated = n;
                     tracing::info!(call_id = %c.record.call_id, holds = !b.sending, "the transfer target changed its media");
+                }
+            }
+            ToMedia::AgentHold(hold) => {
+                if let Some(LegB {
+                    bridge: Some(b), ..
+                }) = c.leg_b.as_mut()
+                {
+                    b.held = hold;
+                    b.sending = !hold && sends(b.negotiated.direction);
+                    tracing::info!(call_id = %c.record.call_id, hold, "the agent holds the caller");
                 }
             }
             ToMedia::TransferFailed(status) => {
@@ -905,6 +922,9 @@ impl Worker {
                         continue;
                     }
                     b.latch.on_packet(from);
+                    if b.held {
+                        continue; // the caller hears music, not the agent
+                    }
                     if p.payload_type == b.negotiated.codec.payload_type() {
                         push_frames(&mut b.jitter, &p);
                     }

@@ -86,6 +86,21 @@ pub struct TransferControl {
     pub reply: tokio::sync::oneshot::Sender<Result<String, TransferRefused>>,
 }
 
+/// The agent on a call puts the caller on hold (the caller hears music, neither hears the
+/// other) or takes it back: what a browser agent's Hold button does, with no re-INVITE. Sent
+/// to the handler with [`EngineHandle::tell`].
+#[derive(Debug)]
+pub struct HoldControl {
+    /// The call's SIP Call-ID.
+    pub call_id: String,
+    /// Hold (true) or resume (false).
+    pub hold: bool,
+    /// The agent asking (it must be the one on the call); `None`: a supervisor.
+    pub agent: Option<u64>,
+    /// Done, or why not.
+    pub reply: tokio::sync::oneshot::Sender<Result<(), TransferRefused>>,
+}
+
 /// Where a caller is transferred.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferTarget {
@@ -177,6 +192,12 @@ pub struct Calls {
     /// Played to one side of a bridge while the other holds.
     music_on_hold: Vec<Arc<Prompt>>,
     calls: u64,
+    /// Browser agents' media (agents registered over WebSocket), when started.
+    webrtc: Option<Arc<crate::webrtc::Gateway>>,
+    /// Browser legs of rings in progress, by INVITE transaction.
+    webrtc_rings: HashMap<TxId, crate::webrtc::WebrtcLeg>,
+    /// Browser legs of answered agent legs, by their dialog.
+    webrtc_legs: HashMap<DialogId, crate::webrtc::WebrtcLeg>,
 }
 
 /// Pause or resume the recording of the call in progress with this Call-ID (sent to the
@@ -228,6 +249,9 @@ impl Calls {
             workers: None,
             music_on_hold: vec![Arc::new(default_music_on_hold())],
             calls: 0,
+            webrtc: None,
+            webrtc_rings: HashMap::new(),
+            webrtc_legs: HashMap::new(),
         }
     }
 
@@ -244,6 +268,57 @@ impl Calls {
     pub fn with_acd(mut self, acd: crate::acd::service::AcdHandle) -> Self {
         self.acd = Some(acd);
         self
+    }
+
+    /// Agents registered over WebSocket (browsers) get their media through `gateway`.
+    pub fn with_webrtc(mut self, gateway: Arc<crate::webrtc::Gateway>) -> Self {
+        self.webrtc = Some(gateway);
+        self
+    }
+
+    /// Closes the browser legs whose ring or agent leg is over.
+    fn prune_webrtc(&mut self) {
+        let rings = &self.rings;
+        self.webrtc_rings.retain(|tx, leg| {
+            let keep = rings.contains_key(tx);
+            if !keep {
+                leg.close();
+            }
+            keep
+        });
+        let legs = &self.legs_b;
+        self.webrtc_legs.retain(|d, leg| {
+            let keep = legs.contains_key(d);
+            if !keep {
+                leg.close();
+            }
+            keep
+        });
+    }
+
+    /// The SDP offer for an agent's phone at `peer`: a browser leg through the gateway when
+    /// the phone registered over WebSocket, else plain RTP on `local`.
+    fn agent_offer(&self, peer: Peer, local: Local) -> (Vec<u8>, Option<crate::webrtc::WebrtcLeg>) {
+        if peer.transport == TransportKind::Ws
+            && let Some(gw) = &self.webrtc
+        {
+            let ip = if local.addr.ip().is_unspecified() || self.cfg.bind.is_unspecified() {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            } else {
+                self.cfg.bind
+            };
+            let engine = SocketAddr::new(ip, local.addr.port());
+            match gw.offer(sdp::Codec::Pcmu, engine) {
+                Ok((leg, offer)) => return (offer.into_bytes(), Some(leg)),
+                Err(e) => tracing::warn!(error = %e, "cannot set up a browser leg"),
+            }
+        }
+        (
+            sdp::offer(local, Direction::SendRecv)
+                .to_string()
+                .into_bytes(),
+            None,
+        )
     }
 
     fn start_workers(&mut self) -> Option<&mut Workers> {
@@ -286,6 +361,7 @@ impl Calls {
     }
 
     fn forget_finished(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.prune_webrtc();
         let done: Vec<(DialogId, u64)> = match self.finished.lock() {
             Ok(mut f) => std::mem::take(&mut *f),
             Err(_) => return,
@@ -584,9 +660,6 @@ impl Calls {
                 local
             }
         };
-        let offer = sdp::offer(local, Direction::SendRecv)
-            .to_string()
-            .into_bytes();
         for (agent, device) in r.agents {
             let contact = device
                 .as_deref()
@@ -609,9 +682,13 @@ impl Calls {
                 });
                 continue;
             };
+            let (offer, browser) = self.agent_offer(peer, local);
             match ep.invite(now, peer, &uri, &caller, Some(&offer)) {
                 Ok(tx) => {
-                    tracing::info!(agent, %uri, "ringing the agent's phone");
+                    tracing::info!(agent, %uri, browser = browser.is_some(), "ringing the agent's phone");
+                    if let Some(leg) = browser {
+                        self.webrtc_rings.insert(tx, leg);
+                    }
                     self.rings.insert(
                         tx,
                         Ringing {
@@ -635,6 +712,34 @@ impl Calls {
 
     /// An agent or supervisor transfers a call in progress: the agent's leg is hung up and
     /// the worker sends the caller on (an emergency route, with ringback, or a queue).
+    fn hold_control(&mut self, h: HoldControl) {
+        let Some((_, live)) = self.live.iter().find(|(d, _)| d.call_id == h.call_id) else {
+            let _ = h.reply.send(Err(TransferRefused::NoCall(h.call_id)));
+            return;
+        };
+        let (worker, key) = (live.worker, live.key);
+        let agent = self
+            .legs_b
+            .values()
+            .find(|(_, k, _, a)| *k == key && a.is_some())
+            .and_then(|(_, _, _, a)| *a);
+        let refused = match (agent, h.agent) {
+            (None, _) => Some(TransferRefused::NoCall(h.call_id.clone())),
+            (Some(on), Some(asking)) if on != asking => {
+                Some(TransferRefused::NotYours(h.call_id.clone()))
+            }
+            _ => None,
+        };
+        if let Some(e) = refused {
+            let _ = h.reply.send(Err(e));
+            return;
+        }
+        if let Some(w) = &self.workers {
+            w.news(worker, key, ToMedia::AgentHold(h.hold));
+        }
+        let _ = h.reply.send(Ok(()));
+    }
+
     fn transfer_control(&mut self, ep: &mut Endpoint, now: Instant, t: TransferControl) {
         let Some((_, live)) = self.live.iter().find(|(d, _)| d.call_id == t.call_id) else {
             let _ = t.reply.send(Err(TransferRefused::NoCall(t.call_id)));
@@ -853,7 +958,24 @@ impl Calls {
             }
             let _ = ep.cancel(now, other);
         }
-        let answer = sdp_answer(response);
+        let answer = match self.webrtc_rings.remove(&tx) {
+            Some(leg) => {
+                let text = std::str::from_utf8(response.body()).unwrap_or("");
+                let chosen = crate::webrtc::answered_codec(text);
+                leg.answer(text);
+                let negotiated = chosen.map(|(codec, dtmf)| Negotiated {
+                    codec,
+                    dtmf,
+                    remote: leg.plain,
+                    direction: Direction::SendRecv,
+                    ptime: 20,
+                    rtcp_mux: true,
+                });
+                self.webrtc_legs.insert(dialog.clone(), leg);
+                negotiated.map(Ok)
+            }
+            None => sdp_answer(response),
+        };
         let Some(Ok(negotiated)) = answer else {
             tracing::warn!(
                 agent,
@@ -1095,6 +1217,10 @@ impl CallHandler for Calls {
         };
         let message = match message.downcast::<TransferControl>() {
             Ok(t) => return self.transfer_control(ep, now, *t),
+            Err(other) => other,
+        };
+        let message = match message.downcast::<HoldControl>() {
+            Ok(h) => return self.hold_control(*h),
             Err(other) => other,
         };
         let message = match message.downcast::<crate::acd::service::RingAgents>() {

@@ -14,6 +14,14 @@
 //! - `POST /api/calls/{call_id}/transfer` `{"emergency": "110"}`, `{"queue": "general"}` or
 //!   `{"agent": "alice"}`: the agent on the call (or a supervisor) sends the caller to a
 //!   configured emergency route, back to a queue first in line, or to one agent; audited
+//! - `POST /api/calls/{call_id}/hold` `{"hold": true}`: the agent on the call (or a
+//!   supervisor) puts the caller on hold (music; neither hears the other) or back (`false`)
+//! - `GET /api/softphone`: the logged-in agent's own SIP account for the browser softphone
+//!   (user, realm and its MD5 HA1, which JsSIP takes instead of the password: the browser
+//!   never needs the plaintext)
+//! - `GET /api/calls/{call_id}`: a call as the agent desktop shows it (caller, queue, the
+//!   IVR's path and keys, recording, earlier tickets from the number); the office's roles
+//!   only, the read is audited
 //! - `GET /api/acd/events` (WebSocket; the session token as `Authorization: Bearer` or, from
 //!   a browser, `?token=`): the snapshot as JSON at once and again whenever it changes
 //!   (checked twice a second, so a change shows within a second and nothing is sent while
@@ -42,6 +50,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/acd/missed", get(missed))
         .route("/api/acd/missed/{id}/done", post(missed_done))
         .route("/api/calls/{call_id}/transfer", post(transfer))
+        .route("/api/calls/{call_id}", get(call_details))
+        .route("/api/calls/{call_id}/hold", post(hold))
+        .route("/api/softphone", get(softphone))
 }
 
 fn acd(state: &AppState) -> Result<AcdHandle, ApiError> {
@@ -497,4 +508,138 @@ async fn transfer(
     )
     .await?;
     Ok(Json(json!({ "call_id": call_id, kind: name, "to": done })))
+}
+
+#[derive(Debug, Serialize)]
+struct Softphone {
+    sip_username: String,
+    realm: String,
+    ha1: String,
+}
+
+async fn softphone(
+    user: Authed,
+    State(state): State<AppState>,
+) -> Result<Json<Softphone>, ApiError> {
+    let p = load_profile(&state, user.0.id).await?;
+    let name = p.sip_username.ok_or_else(|| {
+        ApiError::NotFound("no softphone in this agent's profile (sip_username)".into())
+    })?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT realm, ha1_md5 FROM sip_accounts WHERE username = $1 AND enabled")
+            .bind(&name)
+            .fetch_optional(&state.db)
+            .await?;
+    let (realm, ha1) = row.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "the SIP account {name:?} does not exist or is disabled"
+        ))
+    })?;
+    Ok(Json(Softphone {
+        sip_username: name,
+        realm,
+        ha1,
+    }))
+}
+
+async fn call_details(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let me = user.require(
+        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
+        "reading calls",
+    )?;
+    #[allow(clippy::type_complexity)]
+    let row: Option<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Vec<String>,
+        String,
+        Value,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as(
+        "SELECT call_id, caller, queue, recording, ivr_path, ivr_keys, ivr_vars, started_at
+           FROM calls WHERE call_id = $1 ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(&call_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (call_id, caller, queue, recording, ivr_path, ivr_keys, ivr_vars, started_at) =
+        row.ok_or_else(|| ApiError::NotFound(format!("no call {call_id:?}")))?;
+    let earlier: Vec<(String, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT number, status, category, created_at FROM tickets
+          WHERE caller_phone = $1 ORDER BY created_at DESC LIMIT 10",
+    )
+    .bind(&caller)
+    .fetch_all(&state.db)
+    .await?;
+    crate::audit::record(
+        &state.db,
+        &me.username,
+        "call.read",
+        &format!("call:{call_id}"),
+        json!({}),
+    )
+    .await?;
+    Ok(Json(json!({
+        "call_id": call_id,
+        "caller": caller,
+        "caller_masked": crate::mask::mask_number(&caller),
+        "queue": queue,
+        "recording": recording,
+        "ivr_path": ivr_path,
+        "ivr_keys": ivr_keys,
+        "ivr_vars": ivr_vars,
+        "started_at": started_at,
+        "earlier_tickets": earlier.into_iter().map(|(number, status, category, filed_at)| json!({
+            "number": number, "status": status, "category": category, "filed_at": filed_at,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    hold: bool,
+}
+
+async fn hold(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+    body: Result<Json<HoldBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::calls::{HoldControl, TransferRefused};
+    let Json(body) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let me = user.require(
+        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
+        "holding calls",
+    )?;
+    let engine = state
+        .engine
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("calls are not handled by this node".into()))?;
+    let agent = (me.role != Role::Supervisor).then(|| u64::try_from(me.id).unwrap_or(0));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let control = HoldControl {
+        call_id: call_id.clone(),
+        hold: body.hold,
+        agent,
+        reply,
+    };
+    if !engine.tell(Box::new(control)).await {
+        return Err(ApiError::Unavailable("the SIP engine has stopped".into()));
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), answer).await {
+        Ok(Ok(Ok(()))) => Ok(Json(json!({ "call_id": call_id, "hold": body.hold }))),
+        Ok(Ok(Err(e @ TransferRefused::NotYours(_)))) => Err(ApiError::Forbidden(e.to_string())),
+        Ok(Ok(Err(e))) => Err(ApiError::NotFound(e.to_string())),
+        _ => Err(ApiError::Unavailable(
+            "the SIP engine did not answer".into(),
+        )),
+    }
 }

@@ -11,7 +11,9 @@ mod open311;
 mod openapi;
 mod public;
 mod service;
+pub mod sip_ws;
 mod tickets;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Instant;

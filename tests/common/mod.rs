@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod baresip;
+pub mod center;
 pub mod sipp;
 
 use std::io::{BufRead, BufReader};
@@ -68,6 +69,7 @@ tcp_port = 0
 [rtp]
 port_min = 42000
 port_max = 42099
+webrtc_port = 0
 [http]
 listen = "127.0.0.1:0"
 [database]

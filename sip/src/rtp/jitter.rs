@@ -5,12 +5,21 @@
 //! that arrive after their turn (counted as late), and conceals a lost packet by repeating the
 //! previous frame once, then by silence. A new SSRC (a new source after a transfer) resets it.
 //!
+//! The sender's clock is not ours (a browser's sound card, a phone's crystal): when the next
+//! packet has not arrived and nothing after it has either, the buffer has run dry, and
+//! playout waits for it (concealing meanwhile) instead of moving on and finding every later
+//! packet "late" for ever; when packets pile up beyond `depth` plus [`SLACK`] (a faster
+//! sender), one frame is skipped a tick until the delay is back. A stream that renumbers
+//! (a jump of more than the buffer either way) starts playout afresh.
+//!
 //! Frames are kept in a fixed ring of slots: nothing is allocated per packet.
 
 /// Samples per frame (20 ms at 8 kHz, one byte each in G.711).
 pub const FRAME: usize = 160;
 /// Most frames the buffer holds ahead of playout (1.28 s).
 const SLOTS: usize = 64;
+/// Frames beyond `depth` a faster sender may get ahead before frames are skipped.
+pub const SLACK: u16 = 6;
 
 /// What the media clock gets for one tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +47,8 @@ pub struct JitterStats {
     pub overflow: u64,
     /// Times a new SSRC restarted the stream.
     pub resets: u64,
+    /// Frames skipped to bring a faster sender's delay back down.
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +71,8 @@ pub struct JitterBuffer {
     /// The lowest sequence number buffered before playout starts.
     first: Option<u16>,
     buffered: u16,
+    /// The highest sequence number accepted since playout (re)started.
+    newest: Option<u16>,
     last: [u8; FRAME],
     repeated: bool,
     out: [u8; FRAME],
@@ -90,6 +103,7 @@ impl JitterBuffer {
             next: None,
             first: None,
             buffered: 0,
+            newest: None,
             last: [silence; FRAME],
             repeated: false,
             out: [silence; FRAME],
@@ -109,6 +123,7 @@ impl JitterBuffer {
         self.next = None;
         self.first = None;
         self.buffered = 0;
+        self.newest = None;
         self.last = [self.silence; FRAME];
         self.repeated = false;
     }
@@ -124,14 +139,21 @@ impl JitterBuffer {
         }
         if let Some(next) = self.next {
             if seq != next && !after(seq, next) {
-                self.stats.late += 1;
-                return;
-            }
-            if seq.wrapping_sub(next) as usize >= SLOTS {
+                if (next.wrapping_sub(seq) as usize) < SLOTS {
+                    self.stats.late += 1;
+                    return;
+                }
+                // Far behind: the sender renumbered its stream.
+                self.stats.resets += 1;
+                self.reset();
+            } else if seq.wrapping_sub(next) as usize >= SLOTS {
+                // Far ahead: a jump, or a sender that went on while we did not play.
                 self.stats.overflow += 1;
-                return;
+                self.reset();
             }
-        } else if let Some(first) = self.first
+        }
+        if self.next.is_none()
+            && let Some(first) = self.first
             && after(first, seq)
         {
             self.first = Some(seq);
@@ -146,6 +168,9 @@ impl JitterBuffer {
         slot.len = payload.len().min(FRAME);
         slot.data[..slot.len].copy_from_slice(&payload[..slot.len]);
         self.stats.received += 1;
+        if self.newest.is_none_or(|n| after(seq, n)) {
+            self.newest = Some(seq);
+        }
         if self.next.is_none() {
             self.first.get_or_insert(seq);
             self.buffered += 1;
@@ -160,15 +185,21 @@ impl JitterBuffer {
         let Some(next) = self.next else {
             return Playout::Waiting;
         };
-        self.next = Some(next.wrapping_add(1));
         let slot = &mut self.slots[next as usize % SLOTS];
         if slot.filled && slot.seq == next {
+            self.next = Some(next.wrapping_add(1));
+            self.trim();
+            let slot = &mut self.slots[next as usize % SLOTS];
             slot.filled = false;
             self.out[..slot.len].copy_from_slice(&slot.data[..slot.len]);
             self.out[slot.len..].fill(self.silence);
             self.last = self.out;
             self.repeated = false;
             return Playout::Frame(&self.out);
+        }
+        // Missing: lost if something after it came (move on), else the buffer ran dry (wait).
+        if self.newest.is_some_and(|n| after(n, next)) {
+            self.next = Some(next.wrapping_add(1));
         }
         self.stats.concealed += 1;
         if self.repeated {
@@ -178,6 +209,21 @@ impl JitterBuffer {
             self.repeated = true;
         }
         Playout::Concealed(&self.out)
+    }
+
+    /// Skips the frame due next when more than `depth` + [`SLACK`] frames wait.
+    fn trim(&mut self) {
+        let (Some(next), Some(newest)) = (self.next, self.newest) else {
+            return;
+        };
+        if after(newest, next) && newest.wrapping_sub(next) > self.depth + SLACK {
+            let slot = &mut self.slots[next as usize % SLOTS];
+            if slot.seq == next {
+                slot.filled = false;
+            }
+            self.next = Some(next.wrapping_add(1));
+            self.stats.skipped += 1;
+        }
     }
 }
 
@@ -267,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn playout_waits_for_the_depth_and_a_far_jump_is_refused() {
+    fn playout_waits_for_the_depth_and_a_far_jump_starts_afresh() {
         let mut jb = JitterBuffer::new(3, 0xFF);
         jb.push(7, 1, &frame(1));
         jb.push(7, 2, &frame(2));
@@ -276,5 +322,75 @@ mod tests {
         assert_eq!(play(&mut jb, 1), [Some(1)]);
         jb.push(7, 2000, &frame(2000));
         assert_eq!(jb.stats().overflow, 1);
+        assert_eq!(jb.pop(), Playout::Waiting, "refilling from the jump");
+        jb.push(7, 2001, &frame(2001));
+        jb.push(7, 2002, &frame(2002));
+        assert_eq!(play(&mut jb, 3), [Some(0), Some(1), Some(2)]);
+    }
+
+    /// A sender whose clock runs 2 % slow (49 packets a second against our 50 ticks): every
+    /// packet still plays, the gaps are concealed, none is dropped as late.
+    #[test]
+    fn a_slower_sender_is_waited_for_not_dropped() {
+        let mut jb = JitterBuffer::new(2, 0xFF);
+        let mut played = Vec::new();
+        let mut seq = 0u16;
+        // Over 30 s: a packet every 20.4 ms, a tick every 20 ms (time in tenths of a ms).
+        let mut next_packet = 0u32;
+        for tick in 0..1500u32 {
+            let now = tick * 200;
+            while next_packet <= now {
+                jb.push(7, seq, &frame(seq));
+                seq = seq.wrapping_add(1);
+                next_packet += 204;
+            }
+            if let Playout::Frame(f) = jb.pop() {
+                played.push(f[0]);
+            }
+        }
+        assert_eq!(jb.stats().late, 0, "{:?}", jb.stats());
+        assert!(
+            played.len() + 3 >= seq as usize,
+            "{} of {seq} played",
+            played.len()
+        );
+        let in_order = played
+            .windows(2)
+            .all(|w| w[1] == ((w[0] as u16 + 1) % 200) as u8);
+        assert!(in_order, "frames play in order");
+    }
+
+    /// A sender 5 % fast: the delay stays bounded (frames skipped), nothing overflows.
+    #[test]
+    fn a_faster_sender_keeps_a_bounded_delay() {
+        let mut jb = JitterBuffer::new(2, 0xFF);
+        let mut seq = 0u16;
+        let mut next_packet = 0u32;
+        for tick in 0..3000u32 {
+            let now = tick * 200;
+            while next_packet <= now {
+                jb.push(7, seq, &frame(seq));
+                seq = seq.wrapping_add(1);
+                next_packet += 190;
+            }
+            let _ = jb.pop();
+            let backlog = seq.wrapping_sub(jb.next.unwrap_or(0));
+            assert!(backlog <= 2 + SLACK + 2, "backlog {backlog} at tick {tick}");
+        }
+        let st = jb.stats();
+        assert_eq!(st.overflow, 0);
+        assert!(st.skipped > 100, "{st:?}");
+    }
+
+    /// A sender that stops (on hold) and goes on with the next number plays on at once.
+    #[test]
+    fn a_pause_in_the_stream_does_not_make_the_rest_late() {
+        let mut jb = JitterBuffer::new(1, 0xFF);
+        jb.push(7, 1, &frame(1));
+        assert_eq!(play(&mut jb, 1), [Some(1)]);
+        let _ = play(&mut jb, 500); // 10 s of nothing
+        jb.push(7, 2, &frame(2));
+        assert_eq!(play(&mut jb, 1), [Some(2)]);
+        assert_eq!(jb.stats().late, 0);
     }
 }

@@ -1,0 +1,215 @@
+//! The agent desktop in a real headless Chromium (Debian's, driven by playwright-core from
+//! `web/tests/`): the agent logs in, the page registers its JsSIP softphone over SIP over
+//! WebSocket with the agent's digest credentials, the agent goes available and answers a call
+//! a SIPp caller places on loopback. The browser's media runs through the WebRTC gateway
+//! (ICE-lite, DTLS-SRTP, PCMU) and is bridged and recorded like a SIP phone's: the recording's
+//! left channel carries the caller's 300 Hz and the right the browser's fake microphone at
+//! 700 Hz. The agent files the ticket from the page, holds the caller for 2 s (the agent's
+//! side of the recording falls silent) and takes the call back; in PostgreSQL the ticket
+//! links the call and its recording. Screenshots at ringing and in call land in `ci-artifacts/agent-desktop/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::center::*;
+use common::sipp::sipp_in;
+use common::*;
+use serde_json::json;
+use sqlx::Row;
+
+/// Where the screenshots go (kept by CI as artifacts).
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-artifacts/agent-desktop");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The browser run: its stdout lines as they come, its stderr collected.
+struct Browser {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl Browser {
+    fn start(center: &Center, script: &str, env: &[(&str, &str)]) -> Browser {
+        let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        assert!(
+            web.join("node_modules/playwright-core").exists(),
+            "run scripts/web.sh first (scripts/test.sh does)"
+        );
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&web)
+            .arg(format!("tests/{script}"))
+            .env("BASE", &center.http.base)
+            .env("OUT", artifacts())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("node is installed");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        Browser { child, lines, err }
+    }
+
+    /// The next line starting with `prefix`, within `secs`.
+    fn expect(&mut self, prefix: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let err = std::mem::replace(&mut self.err, std::thread::spawn(String::new));
+                    panic!(
+                        "the browser did not get to {prefix:?} within {secs} s:\n{}",
+                        err.join().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
+    let center = Center::start(QUEUE_SCRIPT);
+    let agent = center.agent("alice", "1001");
+    // The catalogue the form offers.
+    center.http.ok(
+        "POST",
+        "/api/categories",
+        Some(&center.admin),
+        json!({"code": "noise", "name": "施工噪音", "time_limit_days": 5}),
+    );
+    // The browser's microphone: 700 Hz.
+    let tone = center.work.path().join("browser-tone.wav");
+    let samples: Vec<i16> = (0..8000 * 20)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 700.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    write_wav(&tone, &samples);
+
+    let mut browser = Browser::start(
+        &center,
+        "agent_call.mjs",
+        &[
+            ("AGENT", "alice"),
+            ("PASSWORD", "agent's password"),
+            ("TONE", tone.to_str().unwrap()),
+            ("CATEGORY", "noise"),
+            ("DESCRIPTION", "夜间施工噪音扰民"),
+        ],
+    );
+    browser.expect("ready", 60);
+
+    // The caller speaks 300 Hz for 16 s after the answer: the greeting, the ring, the
+    // answer, then the agent on the line.
+    let work = center.work.path().to_path_buf();
+    let udp = center.node.udp;
+    let caller = std::thread::spawn(move || {
+        sipp_in(
+            &work,
+            udp,
+            &scenario("../../benches/sipp/uac_media_load.xml"),
+            "12345",
+            &["-d", "16000"],
+        )
+    });
+    browser.expect("ringing", 30);
+    browser.expect("in-call", 15);
+    let stats = browser.expect("stats", 20);
+    let ticket = browser.expect("ticket", 30);
+    let number = ticket.trim_start_matches("ticket ").trim().to_string();
+    browser.expect("held", 10);
+    browser.expect("resumed", 10);
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "the caller's call failed: {errors}");
+    browser.expect("ended", 30);
+    eprintln!("browser {stats}");
+
+    // The call record: answered by alice, recorded.
+    let rows = center
+        .node
+        .ended_calls(1, "call_id, agent_id, outcome, recording, rings");
+    let row = &rows[0];
+    assert_eq!(row.get::<Option<i64>, _>("agent_id"), Some(agent));
+    assert_eq!(
+        row.get::<Option<String>, _>("outcome").as_deref(),
+        Some("answered")
+    );
+    let call_id: String = row.get("call_id");
+    let recording: String = row.get::<Option<String>, _>("recording").unwrap();
+
+    // Audio both ways: the last 2 s of the recording, caller left, browser right.
+    let (left, right) = channels(&recording);
+    let n = left.len();
+    assert!(n > 8000 * 4, "recording of {n} samples");
+    assert_tone(&left[n - 16000..], 300.0, CALLER, "the caller (left)");
+    assert_tone(
+        &right[n - 16000..],
+        700.0,
+        0.06,
+        "the browser agent (right)",
+    );
+    // On hold the agent's audio stopped: after the agent's tone began, a second without it.
+    let seconds: Vec<usize> = right.chunks_exact(8000).map(crossings).collect();
+    let began = seconds.iter().position(|&c| c > 1300).unwrap();
+    assert!(
+        seconds[began..].iter().any(|&c| c < 50),
+        "no silence on the agent's side while held: {seconds:?}"
+    );
+
+    // The ticket filed from the page links the call and its recording.
+    assert!(
+        number.chars().all(|c| c.is_ascii_digit()),
+        "ticket {number:?}"
+    );
+    let rows = center.node.db.rows(&format!(
+        "SELECT call_id, recording, category, description, channel FROM tickets WHERE number = '{number}'"
+    ));
+    let t = &rows[0];
+    assert_eq!(
+        t.get::<Option<String>, _>("call_id").as_deref(),
+        Some(call_id.as_str())
+    );
+    assert_eq!(
+        t.get::<Option<String>, _>("recording").as_deref(),
+        Some(recording.as_str())
+    );
+    assert_eq!(t.get::<String, _>("category"), "noise");
+    assert_eq!(t.get::<String, _>("description"), "夜间施工噪音扰民");
+    assert_eq!(t.get::<String, _>("channel"), "phone");
+    for shot in ["agent-ringing.png", "agent-in-call.png"] {
+        let len = std::fs::metadata(artifacts().join(shot)).unwrap().len();
+        assert!(len > 10_000, "{shot}: {len} bytes");
+    }
+}

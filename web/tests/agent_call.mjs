@@ -1,0 +1,78 @@
+// Drives the agent desktop in Debian's headless Chromium for tests/agent_desktop.rs: logs in,
+// goes available, answers the call that rings, files the ticket. Talks to the Rust test on
+// stdout, one line per step ("ready", "ringing", "in-call", "ticket <number>"), and reads
+// nothing: the test places the call once it sees "ready".
+//
+// Environment: BASE (http://127.0.0.1:port), AGENT and PASSWORD, TONE (a WAV the fake
+// microphone plays), OUT (where screenshots go), CATEGORY, DESCRIPTION.
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+const step = (s) => console.log(s);
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${env.TONE}`,
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('console', (m) => console.error(`[page] ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+  await page.goto(`${env.BASE}/agent/?rawaudio`);
+  await page.fill('input[name=username]', env.AGENT);
+  await page.fill('input[name=password]', env.PASSWORD);
+  await page.click('#login-button');
+  await page.waitForSelector('#reg[data-state=up]', { timeout: 20000 });
+  await page.click('#go-available');
+  await page.waitForSelector('#acd[data-state=available]', { timeout: 10000 });
+  step('ready');
+
+  await page.waitForSelector('#call-panel[data-state=ringing]', { timeout: 60000 });
+  await page.waitForFunction(() => document.getElementById('caller').textContent !== '-');
+  await page.screenshot({ path: `${env.OUT}/agent-ringing.png`, fullPage: true });
+  step('ringing');
+  await page.click('#answer');
+  await page.waitForSelector('#call-panel[data-state=in-call]', { timeout: 10000 });
+  step('in-call');
+  // The call's links come from the API once the ACD names the call.
+  await page.waitForFunction(() => document.getElementById('recording-link').textContent !== '-', null, { timeout: 10000 });
+  await page.waitForTimeout(2000);
+  const stats = await page.evaluate(async () => {
+    const pc = window.hotline.session.connection;
+    const out = { received: 0, sent: 0 };
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') out.received += r.packetsReceived;
+      if (r.type === 'outbound-rtp' && r.kind === 'audio') out.sent += r.packetsSent;
+    });
+    return out;
+  });
+  step(`stats ${JSON.stringify(stats)}`);
+  await page.screenshot({ path: `${env.OUT}/agent-in-call.png`, fullPage: true });
+
+  await page.selectOption('#category', env.CATEGORY);
+  await page.fill('textarea[name=description]', env.DESCRIPTION);
+  await page.fill('input[name=district]', '槐荫区');
+  await page.click('#submit-ticket');
+  await page.waitForFunction(() => document.getElementById('ticket-result').dataset.number, null, { timeout: 10000 });
+  const number = await page.$eval('#ticket-result', (e) => e.dataset.number);
+  step(`ticket ${number}`);
+  await page.screenshot({ path: `${env.OUT}/agent-ticket.png`, fullPage: true });
+  // Hold for 2 s (the caller hears music, the agent's audio stops), then back.
+  await page.click('#hold');
+  await page.waitForFunction(() => document.getElementById('hold').textContent === 'Resume', null, { timeout: 5000 });
+  step('held');
+  await page.waitForTimeout(2000);
+  await page.click('#hold');
+  await page.waitForFunction(() => document.getElementById('hold').textContent === 'Hold', null, { timeout: 5000 });
+  step('resumed');
+  // Stay until the caller hangs up.
+  await page.waitForSelector('#call-panel[data-state=idle]', { timeout: 60000 });
+  step('ended');
+} finally {
+  await browser.close();
+}

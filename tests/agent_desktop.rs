@@ -100,6 +100,31 @@ impl Drop for Browser {
     }
 }
 
+/// The browser's fake microphone: `hz` for 20 s, as a WAV in the center's work folder.
+fn microphone(center: &Center, hz: f64) -> PathBuf {
+    let tone = center.work.path().join(format!("browser-{hz}.wav"));
+    let samples: Vec<i16> = (0..8000 * 20)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    write_wav(&tone, &samples);
+    tone
+}
+
+/// A caller on its own thread: dials 12345 and speaks 300 Hz for `ms` after the answer.
+fn caller(center: &Center, ms: u32) -> std::thread::JoinHandle<(i32, String)> {
+    let work = center.work.path().to_path_buf();
+    let udp = center.node.udp;
+    std::thread::spawn(move || {
+        sipp_in(
+            &work,
+            udp,
+            &scenario("../../benches/sipp/uac_media_load.xml"),
+            "12345",
+            &["-d", &ms.to_string()],
+        )
+    })
+}
+
 #[test]
 fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
     let center = Center::start(QUEUE_SCRIPT);
@@ -112,11 +137,7 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
         json!({"code": "noise", "name": "施工噪音", "time_limit_days": 5}),
     );
     // The browser's microphone: 700 Hz.
-    let tone = center.work.path().join("browser-tone.wav");
-    let samples: Vec<i16> = (0..8000 * 20)
-        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 700.0 * i as f64 / 8000.0).sin()) as i16)
-        .collect();
-    write_wav(&tone, &samples);
+    let tone = microphone(&center, 700.0);
 
     let mut browser = Browser::start(
         &center,
@@ -133,18 +154,14 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
 
     // The caller speaks 300 Hz for 16 s after the answer: the greeting, the ring, the
     // answer, then the agent on the line.
-    let work = center.work.path().to_path_buf();
-    let udp = center.node.udp;
-    let caller = std::thread::spawn(move || {
-        sipp_in(
-            &work,
-            udp,
-            &scenario("../../benches/sipp/uac_media_load.xml"),
-            "12345",
-            &["-d", "16000"],
-        )
-    });
+    let caller = caller(&center, 16000);
     browser.expect("ringing", 30);
+    // The page shows the caller (alice is intake: the full number), queue and IVR path.
+    let facts: serde_json::Value =
+        serde_json::from_str(browser.expect("facts", 5).trim_start_matches("facts ")).unwrap();
+    assert_eq!(facts["caller"], "sipp", "{facts}");
+    assert_eq!(facts["queue"], "general", "{facts}");
+    assert!(facts["path"].as_str().unwrap().contains("hello"), "{facts}");
     browser.expect("in-call", 15);
     let stats = browser.expect("stats", 20);
     let ticket = browser.expect("ticket", 30);
@@ -212,4 +229,68 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
         let len = std::fs::metadata(artifacts().join(shot)).unwrap().len();
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
+}
+
+/// A port free on loopback now (for an HTTP address that must survive a restart).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_agent_desktop_recovers_after_the_server_restarts() {
+    let listen = format!("127.0.0.1:{}", free_tcp_port());
+    let mut center = Center::start_with(QUEUE_SCRIPT, &[("HOTLINE_HTTP__LISTEN", listen.as_ref())]);
+    let agent = center.agent("alice", "1001");
+    let tone = microphone(&center, 700.0);
+    let mut browser = Browser::start(
+        &center,
+        "agent_restart.mjs",
+        &[
+            ("AGENT", "alice"),
+            ("PASSWORD", "agent's password"),
+            ("TONE", tone.to_str().unwrap()),
+        ],
+    );
+    browser.expect("ready", 60);
+
+    // The server dies (SIGKILL) and comes back: no registration, nobody logged in to a queue.
+    center.node.restart();
+    browser.expect("lost", 30);
+    let snapshot = |c: &Center| {
+        c.http.ok(
+            "GET",
+            "/api/acd/snapshot",
+            Some(&c.admin),
+            serde_json::Value::Null,
+        )
+    };
+    // The page reconnects, registers again and puts alice back to available by itself.
+    browser.expect("recovered", 60);
+    let snap = snapshot(&center);
+    let alice = snap["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"].as_i64() == Some(agent))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(alice["state"], "available", "{snap}");
+
+    // And takes calls again: the restarted server rings the browser, which answers.
+    let caller = caller(&center, 4000);
+    browser.expect("ringing", 30);
+    browser.expect("in-call", 15);
+    let (code, errors) = caller.join().unwrap();
+    assert_eq!(code, 0, "the caller's call failed: {errors}");
+    browser.expect("ended", 30);
+    let rows = center.node.ended_calls(1, "agent_id, outcome");
+    assert_eq!(rows[0].get::<Option<i64>, _>("agent_id"), Some(agent));
+    assert_eq!(
+        rows[0].get::<Option<String>, _>("outcome").as_deref(),
+        Some("answered")
+    );
 }

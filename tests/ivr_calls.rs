@@ -220,7 +220,7 @@ impl Engine {
     }
 
     /// The next finished call's record, if one comes within `limit` (the records of calls
-    /// starting are passed over).
+    /// starting or being queued are passed over).
     fn record(&mut self, limit: Duration) -> Option<CallRecord> {
         let records = &mut self.records;
         self.rt.block_on(async {
@@ -228,7 +228,7 @@ impl Engine {
                 loop {
                     match records.recv().await {
                         Some(CallEvent::Ended(_, r)) => return Some(r),
-                        Some(CallEvent::Started(..)) => continue,
+                        Some(CallEvent::Started(..) | CallEvent::Queued(..)) => continue,
                         None => return None,
                     }
                 }

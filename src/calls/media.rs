@@ -1183,6 +1183,12 @@ impl Worker {
                     }
                     c.record.queue = Some(queue);
                     c.record.queued_at.get_or_insert_with(Utc::now);
+                    let session = c.call.session();
+                    let mut so_far = c.record.clone();
+                    so_far.ivr_path = session.path().to_vec();
+                    so_far.ivr_vars = session.vars().clone();
+                    so_far.ivr_keys = c.call.keys().to_string();
+                    let _ = self.shared.records.send(CallEvent::Queued(key, so_far));
                 }
                 Action::Callback => {
                     tracing::info!(call_id = %c.record.call_id, "caller chose a callback");

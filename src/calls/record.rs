@@ -139,6 +139,9 @@ fn quality_json(q: &Option<Quality>) -> Option<serde_json::Value> {
 pub enum CallEvent {
     /// The call was answered (the record so far); `u64` is the handler's key for the call.
     Started(u64, CallRecord),
+    /// The caller was queued: the record so far, with the IVR's path, keys and variables, so
+    /// the agent desktop shows them while the call is still in progress.
+    Queued(u64, CallRecord),
     /// The call ended (the whole record).
     Ended(u64, CallRecord),
 }
@@ -306,6 +309,23 @@ impl Writer {
             CallEvent::Started(key, r) => {
                 let id = r.insert_started(&self.pool).await?;
                 self.rows.insert(*key, id);
+            }
+            CallEvent::Queued(key, r) => {
+                if let Some(id) = self.rows.get(key) {
+                    sqlx::query(
+                        "UPDATE calls SET queue = $2, queued_at = $3, ivr_path = $4, ivr_keys = $5,
+                             ivr_vars = $6
+                          WHERE id = $1 AND ended_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(&r.queue)
+                    .bind(r.queued_at)
+                    .bind(&r.ivr_path)
+                    .bind(&r.ivr_keys)
+                    .bind(serde_json::to_value(&r.ivr_vars).unwrap_or_default())
+                    .execute(&self.pool)
+                    .await?;
+                }
             }
             CallEvent::Ended(key, r) => {
                 r.complete(&self.pool, self.rows.get(key).copied()).await?;

@@ -340,10 +340,24 @@ pub struct SipNode {
     pub udp: std::net::SocketAddr,
     pub tcp: std::net::SocketAddr,
     pub db: TestDb,
+    config: PathBuf,
+    env: Vec<(String, std::ffi::OsString)>,
     _dir: tempfile::TempDir,
 }
 
 impl SipNode {
+    /// Kills the node (SIGKILL, as a crash would) and starts it again on the same
+    /// configuration and database; SIP comes back on new ports (HTTP on the same one only
+    /// when the environment fixed it).
+    pub fn restart(&mut self) {
+        let _ = self.node.child.kill();
+        let _ = self.node.child.wait();
+        let (node, udp, tcp) = spawn_sip_node(&self.config, &self.db, &self.env);
+        self.node = node;
+        self.udp = udp;
+        self.tcp = tcp;
+    }
+
     /// `columns` of the calls that have ended, oldest first, waiting up to 10 s for `n` of
     /// them (fewer when they do not come).
     pub fn ended_calls(&self, n: usize, columns: &str) -> Vec<sqlx::postgres::PgRow> {
@@ -371,12 +385,33 @@ pub fn start_sip_node_env(sip_extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> 
     let db = TestDb::create();
     let dir = shared_tempdir();
     let config = write_config_with(dir.path(), sip_extra);
+    let env: Vec<(String, std::ffi::OsString)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_os_string()))
+        .collect();
+    let (node, udp, tcp) = spawn_sip_node(&config, &db, &env);
+    SipNode {
+        node,
+        udp,
+        tcp,
+        db,
+        config,
+        env,
+        _dir: dir,
+    }
+}
+
+fn spawn_sip_node(
+    config: &Path,
+    db: &TestDb,
+    env: &[(String, std::ffi::OsString)],
+) -> (Node, std::net::SocketAddr, std::net::SocketAddr) {
     let mut cmd = hotline();
     cmd.env("HOTLINE_DATABASE__URL", &db.url);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut node = Node::start_with(cmd, &config);
+    let mut node = Node::start_with(cmd, config);
     let line = node.wait_for_line("SIP listening on", Duration::from_secs(60));
     let addr_after = |key: &str| -> std::net::SocketAddr {
         let start = line.find(key).expect("address in the log") + key.len();
@@ -387,11 +422,5 @@ pub fn start_sip_node_env(sip_extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> 
             .expect("a socket address")
     };
     let (udp, tcp) = (addr_after("udp:"), addr_after("tcp:"));
-    SipNode {
-        node,
-        udp,
-        tcp,
-        db,
-        _dir: dir,
-    }
+    (node, udp, tcp)
 }

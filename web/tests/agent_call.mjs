@@ -5,37 +5,24 @@
 //
 // Environment: BASE (http://127.0.0.1:port), AGENT and PASSWORD, TONE (a WAV the fake
 // microphone plays), OUT (where screenshots go), CATEGORY, DESCRIPTION.
-import { chromium } from 'playwright-core';
+import { availableAgent, env, launch, step } from './common.mjs';
 
-const env = process.env;
-const step = (s) => console.log(s);
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${env.TONE}`,
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('console', (m) => console.error(`[page] ${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
-  await page.goto(`${env.BASE}/agent/?rawaudio`);
-  await page.fill('input[name=username]', env.AGENT);
-  await page.fill('input[name=password]', env.PASSWORD);
-  await page.click('#login-button');
-  await page.waitForSelector('#reg[data-state=up]', { timeout: 20000 });
-  await page.click('#go-available');
-  await page.waitForSelector('#acd[data-state=available]', { timeout: 10000 });
+  const page = await availableAgent(browser);
   step('ready');
 
   await page.waitForSelector('#call-panel[data-state=ringing]', { timeout: 60000 });
-  await page.waitForFunction(() => document.getElementById('caller').textContent !== '-');
+  // What the IVR learnt shows while it rings.
+  await page.waitForFunction(() => document.getElementById('queue').textContent !== '-', null, { timeout: 10000 });
   await page.screenshot({ path: `${env.OUT}/agent-ringing.png`, fullPage: true });
   step('ringing');
+  const facts = await page.evaluate(() => ({
+    caller: document.getElementById('caller').textContent,
+    queue: document.getElementById('queue').textContent,
+    path: document.getElementById('ivr-path').textContent,
+  }));
+  step(`facts ${JSON.stringify(facts)}`);
   await page.click('#answer');
   await page.waitForSelector('#call-panel[data-state=in-call]', { timeout: 10000 });
   step('in-call');

@@ -260,11 +260,11 @@ pub struct SignalingAddrs {
     pub engine: EngineHandle,
 }
 
-/// Socket buffers of the SIP UDP socket: a burst of thousands of calls a second must queue in
+/// Socket buffers of the SIP UDP socket (and the WebRTC port): a burst of thousands of calls a second must queue in
 /// the kernel, not be dropped (the default ~200 KiB overflows near 2,000 calls/s on loopback).
 const UDP_BUFFER_BYTES: usize = 4 << 20;
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Best effort: an unprivileged process is capped by net.core.rmem_max / wmem_max.

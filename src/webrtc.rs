@@ -107,8 +107,8 @@ impl Gateway {
         announce: std::net::IpAddr,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Gateway>> {
-        let socket = UdpSocket::bind(listen)
-            .await
+        // Large socket buffers, as for SIP: a shift's handshakes arrive in one burst.
+        let socket = crate::signaling::bind_udp(listen)
             .with_context(|| format!("cannot bind the WebRTC port {listen}"))?;
         let bound = socket.local_addr()?;
         let socket = Arc::new(socket);
@@ -316,6 +316,10 @@ impl Leg {
         let mut buf = vec![0u8; 2048];
         // Packets each way, for the log.
         let (mut from_browser, mut to_browser) = (0u64, 0u64);
+        // A browser starts ICE as it sends its 200: its first checks can come before the SIP
+        // answer reaches us. They wait here and go in once the answer is taken, instead of
+        // being lost and retransmitted half a second later.
+        let mut early: Vec<Datagram> = Vec::new();
         let end: &str = loop {
             // Drain every output of the last mutation (str0m's contract).
             let deadline = loop {
@@ -383,6 +387,19 @@ impl Leg {
                             tracing::warn!(error = %e, "the browser's SDP answer was refused");
                             break "bad SDP answer";
                         }
+                        for d in early.drain(..) {
+                            self.input(d);
+                            // Drain between inputs (str0m's contract).
+                            while let Ok(o) = self.rtc.poll_output() {
+                                match o {
+                                    Output::Timeout(_) => break,
+                                    Output::Transmit(t) => {
+                                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                                    }
+                                    Output::Event(_) => {}
+                                }
+                            }
+                        }
                     }
                     Some(Control::Close) | None => {
                         self.rtc.disconnect();
@@ -391,14 +408,13 @@ impl Leg {
                 },
                 d = net.recv() => {
                     let Some(d) = d else { break "gateway stopped" };
-                    match Receive::new(Protocol::Udp, d.from, self.announce, &d.bytes) {
-                        Ok(r) => {
-                            if let Err(e) = self.rtc.handle_input(Input::Receive(d.at, r)) {
-                                tracing::debug!(error = %e, "browser leg input refused");
-                            }
+                    if self.pending.is_some() {
+                        if early.len() < 64 {
+                            early.push(d);
                         }
-                        Err(e) => tracing::debug!(error = %e, "unparsable datagram on the WebRTC port"),
+                        continue;
                     }
+                    self.input(d);
                 }
                 r = self.plain.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
@@ -422,6 +438,18 @@ impl Leg {
         if let Ok(mut r) = self.routes.lock() {
             r.by_ufrag.remove(&self.ufrag);
             r.by_addr.retain(|_, tx| !tx.is_closed());
+        }
+    }
+
+    /// A datagram from the browser into the `Rtc`.
+    fn input(&mut self, d: Datagram) {
+        match Receive::new(Protocol::Udp, d.from, self.announce, &d.bytes) {
+            Ok(r) => {
+                if let Err(e) = self.rtc.handle_input(Input::Receive(d.at, r)) {
+                    tracing::debug!(error = %e, "browser leg input refused");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "unparsable datagram on the WebRTC port"),
         }
     }
 

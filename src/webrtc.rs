@@ -62,6 +62,10 @@ pub struct Gateway {
     routes: Arc<Mutex<Routes>>,
     /// Where legs' loopback sockets bind.
     loopback: std::net::IpAddr,
+    /// The DTLS certificate every leg presents (its fingerprint goes in each offer). One for
+    /// the process, as media servers do: the keys of each call still come from that call's
+    /// own handshake (ECDHE).
+    cert: Option<str0m::config::DtlsCert>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -123,11 +127,18 @@ impl Gateway {
         } else {
             std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
         };
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        if cert.is_none() {
+            tracing::warn!("no shared DTLS certificate: each browser leg makes its own");
+        }
         Ok(Arc::new(Gateway {
             socket,
             announce: SocketAddr::new(announce, bound.port()),
             routes,
             loopback,
+            cert,
         }))
     }
 
@@ -143,7 +154,11 @@ impl Gateway {
             ufrag: random_token(8),
             pass: random_token(24),
         };
-        let cfg = Rtc::builder()
+        let mut cfg = Rtc::builder();
+        if let Some(cert) = &self.cert {
+            cfg = cfg.set_dtls_cert(cert.clone());
+        }
+        let cfg = cfg
             .set_ice_lite(true)
             .set_local_ice_credentials(creds.clone())
             .clear_codecs();
@@ -522,6 +537,55 @@ mod tests {
         let mut cut = m.clone();
         cut.truncate(30);
         assert_eq!(stun_username(&cut), None);
+    }
+
+    fn attr<'a>(sdp: &'a str, prefix: &str) -> Option<&'a str> {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+    }
+
+    #[tokio::test]
+    async fn offers_are_ice_lite_g711_only_with_the_callers_law_first() {
+        let gw = Gateway::start(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let engine: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let (leg_a, a) = gw.offer(Codec::Pcma, engine).unwrap();
+        let (leg_b, b) = gw.offer(Codec::Pcmu, engine).unwrap();
+        let formats = |sdp: &str| -> Vec<String> {
+            attr(sdp, "m=audio ")
+                .unwrap()
+                .split_whitespace()
+                .skip(2)
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(formats(&a), ["8", "0", "101"], "{a}");
+        assert_eq!(formats(&b), ["0", "8", "101"], "{b}");
+        for sdp in [&a, &b] {
+            assert!(sdp.contains("a=ice-lite"), "{sdp}");
+            assert!(sdp.contains("a=rtcp-mux"), "{sdp}");
+            assert!(sdp.contains("a=group:BUNDLE"), "{sdp}");
+            assert_eq!(attr(sdp, "a=setup:"), Some("actpass"));
+            assert!(sdp.contains("telephone-event/8000"), "{sdp}");
+            assert!(!sdp.to_ascii_lowercase().contains("opus"), "{sdp}");
+            let candidate = attr(sdp, "a=candidate:").unwrap();
+            assert!(
+                candidate.contains(&gw.addr().port().to_string()),
+                "{candidate}"
+            );
+        }
+        // One certificate for every leg, a username of its own for each.
+        assert_eq!(attr(&a, "a=fingerprint:"), attr(&b, "a=fingerprint:"));
+        assert_ne!(attr(&a, "a=ice-ufrag:"), attr(&b, "a=ice-ufrag:"));
+        assert_ne!(leg_a.plain, leg_b.plain);
+        leg_a.close();
+        leg_b.close();
     }
 
     #[test]

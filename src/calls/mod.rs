@@ -154,6 +154,8 @@ struct Live {
     local: Local,
     /// Our 200 carried the offer: the ACK carries the answer.
     offered: bool,
+    /// The caller's G.711 law (a browser agent's leg is offered it first).
+    codec: sdp::Codec,
 }
 
 /// The application's call handler: answers and runs calls through the IVR.
@@ -298,7 +300,12 @@ impl Calls {
 
     /// The SDP offer for an agent's phone at `peer`: a browser leg through the gateway when
     /// the phone registered over WebSocket, else plain RTP on `local`.
-    fn agent_offer(&self, peer: Peer, local: Local) -> (Vec<u8>, Option<crate::webrtc::WebrtcLeg>) {
+    fn agent_offer(
+        &self,
+        peer: Peer,
+        local: Local,
+        first: sdp::Codec,
+    ) -> (Vec<u8>, Option<crate::webrtc::WebrtcLeg>) {
         if peer.transport == TransportKind::Ws
             && let Some(gw) = &self.webrtc
         {
@@ -308,7 +315,7 @@ impl Calls {
                 self.cfg.bind
             };
             let engine = SocketAddr::new(ip, local.addr.port());
-            match gw.offer(sdp::Codec::Pcmu, engine) {
+            match gw.offer(first, engine) {
                 Ok((leg, offer)) => return (offer.into_bytes(), Some(leg)),
                 Err(e) => tracing::warn!(error = %e, "cannot set up a browser leg"),
             }
@@ -498,29 +505,21 @@ impl Calls {
             caller
         };
         metrics::counter!("hotline_calls_answered_total").increment(1);
-        self.admit(worker, key, dialog, local, offer.is_none(), from);
+        let live = Live {
+            worker,
+            key,
+            local,
+            offered: offer.is_none(),
+            codec: negotiated.map_or(sdp::Codec::Pcmu, |n| n.codec),
+        };
+        self.admit(dialog, live, from);
     }
 
     /// A call now in a media worker: known by its dialog and by its key from here on.
-    fn admit(
-        &mut self,
-        worker: usize,
-        key: u64,
-        dialog: DialogId,
-        local: Local,
-        offered: bool,
-        from: String,
-    ) {
-        self.keys.insert(key, (worker, dialog.clone(), from));
-        self.live.insert(
-            dialog,
-            Live {
-                worker,
-                key,
-                local,
-                offered,
-            },
-        );
+    fn admit(&mut self, dialog: DialogId, live: Live, from: String) {
+        self.keys
+            .insert(live.key, (live.worker, dialog.clone(), from));
+        self.live.insert(dialog, live);
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
 
@@ -660,6 +659,12 @@ impl Calls {
                 local
             }
         };
+        // The caller's law goes first in a browser's offer: it passes through untranscoded.
+        let codec = self
+            .live
+            .values()
+            .find(|l| l.key == r.call)
+            .map_or(sdp::Codec::Pcmu, |l| l.codec);
         for (agent, device) in r.agents {
             let contact = device
                 .as_deref()
@@ -682,7 +687,7 @@ impl Calls {
                 });
                 continue;
             };
-            let (offer, browser) = self.agent_offer(peer, local);
+            let (offer, browser) = self.agent_offer(peer, local, codec);
             match ep.invite(now, peer, &uri, &caller, Some(&offer)) {
                 Ok(tx) => {
                     tracing::info!(agent, %uri, browser = browser.is_some(), "ringing the agent's phone");
@@ -909,7 +914,14 @@ impl Calls {
         let dialog_call_id = dialog.call_id.clone();
         let worker = workers.add(new);
         workers.news(worker, d.key, ToMedia::Confirmed(None));
-        self.admit(worker, d.key, dialog, d.local, false, d.dial.number.clone());
+        let live = Live {
+            worker,
+            key: d.key,
+            local: d.local,
+            offered: false,
+            codec: negotiated.codec,
+        };
+        self.admit(dialog, live, d.dial.number.clone());
         tracing::info!("the caller answered its callback; ringing the agent");
         self.acd_send(crate::acd::service::Command::CallbackAnswered {
             call: d.key,
@@ -1313,7 +1325,13 @@ impl CallHandler for Calls {
                     } else {
                         None
                     };
+                    let codec = answer.as_ref().map(|n| n.codec);
                     self.tell(live, ToMedia::Confirmed(answer));
+                    if let Some(codec) = codec
+                        && let Some(live) = self.live.get_mut(&dialog)
+                    {
+                        live.codec = codec;
+                    }
                 }
             }
             EndpointEvent::CallEnded { dialog, reason } => {

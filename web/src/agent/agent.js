@@ -132,7 +132,37 @@ function startPhone(sp) {
   ua.start();
 }
 
+// The ring: the Chinese ringback cadence (450 Hz, 1 s on, 4 s off) through Web Audio, so an
+// agent looking at the ticket form hears the call coming.
+const ringer = {
+  ctx: null,
+  timer: null,
+  start() {
+    try {
+      this.ctx = this.ctx || new AudioContext();
+    } catch {
+      return;
+    }
+    const beep = () => {
+      const osc = this.ctx.createOscillator();
+      const gain = this.ctx.createGain();
+      osc.frequency.value = 450;
+      gain.gain.value = 0.15;
+      osc.connect(gain).connect(this.ctx.destination);
+      osc.start();
+      osc.stop(this.ctx.currentTime + 1);
+    };
+    beep();
+    this.timer = setInterval(beep, 5000);
+  },
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+  },
+};
+
 function incoming(session, request) {
+  ringer.start();
   app.session = session;
   app.held = false;
   const from = session.remote_identity.uri.user || '';
@@ -145,6 +175,7 @@ function incoming(session, request) {
   findCall();
   session.on('peerconnection', (e) => attachAudio(e.peerconnection));
   session.on('accepted', () => {
+    ringer.stop();
     $('call-panel').dataset.state = 'in-call';
     $('call-status').textContent = 'In call';
     for (const b of ['hold', 'mute', 'transfer']) $(b).disabled = false;
@@ -152,6 +183,7 @@ function incoming(session, request) {
     if (session.connection) attachAudio(session.connection);
   });
   const over = (e) => {
+    ringer.stop();
     $('call-panel').dataset.state = 'idle';
     $('call-status').textContent = `Call ended${e && e.cause ? ` (${e.cause})` : ''}`;
     for (const b of ['answer', 'hangup', 'hold', 'mute', 'transfer']) $(b).disabled = true;

@@ -225,6 +225,17 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
     assert_eq!(t.get::<String, _>("category"), "noise");
     assert_eq!(t.get::<String, _>("description"), "夜间施工噪音扰民");
     assert_eq!(t.get::<String, _>("channel"), "phone");
+    // Hold refuses what it cannot do: a call that is over, a body that is not `{"hold": bool}`.
+    let token = center.http.login("alice", "agent's password");
+    let hold = format!("/api/calls/{call_id}/hold");
+    let (s, b) = center
+        .http
+        .send("POST", &hold, Some(&token), json!({"hold": true}));
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = center
+        .http
+        .send("POST", &hold, Some(&token), json!({"hold": "yes"}));
+    assert_eq!(s, 422, "{b}");
     for shot in ["agent-ringing.png", "agent-in-call.png"] {
         let len = std::fs::metadata(artifacts().join(shot)).unwrap().len();
         assert!(len > 10_000, "{shot}: {len} bytes");

@@ -715,53 +715,60 @@ impl Calls {
         }
     }
 
-    /// An agent or supervisor transfers a call in progress: the agent's leg is hung up and
-    /// the worker sends the caller on (an emergency route, with ringback, or a queue).
-    fn hold_control(&mut self, h: HoldControl) {
-        let Some((_, live)) = self.live.iter().find(|(d, _)| d.call_id == h.call_id) else {
-            let _ = h.reply.send(Err(TransferRefused::NoCall(h.call_id)));
-            return;
+    /// The call in progress with this Call-ID as an agent (`asking`; `None`: a supervisor)
+    /// may act on it: its worker, its key and its agent leg (dialog, agent) if it has one.
+    /// An agent may act only on a call bridged to that agent.
+    #[allow(clippy::type_complexity)]
+    fn agent_call(
+        &self,
+        call_id: &str,
+        asking: Option<u64>,
+    ) -> Result<(usize, u64, Option<(DialogId, u64)>), TransferRefused> {
+        let Some((_, live)) = self.live.iter().find(|(d, _)| d.call_id == call_id) else {
+            return Err(TransferRefused::NoCall(call_id.to_string()));
         };
         let (worker, key) = (live.worker, live.key);
-        let agent = self
-            .legs_b
-            .values()
-            .find(|(_, k, _, a)| *k == key && a.is_some())
-            .and_then(|(_, _, _, a)| *a);
-        let refused = match (agent, h.agent) {
-            (None, _) => Some(TransferRefused::NoCall(h.call_id.clone())),
-            (Some(on), Some(asking)) if on != asking => {
-                Some(TransferRefused::NotYours(h.call_id.clone()))
-            }
+        let agent_leg = self.legs_b.iter().find_map(|(d, (_, k, _, a))| match a {
+            Some(agent) if *k == key => Some((d.clone(), *agent)),
             _ => None,
-        };
-        if let Some(e) = refused {
-            let _ = h.reply.send(Err(e));
-            return;
+        });
+        if let Some(asking) = asking
+            && agent_leg.as_ref().map(|(_, a)| *a) != Some(asking)
+        {
+            return Err(TransferRefused::NotYours(call_id.to_string()));
         }
+        Ok((worker, key, agent_leg))
+    }
+
+    /// The agent on the call (or a supervisor) holds the caller or takes it back.
+    fn hold_control(&mut self, h: HoldControl) {
+        let (worker, key) = match self.agent_call(&h.call_id, h.agent) {
+            Ok((worker, key, Some(_))) => (worker, key),
+            Ok((_, _, None)) => {
+                let _ = h.reply.send(Err(TransferRefused::NoCall(h.call_id)));
+                return;
+            }
+            Err(e) => {
+                let _ = h.reply.send(Err(e));
+                return;
+            }
+        };
         if let Some(w) = &self.workers {
             w.news(worker, key, ToMedia::AgentHold(h.hold));
         }
         let _ = h.reply.send(Ok(()));
     }
 
+    /// An agent or supervisor transfers a call in progress: the agent's leg is hung up and
+    /// the worker sends the caller on (an emergency route, with ringback, or a queue).
     fn transfer_control(&mut self, ep: &mut Endpoint, now: Instant, t: TransferControl) {
-        let Some((_, live)) = self.live.iter().find(|(d, _)| d.call_id == t.call_id) else {
-            let _ = t.reply.send(Err(TransferRefused::NoCall(t.call_id)));
-            return;
+        let (worker, key, agent_leg) = match self.agent_call(&t.call_id, t.agent) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = t.reply.send(Err(e));
+                return;
+            }
         };
-        let (worker, key) = (live.worker, live.key);
-        let agent_leg = self
-            .legs_b
-            .iter()
-            .find(|(_, (_, k, _, a))| *k == key && a.is_some())
-            .map(|(d, (_, _, _, a))| (d.clone(), *a));
-        if let Some(asking) = t.agent
-            && agent_leg.as_ref().and_then(|(_, a)| *a) != Some(asking)
-        {
-            let _ = t.reply.send(Err(TransferRefused::NotYours(t.call_id)));
-            return;
-        }
         let news = match &t.to {
             TransferTarget::Emergency(name) => match self.cfg.emergency_routes.get(name) {
                 Some(uri) => ToMedia::TransferOut { uri: uri.clone() },

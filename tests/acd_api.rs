@@ -399,3 +399,190 @@ async fn callers_who_hang_up_while_waiting_are_kept_for_calling_back(db: PgPool)
     let (_, all) = api.get("/api/acd/missed?all=true", &intake).await;
     assert_eq!(all[0]["done_by"], "intake");
 }
+
+/// Inserts an ended call record: queued at `queued` (China time on 2026-03-02, "HH:MM:SS"),
+/// answered by `agent` after `wait` seconds, talking `talk` seconds.
+#[allow(clippy::too_many_arguments)]
+async fn ended_call(
+    db: &PgPool,
+    queue: &str,
+    agent: Option<i64>,
+    queued: &str,
+    wait: Option<i64>,
+    talk: i64,
+    outcome: &str,
+    callback: bool,
+) {
+    sqlx::query(
+        "INSERT INTO calls (call_id, caller, called, started_at, queued_at, agent_id,
+                            agent_answered_at, ended_at, outcome, queue, callback)
+         SELECT gen_random_uuid()::text, '13800000000', '12345', q, q, $2,
+                q + make_interval(secs => $3), COALESCE(q + make_interval(secs => $3), q) + make_interval(secs => $4),
+                $5, $6, $7
+           FROM (SELECT ('2026-03-02 ' || $1 || '+08')::timestamptz AS q) t",
+    )
+    .bind(queued)
+    .bind(agent)
+    .bind(wait.map(|w| w as f64))
+    .bind(talk as f64)
+    .bind(outcome)
+    .bind(queue)
+    .bind(callback)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test]
+async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) {
+    let api = Api::new(db.clone(), china(2026, 3, 2)).await;
+    let analyst = api.login("analyst").await;
+    let intake = api.login("intake").await;
+    // general 09:00-09:15: answered after 5 s (talk 120), 15 s (60), 40 s (300), one
+    // abandoned, one callback placed; 09:20 answered after 10 s (200); elderly 09:05
+    // answered after 20 s (100).
+    for (queue, agent, at, wait, talk, outcome, callback) in [
+        (
+            "general",
+            Some(1),
+            "09:00:00",
+            Some(5),
+            120,
+            "answered",
+            false,
+        ),
+        (
+            "general",
+            Some(2),
+            "09:01:00",
+            Some(15),
+            60,
+            "answered",
+            false,
+        ),
+        (
+            "general",
+            Some(1),
+            "09:14:59",
+            Some(40),
+            300,
+            "answered",
+            false,
+        ),
+        ("general", None, "09:03:00", None, 30, "abandoned", false),
+        (
+            "general",
+            Some(2),
+            "09:10:00",
+            Some(3),
+            90,
+            "answered",
+            true,
+        ),
+        (
+            "general",
+            Some(2),
+            "09:20:00",
+            Some(10),
+            200,
+            "answered",
+            false,
+        ),
+        (
+            "elderly",
+            Some(1),
+            "09:05:00",
+            Some(20),
+            100,
+            "answered",
+            false,
+        ),
+    ] {
+        ended_call(&db, queue, agent, at, wait, talk, outcome, callback).await;
+    }
+    let range = "from=2026-03-02T00:00:00%2B08:00&to=2026-03-03T00:00:00%2B08:00";
+
+    let (s, b) = api
+        .send(
+            "GET",
+            &format!("/api/stats/calls?interval=15m&{range}"),
+            Some(&analyst),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rows = b["rows"].as_array().unwrap();
+    let first = rows
+        .iter()
+        .find(|r| r["queue"] == "general" && r["start"] == "2026-03-02T09:00:00+08:00")
+        .unwrap();
+    assert_eq!(
+        (
+            &first["offered"],
+            &first["answered"],
+            &first["abandoned"],
+            &first["answered_15s"],
+            &first["callbacks_made"]
+        ),
+        (&json!(4), &json!(3), &json!(1), &json!(2), &json!(1)),
+        "{first}"
+    );
+    assert_eq!(first["answer_15s_rate"], 50.0);
+    assert_eq!(first["connection_rate"], 75.0);
+    assert_eq!(first["asa_secs"], 20.0);
+    assert_eq!(first["aht_secs"], 160.0);
+    assert_eq!(rows.len(), 3, "{b}");
+
+    let (s, b) = api
+        .send(
+            "GET",
+            &format!("/api/stats/calls?interval=day&by=agent&{range}"),
+            Some(&analyst),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let two = b["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["agent"] == "2")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&two["answered"], &two["callbacks_made"], &two["aht_secs"]),
+        (&json!(2), &json!(1), &json!(130.0))
+    );
+
+    // CSV for the spreadsheet; the wrong people and questions are refused.
+    let (s, csv) = api
+        .get(
+            &format!("/api/stats/calls?interval=hour&format=csv&{range}"),
+            &analyst,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let csv = csv.as_str().unwrap().to_string();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("start,queue,offered,answered"),
+        "{csv}"
+    );
+    assert!(
+        lines.contains(&"2026-03-02T09:00:00+08:00,general,5,4,1,3,60.0,80.0,17.5,170.0,1"),
+        "{csv}"
+    );
+    let (s, _) = api
+        .send("GET", "/api/stats/calls", Some(&intake), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = api
+        .send(
+            "GET",
+            "/api/stats/calls?interval=week",
+            Some(&analyst),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+}

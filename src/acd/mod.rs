@@ -1,8 +1,9 @@
 //! The automatic call distributor (issue 8): its routing core ([`routing`]: queues, agents,
 //! strategies, priorities, overflow, ring-no-answer and wrap-up as pure state on a virtual
 //! clock) and the task that owns it ([`service`]: fed by the IVR's queue actions and the
-//! agents' HTTP API, answering snapshots). Ringing agents' softphones, bridging, callbacks
-//! and live events come next.
+//! agents' HTTP API, answering snapshots), and the hotline KPIs computed from call records
+//! ([`kpi`]: per queue, agent and interval; the wall board's arithmetic).
 
+pub mod kpi;
 pub mod routing;
 pub mod service;

@@ -7,6 +7,7 @@ mod auth;
 mod directory;
 mod error;
 mod kb;
+mod kpis;
 mod open311;
 mod openapi;
 mod public;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tickets::routes())
         .merge(kb::routes())
         .merge(agents::routes())
+        .merge(kpis::routes())
         .merge(public::routes())
         .merge(open311::routes())
         .merge(openapi::routes())

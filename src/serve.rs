@@ -378,6 +378,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         kb: Some(kb),
         acd: Some(acd),
     };
+    if !cfg.http.web_dir.join("agent/index.html").is_file() {
+        tracing::warn!(
+            web_dir = %cfg.http.web_dir.display(),
+            "the agent desktop is not built (run scripts/web.sh): /agent/ answers 404"
+        );
+    }
     let app = http::app(state)
         .merge(http::sip_ws::routes(
             &cfg.sip.ws_path,

@@ -2,7 +2,8 @@
 //! `sip` subprotocol is refused with 426; with it, a REGISTER is answered on the same
 //! connection with a digest challenge, MD5 first for JsSIP (which reads only the first
 //! challenge and knows only MD5) and the configured preference (SHA-256 first) for others;
-//! and a CRLF keep-alive is not mistaken for a message.
+//! and a CRLF keep-alive is not mistaken for a message. The agent desktop's page is served on
+//! the same port.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
 
 mod common;
@@ -41,6 +42,12 @@ fn first_challenge(response: &str) -> &str {
 fn sip_over_websocket_needs_its_subprotocol_and_challenges_jssip_with_md5_first() {
     let mut node = start_sip_node("digest_algorithms = [\"SHA-256\", \"MD5\"]");
     let base = node.node.wait_http();
+    // The agent desktop is served beside it (built by scripts/web.sh, which the tests run).
+    let page = reqwest::blocking::get(format!("{base}/agent/")).unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("坐席台"));
+    let missing = reqwest::blocking::get(format!("{base}/agent/nothing.js")).unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
     let url = format!("{}/sip", base.replace("http://", "ws://"));
     block_on(async move {
         // No subprotocol: 426 Upgrade Required, no connection.

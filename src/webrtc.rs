@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -48,18 +48,16 @@ struct Datagram {
     bytes: Vec<u8>,
 }
 
-#[derive(Default)]
-struct Routes {
-    by_ufrag: HashMap<String, mpsc::Sender<Datagram>>,
-    by_addr: HashMap<SocketAddr, mpsc::Sender<Datagram>>,
-}
+/// A new leg's ICE ufrag and where its datagrams go, for the reader.
+type Registration = (String, mpsc::Sender<Datagram>);
 
 /// The shared port and the legs on it.
 pub struct Gateway {
     socket: Arc<UdpSocket>,
     /// The address in our ICE candidate (and the destination of what browsers send).
     announce: SocketAddr,
-    routes: Arc<Mutex<Routes>>,
+    /// New legs, to the reader (which alone owns the routes: no lock per datagram).
+    register: mpsc::UnboundedSender<Registration>,
     /// Where legs' loopback sockets bind.
     loopback: std::net::IpAddr,
     /// The DTLS certificate every leg presents (its fingerprint goes in each offer). One for
@@ -97,9 +95,16 @@ impl WebrtcLeg {
         let _ = self.control.send(Control::Answer(sdp.to_string()));
     }
 
-    /// The leg is not needed (the ring was cancelled, the call ended).
+    /// The leg is not needed (the ring was cancelled, the call ended); dropping the handle
+    /// does the same.
     pub fn close(&self) {
         let _ = self.control.send(Control::Close);
+    }
+}
+
+impl Drop for WebrtcLeg {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -116,12 +121,8 @@ impl Gateway {
             .with_context(|| format!("cannot bind the WebRTC port {listen}"))?;
         let bound = socket.local_addr()?;
         let socket = Arc::new(socket);
-        let routes: Arc<Mutex<Routes>> = Arc::default();
-        tokio::spawn(read_loop(
-            Arc::clone(&socket),
-            Arc::clone(&routes),
-            shutdown,
-        ));
+        let (register, registrations) = mpsc::unbounded_channel();
+        tokio::spawn(read_loop(Arc::clone(&socket), registrations, shutdown));
         let loopback = if listen.ip().is_loopback() {
             listen.ip()
         } else {
@@ -136,7 +137,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             socket,
             announce: SocketAddr::new(announce, bound.port()),
-            routes,
+            register,
             loopback,
             cert,
         }))
@@ -150,9 +151,12 @@ impl Gateway {
     /// A new browser leg and its SDP offer. `first` is the caller's codec (offered first);
     /// `engine` is where the media engine's leg socket receives. Must run on the runtime.
     pub fn offer(&self, first: Codec, engine: SocketAddr) -> anyhow::Result<(WebrtcLeg, String)> {
+        // Hex is within ICE's character set; 8 and 24 characters (RFC 8839: at least 4 and
+        // 22). No randomness, no leg: guessable credentials would let anyone in.
+        let random = |bytes| crate::users::random_secret(bytes).context("no randomness for ICE");
         let creds = IceCreds {
-            ufrag: random_token(8),
-            pass: random_token(24),
+            ufrag: random(4)?,
+            pass: random(12)?,
         };
         let mut cfg = Rtc::builder();
         if let Some(cert) = &self.cert {
@@ -186,17 +190,14 @@ impl Gateway {
         let plain_addr = plain.local_addr()?;
         let (net_tx, net_rx) = mpsc::channel(256);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
-        if let Ok(mut r) = self.routes.lock() {
-            r.by_ufrag.insert(creds.ufrag.clone(), net_tx);
-        }
+        // Sent before the offer leaves, so the reader knows the ufrag before any check.
+        let _ = self.register.send((creds.ufrag, net_tx));
         let leg = Leg {
             rtc,
             mid,
             pending: Some(pending),
             socket: Arc::clone(&self.socket),
             announce: self.announce,
-            routes: Arc::clone(&self.routes),
-            ufrag: creds.ufrag,
             plain,
             engine,
         };
@@ -211,11 +212,16 @@ impl Gateway {
     }
 }
 
+/// Reads the shared port and routes each datagram to its leg. Routes to legs that ended
+/// (their receiver gone) are forgotten when a datagram finds them closed, and all of them
+/// whenever a new leg registers.
 async fn read_loop(
     socket: Arc<UdpSocket>,
-    routes: Arc<Mutex<Routes>>,
+    mut registrations: mpsc::UnboundedReceiver<Registration>,
     shutdown: CancellationToken,
 ) {
+    let mut by_ufrag: HashMap<String, mpsc::Sender<Datagram>> = HashMap::new();
+    let mut by_addr: HashMap<SocketAddr, mpsc::Sender<Datagram>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, from) = tokio::select! {
@@ -228,24 +234,20 @@ async fn read_loop(
                 }
             },
         };
+        while let Ok((ufrag, tx)) = registrations.try_recv() {
+            by_ufrag.retain(|_, t| !t.is_closed());
+            by_addr.retain(|_, t| !t.is_closed());
+            by_ufrag.insert(ufrag, tx);
+        }
         let bytes = &buf[..n];
-        let target = {
-            let Ok(mut r) = routes.lock() else { return };
-            match r.by_addr.get(&from) {
-                Some(tx) => Some(tx.clone()),
-                None => {
-                    let found = stun_username(bytes)
-                        .and_then(|u| u.split(':').next())
-                        .and_then(|ufrag| r.by_ufrag.get(ufrag))
-                        .cloned();
-                    if let Some(tx) = &found {
-                        r.by_addr.insert(from, tx.clone());
-                    }
-                    found
-                }
-            }
+        let tx = match by_addr.entry(from) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => stun_username(bytes)
+                .and_then(|u| u.split(':').next())
+                .and_then(|ufrag| by_ufrag.get(ufrag))
+                .map(|tx| e.insert(tx.clone())),
         };
-        let Some(tx) = target else {
+        let Some(tx) = tx else {
             metrics::counter!("hotline_webrtc_dropped_total", "reason" => "unknown_source")
                 .increment(1);
             continue;
@@ -255,8 +257,15 @@ async fn read_loop(
             at: Instant::now(),
             bytes: bytes.to_vec(),
         };
-        if tx.try_send(d).is_err() {
-            metrics::counter!("hotline_webrtc_dropped_total", "reason" => "leg_busy").increment(1);
+        match tx.try_send(d) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("hotline_webrtc_dropped_total", "reason" => "leg_busy")
+                    .increment(1);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                by_addr.remove(&from);
+            }
         }
     }
 }
@@ -281,29 +290,12 @@ fn stun_username(b: &[u8]) -> Option<&str> {
     None
 }
 
-fn random_token(n: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut raw = vec![0u8; n];
-    let _ = getrandom::fill(&mut raw);
-    raw.iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
-fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = getrandom::fill(&mut b);
-    u32::from_be_bytes(b)
-}
-
 struct Leg {
     rtc: Rtc,
     mid: Mid,
     pending: Option<SdpPendingOffer>,
     socket: Arc<UdpSocket>,
     announce: SocketAddr,
-    routes: Arc<Mutex<Routes>>,
-    ufrag: String,
     plain: UdpSocket,
     /// Where the media engine's leg receives (latched to where its packets come from).
     engine: SocketAddr,
@@ -313,6 +305,8 @@ struct Leg {
 struct PlainOut {
     ssrc: u32,
     seq: u16,
+    /// The packet being built (reused: nothing is allocated per packet on this side).
+    packet: Vec<u8>,
 }
 
 impl Leg {
@@ -325,8 +319,9 @@ impl Leg {
         let mut last_engine = Instant::now();
         let mut connected = false;
         let mut out = PlainOut {
-            ssrc: random_u32(),
-            seq: random_u32() as u16,
+            ssrc: crate::calls::random() as u32,
+            seq: (crate::calls::random() >> 32) as u16,
+            packet: Vec::with_capacity(1500),
         };
         let mut buf = vec![0u8; 2048];
         // Packets each way, for the log.
@@ -359,7 +354,8 @@ impl Leg {
                         Event::MediaData(d) => {
                             let pt: u8 = *d.pt;
                             let ts = d.time.numer() as u32;
-                            let mut packet = Vec::with_capacity(12 + d.data.len());
+                            let packet = &mut out.packet;
+                            packet.clear();
                             packet.extend_from_slice(&[0x80, pt & 0x7F]);
                             packet.extend_from_slice(&out.seq.to_be_bytes());
                             packet.extend_from_slice(&ts.to_be_bytes());
@@ -367,7 +363,7 @@ impl Leg {
                             packet.extend_from_slice(&d.data);
                             out.seq = out.seq.wrapping_add(1);
                             from_browser += 1;
-                            let _ = self.plain.send_to(&packet, self.engine).await;
+                            let _ = self.plain.send_to(&out.packet, self.engine).await;
                         }
                         _ => {}
                     },
@@ -448,12 +444,7 @@ impl Leg {
             }
         };
         tracing::info!(reason = end, from_browser, to_browser, engine = %self.engine, "browser leg ended");
-        // With the receiver gone the leg's routes are closed senders: forget them.
-        drop(net);
-        if let Ok(mut r) = self.routes.lock() {
-            r.by_ufrag.remove(&self.ufrag);
-            r.by_addr.retain(|_, tx| !tx.is_closed());
-        }
+        // `net` drops here: the reader finds the leg's routes closed and forgets them.
     }
 
     /// A datagram from the browser into the `Rtc`.

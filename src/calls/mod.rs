@@ -127,11 +127,14 @@ pub enum TransferRefused {
 }
 
 /// An agent's phone ringing for a call.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Ringing {
     key: u64,
     agent: u64,
     since: chrono::DateTime<Utc>,
+    /// The browser leg offered to a WebSocket-registered phone (closed when dropped, so a
+    /// ring that ends without an answer takes its leg with it).
+    browser: Option<crate::webrtc::WebrtcLeg>,
 }
 
 /// A callback being dialled: the kept place (its key), the agents waiting to ring, and the
@@ -196,8 +199,6 @@ pub struct Calls {
     calls: u64,
     /// Browser agents' media (agents registered over WebSocket), when started.
     webrtc: Option<Arc<crate::webrtc::Gateway>>,
-    /// Browser legs of rings in progress, by INVITE transaction.
-    webrtc_rings: HashMap<TxId, crate::webrtc::WebrtcLeg>,
     /// Browser legs of answered agent legs, by their dialog.
     webrtc_legs: HashMap<DialogId, crate::webrtc::WebrtcLeg>,
 }
@@ -252,7 +253,6 @@ impl Calls {
             music_on_hold: vec![Arc::new(default_music_on_hold())],
             calls: 0,
             webrtc: None,
-            webrtc_rings: HashMap::new(),
             webrtc_legs: HashMap::new(),
         }
     }
@@ -278,24 +278,12 @@ impl Calls {
         self
     }
 
-    /// Closes the browser legs whose ring or agent leg is over.
+    /// Closes (drops) the browser legs whose agent leg is over.
     fn prune_webrtc(&mut self) {
-        let rings = &self.rings;
-        self.webrtc_rings.retain(|tx, leg| {
-            let keep = rings.contains_key(tx);
-            if !keep {
-                leg.close();
-            }
-            keep
-        });
-        let legs = &self.legs_b;
-        self.webrtc_legs.retain(|d, leg| {
-            let keep = legs.contains_key(d);
-            if !keep {
-                leg.close();
-            }
-            keep
-        });
+        if !self.webrtc_legs.is_empty() {
+            let legs = &self.legs_b;
+            self.webrtc_legs.retain(|d, _| legs.contains_key(d));
+        }
     }
 
     /// The SDP offer for an agent's phone at `peer`: a browser leg through the gateway when
@@ -677,6 +665,7 @@ impl Calls {
                         key: r.call,
                         agent,
                         since,
+                        browser: None,
                     },
                     "not registered",
                 );
@@ -691,15 +680,13 @@ impl Calls {
             match ep.invite(now, peer, &uri, &caller, Some(&offer)) {
                 Ok(tx) => {
                     tracing::info!(agent, %uri, browser = browser.is_some(), "ringing the agent's phone");
-                    if let Some(leg) = browser {
-                        self.webrtc_rings.insert(tx, leg);
-                    }
                     self.rings.insert(
                         tx,
                         Ringing {
                             key: r.call,
                             agent,
                             since: Utc::now(),
+                            browser,
                         },
                     );
                 }
@@ -955,7 +942,13 @@ impl Calls {
         dialog: DialogId,
         response: &Message,
     ) {
-        let Some(Ringing { key, agent, since }) = self.rings.remove(&tx) else {
+        let Some(Ringing {
+            key,
+            agent,
+            since,
+            browser,
+        }) = self.rings.remove(&tx)
+        else {
             return;
         };
         let (Some((worker, _, _)), Some(local)) = (
@@ -977,21 +970,20 @@ impl Calls {
             }
             let _ = ep.cancel(now, other);
         }
-        let answer = match self.webrtc_rings.remove(&tx) {
+        let answer = match &browser {
             Some(leg) => {
                 let text = std::str::from_utf8(response.body()).unwrap_or("");
-                let chosen = crate::webrtc::answered_codec(text);
                 leg.answer(text);
-                let negotiated = chosen.map(|(codec, dtmf)| Negotiated {
-                    codec,
-                    dtmf,
-                    remote: leg.plain,
-                    direction: Direction::SendRecv,
-                    ptime: 20,
-                    rtcp_mux: true,
-                });
-                self.webrtc_legs.insert(dialog.clone(), leg);
-                negotiated.map(Ok)
+                crate::webrtc::answered_codec(text).map(|(codec, dtmf)| {
+                    Ok(Negotiated {
+                        codec,
+                        dtmf,
+                        remote: leg.plain,
+                        direction: Direction::SendRecv,
+                        ptime: 20,
+                        rtcp_mux: true,
+                    })
+                })
             }
             None => sdp_answer(response),
         };
@@ -1000,7 +992,16 @@ impl Calls {
                 agent,
                 "the agent's phone answered without a usable SDP answer"
             );
-            self.ring_done(Ringing { key, agent, since }, "failed");
+            drop(browser); // closes the browser leg, if any
+            self.ring_done(
+                Ringing {
+                    key,
+                    agent,
+                    since,
+                    browser: None,
+                },
+                "failed",
+            );
             let _ = ep.bye(now, &dialog);
             self.acd_send(crate::acd::service::Command::RingFailed {
                 call: key,
@@ -1010,7 +1011,18 @@ impl Calls {
             return;
         };
         tracing::info!(agent, "the agent answered");
-        self.ring_done(Ringing { key, agent, since }, "answered");
+        if let Some(leg) = browser {
+            self.webrtc_legs.insert(dialog.clone(), leg);
+        }
+        self.ring_done(
+            Ringing {
+                key,
+                agent,
+                since,
+                browser: None,
+            },
+            "answered",
+        );
         self.legs_b
             .insert(dialog.clone(), (worker, key, local, Some(agent)));
         self.acd_send(crate::acd::service::Command::Answered { call: key, agent });
@@ -1160,7 +1172,7 @@ pub(crate) fn bind_pair(
 
 /// A random number (SSRCs, sequence and timestamp origins, SDP session ids: RFC 3550 wants
 /// them unpredictable). Without an entropy source the clock's nanoseconds stand in.
-fn random() -> u64 {
+pub(crate) fn random() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         let t = std::time::SystemTime::now()

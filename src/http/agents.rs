@@ -41,6 +41,9 @@ use crate::acd::routing::AcdError;
 use crate::acd::service::{AcdHandle, Command, Snapshot};
 use crate::users::Role;
 
+/// The office's roles that take and handle calls.
+const CALL_ROLES: &[Role] = &[Role::Intake, Role::Dispatcher, Role::Supervisor];
+
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/agents/{username}", put(set_profile).get(profile))
@@ -395,10 +398,7 @@ async fn missed_done(
     Path(id): Path<i64>,
     Json(o): Json<Outcome>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = user.require(
-        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
-        "closing a missed call",
-    )?;
+    let who = user.require(CALL_ROLES, "closing a missed call")?;
     if o.outcome.trim().is_empty() {
         return Err(ApiError::Unprocessable(
             "outcome: say what happened (called back, no answer, ...)".into(),
@@ -444,11 +444,8 @@ async fn transfer(
     Path(call_id): Path<String>,
     Json(body): Json<TransferBody>,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::calls::{TransferControl, TransferRefused, TransferTarget};
-    let me = user.require(
-        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
-        "transferring calls",
-    )?;
+    use crate::calls::{TransferControl, TransferTarget};
+    let me = user.require(CALL_ROLES, "transferring calls")?;
     let to = match (body.emergency, body.queue, body.agent) {
         (Some(e), None, None) => TransferTarget::Emergency(e),
         (None, Some(q), None) => TransferTarget::Queue(q),
@@ -462,38 +459,15 @@ async fn transfer(
             ));
         }
     };
-    let engine = state
-        .engine
-        .clone()
-        .ok_or_else(|| ApiError::Unavailable("calls are not handled by this node".into()))?;
-    let agent = (me.role != Role::Supervisor).then(|| u64::try_from(me.id).unwrap_or(0));
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let control = TransferControl {
-        call_id: call_id.clone(),
-        to: to.clone(),
-        agent,
-        reply,
-    };
-    if !engine.tell(Box::new(control)).await {
-        return Err(ApiError::Unavailable("the SIP engine has stopped".into()));
-    }
-    let done = match tokio::time::timeout(std::time::Duration::from_secs(2), answer).await {
-        Ok(Ok(Ok(done))) => done,
-        Ok(Ok(Err(e @ TransferRefused::NoCall(_)))) => {
-            return Err(ApiError::NotFound(e.to_string()));
-        }
-        Ok(Ok(Err(e @ TransferRefused::NotYours(_)))) => {
-            return Err(ApiError::Forbidden(e.to_string()));
-        }
-        Ok(Ok(Err(e @ TransferRefused::NoRoute(_)))) => {
-            return Err(ApiError::Unprocessable(e.to_string()));
-        }
-        _ => {
-            return Err(ApiError::Unavailable(
-                "the call handler did not answer".into(),
-            ));
-        }
-    };
+    let done = tell_call(&state, me, |agent, reply| {
+        Box::new(TransferControl {
+            call_id: call_id.clone(),
+            to: to.clone(),
+            agent,
+            reply,
+        })
+    })
+    .await?;
     let (kind, name) = match &to {
         TransferTarget::Emergency(e) => ("emergency", e.clone()),
         TransferTarget::Queue(q) => ("queue", q.clone()),
@@ -547,10 +521,7 @@ async fn call_details(
     State(state): State<AppState>,
     Path(call_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let me = user.require(
-        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
-        "reading calls",
-    )?;
+    let me = user.require(CALL_ROLES, "reading calls")?;
     #[allow(clippy::type_complexity)]
     let row: Option<(
         String,
@@ -613,33 +584,49 @@ async fn hold(
     Path(call_id): Path<String>,
     body: Result<Json<HoldBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::calls::{HoldControl, TransferRefused};
+    use crate::calls::HoldControl;
     let Json(body) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
-    let me = user.require(
-        &[Role::Intake, Role::Dispatcher, Role::Supervisor],
-        "holding calls",
-    )?;
+    let me = user.require(CALL_ROLES, "holding calls")?;
+    tell_call(&state, me, |agent, reply| {
+        Box::new(HoldControl {
+            call_id: call_id.clone(),
+            hold: body.hold,
+            agent,
+            reply,
+        })
+    })
+    .await?;
+    Ok(Json(json!({ "call_id": call_id, "hold": body.hold })))
+}
+
+/// Hands the call handler a control message about a call in progress (made by `build` from
+/// who asks, `None` for a supervisor, and where the answer goes) and waits for its answer:
+/// no such call 404, not the asking agent's 403, no such route 422.
+async fn tell_call<T: Send + 'static>(
+    state: &AppState,
+    me: &crate::users::User,
+    build: impl FnOnce(
+        Option<u64>,
+        tokio::sync::oneshot::Sender<Result<T, crate::calls::TransferRefused>>,
+    ) -> Box<dyn std::any::Any + Send>,
+) -> Result<T, ApiError> {
+    use crate::calls::TransferRefused;
     let engine = state
         .engine
         .clone()
         .ok_or_else(|| ApiError::Unavailable("calls are not handled by this node".into()))?;
     let agent = (me.role != Role::Supervisor).then(|| u64::try_from(me.id).unwrap_or(0));
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let control = HoldControl {
-        call_id: call_id.clone(),
-        hold: body.hold,
-        agent,
-        reply,
-    };
-    if !engine.tell(Box::new(control)).await {
+    if !engine.tell(build(agent, reply)).await {
         return Err(ApiError::Unavailable("the SIP engine has stopped".into()));
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), answer).await {
-        Ok(Ok(Ok(()))) => Ok(Json(json!({ "call_id": call_id, "hold": body.hold }))),
+        Ok(Ok(Ok(done))) => Ok(done),
+        Ok(Ok(Err(e @ TransferRefused::NoCall(_)))) => Err(ApiError::NotFound(e.to_string())),
         Ok(Ok(Err(e @ TransferRefused::NotYours(_)))) => Err(ApiError::Forbidden(e.to_string())),
-        Ok(Ok(Err(e))) => Err(ApiError::NotFound(e.to_string())),
+        Ok(Ok(Err(e @ TransferRefused::NoRoute(_)))) => Err(ApiError::Unprocessable(e.to_string())),
         _ => Err(ApiError::Unavailable(
-            "the SIP engine did not answer".into(),
+            "the call handler did not answer".into(),
         )),
     }
 }

@@ -328,30 +328,43 @@ mod tests {
         assert_eq!(play(&mut jb, 3), [Some(0), Some(1), Some(2)]);
     }
 
+    /// Drives `jb` for `ticks` 20 ms ticks with a sender that sends a packet every `period`
+    /// tenths of a millisecond (200 = on time); `tick` sees the buffer after each pop, and
+    /// what played. Returns how many packets were sent.
+    fn run_sender(
+        jb: &mut JitterBuffer,
+        ticks: u32,
+        period: u32,
+        mut tick: impl FnMut(&JitterBuffer, u32, Option<u8>, u16),
+    ) -> u16 {
+        let (mut seq, mut next_packet) = (0u16, 0u32);
+        for t in 0..ticks {
+            while next_packet <= t * 200 {
+                jb.push(7, seq, &frame(seq));
+                seq = seq.wrapping_add(1);
+                next_packet += period;
+            }
+            let played = match jb.pop() {
+                Playout::Frame(f) => Some(f[0]),
+                _ => None,
+            };
+            tick(jb, t, played, seq);
+        }
+        seq
+    }
+
     /// A sender whose clock runs 2 % slow (49 packets a second against our 50 ticks): every
     /// packet still plays, the gaps are concealed, none is dropped as late.
     #[test]
     fn a_slower_sender_is_waited_for_not_dropped() {
         let mut jb = JitterBuffer::new(2, 0xFF);
         let mut played = Vec::new();
-        let mut seq = 0u16;
-        // Over 30 s: a packet every 20.4 ms, a tick every 20 ms (time in tenths of a ms).
-        let mut next_packet = 0u32;
-        for tick in 0..1500u32 {
-            let now = tick * 200;
-            while next_packet <= now {
-                jb.push(7, seq, &frame(seq));
-                seq = seq.wrapping_add(1);
-                next_packet += 204;
-            }
-            if let Playout::Frame(f) = jb.pop() {
-                played.push(f[0]);
-            }
-        }
+        // Over 30 s: a packet every 20.4 ms.
+        let sent = run_sender(&mut jb, 1500, 204, |_, _, p, _| played.extend(p));
         assert_eq!(jb.stats().late, 0, "{:?}", jb.stats());
         assert!(
-            played.len() + 3 >= seq as usize,
-            "{} of {seq} played",
+            played.len() + 3 >= sent as usize,
+            "{} of {sent} played",
             played.len()
         );
         let in_order = played
@@ -364,19 +377,10 @@ mod tests {
     #[test]
     fn a_faster_sender_keeps_a_bounded_delay() {
         let mut jb = JitterBuffer::new(2, 0xFF);
-        let mut seq = 0u16;
-        let mut next_packet = 0u32;
-        for tick in 0..3000u32 {
-            let now = tick * 200;
-            while next_packet <= now {
-                jb.push(7, seq, &frame(seq));
-                seq = seq.wrapping_add(1);
-                next_packet += 190;
-            }
-            let _ = jb.pop();
+        run_sender(&mut jb, 3000, 190, |jb, t, _, seq| {
             let backlog = seq.wrapping_sub(jb.next.unwrap_or(0));
-            assert!(backlog <= 2 + SLACK + 2, "backlog {backlog} at tick {tick}");
-        }
+            assert!(backlog <= 2 + SLACK + 2, "backlog {backlog} at tick {t}");
+        });
         let st = jb.stats();
         assert_eq!(st.overflow, 0);
         assert!(st.skipped > 100, "{st:?}");

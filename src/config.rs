@@ -320,6 +320,30 @@ pub struct AcdConfig {
     pub emergency_routes: std::collections::BTreeMap<String, String>,
     /// One queue's own rules where they differ: `[acd.queues.general] overflow = "backup"`.
     pub queues: std::collections::BTreeMap<String, QueueRules>,
+    /// `[acd.alerts]`: when the wall board raises alerts.
+    pub alerts: AlertRules,
+}
+
+/// `[acd.alerts]`: when the wall board alerts (beside a wait past a queue's service-level
+/// target, which always does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRules {
+    /// Seconds an agent may stay in a state before an alert, by state (`on_call`, `wrap_up`,
+    /// `paused`, `ringing`, `available`, `offline`); states left out never alert.
+    pub stuck_secs: std::collections::BTreeMap<String, u64>,
+    /// The lowest acceptable connection rate over the last 24 hours, percent (GB/T
+    /// 33358-2016: 95).
+    pub min_connection_pct: f64,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        AlertRules {
+            stuck_secs: crate::acd::alerts::default_stuck(),
+            min_connection_pct: 95.0,
+        }
+    }
 }
 
 /// `[acd.queues.NAME]`: a queue's own rules; what is left out comes from `[acd]`.
@@ -354,6 +378,7 @@ impl Default for AcdConfig {
             callback_route: String::new(),
             emergency_routes: Default::default(),
             queues: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -394,6 +419,10 @@ impl AcdConfig {
         crate::acd::service::AcdSettings {
             announce_every: (self.announce_secs > 0)
                 .then(|| std::time::Duration::from_secs(self.announce_secs)),
+            alerts: crate::acd::alerts::AlertSettings {
+                stuck_secs: self.alerts.stuck_secs.clone(),
+                min_connection_pct: self.alerts.min_connection_pct,
+            },
             ..Default::default()
         }
     }
@@ -945,6 +974,20 @@ impl Config {
                 )),
                 _ => {}
             }
+        }
+        for state in self.acd.alerts.stuck_secs.keys() {
+            if !crate::acd::alerts::STATES.contains(&state.as_str()) {
+                out.push(format!(
+                    "`acd.alerts.stuck_secs.{state}`: no such agent state (expected one of {})",
+                    crate::acd::alerts::STATES.join(", ")
+                ));
+            }
+        }
+        if !(0.0..=100.0).contains(&self.acd.alerts.min_connection_pct) {
+            out.push(format!(
+                "`acd.alerts.min_connection_pct` is {}: expected a percentage, 0 to 100",
+                self.acd.alerts.min_connection_pct
+            ));
         }
         for (name, uri) in &self.acd.emergency_routes {
             let ip = hotline_sip::message::Uri::parse(uri)

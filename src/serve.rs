@@ -276,6 +276,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         }
     };
     let kb_follower = kb.spawn_follower(shutdown.clone());
+    // Hot topics: the words of new tickets, counted a few seconds after filing.
+    let term_indexer = crate::tickets::terms::spawn(
+        database.pool.clone(),
+        std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    );
     let queue_names = if cfg.ivr.queues.is_empty() {
         vec!["general".to_string()]
     } else {
@@ -365,6 +371,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             }
         };
     acd.send(crate::acd::service::Command::Attach(sip.engine.clone()));
+    // The wall board's 24-hour connection rate goes on from the call records.
+    match recent_calls(&database.pool).await {
+        Ok(recent) => {
+            acd.send(crate::acd::service::Command::Recent(recent));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the last 24 hours of calls"),
+    }
     tracing::info!(udp = %sip.udp, tcp = %sip.tcp, accounts, "SIP listening on udp:{} tcp:{}", sip.udp, sip.tcp);
     tracing::info!(%addr, "HTTP listening on http://{addr}");
     let state = http::AppState {
@@ -407,6 +420,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     }
     let _ = reloader.await;
     let _ = kb_follower.await;
+    let _ = term_indexer.await;
     if let Some((_, task)) = ivr {
         let _ = task.await;
     }
@@ -414,4 +428,21 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     result.context("HTTP server failed")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Calls answered or abandoned in the last 24 hours: (seconds ago, answered).
+async fn recent_calls(db: &sqlx::PgPool) -> Result<Vec<(u64, bool)>, sqlx::Error> {
+    let rows: Vec<(f64, bool)> = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM now() - COALESCE(agent_answered_at, ended_at))::float8,
+                outcome = 'answered'
+           FROM calls
+          WHERE outcome IN ('answered', 'abandoned')
+            AND COALESCE(agent_answered_at, ended_at) > now() - interval '24 hours'",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(ago, answered)| (ago.max(0.0) as u64, answered))
+        .collect())
 }

@@ -562,7 +562,10 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
         )
         .await;
     assert_eq!(s, StatusCode::OK);
+    // A spreadsheet's CSV: a byte-order mark (UTF-8), CRLF line ends.
     let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.starts_with('\u{feff}') && csv.contains("\r\n"), "{csv:?}");
+    let csv = csv.trim_start_matches('\u{feff}');
     let lines: Vec<&str> = csv.lines().collect();
     assert!(
         lines[0].starts_with("start,queue,offered,answered"),

@@ -461,7 +461,7 @@ fn an_agent_transfers_a_caller_to_the_emergency_route() {
         )
     });
     // Bob's call, as the live snapshot shows it.
-    let call_id = on_call(&center, bob);
+    let call_id = center.on_call(bob);
     std::thread::sleep(Duration::from_secs(2));
     let path = format!("/api/calls/{call_id}/transfer");
     let carol = center.http.login("carol", "agent's password");
@@ -513,25 +513,6 @@ fn an_agent_transfers_a_caller_to_the_emergency_route() {
 }
 
 /// The snapshot's view of an agent, polled until it is on a call (up to 10 s): its Call-ID.
-fn on_call(center: &Center, agent: i64) -> String {
-    for _ in 0..100 {
-        let snap = center
-            .http
-            .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
-        let me = snap["agents"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["id"] == json!(agent)).cloned());
-        if let Some(me) = me
-            && me["state"] == "on_call"
-            && let Some(id) = me["call_id"].as_str()
-        {
-            return id.to_string();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("agent {agent} never on a call")
-}
-
 /// Blind transfers: bob sends his caller back to `general`, first in line, and the next free
 /// agent (alice, idle the longest) takes it; then alice sends it to dave by name, although
 /// erin is free and idle longer: only dave's phone rings. The record's rings show each
@@ -563,7 +544,7 @@ fn agents_send_a_caller_back_to_the_queue_or_to_one_agent() {
             &["-d", "16000"],
         )
     });
-    let call_id = on_call(&center, bob);
+    let call_id = center.on_call(bob);
     for name in ["alice", "erin", "dave"] {
         center.agent_does(name, "login", Value::Null);
         std::thread::sleep(Duration::from_millis(300));
@@ -574,17 +555,13 @@ fn agents_send_a_caller_back_to_the_queue_or_to_one_agent() {
         .http
         .ok("POST", &path, Some(&token), json!({"queue": "general"}));
     assert_eq!(done["to"], "general");
-    assert_eq!(
-        on_call(&center, alice),
-        call_id,
-        "the same call, now alice's"
-    );
+    assert_eq!(center.on_call(alice), call_id, "the same call, now alice's");
     std::thread::sleep(Duration::from_secs(1));
     let token = center.http.login("alice", "agent's password");
     center
         .http
         .ok("POST", &path, Some(&token), json!({"agent": "dave"}));
-    assert_eq!(on_call(&center, dave), call_id, "the same call, now dave's");
+    assert_eq!(center.on_call(dave), call_id, "the same call, now dave's");
     let (code, errors) = caller.join().unwrap();
     assert_eq!(code, 0, "the caller's call failed: {errors}");
     for (who, p) in phones {

@@ -11,119 +11,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
+use common::browser::*;
 use common::center::*;
-use common::sipp::sipp_in;
 use common::*;
 use serde_json::json;
 use sqlx::Row;
-
-/// Where the screenshots go (kept by CI as artifacts).
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-artifacts/agent-desktop");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The browser run: its stdout lines as they come, its stderr collected.
-struct Browser {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    err: std::thread::JoinHandle<String>,
-}
-
-impl Browser {
-    fn start(center: &Center, script: &str, env: &[(&str, &str)]) -> Browser {
-        let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
-        assert!(
-            web.join("node_modules/playwright-core").exists(),
-            "run scripts/web.sh first (scripts/test.sh does)"
-        );
-        let mut cmd = Command::new("node");
-        cmd.current_dir(&web)
-            .arg(format!("tests/{script}"))
-            .env("BASE", &center.http.base)
-            .env("OUT", artifacts())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("node is installed");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-            s
-        });
-        Browser { child, lines, err }
-    }
-
-    /// The next line starting with `prefix`, within `secs`.
-    fn expect(&mut self, prefix: &str, secs: u64) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    let err = std::mem::replace(&mut self.err, std::thread::spawn(String::new));
-                    panic!(
-                        "the browser did not get to {prefix:?} within {secs} s:\n{}",
-                        err.join().unwrap_or_default()
-                    );
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The browser's fake microphone: `hz` for 20 s, as a WAV in the center's work folder.
-fn microphone(center: &Center, hz: f64) -> PathBuf {
-    let tone = center.work.path().join(format!("browser-{hz}.wav"));
-    let samples: Vec<i16> = (0..8000 * 20)
-        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
-        .collect();
-    write_wav(&tone, &samples);
-    tone
-}
-
-/// A caller on its own thread: dials 12345 and speaks 300 Hz for `ms` after the answer.
-fn caller(center: &Center, ms: u32) -> std::thread::JoinHandle<(i32, String)> {
-    let work = center.work.path().to_path_buf();
-    let udp = center.node.udp;
-    std::thread::spawn(move || {
-        sipp_in(
-            &work,
-            udp,
-            &scenario("../../benches/sipp/uac_media_load.xml"),
-            "12345",
-            &["-d", &ms.to_string()],
-        )
-    })
-}
 
 #[test]
 fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
@@ -142,6 +34,7 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
     let mut browser = Browser::start(
         &center,
         "agent_call.mjs",
+        "agent-desktop",
         &[
             ("AGENT", "alice"),
             ("PASSWORD", "agent's password"),
@@ -237,7 +130,9 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
         .send("POST", &hold, Some(&token), json!({"hold": "yes"}));
     assert_eq!(s, 422, "{b}");
     for shot in ["agent-ringing.png", "agent-in-call.png"] {
-        let len = std::fs::metadata(artifacts().join(shot)).unwrap().len();
+        let len = std::fs::metadata(artifacts("agent-desktop").join(shot))
+            .unwrap()
+            .len();
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
 }
@@ -260,6 +155,7 @@ fn the_agent_desktop_recovers_after_the_server_restarts() {
     let mut browser = Browser::start(
         &center,
         "agent_restart.mjs",
+        "agent-desktop",
         &[
             ("AGENT", "alice"),
             ("PASSWORD", "agent's password"),

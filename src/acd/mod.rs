@@ -2,8 +2,10 @@
 //! strategies, priorities, overflow, ring-no-answer and wrap-up as pure state on a virtual
 //! clock) and the task that owns it ([`service`]: fed by the IVR's queue actions and the
 //! agents' HTTP API, answering snapshots), and the hotline KPIs computed from call records
-//! ([`kpi`]: per queue, agent and interval; the wall board's arithmetic).
+//! ([`kpi`]: per queue, agent and interval; the wall board's arithmetic), and the wall
+//! board's alerts ([`alerts`]).
 
+pub mod alerts;
 pub mod kpi;
 pub mod routing;
 pub mod service;

@@ -12,7 +12,7 @@
 //! queue's target, 15 s by GB/T 33358-2016) and abandon rate are counted here, per queue, and
 //! start over at midnight China time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
@@ -131,6 +131,9 @@ pub enum Command {
     },
     /// What supervisors see now.
     Snapshot(oneshot::Sender<Snapshot>),
+    /// Calls answered (true) or abandoned (false) this many seconds ago, from the call
+    /// records at start-up: the 24-hour connection rate survives a restart.
+    Recent(Vec<(u64, bool)>),
 }
 
 /// For the call handler: ring these agents' phones for this call (one, or several at once
@@ -223,6 +226,23 @@ pub struct AgentView {
     pub call_id: Option<String>,
 }
 
+/// A caller waiting for an agent, as supervisors see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WaitingView {
+    /// The SIP Call-ID.
+    pub call_id: Option<String>,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Seconds since it was first queued.
+    pub waited_secs: u64,
+    /// An agent's phone rings for it now.
+    pub ringing: bool,
+    /// A kept place: the caller hung up and is to be called back.
+    pub callback: bool,
+    /// In self-service, keeping its place.
+    pub self_service: bool,
+}
+
 /// Everything at one moment.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Snapshot {
@@ -230,6 +250,15 @@ pub struct Snapshot {
     pub queues: Vec<QueueView>,
     /// Agents.
     pub agents: Vec<AgentView>,
+    /// Callers waiting, the longest first.
+    pub waiting: Vec<WaitingView>,
+    /// Calls answered and abandoned in the last 24 hours, and the connection rate over them
+    /// (answered out of both, percent; `None` before any).
+    pub answered_24h: u32,
+    pub abandoned_24h: u32,
+    pub connection_rate_24h_pct: Option<f64>,
+    /// What needs a supervisor's eye now.
+    pub alerts: Vec<super::alerts::Alert>,
 }
 
 /// Sends commands to the task.
@@ -259,6 +288,8 @@ pub struct AcdSettings {
     pub announce_every: Option<Duration>,
     /// The talk time assumed for the estimate before any call has ended.
     pub default_talk_time: Duration,
+    /// When the wall board raises alerts.
+    pub alerts: super::alerts::AlertSettings,
 }
 
 impl Default for AcdSettings {
@@ -266,6 +297,7 @@ impl Default for AcdSettings {
         AcdSettings {
             announce_every: Some(Duration::from_secs(60)),
             default_talk_time: Duration::from_secs(180),
+            alerts: Default::default(),
         }
     }
 }
@@ -290,6 +322,9 @@ struct DayCounts {
     abandoned: u32,
     callbacks: u32,
 }
+
+/// The connection rate's window.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn pct(part: u32, whole: u32) -> Option<f64> {
     (whole > 0).then(|| (f64::from(part) * 1000.0 / f64::from(whole)).round() / 10.0)
@@ -322,6 +357,8 @@ struct Service {
     callbacks: HashMap<u64, String>,
     /// The SIP Call-ID of each call the ACD knows.
     call_ids: HashMap<u64, String>,
+    /// Calls answered (true) or abandoned (false) in the last 24 hours, oldest first.
+    recent: VecDeque<(Instant, bool)>,
 }
 
 impl Service {
@@ -342,7 +379,7 @@ impl Service {
 
     fn snapshot(&mut self, now: Instant) -> Snapshot {
         let _ = self.count(""); // starts the day over at midnight even when nothing happens
-        let queues = self
+        let queues: Vec<QueueView> = self
             .queues
             .iter()
             .map(|q| {
@@ -363,7 +400,7 @@ impl Service {
                 }
             })
             .collect();
-        let agents = self
+        let agents: Vec<AgentView> = self
             .acd
             .agents()
             .map(|a| {
@@ -384,7 +421,44 @@ impl Service {
                 }
             })
             .collect();
-        Snapshot { queues, agents }
+        let mut waiting: Vec<WaitingView> = self
+            .acd
+            .waiting()
+            .map(|w| WaitingView {
+                call_id: self.call_ids.get(&w.call).cloned(),
+                queue: w.queue.clone(),
+                waited_secs: now.saturating_duration_since(w.since).as_secs(),
+                ringing: !w.ringing.is_empty(),
+                callback: w.callback.is_some(),
+                self_service: w.paused,
+            })
+            .collect();
+        waiting.sort_by_key(|w| std::cmp::Reverse(w.waited_secs));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > DAY)
+        {
+            self.recent.pop_front();
+        }
+        let answered_24h = self.recent.iter().filter(|(_, a)| *a).count() as u32;
+        let abandoned_24h = self.recent.len() as u32 - answered_24h;
+        let connection_rate_24h_pct = pct(answered_24h, answered_24h + abandoned_24h);
+        let alerts = super::alerts::alerts(
+            &queues,
+            &agents,
+            connection_rate_24h_pct,
+            &self.settings.alerts,
+        );
+        Snapshot {
+            queues,
+            agents,
+            waiting,
+            answered_24h,
+            abandoned_24h,
+            connection_rate_24h_pct,
+            alerts,
+        }
     }
 
     async fn tell(&self, message: Box<dyn std::any::Any + Send>) {
@@ -557,6 +631,7 @@ impl Service {
                 if let Ok(events) = self.acd.abandoned(call, now) {
                     if let (true, Some(q)) = (hung_up, &queue) {
                         self.count(q).abandoned += 1;
+                        self.recent.push_back((now, false));
                     }
                     self.events(events).await;
                 }
@@ -574,6 +649,7 @@ impl Service {
                                 .iter()
                                 .find(|c| &c.name == q)
                                 .map_or(Duration::from_secs(15), |c| c.service_level);
+                            self.recent.push_back((now, true));
                             let c = self.count(q);
                             c.answered += 1;
                             if waited.is_some_and(|w| w <= target) {
@@ -646,6 +722,17 @@ impl Service {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(now));
             }
+            Command::Recent(calls) => {
+                let mut seeded: Vec<(Instant, bool)> = calls
+                    .into_iter()
+                    .filter_map(|(ago, answered)| {
+                        Some((now.checked_sub(Duration::from_secs(ago))?, answered))
+                    })
+                    .chain(self.recent.drain(..))
+                    .collect();
+                seeded.sort_by_key(|(t, _)| *t);
+                self.recent = seeded.into();
+            }
         }
     }
 }
@@ -672,6 +759,7 @@ pub fn spawn(
         answered_by: HashMap::new(),
         callbacks: HashMap::new(),
         call_ids: HashMap::new(),
+        recent: VecDeque::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

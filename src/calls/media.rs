@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hotline_sip::endpoint::DialogId;
+use hotline_sip::media::mix::{MonitorMode, Party, mix};
 use hotline_sip::media::player::{Player, Prompt};
 use hotline_sip::media::relay::{LegFormat, Relay};
 use hotline_sip::rtp::RtpPacket;
@@ -112,6 +113,23 @@ pub enum ToMedia {
     /// The agent puts the caller on hold (true: music for the caller, the agent's audio not
     /// passed on) or takes the caller back (false).
     AgentHold(bool),
+    /// A supervisor's phone answered: its leg joins the bridge in `mode` (listen, whisper,
+    /// barge).
+    Monitor {
+        /// The supervisor's leg.
+        dialog: DialogId,
+        /// What its answer agreed.
+        negotiated: Negotiated,
+        /// The leg's sockets (bound on the port the offer named) and the pair's port.
+        socket: std::net::UdpSocket,
+        rtcp_socket: std::net::UdpSocket,
+        port: u16,
+        mode: MonitorMode,
+    },
+    /// The supervisor switches between listen, whisper and barge.
+    MonitorMode(MonitorMode),
+    /// The supervisor hung up (or was hung up): the leg leaves the bridge.
+    MonitorEnded,
 }
 
 /// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
@@ -389,6 +407,24 @@ struct CallState {
     recording_paused: bool,
     /// The agent the caller talked to has hung up (the caller may be in the survey).
     agent_gone: bool,
+    /// A supervisor on the bridged call (listening, whispering or barging).
+    monitor: Option<Monitor>,
+}
+
+/// A supervisor's leg on a bridged call: its audio goes into the mix at the bridge's 20 ms
+/// tick; the mix of caller and agent comes back on our own stream.
+struct Monitor {
+    dialog: DialogId,
+    socket: UdpSocket,
+    /// Held so the pair stays ours.
+    _rtcp_socket: std::net::UdpSocket,
+    port: u16,
+    negotiated: Negotiated,
+    latch: Latch,
+    mode: MonitorMode,
+    jitter: JitterBuffer,
+    /// Our stream to the supervisor (frames injected, nothing relayed).
+    out: Relay,
 }
 
 /// The leg to a transfer target, bridged to the caller once it answers.
@@ -470,6 +506,7 @@ impl Worker {
                     WAKER => {}
                     Token(t) if t & RTCP != 0 => self.rtcp_readable((t & !RTCP) as u64),
                     Token(t) if t & LEG_B != 0 => self.leg_b_readable((t & !LEG_B) as u64),
+                    Token(t) if t & MONITOR != 0 => self.monitor_readable((t & !MONITOR) as u64),
                     Token(t) => self.readable(t as u64),
                 }
             }
@@ -552,6 +589,7 @@ impl Worker {
             leg_b: None,
             recording_paused: false,
             agent_gone: false,
+            monitor: None,
         };
         self.calls.insert(key, state);
     }
@@ -786,6 +824,62 @@ impl Worker {
                     tracing::info!(call_id = %c.record.call_id, hold, "the agent holds the caller");
                 }
             }
+            ToMedia::Monitor {
+                dialog,
+                negotiated,
+                socket,
+                rtcp_socket,
+                port,
+                mode,
+            } => {
+                let bridged = c.leg_b.as_ref().is_some_and(|l| l.bridge.is_some());
+                if !bridged || c.monitor.is_some() {
+                    // The agent left meanwhile, or another supervisor is on: hung up.
+                    if let Ok(mut p) = self.shared.ports.lock() {
+                        p.release(port);
+                    }
+                    bye(&self.shared, vec![dialog]);
+                    return;
+                }
+                let mut socket = UdpSocket::from_std(socket);
+                if let Err(e) = self.poll.registry().register(
+                    &mut socket,
+                    Token(key as usize | MONITOR),
+                    Interest::READABLE,
+                ) {
+                    tracing::error!(error = %e, "cannot watch a supervisor's leg");
+                }
+                // The mix needs the caller's frames in order even when nothing is recorded.
+                let codec = c.negotiated.map_or(Codec::Pcmu, |n| n.codec);
+                c.jitter
+                    .get_or_insert_with(|| JitterBuffer::new(JITTER_DEPTH, codec.silence()));
+                let f = format_of(Some(negotiated));
+                let seed = key.rotate_left(29) ^ 0x5DEE_CE66_D1CE_4E5B;
+                tracing::info!(call_id = %c.record.call_id, mode = mode.name(), "a supervisor joined the call");
+                c.monitor = Some(Monitor {
+                    dialog,
+                    socket,
+                    _rtcp_socket: rtcp_socket,
+                    port,
+                    negotiated,
+                    latch: Latch::new(negotiated.remote),
+                    mode,
+                    jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
+                    out: Relay::new(f, f, (seed >> 32) as u32, seed),
+                });
+            }
+            ToMedia::MonitorMode(mode) => {
+                if let Some(m) = c.monitor.as_mut() {
+                    tracing::info!(call_id = %c.record.call_id, mode = mode.name(), "the supervisor changed mode");
+                    m.mode = mode;
+                }
+            }
+            ToMedia::MonitorEnded => {
+                if let Some(m) = c.monitor.take() {
+                    tracing::info!(call_id = %c.record.call_id, "the supervisor left the call");
+                    self.release_monitor(m);
+                }
+            }
             ToMedia::TransferFailed(status) => {
                 tracing::info!(call_id = %c.record.call_id, status, "the transfer target did not answer");
                 self.end(key, "transfer failed");
@@ -801,6 +895,12 @@ impl Worker {
     fn drop_agent_leg(&mut self, key: u64) -> Option<(u16, u32)> {
         let c = self.calls.get_mut(&key)?;
         let mut leg = c.leg_b.take()?;
+        if let Some(m) = c.monitor.take() {
+            // Nothing left to listen to: the supervisor's leg goes with the agent's.
+            let dialog = m.dialog.clone();
+            release(&self.poll, &self.shared, m);
+            bye(&self.shared, vec![dialog]);
+        }
         let _ = self.poll.registry().deregister(&mut leg.socket);
         if let Ok(mut p) = self.shared.ports.lock() {
             p.release(leg.port);
@@ -857,8 +957,10 @@ impl Worker {
                     {
                         // Bridged: the caller's packets go on to the target (unless one of them
                         // holds: the target then hears music, or nothing).
+                        let mixed = c.monitor.as_ref().is_some_and(|m| m.mode.mixes_to_agent());
                         if c.sending
                             && b.sending
+                            && !mixed
                             && let Some(out) = b.to_b.relay(&p)
                         {
                             let _ = socket.send_to(out, b.latch.target());
@@ -910,6 +1012,8 @@ impl Worker {
         else {
             return;
         };
+        // Barging, the caller hears the mix made at the tick, not the agent's stream.
+        let mixed = c.monitor.as_ref().is_some_and(|m| m.mode.mixes_to_caller());
         for _ in 0..READ_BURST {
             match socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
@@ -928,6 +1032,9 @@ impl Worker {
                     if p.payload_type == b.negotiated.codec.payload_type() {
                         push_frames(&mut b.jitter, &p);
                     }
+                    if mixed {
+                        continue;
+                    }
                     if let (true, Some(latch), Some(out)) = (c.sending, c.latch, b.to_a.relay(&p)) {
                         let sent = &mut c.record.packets_sent;
                         send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
@@ -937,6 +1044,34 @@ impl Worker {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Reads what the supervisor says, for the mix.
+    fn monitor_readable(&mut self, key: u64) {
+        let Some(m) = self.calls.get_mut(&key).and_then(|c| c.monitor.as_mut()) else {
+            return;
+        };
+        for _ in 0..READ_BURST {
+            match m.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    let Ok(p) = RtpPacket::parse(&self.buf[..n]) else {
+                        continue;
+                    };
+                    if p.payload_type != m.negotiated.codec.payload_type() {
+                        continue;
+                    }
+                    m.latch.on_packet(from);
+                    push_frames(&mut m.jitter, &p);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// A supervisor's leg is over (hung up): out of the mix.
+    fn release_monitor(&mut self, m: Monitor) {
+        release(&self.poll, &self.shared, m);
     }
 
     /// The script transfers the caller: a leg to the target is set up and the call handler
@@ -1076,15 +1211,49 @@ impl Worker {
                         let sent = &mut c.record.packets_sent;
                         send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
                     }
-                    if let (Some(rec), Some(jb), Some(neg)) =
-                        (&self.shared.recordings, &mut c.jitter, c.negotiated)
+                    let Some(neg) = c.negotiated else {
+                        continue;
+                    };
+                    let caller = c
+                        .jitter
+                        .as_mut()
+                        .and_then(|j| pop_frame(j, neg.codec.silence()));
+                    let mut theirs = pop_frame(&mut b.jitter, b.negotiated.codec.silence());
+                    if let Some(m) = &mut c.monitor {
+                        // A supervisor on the call: each party hears the mix its mode says.
+                        let sup = pop_frame(&mut m.jitter, m.negotiated.codec.silence());
+                        let party = |frame, codec| Party { frame, codec };
+                        let mixed = mix(
+                            m.mode,
+                            party(frame_of(&caller), neg.codec),
+                            party(frame_of(&theirs), b.negotiated.codec),
+                            party(frame_of(&sup), m.negotiated.codec),
+                        );
+                        let _ = m
+                            .socket
+                            .send_to(m.out.inject(&mixed.to_supervisor), m.latch.target());
+                        if let (Some(f), true, true) = (mixed.to_agent, c.sending, b.sending) {
+                            let _ = socket_b.send_to(b.to_b.inject(&f), b.latch.target());
+                        }
+                        if let (Some(f), true, false, Some(latch)) =
+                            (mixed.to_caller, c.sending, b.held, c.latch)
+                        {
+                            let out = b.to_a.inject(&f);
+                            let sent = &mut c.record.packets_sent;
+                            send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
+                        }
+                        theirs = Some(mixed.office);
+                    }
+                    if let (Some(rec), true) =
+                        (&self.shared.recordings, c.record.recording.is_some())
                     {
-                        let theirs: &[u8] = match b.jitter.pop() {
-                            Playout::Frame(f) | Playout::Concealed(f) => f,
-                            Playout::Waiting => &[],
-                        };
                         let (codec_b, paused) = (b.negotiated.codec, c.recording_paused);
-                        record_tick(rec, key, jb, neg.codec, theirs, codec_b, paused);
+                        let (left, right) = if paused {
+                            (&[][..], &[][..])
+                        } else {
+                            (frame_of(&caller), frame_of(&theirs))
+                        };
+                        rec.frame(key, left, neg.codec, right, codec_b);
                     }
                 }
             }
@@ -1302,6 +1471,10 @@ impl Worker {
         ) {
             byes.push(c.dialog.clone());
         }
+        if let Some(m) = c.monitor.take() {
+            byes.push(m.dialog.clone());
+            release(&self.poll, &self.shared, m);
+        }
         if let Some(mut leg) = c.leg_b.take() {
             let _ = self.poll.registry().deregister(&mut leg.socket);
             if let Some(b) = leg.bridge
@@ -1313,20 +1486,7 @@ impl Worker {
                 p.release(leg.port);
             }
         }
-        if !byes.is_empty()
-            && let (Some(engine), Some(rt)) = (&self.shared.engine, &self.shared.runtime)
-        {
-            let engine = engine.clone();
-            rt.spawn(async move {
-                engine
-                    .run(move |ep, now| {
-                        for d in &byes {
-                            let _ = ep.bye(now, d);
-                        }
-                    })
-                    .await;
-            });
-        }
+        bye(&self.shared, byes);
         if let Ok(mut p) = self.shared.ports.lock() {
             p.release(c.port);
         }
@@ -1430,6 +1590,9 @@ const RTCP: usize = 1 << (usize::BITS - 2);
 /// Marks a token as a call's transfer leg.
 const LEG_B: usize = 1 << (usize::BITS - 3);
 
+/// Marks a token as a call's supervisor leg.
+const MONITOR: usize = 1 << (usize::BITS - 4);
+
 /// Rings kept in one call's record (a caller waiting an hour in a busy queue cannot grow it
 /// without bound).
 const MAX_RINGS: usize = 64;
@@ -1482,6 +1645,52 @@ fn record_tick(
 
 /// Bytes of one 20 ms G.711 frame.
 const FRAME_BYTES: usize = 160;
+
+/// The next 20 ms frame of a jitter buffer, copied out (`None` while it waits for audio; a
+/// short frame padded with `silence`).
+fn pop_frame(jb: &mut JitterBuffer, silence: u8) -> Option<[u8; FRAME_BYTES]> {
+    match jb.pop() {
+        Playout::Frame(f) | Playout::Concealed(f) => {
+            let mut out = [silence; FRAME_BYTES];
+            let n = f.len().min(FRAME_BYTES);
+            out[..n].copy_from_slice(&f[..n]);
+            Some(out)
+        }
+        Playout::Waiting => None,
+    }
+}
+
+/// A popped frame's bytes (none: silence).
+fn frame_of(f: &Option<[u8; FRAME_BYTES]>) -> &[u8] {
+    f.as_ref().map_or(&[][..], |f| &f[..])
+}
+
+/// Hangs up `dialogs` through the engine (from a media thread).
+fn bye(shared: &Shared, dialogs: Vec<DialogId>) {
+    if dialogs.is_empty() {
+        return;
+    }
+    if let (Some(engine), Some(rt)) = (&shared.engine, &shared.runtime) {
+        let engine = engine.clone();
+        rt.spawn(async move {
+            engine
+                .run(move |ep, now| {
+                    for d in &dialogs {
+                        let _ = ep.bye(now, d);
+                    }
+                })
+                .await;
+        });
+    }
+}
+
+/// A supervisor's leg is over: its socket unwatched and its port back.
+fn release(poll: &Poll, shared: &Shared, mut m: Monitor) {
+    let _ = poll.registry().deregister(&mut m.socket);
+    if let Ok(mut p) = shared.ports.lock() {
+        p.release(m.port);
+    }
+}
 
 /// Puts a packet's audio into a jitter buffer of 20 ms frames: a 40 or 60 ms packet is two or
 /// three frames, numbered `sequence x frames + i` (consistent across the 16-bit wrap:

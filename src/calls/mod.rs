@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hotline_sip::endpoint::{DialogId, EndReason, Endpoint, EndpointEvent};
+pub use hotline_sip::media::mix::MonitorMode;
 use hotline_sip::media::player::Prompt;
 use hotline_sip::message::{HeaderName, Message, Method};
 use hotline_sip::rtp::dtmf::info_digit;
@@ -101,6 +102,33 @@ pub struct HoldControl {
     pub reply: tokio::sync::oneshot::Sender<Result<(), TransferRefused>>,
 }
 
+/// A supervisor listens to a call in progress, whispers to its agent or barges in, through
+/// the supervisor's own softphone (rung on the first request, auto-answered by the browser
+/// page); a later request changes the mode on the same leg; `mode: None` leaves. Sent to the
+/// handler with [`EngineHandle::tell`]; `reply` says `ringing`, `changed` or `left`.
+#[derive(Debug)]
+pub struct MonitorControl {
+    /// The call's SIP Call-ID.
+    pub call_id: String,
+    /// The supervisor's softphone (SIP account), rung when not on the call yet.
+    pub device: Option<String>,
+    /// Listen, whisper or barge; `None`: hang up the supervisor's leg.
+    pub mode: Option<MonitorMode>,
+    /// What happened, or why not.
+    pub reply: tokio::sync::oneshot::Sender<Result<&'static str, TransferRefused>>,
+}
+
+/// A supervisor's phone ringing to join a call: the leg's sockets until it answers.
+struct MonitorRing {
+    worker: usize,
+    key: u64,
+    mode: MonitorMode,
+    port: u16,
+    socket: std::net::UdpSocket,
+    rtcp_socket: std::net::UdpSocket,
+    browser: Option<crate::webrtc::WebrtcLeg>,
+}
+
 /// Where a caller is transferred.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferTarget {
@@ -124,6 +152,12 @@ pub enum TransferRefused {
     /// No such route.
     #[error("no emergency route {0:?} is configured (acd.emergency_routes)")]
     NoRoute(String),
+    /// The call is not with an agent (still in the IVR or waiting): nothing to monitor.
+    #[error("call {0:?} is not with an agent")]
+    NotTalking(String),
+    /// The supervisor's softphone is not registered (or none is set in the profile).
+    #[error("your softphone {0:?} is not registered")]
+    NoPhone(String),
 }
 
 /// An agent's phone ringing for a call.
@@ -199,8 +233,12 @@ pub struct Calls {
     calls: u64,
     /// Browser agents' media (agents registered over WebSocket), when started.
     webrtc: Option<Arc<crate::webrtc::Gateway>>,
-    /// Browser legs of answered agent legs, by their dialog.
+    /// Browser legs of answered agent and supervisor legs, by their dialog.
     webrtc_legs: HashMap<DialogId, crate::webrtc::WebrtcLeg>,
+    /// Supervisors' phones ringing to join a call, by INVITE transaction.
+    monitor_rings: HashMap<TxId, MonitorRing>,
+    /// Supervisors on calls: their leg's dialog to (worker, call key).
+    monitors: HashMap<DialogId, (usize, u64)>,
 }
 
 /// Pause or resume the recording of the call in progress with this Call-ID (sent to the
@@ -254,6 +292,8 @@ impl Calls {
             calls: 0,
             webrtc: None,
             webrtc_legs: HashMap::new(),
+            monitor_rings: HashMap::new(),
+            monitors: HashMap::new(),
         }
     }
 
@@ -281,8 +321,9 @@ impl Calls {
     /// Closes (drops) the browser legs whose agent leg is over.
     fn prune_webrtc(&mut self) {
         if !self.webrtc_legs.is_empty() {
-            let legs = &self.legs_b;
-            self.webrtc_legs.retain(|d, _| legs.contains_key(d));
+            let (legs, monitors) = (&self.legs_b, &self.monitors);
+            self.webrtc_legs
+                .retain(|d, _| legs.contains_key(d) || monitors.contains_key(d));
         }
     }
 
@@ -383,6 +424,10 @@ impl Calls {
         }
         self.legs_b.retain(|_, (_, k, _, _)| !keys.contains(k));
         self.transfers.retain(|_, (_, k, _)| !keys.contains(k));
+        // The worker hung up the supervisors' legs of its ended calls; phones still ringing
+        // to join one stop.
+        self.monitors.retain(|_, (_, k)| !keys.contains(k));
+        self.cancel_monitor_rings(ep, now, |k| keys.contains(&k));
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
 
@@ -746,6 +791,160 @@ impl Calls {
         let _ = h.reply.send(Ok(()));
     }
 
+    /// Stops the supervisors' phones ringing to join the calls `which` picks.
+    fn cancel_monitor_rings(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        which: impl Fn(u64) -> bool,
+    ) {
+        let stale: Vec<TxId> = self
+            .monitor_rings
+            .iter()
+            .filter(|(_, r)| which(r.key))
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in stale {
+            if let Some(r) = self.monitor_rings.remove(&tx) {
+                self.release_port(r.port);
+            }
+            let _ = ep.cancel(now, tx);
+        }
+    }
+
+    fn release_port(&self, port: u16) {
+        if let Ok(mut p) = self.ports.lock() {
+            p.release(port);
+        }
+    }
+
+    /// A supervisor joins a call (its phone rings), changes mode, or leaves.
+    fn monitor_control(&mut self, ep: &mut Endpoint, now: Instant, m: MonitorControl) {
+        let reply = |r| {
+            let _ = m.reply.send(r);
+        };
+        let (worker, key) = match self.agent_call(&m.call_id, None) {
+            Ok((worker, key, Some(_))) => (worker, key),
+            Ok((_, _, None)) => return reply(Err(TransferRefused::NotTalking(m.call_id))),
+            Err(e) => return reply(Err(e)),
+        };
+        let on_call = self
+            .monitors
+            .iter()
+            .find(|(_, (_, k))| *k == key)
+            .map(|(d, _)| d.clone());
+        let ringing = self.monitor_rings.values_mut().find(|r| r.key == key);
+        let Some(mode) = m.mode else {
+            // Leave: hang up the leg, or stop its phone ringing.
+            let had_ring = ringing.is_some();
+            self.cancel_monitor_rings(ep, now, |k| k == key);
+            if let Some(dialog) = on_call {
+                self.monitors.remove(&dialog);
+                let _ = ep.bye(now, &dialog);
+                if let Some(w) = &self.workers {
+                    w.news(worker, key, ToMedia::MonitorEnded);
+                }
+            } else if !had_ring {
+                return reply(Err(TransferRefused::NoCall(format!(
+                    "{} (no supervisor on it)",
+                    m.call_id
+                ))));
+            }
+            return reply(Ok("left"));
+        };
+        if let Some(r) = ringing {
+            r.mode = mode;
+            return reply(Ok("ringing"));
+        }
+        if on_call.is_some() {
+            if let Some(w) = &self.workers {
+                w.news(worker, key, ToMedia::MonitorMode(mode));
+            }
+            return reply(Ok("changed"));
+        }
+        let device = m.device.unwrap_or_default();
+        let Some((uri, peer)) = agent_contact(ep, now, &device) else {
+            return reply(Err(TransferRefused::NoPhone(device)));
+        };
+        let Some((local, socket, rtcp_socket)) = self.bind_leg() else {
+            return reply(Err(TransferRefused::NoPhone(format!(
+                "{device} (no RTP port free)"
+            ))));
+        };
+        let codec = self
+            .live
+            .values()
+            .find(|l| l.key == key)
+            .map_or(sdp::Codec::Pcmu, |l| l.codec);
+        let (offer, browser) = self.agent_offer(peer, local, codec);
+        // From `monitor`: the page answers it by itself (the caller's number is not shown).
+        match ep.invite(now, peer, &uri, "monitor", Some(&offer)) {
+            Ok(tx) => {
+                tracing::info!(%uri, mode = mode.name(), "ringing a supervisor's phone to join a call");
+                self.monitor_rings.insert(
+                    tx,
+                    MonitorRing {
+                        worker,
+                        key,
+                        mode,
+                        port: local.addr.port(),
+                        socket,
+                        rtcp_socket,
+                        browser,
+                    },
+                );
+                reply(Ok("ringing"))
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot ring the supervisor's phone");
+                self.release_port(local.addr.port());
+                reply(Err(TransferRefused::NoPhone(device)))
+            }
+        }
+    }
+
+    /// The supervisor's phone answered: its leg joins the call's bridge.
+    fn monitor_answered(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        tx: TxId,
+        dialog: DialogId,
+        response: &Message,
+    ) {
+        let Some(r) = self.monitor_rings.remove(&tx) else {
+            return;
+        };
+        let answer = match &r.browser {
+            Some(leg) => browser_answer(leg, response),
+            None => sdp_answer(response),
+        };
+        let Some(Ok(negotiated)) = answer else {
+            tracing::warn!("the supervisor's phone answered without a usable SDP answer");
+            self.release_port(r.port);
+            let _ = ep.bye(now, &dialog);
+            return;
+        };
+        if let Some(leg) = r.browser {
+            self.webrtc_legs.insert(dialog.clone(), leg);
+        }
+        self.monitors.insert(dialog.clone(), (r.worker, r.key));
+        if let Some(w) = &self.workers {
+            w.news(
+                r.worker,
+                r.key,
+                ToMedia::Monitor {
+                    dialog,
+                    negotiated,
+                    socket: r.socket,
+                    rtcp_socket: r.rtcp_socket,
+                    port: r.port,
+                    mode: r.mode,
+                },
+            );
+        }
+    }
+
     /// An agent or supervisor transfers a call in progress: the agent's leg is hung up and
     /// the worker sends the caller on (an emergency route, with ringback, or a queue).
     fn transfer_control(&mut self, ep: &mut Endpoint, now: Instant, t: TransferControl) {
@@ -971,20 +1170,7 @@ impl Calls {
             let _ = ep.cancel(now, other);
         }
         let answer = match &browser {
-            Some(leg) => {
-                let text = std::str::from_utf8(response.body()).unwrap_or("");
-                leg.answer(text);
-                crate::webrtc::answered_codec(text).map(|(codec, dtmf)| {
-                    Ok(Negotiated {
-                        codec,
-                        dtmf,
-                        remote: leg.plain,
-                        direction: Direction::SendRecv,
-                        ptime: 20,
-                        rtcp_mux: true,
-                    })
-                })
-            }
+            Some(leg) => browser_answer(leg, response),
             None => sdp_answer(response),
         };
         let Some(Ok(negotiated)) = answer else {
@@ -1038,6 +1224,26 @@ impl Calls {
             );
         }
     }
+}
+
+/// A browser's answer (WebRTC SDP) handed to its gateway leg; the engine side is plain RTP
+/// on the leg's loopback socket.
+fn browser_answer(
+    leg: &crate::webrtc::WebrtcLeg,
+    response: &Message,
+) -> Option<Result<Negotiated, sdp::SdpError>> {
+    let text = std::str::from_utf8(response.body()).unwrap_or("");
+    leg.answer(text);
+    crate::webrtc::answered_codec(text).map(|(codec, dtmf)| {
+        Ok(Negotiated {
+            codec,
+            dtmf,
+            remote: leg.plain,
+            direction: Direction::SendRecv,
+            ptime: 20,
+            rtcp_mux: true,
+        })
+    })
 }
 
 /// The SDP answer in a 200 to one of our INVITEs: `None` without a parsable one.
@@ -1254,6 +1460,10 @@ impl CallHandler for Calls {
             Ok(h) => return self.hold_control(*h),
             Err(other) => other,
         };
+        let message = match message.downcast::<MonitorControl>() {
+            Ok(m) => return self.monitor_control(ep, now, *m),
+            Err(other) => other,
+        };
         let message = match message.downcast::<crate::acd::service::RingAgents>() {
             Ok(r) => return self.ring(ep, now, *r),
             Err(other) => other,
@@ -1378,6 +1588,11 @@ impl CallHandler for Calls {
                         let _ = ep.cancel(now, tx);
                     }
                     self.tell(&live, ToMedia::Ended(end_reason(reason)));
+                } else if let Some((worker, key)) = self.monitors.remove(&dialog) {
+                    tracing::info!("the supervisor hung up");
+                    if let Some(w) = &self.workers {
+                        w.news(worker, key, ToMedia::MonitorEnded);
+                    }
                 } else if let Some((worker, key, _, agent)) = self.legs_b.remove(&dialog)
                     && let Some(w) = &self.workers
                 {
@@ -1396,6 +1611,19 @@ impl CallHandler for Calls {
                 response,
             } if self.rings.contains_key(&tx) => {
                 self.agent_answered(ep, now, tx, dialog, &response)
+            }
+            EndpointEvent::Answered {
+                tx,
+                dialog,
+                response,
+            } if self.monitor_rings.contains_key(&tx) => {
+                self.monitor_answered(ep, now, tx, dialog, &response)
+            }
+            EndpointEvent::Failed { tx, status } if self.monitor_rings.contains_key(&tx) => {
+                if let Some(r) = self.monitor_rings.remove(&tx) {
+                    tracing::info!(status, "the supervisor's phone did not answer");
+                    self.release_port(r.port);
+                }
             }
             EndpointEvent::Answered {
                 tx,

@@ -3,6 +3,8 @@
 //! - `PUT /api/agents/{username}` (admin): the agent's profile: softphone (`sip_username`),
 //!   skills with proficiency 1-10, queues
 //! - `GET /api/agents/{username}`: the profile
+//! - `GET /api/agents`: every user with an agent profile (id, names, softphone, queues), for
+//!   the wall board (supervisors, analysts, administrators)
 //! - `POST /api/agents/me/login` (the agent's queues from the profile),
 //!   `POST /api/agents/me/pause` `{"reason"}`, `POST /api/agents/me/resume`,
 //!   `POST /api/agents/me/logout`; a supervisor may do the same for anyone with
@@ -16,6 +18,10 @@
 //!   configured emergency route, back to a queue first in line, or to one agent; audited
 //! - `POST /api/calls/{call_id}/hold` `{"hold": true}`: the agent on the call (or a
 //!   supervisor) puts the caller on hold (music; neither hears the other) or back (`false`)
+//! - `POST /api/calls/{call_id}/monitor` `{"mode": "listen" | "whisper" | "barge"}`: a
+//!   supervisor joins a call with an agent through the supervisor's own softphone (the SIP
+//!   account of the supervisor's agent profile, rung from `monitor`), or changes mode on the
+//!   leg already there; `DELETE` leaves; audited `call.monitor`
 //! - `GET /api/softphone`: the logged-in agent's own SIP account for the browser softphone
 //!   (user, realm and its MD5 HA1, which JsSIP takes instead of the password: the browser
 //!   never needs the plaintext)
@@ -46,6 +52,7 @@ const CALL_ROLES: &[Role] = &[Role::Intake, Role::Dispatcher, Role::Supervisor];
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/agents", get(list_agents))
         .route("/api/agents/{username}", put(set_profile).get(profile))
         .route("/api/agents/{username}/{action}", post(act))
         .route("/api/acd/snapshot", get(snapshot))
@@ -55,6 +62,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/calls/{call_id}/transfer", post(transfer))
         .route("/api/calls/{call_id}", get(call_details))
         .route("/api/calls/{call_id}/hold", post(hold))
+        .route(
+            "/api/calls/{call_id}/monitor",
+            post(monitor).delete(stop_monitor),
+        )
         .route("/api/softphone", get(softphone))
 }
 
@@ -142,6 +153,30 @@ async fn profile(
 ) -> Result<Json<Profile>, ApiError> {
     let id = user_id(&state, &username).await?;
     Ok(Json(load_profile(&state, id).await?))
+}
+
+/// Every user with an agent profile, by username.
+async fn list_agents(user: Authed, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    user.require(
+        &[Role::Supervisor, Role::Analyst, Role::Admin],
+        "listing agents",
+    )?;
+    type Row = (i64, String, String, String, Option<String>, Vec<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, u.role, p.sip_username, p.queues
+           FROM agent_profiles p JOIN users u ON u.id = p.user_id
+          ORDER BY u.username",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(id, username, display_name, role, sip_username, queues)| {
+                json!({"id": id, "username": username, "display_name": display_name,
+                       "role": role, "sip_username": sip_username, "queues": queues})
+            })
+            .collect(),
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,8 +360,23 @@ fn same_shape(a: &Snapshot, b: &Snapshot) -> bool {
                     == (y.offered_today, y.answered_today, y.abandoned_today)
         })
         && a.agents.iter().zip(&b.agents).all(|(x, y)| {
-            x.id == y.id && x.state == y.state && x.reason == y.reason && x.queues == y.queues
+            x.id == y.id
+                && x.state == y.state
+                && x.reason == y.reason
+                && x.queues == y.queues
+                && x.call_id == y.call_id
         })
+        && a.waiting.len() == b.waiting.len()
+        && a.waiting.iter().zip(&b.waiting).all(|(x, y)| {
+            (&x.call_id, &x.queue, x.ringing, x.callback, x.self_service)
+                == (&y.call_id, &y.queue, y.ringing, y.callback, y.self_service)
+        })
+        && (a.answered_24h, a.abandoned_24h) == (b.answered_24h, b.abandoned_24h)
+        && a.alerts.len() == b.alerts.len()
+        && a.alerts
+            .iter()
+            .zip(&b.alerts)
+            .all(|(x, y)| (x.kind, &x.subject) == (y.kind, &y.subject))
 }
 
 #[derive(Deserialize)]
@@ -599,6 +649,79 @@ async fn hold(
     Ok(Json(json!({ "call_id": call_id, "hold": body.hold })))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonitorBody {
+    mode: String,
+}
+
+/// A supervisor listens, whispers or barges in (see the module comment).
+async fn monitor(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+    body: Result<Json<MonitorBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let me = user.require(&[Role::Supervisor], "monitoring calls")?;
+    let mode = crate::calls::MonitorMode::parse(&body.mode).ok_or_else(|| {
+        ApiError::Unprocessable(format!("mode {:?}: listen, whisper or barge", body.mode))
+    })?;
+    let device: Option<String> =
+        sqlx::query_scalar("SELECT sip_username FROM agent_profiles WHERE user_id = $1")
+            .bind(me.id)
+            .fetch_optional(&state.db)
+            .await?
+            .flatten();
+    let Some(device) = device else {
+        return Err(ApiError::Conflict(
+            "no softphone in your agent profile (sip_username) to monitor with".into(),
+        ));
+    };
+    let done = monitor_call(&state, me, &call_id, Some(mode), Some(device)).await?;
+    Ok(Json(
+        json!({ "call_id": call_id, "mode": mode.name(), "state": done }),
+    ))
+}
+
+/// The supervisor leaves the call (hangs up the monitoring leg).
+async fn stop_monitor(
+    user: Authed,
+    State(state): State<AppState>,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let me = user.require(&[Role::Supervisor], "monitoring calls")?;
+    let done = monitor_call(&state, me, &call_id, None, None).await?;
+    Ok(Json(json!({ "call_id": call_id, "state": done })))
+}
+
+async fn monitor_call(
+    state: &AppState,
+    me: &crate::users::User,
+    call_id: &str,
+    mode: Option<crate::calls::MonitorMode>,
+    device: Option<String>,
+) -> Result<&'static str, ApiError> {
+    let done = tell_call(state, me, |_, reply| {
+        Box::new(crate::calls::MonitorControl {
+            call_id: call_id.to_string(),
+            device,
+            mode,
+            reply,
+        })
+    })
+    .await?;
+    crate::audit::record(
+        &state.db,
+        &me.username,
+        "call.monitor",
+        &format!("call:{call_id}"),
+        json!({ "mode": mode.map_or("leave", |m| m.name()), "state": done }),
+    )
+    .await?;
+    Ok(done)
+}
+
 /// Hands the call handler a control message about a call in progress (made by `build` from
 /// who asks, `None` for a supervisor, and where the answer goes) and waits for its answer:
 /// no such call 404, not the asking agent's 403, no such route 422.
@@ -625,6 +748,9 @@ async fn tell_call<T: Send + 'static>(
         Ok(Ok(Err(e @ TransferRefused::NoCall(_)))) => Err(ApiError::NotFound(e.to_string())),
         Ok(Ok(Err(e @ TransferRefused::NotYours(_)))) => Err(ApiError::Forbidden(e.to_string())),
         Ok(Ok(Err(e @ TransferRefused::NoRoute(_)))) => Err(ApiError::Unprocessable(e.to_string())),
+        Ok(Ok(Err(e @ (TransferRefused::NotTalking(_) | TransferRefused::NoPhone(_))))) => {
+            Err(ApiError::Conflict(e.to_string()))
+        }
         _ => Err(ApiError::Unavailable(
             "the call handler did not answer".into(),
         )),

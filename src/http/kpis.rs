@@ -5,7 +5,6 @@
 //! spreadsheet.
 
 use axum::extract::{Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Authed;
+use super::export::{self, Format};
 use super::{ApiError, AppState};
 use crate::acd::kpi::{By, CallFact, Interval, Kpi, kpis};
 use crate::users::Role;
@@ -33,7 +33,7 @@ struct KpiQuery {
     from: Option<DateTime<Utc>>,
     /// Calls queued before (default: now).
     to: Option<DateTime<Utc>>,
-    /// `json` (default) or `csv`.
+    /// `json` (default), `csv`, or `svg` (offered, answered and abandoned by interval).
     format: Option<String>,
 }
 
@@ -50,6 +50,7 @@ async fn calls(
         "reading call statistics",
     )?;
     let Query(q) = q.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
+    let format = Format::parse(q.format.as_deref())?;
     let interval_name = q.interval.as_deref().unwrap_or("day");
     let interval = Interval::parse(interval_name).ok_or_else(|| {
         ApiError::Unprocessable(format!(
@@ -106,28 +107,63 @@ async fn calls(
         .collect();
     let table = kpis(&facts, interval, by);
     let key_name = if by == By::Queue { "queue" } else { "agent" };
-    if q.format.as_deref() == Some("csv") {
-        let mut csv = format!(
-            "start,{key_name},offered,answered,abandoned,answered_15s,answer_15s_rate,connection_rate,asa_secs,aht_secs,callbacks_made\n"
+    if format == Format::Csv {
+        let f = export::num;
+        let csv = export::csv(
+            &[
+                "start",
+                key_name,
+                "offered",
+                "answered",
+                "abandoned",
+                "answered_15s",
+                "answer_15s_rate",
+                "connection_rate",
+                "asa_secs",
+                "aht_secs",
+                "callbacks_made",
+            ],
+            table.iter().map(|((start, key), k)| {
+                vec![
+                    start.to_rfc3339(),
+                    key.clone(),
+                    k.offered.to_string(),
+                    k.answered.to_string(),
+                    k.abandoned.to_string(),
+                    k.answered_15s.to_string(),
+                    f(k.answer_15s_rate()),
+                    f(k.connection_rate()),
+                    f(k.average_speed_of_answer()),
+                    f(k.average_handle_time()),
+                    k.callbacks_made.to_string(),
+                ]
+            }),
         );
-        let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.1}"));
-        for ((start, key), k) in &table {
-            csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
-                start.to_rfc3339(),
-                key.replace([',', '"', '\n'], " "),
-                k.offered,
-                k.answered,
-                k.abandoned,
-                k.answered_15s,
-                f(k.answer_15s_rate()),
-                f(k.connection_rate()),
-                f(k.average_speed_of_answer()),
-                f(k.average_handle_time()),
-                k.callbacks_made
-            ));
+        return Ok(export::csv_response("call-kpis", csv));
+    }
+    if format == Format::Svg {
+        // One group per interval, all queues (or agents) together.
+        let mut by_start: std::collections::BTreeMap<_, [f64; 3]> = Default::default();
+        for ((start, _), k) in &table {
+            let e = by_start.entry(*start).or_default();
+            e[0] += f64::from(k.offered);
+            e[1] += f64::from(k.answered);
+            e[2] += f64::from(k.abandoned);
         }
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response());
+        let labels: Vec<String> = by_start
+            .keys()
+            .map(|s| s.format("%m-%d %H:%M").to_string())
+            .collect();
+        let series = |i: usize| by_start.values().map(|v| v[i]).collect::<Vec<_>>();
+        return Ok(export::svg_response(export::bars(
+            &format!("Calls by {interval_name}"),
+            &labels,
+            &[
+                ("offered", series(0)),
+                ("answered", series(1)),
+                ("abandoned", series(2)),
+            ],
+        )));
     }
     let row = |((start, key), k): (&(DateTime<chrono::FixedOffset>, String), &Kpi)| -> Value {
         json!({

@@ -6,6 +6,7 @@ mod agents;
 mod auth;
 mod directory;
 mod error;
+mod export;
 mod kb;
 mod kpis;
 mod open311;

@@ -14,6 +14,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Duration, NaiveDate};
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Authed;
+use super::export::{self, Format};
 use super::{ApiError, AppState};
 use crate::mask::mask_number;
 use crate::tickets::store::{self, By, Filter, NewTicket, Step, Summary, TicketRow};
@@ -38,6 +40,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/revisits", get(revisits))
         .route("/api/stats/units", get(scorecards))
         .route("/api/stats/tickets", get(counts))
+        .route("/api/stats/hot-topics", get(hot_topics))
         .route("/api/audit", get(audit_log))
 }
 
@@ -275,26 +278,94 @@ async fn duplicates(
 struct Period {
     from: NaiveDate,
     to: NaiveDate,
+    /// `json` (default), `csv` or `svg`.
+    format: Option<String>,
+}
+
+/// Who reads the hotline's statistics.
+const STATS: [Role; 4] = [
+    Role::Dispatcher,
+    Role::Supervisor,
+    Role::Analyst,
+    Role::Admin,
+];
+
+fn period(from: NaiveDate, to: NaiveDate) -> Result<(), ApiError> {
+    if to < from {
+        return Err(ApiError::BadRequest("to is before from".into()));
+    }
+    Ok(())
 }
 
 async fn scorecards(
     user: Authed,
     State(state): State<AppState>,
     Query(p): Query<Period>,
-) -> Result<Json<Vec<store::Scorecard>>, ApiError> {
-    user.require(
-        &[
-            Role::Dispatcher,
-            Role::Supervisor,
-            Role::Analyst,
-            Role::Admin,
-        ],
-        "unit scorecards",
-    )?;
-    if p.to < p.from {
-        return Err(ApiError::BadRequest("to is before from".into()));
-    }
-    Ok(Json(store::scorecards(&state.db, p.from, p.to).await?))
+) -> Result<Response, ApiError> {
+    user.require(&STATS, "unit scorecards")?;
+    period(p.from, p.to)?;
+    let format = Format::parse(p.format.as_deref())?;
+    let cards = store::scorecards(&state.db, p.from, p.to).await?;
+    Ok(match format {
+        Format::Json => Json(cards).into_response(),
+        Format::Csv => export::csv_response(
+            "unit-scorecards",
+            export::csv(
+                &[
+                    "unit",
+                    "dispatched",
+                    "returned",
+                    "replied",
+                    "replied_on_time",
+                    "reopened",
+                    "satisfied",
+                    "basically_satisfied",
+                    "dissatisfied",
+                    "on_time_pct",
+                    "return_pct",
+                    "reopen_pct",
+                    "satisfaction_pct",
+                ],
+                cards.iter().map(|c| {
+                    let p = |r: Option<f64>| export::num(r.map(|r| r * 100.0));
+                    vec![
+                        c.unit_name.clone(),
+                        c.dispatched.to_string(),
+                        c.returned.to_string(),
+                        c.replied.to_string(),
+                        c.replied_on_time.to_string(),
+                        c.reopened.to_string(),
+                        c.satisfied.to_string(),
+                        c.basically_satisfied.to_string(),
+                        c.dissatisfied.to_string(),
+                        p(c.on_time_rate),
+                        p(c.return_rate),
+                        p(c.reopen_rate),
+                        p(c.satisfaction_rate),
+                    ]
+                }),
+            ),
+        ),
+        Format::Svg => {
+            let labels: Vec<String> = cards.iter().map(|c| c.unit_name.clone()).collect();
+            let pct = |f: fn(&store::Scorecard) -> Option<f64>| {
+                cards
+                    .iter()
+                    .map(|c| f(c).unwrap_or(0.0) * 100.0)
+                    .collect::<Vec<_>>()
+            };
+            export::svg_response(export::bars(
+                "Unit scorecard, %",
+                &labels,
+                &[
+                    ("on time", pct(|c| c.on_time_rate)),
+                    ("satisfied", pct(|c| c.satisfaction_rate)),
+                    ("returned", pct(|c| c.return_rate)),
+                    ("reopened", pct(|c| c.reopen_rate)),
+                ],
+            ))
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -303,26 +374,123 @@ struct CountQuery {
     from: NaiveDate,
     to: NaiveDate,
     by: store::CountBy,
+    /// `json` (default), `csv` or `svg`.
+    format: Option<String>,
 }
 
 async fn counts(
     user: Authed,
     State(state): State<AppState>,
     Query(q): Query<CountQuery>,
-) -> Result<Json<Vec<store::Count>>, ApiError> {
-    user.require(
-        &[
-            Role::Dispatcher,
-            Role::Supervisor,
-            Role::Analyst,
-            Role::Admin,
-        ],
-        "ticket counts",
-    )?;
-    if q.to < q.from {
-        return Err(ApiError::BadRequest("to is before from".into()));
+) -> Result<Response, ApiError> {
+    user.require(&STATS, "ticket counts")?;
+    period(q.from, q.to)?;
+    let format = Format::parse(q.format.as_deref())?;
+    let counts = store::counts(&state.db, q.from, q.to, q.by).await?;
+    let by = serde_json::to_value(q.by)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Ok(match format {
+        Format::Json => Json(counts).into_response(),
+        Format::Csv => export::csv_response(
+            &format!("tickets-by-{by}"),
+            export::csv(
+                &[&by, "tickets"],
+                counts
+                    .iter()
+                    .map(|c| vec![c.key.clone(), c.filed.to_string()]),
+            ),
+        ),
+        Format::Svg => export::svg_response(export::bars(
+            &format!("Tickets by {}", by.replace('_', " ")),
+            &counts.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+            &[("tickets", counts.iter().map(|c| c.filed as f64).collect())],
+        )),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+    /// Terms in each list (default 20, at most 200).
+    limit: Option<i64>,
+    /// Tickets a term needs in the period to count as rising (default 3).
+    min: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// The words of new tickets' descriptions in a period: the most frequent, and the fastest
+/// rising against the period of the same length before it.
+async fn hot_topics(
+    user: Authed,
+    State(state): State<AppState>,
+    Query(q): Query<TopicQuery>,
+) -> Result<Response, ApiError> {
+    user.require(&STATS, "hot topics")?;
+    period(q.from, q.to)?;
+    if (q.to - q.from).num_days() > 400 {
+        return Err(ApiError::Unprocessable("at most 400 days".into()));
     }
-    Ok(Json(store::counts(&state.db, q.from, q.to, q.by).await?))
+    let format = Format::parse(q.format.as_deref())?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    let min = q.min.unwrap_or(3).max(1);
+    let topics = crate::tickets::terms::hot_topics(&state.db, q.from, q.to, limit, min).await?;
+    Ok(match format {
+        Format::Json => {
+            let list = |l: &[crate::tickets::terms::Topic]| {
+                l.iter()
+                    .map(|t| {
+                        json!({"term": t.term, "tickets": t.tickets,
+                                    "previous": t.previous, "ratio": t.ratio()})
+                    })
+                    .collect::<Vec<_>>()
+            };
+            Json(json!({
+                "from": topics.from, "to": topics.to,
+                "previous_from": topics.previous_from, "previous_to": topics.previous_to,
+                "top": list(&topics.top), "rising": list(&topics.rising),
+            }))
+            .into_response()
+        }
+        Format::Csv => export::csv_response(
+            "hot-topics",
+            export::csv(
+                &["list", "term", "tickets", "previous", "ratio"],
+                [("top", &topics.top), ("rising", &topics.rising)]
+                    .into_iter()
+                    .flat_map(|(name, l)| {
+                        l.iter().map(move |t| {
+                            vec![
+                                name.to_string(),
+                                t.term.clone(),
+                                t.tickets.to_string(),
+                                t.previous.to_string(),
+                                format!("{:.2}", t.ratio()),
+                            ]
+                        })
+                    }),
+            ),
+        ),
+        Format::Svg => export::svg_response(export::bars(
+            "Hot topics: tickets now and in the period before",
+            &topics
+                .top
+                .iter()
+                .map(|t| t.term.clone())
+                .collect::<Vec<_>>(),
+            &[
+                ("now", topics.top.iter().map(|t| t.tickets as f64).collect()),
+                (
+                    "before",
+                    topics.top.iter().map(|t| t.previous as f64).collect(),
+                ),
+            ],
+        )),
+    })
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,5 @@
-//! The pages people work in (the agent desktop at `/agent/`), served from `http.web_dir`: the
+//! The pages people work in (the agent desktop at `/agent/`, the supervisors' wall board at
+//! `/board/`), served from `http.web_dir`: the
 //! project's own HTML, CSS and JavaScript with the SIP library bundled beside them by
 //! `scripts/web.sh` (npm, pinned by `web/package-lock.json`).
 
@@ -10,12 +11,15 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-/// `/agent/...` from `dir`.
+/// `/agent/...` and `/board/...` from `dir`.
 pub fn routes(dir: PathBuf) -> Router {
     Router::new()
         .route("/agent", get(|| async { Redirect::permanent("/agent/") }))
         .route("/agent/", get(file))
         .route("/agent/{*path}", get(file))
+        .route("/board", get(|| async { Redirect::permanent("/board/") }))
+        .route("/board/", get(file))
+        .route("/board/{*path}", get(file))
         .with_state(dir)
 }
 
@@ -39,7 +43,8 @@ async fn file(State(dir): State<PathBuf>, uri: Uri) -> Response {
         )
             .into_response(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let hint = if rel.starts_with("agent/") && !dir.join("agent").exists() {
+            let page = rel.split('/').next().unwrap_or_default();
+            let hint = if !dir.join(page).exists() {
                 " (the pages are not built: run scripts/web.sh)"
             } else {
                 ""

@@ -5,4 +5,5 @@
 pub mod calendar;
 pub mod citizen;
 pub mod store;
+pub mod terms;
 pub mod workflow;

@@ -1287,7 +1287,7 @@ pub async fn scorecards(
 }
 
 /// How ticket counts are grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CountBy {
     /// Category code.
@@ -1302,6 +1302,8 @@ pub enum CountBy {
     Day,
     /// China month (`YYYY-MM`).
     Month,
+    /// Handling unit (by name): tickets dispatched or designated to it that day.
+    Unit,
 }
 
 /// One group of a count.
@@ -1346,6 +1348,12 @@ pub async fn counts(
         CountBy::Month => {
             "SELECT to_char(day, 'YYYY-MM') AS key, sum(filed)::bigint AS filed
              FROM ticket_daily WHERE day BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 1"
+        }
+        CountBy::Unit => {
+            "SELECT u.name AS key, sum(d.dispatched)::bigint AS filed
+             FROM unit_daily d JOIN units u ON u.id = d.unit_id
+             WHERE d.day BETWEEN $1 AND $2 GROUP BY 1 HAVING sum(d.dispatched) > 0
+             ORDER BY 2 DESC, 1"
         }
     };
     Ok(sqlx::query_as::<_, Count>(sql)

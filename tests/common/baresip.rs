@@ -41,3 +41,73 @@ pub fn command(ctrl_port: u16, cmd: &str, params: &str) {
     s.write_all(format!("{}:{json},", json.len()).as_bytes())
         .unwrap();
 }
+
+/// A headless baresip softphone in `dir`: `account` (an accounts line), speaking a sine of
+/// `hz` (ausine) and recording what it hears (sndfile: `dump-*-dec.wav` in `dir`). Returns
+/// the child, its control port and its SIP port.
+pub fn softphone(dir: &std::path::Path, account: &str, hz: u32) -> (std::process::Child, u16, u16) {
+    use std::process::{Command, Stdio};
+    let (sip_port, ctrl_port) = (free_port(), free_port());
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
+             audio_source ausine,{hz}\naudio_alert aubridge,x\nausrc_srate 48000\nausrc_channels 2\nauplay_srate 48000\nrtp_ports 44000-44999\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
+             module aubridge.so\nmodule sndfile.so\nmodule ctrl_tcp.so\nmodule_tmp account.so\n\
+             module_app menu.so\nsnd_path {}\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
+             dns_server 127.0.0.1:53\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = std::fs::File::create(dir.join("baresip.log")).unwrap();
+    let child = Command::new("baresip")
+        .arg("-f")
+        .arg(dir)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("baresip is installed (scripts/test.sh installs the baresip package)");
+    (child, ctrl_port, sip_port)
+}
+
+/// The samples of the recording of what a [`softphone`] heard (its `*-dec.wav`), and their
+/// rate.
+pub fn heard(dir: &std::path::Path) -> (Vec<i16>, u32) {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("no *-dec.wav in {}", dir.display()));
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let rate = reader.spec().sample_rate;
+    (reader.samples::<i16>().map(Result::unwrap).collect(), rate)
+}
+
+/// The share of a stretch's energy at `hz` (Goertzel over whole seconds, averaged): about
+/// 1 for a pure tone, 0.5 each for two tones of equal level, near 0 for an absent one.
+pub fn tone_share(samples: &[i16], rate: u32, hz: f64) -> f64 {
+    let block = rate as usize;
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(rate);
+    let (mut sum, mut n) = (0.0, 0);
+    for chunk in samples.chunks_exact(block) {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in chunk {
+            let s0 = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+        let total: f64 = chunk.iter().map(|&x| f64::from(x).powi(2)).sum();
+        if total > 0.0 {
+            sum += power / (total * block as f64 / 2.0);
+        }
+        n += 1;
+    }
+    if n == 0 { 0.0 } else { sum / f64::from(n) }
+}

@@ -170,21 +170,47 @@ impl Center {
     /// An agent `name` (intake) whose softphone is SIP account `ext`, in queue `general`;
     /// returns the agent's id.
     pub fn agent(&self, name: &str, ext: &str) -> i64 {
+        self.user_with_phone(name, ext, "intake", &["general"])
+    }
+
+    /// A user `name` with `role` whose softphone is SIP account `ext` (password
+    /// `phone-{ext}-secret`), working `queues`; returns the user's id.
+    pub fn user_with_phone(&self, name: &str, ext: &str, role: &str, queues: &[&str]) -> i64 {
         self.cli(&["sip-account", ext], &format!("phone-{ext}-secret\n"));
         let u = self.http.ok(
             "POST",
             "/api/users",
             Some(&self.admin),
-            json!({"username": name, "display_name": name, "role": "intake",
+            json!({"username": name, "display_name": name, "role": role,
                    "password": "agent's password"}),
         );
         self.http.ok(
             "PUT",
             &format!("/api/agents/{name}"),
             Some(&self.admin),
-            json!({"sip_username": ext, "queues": ["general"]}),
+            json!({"sip_username": ext, "queues": queues}),
         );
         u["id"].as_i64().unwrap()
+    }
+
+    /// The Call-ID of the call `agent` is on, once the snapshot shows it (up to 10 s).
+    pub fn on_call(&self, agent: i64) -> String {
+        for _ in 0..100 {
+            let snap = self
+                .http
+                .ok("GET", "/api/acd/snapshot", Some(&self.admin), Value::Null);
+            let me = snap["agents"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["id"] == json!(agent)).cloned());
+            if let Some(me) = me
+                && me["state"] == "on_call"
+                && let Some(id) = me["call_id"].as_str()
+            {
+                return id.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("agent {agent} never on a call")
     }
 
     /// Registers `ext` (digest) for a phone listening on `port`. The node learns a new SIP

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod baresip;
+pub mod browser;
 pub mod center;
 pub mod sipp;
 

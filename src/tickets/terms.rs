@@ -1,0 +1,260 @@
+//! Hot topics (issue 10, REGULATION Art. 29): the words citizens use in new tickets,
+//! segmented with jieba, counted once per ticket by China day in `ticket_terms_daily`
+//! (migration 0009), and the terms of a period ranked by frequency and by how fast they rose
+//! against the period before.
+//!
+//! The indexer runs beside the server: it takes tickets filed since its place (kept in
+//! `ticket_terms_progress`) in batches, a few seconds after filing (a ticket committed late
+//! under a lower id is not skipped), and adds their terms and its new place in one
+//! transaction. Intake never waits for it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use jieba_rs::Jieba;
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Tickets segmented per transaction.
+pub const BATCH: i64 = 2000;
+
+/// Words too common in hotline descriptions to say anything about what is happening.
+const FILLER: &[&str] = &[
+    "市民", "来电", "反映", "要求", "希望", "问题", "情况", "处理", "相关", "部门", "解决", "咨询",
+    "表示", "现在", "目前", "已经", "一直", "多次", "没有", "无法", "不能", "可以", "需要", "进行",
+    "告知", "请求", "诉求", "称", "其", "该", "此", "等", "及", "与", "对", "为", "在", "从",
+    "这里", "那里", "这个", "那个", "什么", "时候", "怎么", "为什么", "一下", "还是", "但是",
+    "因为", "所以", "如果", "今天", "昨天", "明天",
+];
+
+/// The distinct terms of one description worth counting: two characters or more, not a
+/// number, not a stopword or hotline filler.
+pub fn terms(jieba: &Jieba, text: &str) -> BTreeSet<String> {
+    jieba
+        .cut(text, true)
+        .into_iter()
+        .map(|t| t.word.trim())
+        .filter(|w| w.chars().count() >= 2)
+        .filter(|w| {
+            !w.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_punctuation())
+        })
+        .filter(|w| !crate::kb::text::is_stopword(w) && !FILLER.contains(w))
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+/// Segments the next batch of tickets after the indexer's place and counts their terms;
+/// returns how many tickets it took (0: caught up).
+pub async fn index_batch(
+    db: &PgPool,
+    jieba: &Arc<Jieba>,
+    limit: i64,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let last: i64 = sqlx::query_scalar("SELECT last_ticket FROM ticket_terms_progress FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<(i64, NaiveDate, String)> = sqlx::query_as(
+        "SELECT id, (created_at AT TIME ZONE 'Asia/Shanghai')::date, description
+           FROM tickets
+          WHERE id > $1 AND created_at < now() - interval '5 seconds'
+          ORDER BY id LIMIT $2",
+    )
+    .bind(last)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(&(newest, _, _)) = rows.last() else {
+        return Ok(0);
+    };
+    let n = rows.len();
+    let jieba = Arc::clone(jieba);
+    // Segmentation is CPU work: off the async threads.
+    let counts = tokio::task::spawn_blocking(move || {
+        let mut counts: HashMap<(NaiveDate, String), i32> = HashMap::new();
+        for (_, day, description) in &rows {
+            for t in terms(&jieba, description) {
+                *counts.entry((*day, t)).or_default() += 1;
+            }
+        }
+        counts
+    })
+    .await
+    .unwrap_or_default();
+    let (mut days, mut words, mut tickets) = (Vec::new(), Vec::new(), Vec::new());
+    for ((day, term), count) in counts {
+        days.push(day);
+        words.push(term);
+        tickets.push(count);
+    }
+    sqlx::query(
+        "INSERT INTO ticket_terms_daily AS d (day, term, tickets)
+         SELECT * FROM unnest($1::date[], $2::text[], $3::int[])
+         ON CONFLICT (day, term) DO UPDATE SET tickets = d.tickets + EXCLUDED.tickets",
+    )
+    .bind(&days)
+    .bind(&words)
+    .bind(&tickets)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE ticket_terms_progress SET last_ticket = $1")
+        .bind(newest)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Runs the indexer until `shutdown`: batch after batch while there is a backlog, then a look
+/// every `idle`. A database outage is logged and retried.
+pub fn spawn(
+    db: PgPool,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let jieba = match tokio::task::spawn_blocking(Jieba::new).await {
+            Ok(j) => Arc::new(j),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load jieba's dictionary: no hot topics");
+                return;
+            }
+        };
+        loop {
+            let wait = match index_batch(&db, &jieba, BATCH).await {
+                Ok(n) if n > 0 => Duration::ZERO,
+                Ok(_) => idle,
+                Err(e) => {
+                    tracing::warn!(error = %e, "hot-topic indexer: will retry");
+                    idle
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    })
+}
+
+/// One term of a period.
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
+pub struct Topic {
+    /// The word.
+    pub term: String,
+    /// Tickets of the period whose description has it.
+    pub tickets: i64,
+    /// The same in the period before (as long, just before).
+    pub previous: i64,
+}
+
+impl Topic {
+    /// How many times as frequent as before, with one added to both sides (a new term
+    /// with 8 tickets is 9x, not infinitely).
+    pub fn ratio(&self) -> f64 {
+        (self.tickets as f64 + 1.0) / (self.previous as f64 + 1.0)
+    }
+}
+
+/// A period's hot topics.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HotTopics {
+    /// The period (China dates, inclusive) and the one before it.
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub previous_from: NaiveDate,
+    pub previous_to: NaiveDate,
+    /// The most frequent terms, most first.
+    pub top: Vec<Topic>,
+    /// The terms that rose fastest (at least `min` tickets now), fastest first.
+    pub rising: Vec<Topic>,
+}
+
+/// The hot topics of `from..=to`: the `limit` most frequent terms, and the `limit` that rose
+/// fastest against the period of the same length just before among terms in at least
+/// `min` tickets now.
+pub async fn hot_topics(
+    db: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    limit: i64,
+    min: i64,
+) -> Result<HotTopics, sqlx::Error> {
+    let days = (to - from).num_days() + 1;
+    let previous_to = from - chrono::Days::new(1);
+    let previous_from = from - chrono::Days::new(days.max(1) as u64);
+    let query = |order: &str| {
+        format!(
+            "WITH cur AS (SELECT term, sum(tickets)::bigint AS tickets FROM ticket_terms_daily
+                           WHERE day BETWEEN $1 AND $2 GROUP BY term HAVING sum(tickets) >= $5),
+                  prev AS (SELECT term, sum(tickets)::bigint AS tickets FROM ticket_terms_daily
+                            WHERE day BETWEEN $3 AND $4 AND term IN (SELECT term FROM cur)
+                            GROUP BY term)
+             SELECT cur.term, cur.tickets, COALESCE(prev.tickets, 0) AS previous
+               FROM cur LEFT JOIN prev USING (term)
+              ORDER BY {order} LIMIT $6"
+        )
+    };
+    let run = |sql: String, min: i64| {
+        sqlx::query_as::<_, Topic>(sqlx::AssertSqlSafe(sql))
+            .bind(from)
+            .bind(to)
+            .bind(previous_from)
+            .bind(previous_to)
+            .bind(min)
+            .bind(limit)
+            .fetch_all(db)
+    };
+    // Both orders are fixed text: nothing from the request is spliced in.
+    let top = run(query("cur.tickets DESC, cur.term"), 1).await?;
+    let rising = run(
+        query("(cur.tickets + 1)::float8 / (COALESCE(prev.tickets, 0) + 1) DESC, cur.tickets DESC, cur.term"),
+        min,
+    )
+    .await?;
+    Ok(HotTopics {
+        from,
+        to,
+        previous_from,
+        previous_to,
+        top,
+        rising,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_gives_its_content_words_once() {
+        let jieba = Jieba::new();
+        let t = terms(
+            &jieba,
+            "市民来电反映：小区停水已经三天，停水没有通知，要求自来水公司尽快恢复供水。12345",
+        );
+        assert!(
+            t.contains("停水") && t.contains("小区") && t.contains("供水"),
+            "{t:?}"
+        );
+        for noise in ["市民", "来电", "反映", "要求", "没有", "12345", "，", "水"] {
+            assert!(!t.contains(noise), "{noise} kept: {t:?}");
+        }
+    }
+
+    #[test]
+    fn rising_is_measured_against_the_period_before_with_one_added() {
+        let t = |tickets, previous| Topic {
+            term: "x".into(),
+            tickets,
+            previous,
+        };
+        assert_eq!(t(8, 0).ratio(), 9.0);
+        assert_eq!(t(9, 9).ratio(), 1.0);
+        assert!(t(30, 2).ratio() > t(100, 50).ratio());
+    }
+}

@@ -1,0 +1,140 @@
+//! The supervisors' wall board in a real headless Chromium (Debian's, driven by
+//! playwright-core from `web/tests/board_live.mjs`), fed only by the live event WebSocket: a
+//! SIPp caller dials 12345 while no agent is logged in; the board shows it waiting within a
+//! second of its queueing, raises the long-wait alert once the wait passes the (here 3 s)
+//! service-level target, and shows the call with the agent within a second of the answer,
+//! the alert gone. The supervisor then listens through the page's own softphone (WebRTC
+//! through the gateway), hears both the caller's 300 Hz and the agent's 1 kHz, and leaves;
+//! both are in the audit log. The KPI page's CSV downloads. Screenshots in
+//! `ci-artifacts/wall-board/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
+
+mod common;
+
+use common::browser::*;
+use common::center::*;
+use common::sipp::free_udp_port;
+use common::*;
+use serde_json::Value;
+use sqlx::Row;
+
+fn millis(line: &str) -> i64 {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a time in {line:?}"))
+}
+
+#[test]
+fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_supervisor_listens() {
+    let center = Center::start_with(
+        QUEUE_SCRIPT,
+        &[("HOTLINE_ACD__SERVICE_LEVEL_SECS", "3".as_ref())],
+    );
+    let alice = center.agent("alice", "1001");
+    center.user_with_phone("sue", "1009", "supervisor", &[]);
+    // Alice's phone answers after a second and speaks 1 kHz.
+    let port = free_udp_port();
+    let alice_phone = phone(center.work.path(), "uas_agent_talks.xml", port);
+    center.register("1001", port);
+    let tone = microphone(&center, 700.0);
+    let mut browser = Browser::start(
+        &center,
+        "board_live.mjs",
+        "wall-board",
+        &[
+            ("SUPERVISOR", "sue"),
+            ("PASSWORD", "agent's password"),
+            ("TONE", tone.to_str().unwrap()),
+            ("CALLER_HZ", "300"),
+            ("AGENT_HZ", "1000"),
+        ],
+    );
+    browser.expect("ready", 60);
+
+    // Nobody is logged in: the caller waits.
+    let call = caller(&center, 20_000);
+    let waiting = millis(&browser.expect("waiting ", 30));
+    let alert = millis(&browser.expect("alert ", 20));
+    center.agent_does("alice", "login", Value::Null);
+    let talking = millis(&browser.expect("talking ", 30));
+    browser.expect("alert-cleared", 10);
+    browser.expect("listening", 30);
+    let levels: Value =
+        serde_json::from_str(browser.expect("levels ", 20).trim_start_matches("levels ")).unwrap();
+    browser.expect("left", 20);
+    let csv_header = browser.expect("kpi-csv ", 60);
+    let csv_rows = millis(&browser.expect("kpi-rows ", 5));
+    browser.expect("done", 30);
+    let (code, errors) = call.join().unwrap();
+    assert_eq!(code, 0, "the caller's call failed: {errors}");
+    let _ = alice_phone.wait_with_output();
+
+    let rows = center.node.ended_calls(
+        1,
+        "(extract(epoch FROM queued_at) * 1000)::bigint AS queued,
+         (extract(epoch FROM agent_answered_at) * 1000)::bigint AS answered, agent_id",
+    );
+    let (queued, answered): (i64, i64) = (rows[0].get("queued"), rows[0].get("answered"));
+    assert_eq!(rows[0].get::<Option<i64>, _>("agent_id"), Some(alice));
+    let after = |seen: i64, event: i64| seen - event;
+    println!(
+        "waiting shown {} ms after queueing, alert {} ms after, answered shown {} ms after the answer; heard {levels}",
+        after(waiting, queued),
+        after(alert, queued),
+        after(talking, answered)
+    );
+    assert!(
+        (-200..1000).contains(&after(waiting, queued)),
+        "the waiting caller showed {} ms after queueing",
+        after(waiting, queued)
+    );
+    // The wait passes 3 s once it reaches 4 whole seconds.
+    assert!(
+        (3900..5500).contains(&after(alert, queued)),
+        "the long-wait alert showed {} ms after queueing",
+        after(alert, queued)
+    );
+    assert!(
+        (-200..1000).contains(&after(talking, answered)),
+        "the answered call showed {} ms after the answer",
+        after(talking, answered)
+    );
+
+    // Listening, the supervisor hears the caller and the agent, well above the floor.
+    let level = |k: &str| levels[k].as_f64().unwrap();
+    for who in ["caller", "agent"] {
+        assert!(
+            level(who) > level("elsewhere") + 20.0,
+            "the supervisor hears the {who}: {levels}"
+        );
+    }
+    let audit = center.node.db.rows(
+        "SELECT actor, detail->>'mode' AS mode FROM audit_log WHERE action = 'call.monitor' ORDER BY id",
+    );
+    let audit: Vec<(String, String)> = audit
+        .iter()
+        .map(|r| (r.get("actor"), r.get("mode")))
+        .collect();
+    assert_eq!(
+        audit,
+        [("sue", "listen"), ("sue", "leave")].map(|(a, m)| (a.to_string(), m.to_string()))
+    );
+    assert!(
+        csv_header.starts_with("kpi-csv start,queue,offered,answered,abandoned"),
+        "{csv_header}"
+    );
+    assert_eq!(csv_rows, 1, "the call's hour in the KPI CSV");
+    for shot in [
+        "board-alert.png",
+        "board-answered.png",
+        "board-listening.png",
+        "board-kpis.png",
+        "board-analytics.png",
+    ] {
+        let len = std::fs::metadata(artifacts("wall-board").join(shot))
+            .unwrap()
+            .len();
+        assert!(len > 10_000, "{shot}: {len} bytes");
+    }
+}

@@ -287,9 +287,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     } else {
         cfg.ivr.queues.clone()
     };
+    let (history, history_writer) =
+        crate::acd::history::spawn(database.pool.clone(), shutdown.clone());
     let acd = crate::acd::service::spawn(
         queue_names.iter().map(|q| cfg.acd.queue(q)).collect(),
-        cfg.acd.settings(),
+        crate::acd::service::AcdSettings {
+            history: Some(history),
+            ..cfg.acd.settings()
+        },
         shutdown.clone(),
     );
     let creds = Arc::new(Credentials::default());
@@ -421,6 +426,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let _ = reloader.await;
     let _ = kb_follower.await;
     let _ = term_indexer.await;
+    let _ = history_writer.await;
     if let Some((_, task)) = ivr {
         let _ = task.await;
     }

@@ -564,7 +564,10 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
     assert_eq!(s, StatusCode::OK);
     // A spreadsheet's CSV: a byte-order mark (UTF-8), CRLF line ends.
     let csv = csv.as_str().unwrap().to_string();
-    assert!(csv.starts_with('\u{feff}') && csv.contains("\r\n"), "{csv:?}");
+    assert!(
+        csv.starts_with('\u{feff}') && csv.contains("\r\n"),
+        "{csv:?}"
+    );
     let csv = csv.trim_start_matches('\u{feff}');
     let lines: Vec<&str> = csv.lines().collect();
     assert!(
@@ -572,7 +575,7 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
         "{csv}"
     );
     assert!(
-        lines.contains(&"2026-03-02T09:00:00+08:00,general,5,4,1,3,60.0,80.0,17.5,170.0,1"),
+        lines.contains(&"2026-03-02T09:00:00+08:00,general,5,4,1,3,60.0,80.0,17.5,170.0,,1"),
         "{csv}"
     );
     let (s, _) = api
@@ -588,4 +591,151 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+}
+
+/// The ACD sends every change of an agent's state to the history writer: logging in opens an
+/// `available` row, a pause closes it and opens `paused` with the reason, logging out closes
+/// it; and the KPIs read occupancy from those rows.
+#[sqlx::test]
+async fn agent_states_go_to_the_history_and_occupancy_is_read_from_it(db: PgPool) {
+    use hotline::acd::service::{AcdSettings, spawn};
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (tx, writer) = hotline::acd::history::spawn(db.clone(), shutdown.clone());
+    let acd = spawn(
+        vec![hotline::acd::routing::QueueConfig::new("general")],
+        AcdSettings {
+            history: Some(tx),
+            ..Default::default()
+        },
+        shutdown.clone(),
+    );
+    let ask = |c: fn(tokio::sync::oneshot::Sender<_>) -> Command| {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        acd.send(c(reply));
+        rx
+    };
+    ask(|reply| Command::Login {
+        agent: 7,
+        device: None,
+        queues: vec!["general".into()],
+        skills: Vec::new(),
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    ask(|reply| Command::AgentState {
+        agent: 7,
+        pause: Some("meal".into()),
+        logout: false,
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    ask(|reply| Command::AgentState {
+        agent: 7,
+        pause: None,
+        logout: true,
+        reply,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // The writer catches up.
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = sqlx::query_as::<_, (String, Option<String>, Vec<String>, bool)>(
+            "SELECT state, reason, queues, ended_at IS NOT NULL FROM agent_states
+              WHERE agent_id = 7 ORDER BY id",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        if rows.len() == 2 && rows[1].3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let general = vec!["general".to_string()];
+    assert_eq!(
+        rows,
+        [
+            ("available".to_string(), None, general.clone(), true),
+            (
+                "paused".to_string(),
+                Some("meal".to_string()),
+                general,
+                true
+            ),
+        ]
+    );
+    shutdown.cancel();
+    writer.await.unwrap();
+
+    // Occupancy: agent 1 available 09:00-09:30 then on a call until 09:45 and in wrap-up to
+    // 09:50; agent 2 on a call 09:10-09:20, paused after. The 09:00 hour of general: busy
+    // 20 + 10 = 30 min of 50 + 10 = 60 staffed: 50 %.
+    let api = Api::new(db.clone(), china(2026, 3, 2)).await;
+    let analyst = api.login("analyst").await;
+    for (agent, state, from, to) in [
+        (1, "available", "09:00", "09:30"),
+        (1, "on_call", "09:30", "09:45"),
+        (1, "wrap_up", "09:45", "09:50"),
+        (2, "on_call", "09:10", "09:20"),
+        (2, "paused", "09:20", "10:30"),
+    ] {
+        sqlx::query(
+            "INSERT INTO agent_states (agent_id, state, queues, started_at, ended_at)
+             VALUES ($1, $2, '{general}', ('2026-03-02 ' || $3)::timestamp AT TIME ZONE 'Asia/Shanghai',
+                     ('2026-03-02 ' || $4)::timestamp AT TIME ZONE 'Asia/Shanghai')",
+        )
+        .bind(agent)
+        .bind(state)
+        .bind(from)
+        .bind(to)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let range = "from=2026-03-02T00:00:00%2B08:00&to=2026-03-03T00:00:00%2B08:00";
+    let (s, b) = api
+        .get(&format!("/api/stats/calls?interval=hour&{range}"), &analyst)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let nine = b["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["start"] == "2026-03-02T09:00:00+08:00" && r["queue"] == "general")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            &nine["busy_secs"],
+            &nine["staffed_secs"],
+            &nine["occupancy"]
+        ),
+        (&json!(1800.0), &json!(3600.0), &json!(50.0)),
+        "{b}"
+    );
+    assert_eq!(
+        nine["offered"], 0,
+        "no calls that hour: a row for occupancy alone"
+    );
+    let (s, b) = api
+        .get(
+            &format!("/api/stats/calls?interval=hour&by=agent&{range}"),
+            &analyst,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let two = b["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["agent"] == "2")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(two["occupancy"], 100.0, "paused time is not staffed: {b}");
 }

@@ -60,7 +60,9 @@ async fn hot_topics_rank_by_frequency_and_by_rise_against_the_period_before(db: 
     let jieba = Arc::new(jieba_rs::Jieba::new());
     let mut indexed = 0;
     loop {
-        let k = hotline::tickets::terms::index_batch(&db, &jieba, 5).await.unwrap();
+        let k = hotline::tickets::terms::index_batch(&db, &jieba, 5)
+            .await
+            .unwrap();
         if k == 0 {
             break;
         }
@@ -68,7 +70,9 @@ async fn hot_topics_rank_by_frequency_and_by_rise_against_the_period_before(db: 
     }
     assert_eq!(indexed, 21, "every ticket indexed once, in batches");
     assert_eq!(
-        hotline::tickets::terms::index_batch(&db, &jieba, 5).await.unwrap(),
+        hotline::tickets::terms::index_batch(&db, &jieba, 5)
+            .await
+            .unwrap(),
         0,
         "nothing twice"
     );
@@ -86,9 +90,12 @@ async fn hot_topics_rank_by_frequency_and_by_rise_against_the_period_before(db: 
     );
     let top = b["top"].as_array().unwrap();
     let get = |list: &[Value], term: &str| -> Option<(i64, i64)> {
-        list.iter()
-            .find(|t| t["term"] == term)
-            .map(|t| (t["tickets"].as_i64().unwrap(), t["previous"].as_i64().unwrap()))
+        list.iter().find(|t| t["term"] == term).map(|t| {
+            (
+                t["tickets"].as_i64().unwrap(),
+                t["previous"].as_i64().unwrap(),
+            )
+        })
     };
     assert_eq!(top[0]["term"], "停水", "{b}");
     assert_eq!(get(top, "停水"), Some((6, 1)));
@@ -102,7 +109,10 @@ async fn hot_topics_rank_by_frequency_and_by_rise_against_the_period_before(db: 
     let rising = b["rising"].as_array().unwrap();
     assert_eq!(rising[0]["term"], "停水", "{b}");
     assert_eq!(rising[0]["ratio"], 3.5);
-    assert!(get(rising, "路灯").is_none(), "two tickets are too few to rise");
+    assert!(
+        get(rising, "路灯").is_none(),
+        "two tickets are too few to rise"
+    );
     let noise = rising.iter().position(|t| t["term"] == "噪音").unwrap();
     assert!(noise > 0 && rising[noise]["ratio"].as_f64().unwrap() < 1.0);
 
@@ -131,7 +141,10 @@ async fn hot_topics_rank_by_frequency_and_by_rise_against_the_period_before(db: 
 
     // Only the office's analysing roles; a format is one of three.
     let (s, _) = api
-        .get("/api/stats/hot-topics?from=2026-11-02&to=2026-11-08", &intake)
+        .get(
+            "/api/stats/hot-topics?from=2026-11-02&to=2026-11-08",
+            &intake,
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = api
@@ -176,14 +189,20 @@ async fn volumes_by_unit_and_the_scorecard_export_as_csv_and_charts(db: PgPool) 
         json!([{"key": "市水务集团", "filed": 7}, {"key": "市生态环境局", "filed": 3}])
     );
     let (_, csv) = api
-        .get(&format!("/api/stats/tickets?by=unit&format=csv&{range}"), &analyst)
+        .get(
+            &format!("/api/stats/tickets?by=unit&format=csv&{range}"),
+            &analyst,
+        )
         .await;
     assert_eq!(
         csv.as_str().unwrap(),
         "\u{feff}unit,tickets\r\n市水务集团,7\r\n市生态环境局,3\r\n"
     );
     let (_, svg) = api
-        .get(&format!("/api/stats/tickets?by=unit&format=svg&{range}"), &analyst)
+        .get(
+            &format!("/api/stats/tickets?by=unit&format=svg&{range}"),
+            &analyst,
+        )
         .await;
     assert_eq!(svg.as_str().unwrap().matches("class=\"bar\"").count(), 2);
 
@@ -192,7 +211,10 @@ async fn volumes_by_unit_and_the_scorecard_export_as_csv_and_charts(db: PgPool) 
         .await;
     let csv = csv.as_str().unwrap().trim_start_matches('\u{feff}');
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("unit,dispatched,returned,replied,replied_on_time"), "{csv}");
+    assert!(
+        lines[0].starts_with("unit,dispatched,returned,replied,replied_on_time"),
+        "{csv}"
+    );
     // Water: 5 of 6 replies on time (83.3 %).
     assert!(
         lines.contains(&"市水务集团,7,0,6,5,0,0,0,0,83.3,0.0,0.0,"),

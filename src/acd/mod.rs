@@ -3,9 +3,10 @@
 //! clock) and the task that owns it ([`service`]: fed by the IVR's queue actions and the
 //! agents' HTTP API, answering snapshots), and the hotline KPIs computed from call records
 //! ([`kpi`]: per queue, agent and interval; the wall board's arithmetic), and the wall
-//! board's alerts ([`alerts`]).
+//! board's alerts ([`alerts`]), and the agents' state history ([`history`]).
 
 pub mod alerts;
+pub mod history;
 pub mod kpi;
 pub mod routing;
 pub mod service;

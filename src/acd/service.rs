@@ -10,7 +10,8 @@
 //! (CANCEL). Callers waiting get their place and the estimated wait spoken
 //! ([`Announce`]) at the configured interval. Today's service level (answered within the
 //! queue's target, 15 s by GB/T 33358-2016) and abandon rate are counted here, per queue, and
-//! start over at midnight China time.
+//! start over at midnight China time. Every change of an agent's state (or queues) goes to
+//! the state history's writer ([`super::history`]), the time base of occupancy.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -290,6 +291,23 @@ pub struct AcdSettings {
     pub default_talk_time: Duration,
     /// When the wall board raises alerts.
     pub alerts: super::alerts::AlertSettings,
+    /// Where agents' state changes go (the state history's writer), if anywhere.
+    pub history: Option<mpsc::UnboundedSender<StateChange>>,
+}
+
+/// An agent's state (or the queues it is logged into) changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The agent.
+    pub agent: u64,
+    /// `offline`, `available`, `ringing`, `on_call`, `wrap_up`, `paused`.
+    pub state: &'static str,
+    /// The pause reason.
+    pub reason: Option<String>,
+    /// The queues logged into.
+    pub queues: Vec<String>,
+    /// When.
+    pub at: chrono::DateTime<Utc>,
 }
 
 impl Default for AcdSettings {
@@ -298,6 +316,7 @@ impl Default for AcdSettings {
             announce_every: Some(Duration::from_secs(60)),
             default_talk_time: Duration::from_secs(180),
             alerts: Default::default(),
+            history: None,
         }
     }
 }
@@ -359,6 +378,8 @@ struct Service {
     call_ids: HashMap<u64, String>,
     /// Calls answered (true) or abandoned (false) in the last 24 hours, oldest first.
     recent: VecDeque<(Instant, bool)>,
+    /// Each agent's state, reason and queues as last sent to the history.
+    noted: HashMap<u64, (&'static str, Option<String>, Vec<String>)>,
 }
 
 impl Service {
@@ -370,6 +391,54 @@ impl Service {
             self.answered_by.clear();
         }
         self.counts.entry(queue.to_string()).or_default()
+    }
+
+    /// Sends the history every agent whose state, reason or queues changed since last time
+    /// (an agent the ACD no longer knows is offline).
+    fn note_states(&mut self) {
+        let Some(tx) = &self.settings.history else {
+            return;
+        };
+        let at = Utc::now();
+        let mut known = std::collections::HashSet::new();
+        for a in self.acd.agents() {
+            known.insert(a.id);
+            let (state, reason) = state_view(&a.state);
+            let same = self.noted.get(&a.id).is_some_and(|(s, r, q)| {
+                *s == state
+                    && *r == reason
+                    && q.len() == a.queues.len()
+                    && q.iter().zip(&a.queues).all(|(x, y)| x == y)
+            });
+            if same {
+                continue;
+            }
+            let queues: Vec<String> = a.queues.iter().cloned().collect();
+            let _ = tx.send(StateChange {
+                agent: a.id,
+                state,
+                reason: reason.clone(),
+                queues: queues.clone(),
+                at,
+            });
+            self.noted.insert(a.id, (state, reason, queues));
+        }
+        let gone: Vec<u64> = self
+            .noted
+            .keys()
+            .filter(|id| !known.contains(id))
+            .copied()
+            .collect();
+        for agent in gone {
+            self.noted.remove(&agent);
+            let _ = tx.send(StateChange {
+                agent,
+                state: "offline",
+                reason: None,
+                queues: Vec::new(),
+                at,
+            });
+        }
     }
 
     /// The queue a call waits in now (overflow moves it).
@@ -760,6 +829,7 @@ pub fn spawn(
         callbacks: HashMap::new(),
         call_ids: HashMap::new(),
         recent: VecDeque::new(),
+        noted: HashMap::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -778,6 +848,7 @@ pub fn spawn(
                 },
             }
             service.route(Instant::now()).await;
+            service.note_states();
         }
     });
     AcdHandle { tx }

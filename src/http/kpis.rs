@@ -1,8 +1,9 @@
 //! Hotline KPIs over HTTP (issue 10's first piece): `GET /api/stats/calls` sums the call
 //! records of calls that reached a queue per interval (`15m`, `hour`, `day`, `month`, China
 //! time) and per queue or agent, with the definitions of [`crate::acd::kpi`]. The office's
-//! supervisors, analysts and administrators; no personal data. `?format=csv` for a
-//! spreadsheet.
+//! supervisors, analysts and administrators; no personal data. Occupancy comes from the
+//! agents' state history (`agent_states`). `?format=csv` for a spreadsheet, `?format=svg`
+//! for a chart.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use super::auth::Authed;
 use super::export::{self, Format};
 use super::{ApiError, AppState};
-use crate::acd::kpi::{By, CallFact, Interval, Kpi, kpis};
+use crate::acd::kpi::{By, CallFact, Interval, Kpi, StateSpan, add_occupancy, kpis};
 use crate::users::Role;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -105,7 +106,29 @@ async fn calls(
             },
         )
         .collect();
-    let table = kpis(&facts, interval, by);
+    let mut table = kpis(&facts, interval, by);
+    // Occupancy from the agents' state history (the open row of an agent runs until now).
+    type SpanRow = (i64, Vec<String>, String, DateTime<Utc>, DateTime<Utc>);
+    let rows: Vec<SpanRow> = sqlx::query_as(
+        "SELECT agent_id, queues, state, started_at, COALESCE(ended_at, now())
+           FROM agent_states
+          WHERE started_at < $2 AND COALESCE(ended_at, now()) > $1",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&state.db)
+    .await?;
+    let spans: Vec<StateSpan> = rows
+        .into_iter()
+        .map(|(agent, queues, state, start, end)| StateSpan {
+            agent: u64::try_from(agent).unwrap_or_default(),
+            queues,
+            state,
+            start,
+            end,
+        })
+        .collect();
+    add_occupancy(&mut table, &spans, interval, by, from, to);
     let key_name = if by == By::Queue { "queue" } else { "agent" };
     if format == Format::Csv {
         let f = export::num;
@@ -121,6 +144,7 @@ async fn calls(
                 "connection_rate",
                 "asa_secs",
                 "aht_secs",
+                "occupancy",
                 "callbacks_made",
             ],
             table.iter().map(|((start, key), k)| {
@@ -135,6 +159,7 @@ async fn calls(
                     f(k.connection_rate()),
                     f(k.average_speed_of_answer()),
                     f(k.average_handle_time()),
+                    f(k.occupancy()),
                     k.callbacks_made.to_string(),
                 ]
             }),
@@ -177,6 +202,9 @@ async fn calls(
             "connection_rate": k.connection_rate(),
             "asa_secs": k.average_speed_of_answer(),
             "aht_secs": k.average_handle_time(),
+            "occupancy": k.occupancy(),
+            "busy_secs": k.busy_secs,
+            "staffed_secs": k.staffed_secs,
             "callbacks_made": k.callbacks_made,
         })
     };

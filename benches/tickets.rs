@@ -4,9 +4,12 @@
 //!    large city's 12345, 60 units, 40 categories, 12 districts; old ones closed, the last
 //!    two weeks open, some overdue; ids rising with time as intake makes them), with
 //!    `generate_series`, then `ANALYZE`;
-//! 2. times the list, filter and supervision queries one after another (`ROUNDS` each) through
-//!    the HTTP API, with session look-up and JSON, and reports p50/p99/max;
-//! 3. files tickets through `POST /api/tickets` from `CLIENTS` concurrent keep-alive clients
+//! 2. segments every ticket's description with jieba into the hot-topic terms (the server's
+//!    term indexer, batch after batch) and reports tickets per second;
+//! 3. times the list, filter, supervision and analytics queries (counts, hot topics, unit
+//!    scorecards; JSON, CSV and SVG) one after another (`ROUNDS` each) through the HTTP API,
+//!    with session look-up, and reports p50/p99/max;
+//! 4. files tickets through `POST /api/tickets` from `CLIENTS` concurrent keep-alive clients
 //!    for `SECONDS` and reports tickets per second and latency percentiles.
 //!
 //! The server runs in this process on 2 worker threads; the clients share the machine (and
@@ -51,7 +54,32 @@ SELECT to_char(g.created AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || lpad(g.i::
        '经十路 ' || (g.i % 5000) || ' 号',
        'd' || (1 + (g.i * 31) % 12),
        't' || (1 + (g.i * 17) % 80),
-       '市民反映的问题描述 ' || g.i,
+       -- What citizens report: one of 40 complaints, where (a street named from two of 60
+       -- characters: 3,600 names, the long tail of terms a real city has), sometimes more;
+       -- in the last week gas leaks rise.
+       (ARRAY['小区停水三天没有恢复', '工地夜间施工噪音扰民', '路灯不亮存在安全隐患',
+              '楼道垃圾堆放无人清理', '物业乱收停车费', '公交车长时间不来', '学校周边交通拥堵',
+              '医保报销进度太慢', '公积金提取被拒', '暖气不热室温太低', '下水道堵塞污水外溢',
+              '商户占道经营', '餐馆油烟扰民', '广场舞音响太吵', '共享单车乱停乱放',
+              '道路坑洼积水', '小区电梯经常故障', '拖欠农民工工资', '房屋漏水开发商不修',
+              '出租车拒载', '快递丢件商家推诿', '预付卡商家跑路', '违章建筑影响通行',
+              '树木倒伏压坏车辆', '井盖缺失', '社保卡补办', '户口迁移手续', '居住证办理',
+              '营业执照变更', '孩子入学报名', '垃圾分类投放点太远', '河道有异味',
+              '噪音夜间施工', '停电没有通知', '燃气费用异常', '网约车乱收费', '食品过期',
+              '药店价格过高', '老人高龄补贴', '低保申请'])[1 + (g.i * 7919) % 40]
+       || '，地点在'
+       || (ARRAY['东','西','南','北','中','新','华','光','明','建','设','和','平','安','康','兴',
+                 '盛','泰','山','河','湖','海','花','园','林','春','秋','文','化','英','雄','解',
+                 '放','人','民','胜','利','青','年','工','业','农','科','技','经','纬','历','下',
+                 '市','槐','荫','天','桥','长','清','章','丘','济','阳','莱'])[1 + (g.i * 31) % 60]
+       || (ARRAY['东','西','南','北','中','新','华','光','明','建','设','和','平','安','康','兴',
+                 '盛','泰','山','河','湖','海','花','园','林','春','秋','文','化','英','雄','解',
+                 '放','人','民','胜','利','青','年','工','业','农','科','技','经','纬','历','下',
+                 '市','槐','荫','天','桥','长','清','章','丘','济','阳','莱'])[1 + (g.i * 97) % 60]
+       || '路附近'
+       || CASE WHEN g.i % 3 = 0 THEN '，已经反映多次，希望尽快解决' ELSE '' END
+       || CASE WHEN ($TICKETS - g.i) * 31.5 < 7 * 86400 AND g.i % 5 = 0
+               THEN '，闻到燃气泄漏的味道' ELSE '' END,
        '市民 ' || g.i,
        '13' || lpad(((g.i * 104729) % 1000000000)::text, 9, '0'),
        g.i % 50 = 0,
@@ -140,6 +168,32 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         "filled {tickets} tickets in {:.1} s (database {size})",
         t0.elapsed().as_secs_f64()
     );
+    // The hot-topic terms of every ticket, as the term indexer makes them after filing.
+    let t0 = Instant::now();
+    let jieba = Arc::new(jieba_rs::Jieba::new());
+    let mut indexed = 0;
+    loop {
+        let n = hotline::tickets::terms::index_batch(&db, &jieba, 5000)
+            .await
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        indexed += n;
+    }
+    let terms: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_terms_daily")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE ticket_terms_daily")
+        .execute(&db)
+        .await
+        .unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "hot-topic terms of {indexed} tickets in {secs:.1} s ({:.0} tickets/s; {terms} day-term rows)",
+        indexed as f64 / secs
+    );
     users::create(&db, "disp", "disp", Role::Dispatcher, None, PASSWORD)
         .await
         .unwrap();
@@ -216,6 +270,8 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
     let day_after = (today - chrono::Duration::days(29)).to_rfc3339();
     let month_from = (today - chrono::Duration::days(30)).date_naive();
     let month_to = today.date_naive();
+    let week_from = (today - chrono::Duration::days(6)).date_naive();
+    let year_from = (today - chrono::Duration::days(365)).date_naive();
     let queries: Vec<(&str, String, &str)> = vec![
         ("newest page (50)", "/api/tickets".into(), &disp),
         (
@@ -299,6 +355,41 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
             format!("/api/stats/units?from={month_from}&to={month_to}"),
             &disp,
         ),
+        (
+            "unit scorecards, a year, CSV",
+            format!("/api/stats/units?from={year_from}&to={month_to}&format=csv"),
+            &disp,
+        ),
+        (
+            "volumes by unit, a year",
+            format!("/api/stats/tickets?from={year_from}&to={month_to}&by=unit"),
+            &disp,
+        ),
+        (
+            "volumes by district, a year, SVG chart",
+            format!("/api/stats/tickets?from={year_from}&to={month_to}&by=district&format=svg"),
+            &disp,
+        ),
+        (
+            "volumes by category, a year, CSV",
+            format!("/api/stats/tickets?from={year_from}&to={month_to}&by=category&format=csv"),
+            &disp,
+        ),
+        (
+            "hot topics, 7 days (vs the 7 before)",
+            format!("/api/stats/hot-topics?from={week_from}&to={month_to}"),
+            &disp,
+        ),
+        (
+            "hot topics, 30 days",
+            format!("/api/stats/hot-topics?from={month_from}&to={month_to}"),
+            &disp,
+        ),
+        (
+            "hot topics, a year (vs the year before)",
+            format!("/api/stats/hot-topics?from={year_from}&to={month_to}"),
+            &disp,
+        ),
     ];
     println!("\n| query ({rounds} rounds, sequential) | rows | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|");
@@ -314,9 +405,14 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
                 .await
                 .unwrap();
             assert!(resp.status().is_success(), "{label}: {}", resp.status());
-            let v: Value = resp.json().await.unwrap();
+            let text = resp.text().await.unwrap();
             times.push(t.elapsed());
-            rows = count(&v);
+            // JSON rows, CSV lines after the header, or an SVG chart's bars.
+            rows = match serde_json::from_str::<Value>(&text) {
+                Ok(v) => count(&v),
+                Err(_) if text.starts_with("<svg") => text.matches("class=\"bar\"").count(),
+                Err(_) => text.lines().count().saturating_sub(1),
+            };
         }
         times.sort();
         println!(
@@ -422,10 +518,12 @@ fn count(v: &Value) -> usize {
         Value::Object(o) => o
             .get("tickets")
             .or_else(|| o.get("overdue"))
+            .or_else(|| o.get("top"))
             .and_then(Value::as_array)
             .map_or(1, |a| {
                 a.len()
                     + o.get("due_soon")
+                        .or_else(|| o.get("rising"))
                         .and_then(Value::as_array)
                         .map_or(0, Vec::len)
             }),

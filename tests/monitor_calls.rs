@@ -29,6 +29,7 @@ fn a_supervisor_listens_whispers_and_barges_in_and_each_party_hears_what_the_mod
     let center = Center::start(QUEUE_SCRIPT);
     let alice = center.agent("alice", "1001");
     center.user_with_phone("sue", "1009", "supervisor", &[]);
+    center.user_with_phone("sam", "1010", "supervisor", &[]);
     let dir = |name: &str| {
         let d = center.work.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -79,6 +80,12 @@ fn a_supervisor_listens_whispers_and_barges_in_and_each_party_hears_what_the_mod
         Instant::now()
     };
     let listen = mode("listen", "ringing");
+    // One supervisor at a time: another cannot take the leg over.
+    let sam = center.http.login("sam", "agent's password");
+    let (code, body) = center
+        .http
+        .send("POST", &path, Some(&sam), json!({"mode": "barge"}));
+    assert_eq!(code, 409, "{body}");
     std::thread::sleep(Duration::from_millis(4500));
     let whisper = mode("whisper", "changed");
     std::thread::sleep(Duration::from_millis(3500));

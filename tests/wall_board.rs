@@ -5,7 +5,8 @@
 //! service-level target, and shows the call with the agent within a second of the answer,
 //! the alert gone. The supervisor then listens through the page's own softphone (WebRTC
 //! through the gateway), hears both the caller's 300 Hz and the agent's 1 kHz, and leaves;
-//! both are in the audit log. The KPI page's CSV downloads. Screenshots in
+//! both are in the audit log. The supervisor pauses the agent from the board (audited). The
+//! KPI page's CSV downloads. Screenshots in
 //! `ci-artifacts/wall-board/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
 
@@ -63,6 +64,7 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
     let levels: Value =
         serde_json::from_str(browser.expect("levels ", 20).trim_start_matches("levels ")).unwrap();
     browser.expect("left", 20);
+    browser.expect("forced", 60);
     let csv_header = browser.expect("kpi-csv ", 60);
     let csv_rows = millis(&browser.expect("kpi-rows ", 5));
     browser.expect("done", 30);
@@ -120,6 +122,11 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
         audit,
         [("sue", "listen"), ("sue", "leave")].map(|(a, m)| (a.to_string(), m.to_string()))
     );
+    let forced = center.node.db.rows(
+        "SELECT 1 FROM audit_log WHERE action = 'agent.force_state' AND actor = 'sue'
+            AND subject = 'user:alice'",
+    );
+    assert_eq!(forced.len(), 1, "the forced pause is audited");
     assert!(
         csv_header.starts_with("kpi-csv start,queue,offered,answered,abandoned"),
         "{csv_header}"

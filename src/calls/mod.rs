@@ -122,6 +122,7 @@ pub struct MonitorControl {
 struct MonitorRing {
     worker: usize,
     key: u64,
+    device: String,
     mode: MonitorMode,
     port: u16,
     socket: std::net::UdpSocket,
@@ -155,6 +156,9 @@ pub enum TransferRefused {
     /// The call is not with an agent (still in the IVR or waiting): nothing to monitor.
     #[error("call {0:?} is not with an agent")]
     NotTalking(String),
+    /// Another supervisor is on the call (or its phone is ringing to join it).
+    #[error("another supervisor is monitoring call {0:?}")]
+    Monitored(String),
     /// The supervisor's softphone is not registered (or none is set in the profile).
     #[error("your softphone {0:?} is not registered")]
     NoPhone(String),
@@ -237,8 +241,9 @@ pub struct Calls {
     webrtc_legs: HashMap<DialogId, crate::webrtc::WebrtcLeg>,
     /// Supervisors' phones ringing to join a call, by INVITE transaction.
     monitor_rings: HashMap<TxId, MonitorRing>,
-    /// Supervisors on calls: their leg's dialog to (worker, call key).
-    monitors: HashMap<DialogId, (usize, u64)>,
+    /// Supervisors on calls: their leg's dialog to (worker, call key, the supervisor's
+    /// softphone).
+    monitors: HashMap<DialogId, (usize, u64, String)>,
 }
 
 /// Pause or resume the recording of the call in progress with this Call-ID (sent to the
@@ -426,7 +431,7 @@ impl Calls {
         self.transfers.retain(|_, (_, k, _)| !keys.contains(k));
         // The worker hung up the supervisors' legs of its ended calls; phones still ringing
         // to join one stop.
-        self.monitors.retain(|_, (_, k)| !keys.contains(k));
+        self.monitors.retain(|_, (_, k, _)| !keys.contains(k));
         self.cancel_monitor_rings(ep, now, |k| keys.contains(&k));
         metrics::gauge!("hotline_calls_live").set(self.live.len() as f64);
     }
@@ -831,9 +836,20 @@ impl Calls {
         let on_call = self
             .monitors
             .iter()
-            .find(|(_, (_, k))| *k == key)
-            .map(|(d, _)| d.clone());
+            .find(|(_, (_, k, _))| *k == key)
+            .map(|(d, (_, _, device))| (d.clone(), device.clone()));
         let ringing = self.monitor_rings.values_mut().find(|r| r.key == key);
+        // One supervisor at a time on a call: another's mode is not changed under them.
+        let holder = on_call
+            .as_ref()
+            .map(|(_, d)| d.clone())
+            .or_else(|| ringing.as_ref().map(|r| r.device.clone()));
+        if let (Some(_), Some(holder), Some(asking)) = (m.mode, &holder, &m.device)
+            && holder != asking
+        {
+            return reply(Err(TransferRefused::Monitored(m.call_id)));
+        }
+        let on_call = on_call.map(|(d, _)| d);
         let Some(mode) = m.mode else {
             // Leave: hang up the leg, or stop its phone ringing.
             let had_ring = ringing.is_some();
@@ -886,6 +902,7 @@ impl Calls {
                     MonitorRing {
                         worker,
                         key,
+                        device: device.clone(),
                         mode,
                         port: local.addr.port(),
                         socket,
@@ -928,7 +945,8 @@ impl Calls {
         if let Some(leg) = r.browser {
             self.webrtc_legs.insert(dialog.clone(), leg);
         }
-        self.monitors.insert(dialog.clone(), (r.worker, r.key));
+        self.monitors
+            .insert(dialog.clone(), (r.worker, r.key, r.device.clone()));
         if let Some(w) = &self.workers {
             w.news(
                 r.worker,
@@ -976,6 +994,9 @@ impl Calls {
             self.legs_b.remove(&dialog);
             let _ = ep.bye(now, &dialog);
         }
+        // A supervisor on the call leaves with the agent (the worker hangs the leg up).
+        self.monitors.retain(|_, (_, k, _)| *k != key);
+        self.cancel_monitor_rings(ep, now, |k| k == key);
         self.agent_legs.remove(&key);
         let done = match &news {
             ToMedia::TransferOut { uri } => uri.clone(),
@@ -1588,7 +1609,7 @@ impl CallHandler for Calls {
                         let _ = ep.cancel(now, tx);
                     }
                     self.tell(&live, ToMedia::Ended(end_reason(reason)));
-                } else if let Some((worker, key)) = self.monitors.remove(&dialog) {
+                } else if let Some((worker, key, _)) = self.monitors.remove(&dialog) {
                     tracing::info!("the supervisor hung up");
                     if let Some(w) = &self.workers {
                         w.news(worker, key, ToMedia::MonitorEnded);
@@ -1597,8 +1618,10 @@ impl CallHandler for Calls {
                     && let Some(w) = &self.workers
                 {
                     if agent.is_some() {
-                        // The caller stays: the survey, or the IVR hangs up.
+                        // The caller stays: the survey, or the IVR hangs up. A supervisor on
+                        // the call goes with the agent (the worker hangs the leg up).
                         self.agent_legs.remove(&key);
+                        self.monitors.retain(|_, (_, k, _)| *k != key);
                         w.news(worker, key, ToMedia::AgentHungUp);
                     } else {
                         w.news(worker, key, ToMedia::Ended("transfer target hung up"));

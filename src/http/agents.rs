@@ -748,9 +748,11 @@ async fn tell_call<T: Send + 'static>(
         Ok(Ok(Err(e @ TransferRefused::NoCall(_)))) => Err(ApiError::NotFound(e.to_string())),
         Ok(Ok(Err(e @ TransferRefused::NotYours(_)))) => Err(ApiError::Forbidden(e.to_string())),
         Ok(Ok(Err(e @ TransferRefused::NoRoute(_)))) => Err(ApiError::Unprocessable(e.to_string())),
-        Ok(Ok(Err(e @ (TransferRefused::NotTalking(_) | TransferRefused::NoPhone(_))))) => {
-            Err(ApiError::Conflict(e.to_string()))
-        }
+        Ok(Ok(Err(
+            e @ (TransferRefused::NotTalking(_)
+            | TransferRefused::NoPhone(_)
+            | TransferRefused::Monitored(_)),
+        ))) => Err(ApiError::Conflict(e.to_string())),
         _ => Err(ApiError::Unavailable(
             "the call handler did not answer".into(),
         )),

@@ -100,10 +100,17 @@ impl Tts {
             why: e.to_string(),
         };
         std::fs::create_dir_all(&self.cache_dir).map_err(cache_err)?;
-        let raw = self.cache_dir.join(format!("{key}.raw.wav"));
+        // Scratch names of this process and call: two nodes sharing the cache (tests run in
+        // parallel; a node restarting beside one still up) synthesising the same text at once
+        // must not write into each other's files.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = format!("{key}.{}.{n}", std::process::id());
+        let raw = self.cache_dir.join(format!("{scratch}.raw.wav"));
         let samples = self.synthesize(text, &raw)?;
-        // Written aside and renamed, so a crash never leaves a half file in the cache.
-        let tmp = self.cache_dir.join(format!("{key}.tmp"));
+        // Written aside and renamed, so a crash never leaves a half file in the cache (and a
+        // reader sees the whole file or none).
+        let tmp = self.cache_dir.join(format!("{scratch}.tmp"));
         write_wav(&tmp, &samples).map_err(cache_err)?;
         std::fs::rename(&tmp, &cached).map_err(cache_err)?;
         Ok(cached)

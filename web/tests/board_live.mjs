@@ -67,6 +67,10 @@ try {
   await page.waitForFunction(() => /Left the call|Monitoring ended/.test(document.getElementById('monitor-status').textContent), null, { timeout: 10000 });
   step('left');
   await page.waitForSelector('#calls tr[data-state=talking]', { state: 'detached', timeout: 40000 });
+  // Force the agent into a pause from the board; the feed shows it.
+  await page.click('#agents tr button[data-force=pause]');
+  await page.waitForSelector('#agents tr[data-state=paused]', { timeout: 5000 });
+  step('forced');
   await new Promise((r) => setTimeout(r, 1000));
 
   await page.click('button[data-tab=kpis]');

@@ -90,3 +90,55 @@ fn a_missing_or_failing_program_is_a_clear_error() {
     let e = failing.speak("x").unwrap_err().to_string();
     assert!(e.contains("no voice"), "{e}");
 }
+
+/// Two nodes sharing a cache synthesise the same text at once (parallel tests, a restart
+/// beside a running node): each writes its own scratch files, both get the whole prompt, and
+/// the cache ends with one finished file. Before, both wrote `{key}.raw.wav` and one read the
+/// other's half-written file ("Failed to read enough bytes").
+#[test]
+fn the_same_text_synthesised_at_once_by_two_engines_is_whole_for_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("voice.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&source, spec).unwrap();
+    for s in tone(440.0, 8000, 2000) {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+    let cache = dir.path().join("cache");
+    // A slow program that writes its output in two halves, a moment apart.
+    let script = format!(
+        "head -c 16000 {src} > {{out}}; sleep 0.3; tail -c +16001 {src} >> {{out}}",
+        src = source.display()
+    );
+    let tts = Tts {
+        command: vec!["sh".into(), "-c".into(), script],
+        cache_dir: cache.clone(),
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        // The second starts while the first is half-way through its output.
+        let a = s.spawn(|| tts.speak("同一句话"));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let b = s.spawn(|| tts.speak("同一句话"));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in results {
+        let path = r.unwrap();
+        let samples = read_8k(&path).unwrap();
+        assert_eq!(samples.len(), 16_000, "the whole two seconds");
+    }
+    let names: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "one finished file, no scratch left: {names:?}"
+    );
+}

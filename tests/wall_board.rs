@@ -65,6 +65,20 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
         serde_json::from_str(browser.expect("levels ", 20).trim_start_matches("levels ")).unwrap();
     browser.expect("left", 20);
     browser.expect("forced", 60);
+    // The live agents table as CSV: a byte-order mark, the header, alice paused by the
+    // supervisor.
+    let agents_csv: String = serde_json::from_str(
+        browser
+            .expect("agents-csv ", 10)
+            .trim_start_matches("agents-csv "),
+    )
+    .unwrap();
+    assert!(
+        agents_csv.starts_with(
+            "\u{feff}agent,state,reason,secs_in_state,queues,answered_today\r\nalice,paused,supervisor,"
+        ),
+        "{agents_csv:?}"
+    );
     let csv_header = browser.expect("kpi-csv ", 60);
     let csv_rows = millis(&browser.expect("kpi-rows ", 5));
     browser.expect("done", 30);

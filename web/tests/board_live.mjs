@@ -71,13 +71,16 @@ try {
   await page.click('#agents tr button[data-force=pause]');
   await page.waitForSelector('#agents tr[data-state=paused]', { timeout: 5000 });
   step('forced');
+  const { readFileSync } = await import('node:fs');
+  const [live] = await Promise.all([page.waitForEvent('download'), page.click('a.live-csv[data-table=agents]')]);
+  const agentsCsv = readFileSync(await live.path(), 'utf8');
+  step(`agents-csv ${JSON.stringify(agentsCsv)}`);
   await new Promise((r) => setTimeout(r, 1000));
 
   await page.click('button[data-tab=kpis]');
   await page.waitForSelector('#kpi-chart svg .bar', { timeout: 10000 });
   await page.screenshot({ path: `${env.OUT}/board-kpis.png`, fullPage: true });
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#kpi-csv')]);
-  const { readFileSync } = await import('node:fs');
   const csv = readFileSync(await download.path(), 'utf8').replace(/^\uFEFF/, '');
   const lines = csv.split('\r\n').filter(Boolean);
   step(`kpi-csv ${lines[0]}`);

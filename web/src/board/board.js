@@ -407,9 +407,42 @@ for (const a of document.querySelectorAll('a.csv')) {
   a.addEventListener('click', (ev) => { ev.preventDefault(); download(anQuery(a.dataset.table, 'csv'), `${a.dataset.table}.csv`); });
 }
 
+// The live tables as they stand (the snapshot, clocks as of now), as CSV like the server's.
+function liveCsv(table) {
+  const s = app.snap;
+  if (!s) return '';
+  const add = since();
+  const q = (v) => {
+    const t = String(v ?? '');
+    return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+  };
+  const lines = (rows) => `${rows.map((r) => r.map(q).join(',')).join('\r\n')}\r\n`;
+  if (table === 'queues') {
+    return lines([['queue', 'waiting', 'longest_wait_secs', 'offered_today', 'answered_today', 'abandoned_today', 'service_level_pct'],
+      ...s.queues.map((x) => [x.name, x.waiting, x.waiting ? Math.floor(x.longest_wait_secs + add) : 0, x.offered_today,
+        x.answered_today, x.abandoned_today, x.service_level_pct])]);
+  }
+  if (table === 'agents') {
+    return lines([['agent', 'state', 'reason', 'secs_in_state', 'queues', 'answered_today'],
+      ...s.agents.map((a) => [agentName(a.id), a.state, a.reason, Math.floor(a.secs_in_state + add), a.queues.join(' '), a.answered_today])]);
+  }
+  return lines([['call_id', 'state', 'queue_or_agent', 'secs'],
+    ...s.waiting.map((w) => [w.call_id, w.ringing ? 'ringing' : 'waiting', w.queue, Math.floor(w.waited_secs + add)]),
+    ...s.agents.filter((a) => a.state === 'on_call').map((a) => [a.call_id, 'talking', agentName(a.id), Math.floor(a.secs_in_state + add)])]);
+}
+for (const a of document.querySelectorAll('a.live-csv')) {
+  a.addEventListener('click', (ev) => { ev.preventDefault(); save(liveCsv(a.dataset.table), `${a.dataset.table}.csv`); });
+}
+
 async function download(path, name) {
-  const text = await request('GET', path);
-  const url = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
+  save(await request('GET', path), name);
+}
+
+// A CSV download, with the byte-order mark spreadsheets need for UTF-8 (fetch's text() drops
+// the server's).
+function save(text, name) {
+  const body = text.startsWith('\uFEFF') ? text : `\uFEFF${text}`;
+  const url = URL.createObjectURL(new Blob([body], { type: 'text/csv;charset=utf-8' }));
   const a = document.createElement('a');
   a.href = url;
   a.download = name;

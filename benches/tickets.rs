@@ -16,7 +16,9 @@
 //! PostgreSQL does too), as they would on a 2-core node.
 //!
 //! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench tickets`
-//! (env: TICKETS, ROUNDS, CLIENTS, SECONDS). The scratch database is dropped at the end.
+//! (env: TICKETS, ROUNDS, CLIENTS, SECONDS; TAIL: long-tail terms a day added to the
+//! hot-topic tables over two years, default 10,000; NEW: how many of every 100 are new words
+//! each day, default 4). The scratch database is dropped at the end.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot start has nothing to report
 
@@ -181,6 +183,41 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         }
         indexed += n;
     }
+    let secs = t0.elapsed().as_secs_f64();
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_terms_daily")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    println!(
+        "hot-topic terms of {indexed} tickets in {secs:.1} s ({:.0} tickets/s; {own} day-term rows)",
+        indexed as f64 / secs
+    );
+    // A real city's descriptions have a long tail of words (names of places, firms, people):
+    // `TAIL` more terms a day, in one to three tickets each, over two years (the year of
+    // tickets and the one before, so a year's query compares two full years), so the
+    // hot-topic queries read tables of the size they would meet. `NEW` of every 100 tail terms
+    // are new each day (default 4: 400 a day, about 150,000 new words a year, what Heaps' law
+    // gives for 20 million words of text); the rest recur.
+    let tail = env("TAIL", 10_000);
+    let new = env("NEW", 4).clamp(1, 100);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO ticket_terms_daily (day, term, tickets)
+         SELECT d::date,
+                CASE WHEN k % 100 < {new} THEN 'new' || k || '-' || to_char(d, 'YYYYMMDD')
+                     ELSE 'tail' || k END,
+                1 + k % 3
+           FROM generate_series(now() - interval '730 days', now(), interval '1 day') d,
+                generate_series(1, {tail}) k
+         ON CONFLICT DO NOTHING;
+         INSERT INTO ticket_terms_monthly AS m (month, term, tickets)
+         SELECT date_trunc('month', day)::date, term, sum(tickets)
+           FROM ticket_terms_daily WHERE term LIKE 'tail%' OR term LIKE 'new%' GROUP BY 1, 2
+         ON CONFLICT (month, term) DO UPDATE SET tickets = m.tickets + EXCLUDED.tickets;
+         ANALYZE ticket_terms_monthly;"
+    )))
+    .execute(&db)
+    .await
+    .unwrap();
     let terms: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_terms_daily")
         .fetch_one(&db)
         .await
@@ -189,10 +226,12 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         .execute(&db)
         .await
         .unwrap();
-    let secs = t0.elapsed().as_secs_f64();
+    let months: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_terms_monthly")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     println!(
-        "hot-topic terms of {indexed} tickets in {secs:.1} s ({:.0} tickets/s; {terms} day-term rows)",
-        indexed as f64 / secs
+        "with {tail} long-tail terms a day over two years: {terms} day-term rows, {months} month-term rows"
     );
     users::create(&db, "disp", "disp", Role::Dispatcher, None, PASSWORD)
         .await
@@ -383,6 +422,14 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         (
             "hot topics, 30 days",
             format!("/api/stats/hot-topics?from={month_from}&to={month_to}"),
+            &disp,
+        ),
+        (
+            "hot topics, 90 days",
+            format!(
+                "/api/stats/hot-topics?from={}&to={month_to}",
+                (today - chrono::Duration::days(89)).date_naive()
+            ),
             &disp,
         ),
         (

@@ -9,6 +9,15 @@ CREATE TABLE ticket_terms_daily (
     PRIMARY KEY (day, term)
 );
 
+-- The same by month (the first day of the month), so a query over a year reads twelve months
+-- of terms, not 365 days.
+CREATE TABLE ticket_terms_monthly (
+    month    DATE NOT NULL CHECK (extract(day FROM month) = 1),
+    term     TEXT NOT NULL,
+    tickets  INT NOT NULL,
+    PRIMARY KEY (month, term)
+);
+
 CREATE TABLE ticket_terms_progress (
     only_row     BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
     last_ticket  BIGINT NOT NULL DEFAULT 0

@@ -116,6 +116,29 @@ async fn hot_topics_rank_by_frequency_and_by_rise_against_the_period_before(db: 
     let noise = rising.iter().position(|t| t["term"] == "噪音").unwrap();
     assert!(noise > 0 && rising[noise]["ratio"].as_f64().unwrap() < 1.0);
 
+    // Whole months come from the monthly roll-up: October and November together.
+    let (s, b) = api
+        .get(
+            "/api/stats/hot-topics?from=2026-10-01&to=2026-11-30&limit=50",
+            &analyst,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let top = b["top"].as_array().unwrap();
+    assert_eq!(get(top, "噪音"), Some((12, 0)), "{b}");
+    assert_eq!(get(top, "停水"), Some((7, 0)), "{b}");
+    assert_eq!(get(top, "路灯"), Some((2, 0)), "{b}");
+    // And the days at either end from the daily table: 28 October to 5 November.
+    let (_, b) = api
+        .get(
+            "/api/stats/hot-topics?from=2026-10-28&to=2026-11-05&limit=50",
+            &analyst,
+        )
+        .await;
+    let top = b["top"].as_array().unwrap();
+    assert_eq!(get(top, "停水"), Some((7, 0)), "{b}");
+    assert_eq!(get(top, "路灯"), None, "6 November is outside: {b}");
+
     // CSV: both lists; SVG: a chart of the top terms.
     let (s, csv) = api
         .get(

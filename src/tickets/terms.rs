@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use jieba_rs::Jieba;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -151,6 +151,19 @@ pub async fn index_batch(
     .bind(&tickets)
     .execute(&mut *tx)
     .await?;
+    // The monthly roll-up, in the same transaction.
+    sqlx::query(
+        "INSERT INTO ticket_terms_monthly AS m (month, term, tickets)
+         SELECT date_trunc('month', day)::date, term, sum(tickets)::int
+           FROM unnest($1::date[], $2::text[], $3::int[]) AS u(day, term, tickets)
+          GROUP BY 1, 2
+         ON CONFLICT (month, term) DO UPDATE SET tickets = m.tickets + EXCLUDED.tickets",
+    )
+    .bind(&days)
+    .bind(&words)
+    .bind(&tickets)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE ticket_terms_progress SET last_ticket = $1")
         .bind(newest)
         .execute(&mut *tx)
@@ -224,6 +237,54 @@ pub struct HotTopics {
     pub rising: Vec<Topic>,
 }
 
+/// A period split for the tables: the days before its first whole month, its whole months
+/// (their first days), the days after its last whole month; an empty part is a range that
+/// ends before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    head: (NaiveDate, NaiveDate),
+    months: (NaiveDate, NaiveDate),
+    tail: (NaiveDate, NaiveDate),
+}
+
+impl Span {
+    fn of(from: NaiveDate, to: NaiveDate) -> Span {
+        let first_of = |d: NaiveDate| d.with_day(1).unwrap_or(d);
+        let next_month = |d: NaiveDate| {
+            first_of(d)
+                .checked_add_months(chrono::Months::new(1))
+                .unwrap_or(d)
+        };
+        let prev_day = |d: NaiveDate| d.pred_opt().unwrap_or(d);
+        let empty = (to.succ_opt().unwrap_or(to), to);
+        // The first whole month starts on `from` or the next first of a month; the whole months
+        // end where the month holding the day after `to` starts.
+        let start = if from.day() == 1 {
+            from
+        } else {
+            next_month(from)
+        };
+        let end = first_of(to.succ_opt().unwrap_or(to));
+        if start >= end {
+            return Span {
+                head: (from, to),
+                months: empty,
+                tail: empty,
+            };
+        }
+        let last_month = first_of(prev_day(end));
+        Span {
+            head: if from < start {
+                (from, prev_day(start))
+            } else {
+                empty
+            },
+            months: (start, last_month),
+            tail: if end <= to { (end, to) } else { empty },
+        }
+    }
+}
+
 /// The hot topics of `from..=to`: the `limit` most frequent terms, and the `limit` that rose
 /// fastest against the period of the same length just before among terms in at least
 /// `min` tickets now.
@@ -237,35 +298,50 @@ pub async fn hot_topics(
     let days = (to - from).num_days() + 1;
     let previous_to = from - chrono::Days::new(1);
     let previous_from = from - chrono::Days::new(days.max(1) as u64);
-    let query = |order: &str| {
-        format!(
-            "WITH cur AS (SELECT term, sum(tickets)::bigint AS tickets FROM ticket_terms_daily
-                           WHERE day BETWEEN $1 AND $2 GROUP BY term HAVING sum(tickets) >= $5),
-                  prev AS (SELECT term, sum(tickets)::bigint AS tickets FROM ticket_terms_daily
-                            WHERE day BETWEEN $3 AND $4 AND term IN (SELECT term FROM cur)
-                            GROUP BY term)
-             SELECT cur.term, cur.tickets, COALESCE(prev.tickets, 0) AS previous
-               FROM cur LEFT JOIN prev USING (term)
-              ORDER BY {order} LIMIT $6"
-        )
-    };
-    let run = |sql: String, min: i64| {
-        sqlx::query_as::<_, Topic>(sqlx::AssertSqlSafe(sql))
-            .bind(from)
-            .bind(to)
-            .bind(previous_from)
-            .bind(previous_to)
-            .bind(min)
-            .bind(limit)
-            .fetch_all(db)
-    };
-    // Both orders are fixed text: nothing from the request is spliced in.
-    let top = run(query("cur.tickets DESC, cur.term"), 1).await?;
-    let rising = run(
-        query("(cur.tickets + 1)::float8 / (COALESCE(prev.tickets, 0) + 1) DESC, cur.tickets DESC, cur.term"),
-        min,
+    // One pass over both periods, each read as whole months from the roll-up and the days
+    // at either end from the daily table: every term of the period with its count before.
+    let (cur, prev) = (Span::of(from, to), Span::of(previous_from, previous_to));
+    let mut all: Vec<Topic> = sqlx::query_as(
+        "WITH rows AS (
+             SELECT term, tickets, true AS cur FROM ticket_terms_daily
+              WHERE day BETWEEN $1 AND $2 OR day BETWEEN $3 AND $4
+             UNION ALL
+             SELECT term, tickets, true FROM ticket_terms_monthly WHERE month BETWEEN $5 AND $6
+             UNION ALL
+             SELECT term, tickets, false FROM ticket_terms_daily
+              WHERE day BETWEEN $7 AND $8 OR day BETWEEN $9 AND $10
+             UNION ALL
+             SELECT term, tickets, false FROM ticket_terms_monthly WHERE month BETWEEN $11 AND $12)
+         SELECT term, (sum(tickets) FILTER (WHERE cur))::bigint AS tickets,
+                COALESCE(sum(tickets) FILTER (WHERE NOT cur), 0)::bigint AS previous
+           FROM rows GROUP BY term HAVING sum(tickets) FILTER (WHERE cur) > 0",
     )
+    .bind(cur.head.0)
+    .bind(cur.head.1)
+    .bind(cur.tail.0)
+    .bind(cur.tail.1)
+    .bind(cur.months.0)
+    .bind(cur.months.1)
+    .bind(prev.head.0)
+    .bind(prev.head.1)
+    .bind(prev.tail.0)
+    .bind(prev.tail.1)
+    .bind(prev.months.0)
+    .bind(prev.months.1)
+    .fetch_all(db)
     .await?;
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut rising: Vec<Topic> = all.iter().filter(|t| t.tickets >= min).cloned().collect();
+    rising.sort_by(|a, b| {
+        b.ratio()
+            .total_cmp(&a.ratio())
+            .then(b.tickets.cmp(&a.tickets))
+            .then_with(|| a.term.cmp(&b.term))
+    });
+    rising.truncate(limit);
+    all.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.term.cmp(&b.term)));
+    all.truncate(limit);
+    let top = all;
     Ok(HotTopics {
         from,
         to,
@@ -293,6 +369,38 @@ mod tests {
         );
         for noise in ["市民", "来电", "反映", "要求", "没有", "12345", "，", "水"] {
             assert!(!t.contains(noise), "{noise} kept: {t:?}");
+        }
+    }
+
+    #[test]
+    fn a_period_is_read_as_whole_months_and_the_days_at_either_end() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let covers = |span: Span, day: NaiveDate| {
+            let within = |(a, b): (NaiveDate, NaiveDate)| a <= day && day <= b;
+            within(span.head) || within(span.tail)
+        };
+        // A year to 28 November: 29-30 November, December to October whole, 1-28 November.
+        let y = Span::of(d("2025-11-29"), d("2026-11-28"));
+        assert_eq!(y.head, (d("2025-11-29"), d("2025-11-30")));
+        assert_eq!(y.months, (d("2025-12-01"), d("2026-10-01")));
+        assert_eq!(y.tail, (d("2026-11-01"), d("2026-11-28")));
+        // Whole months only.
+        let q = Span::of(d("2026-01-01"), d("2026-03-31"));
+        assert_eq!(q.months, (d("2026-01-01"), d("2026-03-01")));
+        assert!(q.head.0 > q.head.1 && q.tail.0 > q.tail.1, "{q:?}");
+        // Inside one month: days only.
+        let w = Span::of(d("2026-03-02"), d("2026-03-08"));
+        assert_eq!(w.head, (d("2026-03-02"), d("2026-03-08")));
+        assert!(w.months.0 > w.months.1);
+        // Every day of a long odd period is read exactly once.
+        let (from, to) = (d("2026-01-15"), d("2026-04-10"));
+        let s = Span::of(from, to);
+        let mut day = from;
+        while day <= to {
+            let in_month =
+                s.months.0 <= day.with_day(1).unwrap() && day.with_day(1).unwrap() <= s.months.1;
+            assert!(covers(s, day) != in_month, "{day}: {s:?}");
+            day = day.succ_opt().unwrap();
         }
     }
 

@@ -38,6 +38,25 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
     let port = free_udp_port();
     let alice_phone = phone(center.work.path(), "uas_agent_talks.xml", port);
     center.register("1001", port);
+    // Three tickets about a water outage, filed now: the analytics page shows them, their
+    // words among the hot topics once the term indexer has taken them (5-10 s).
+    center.http.ok(
+        "POST",
+        "/api/categories",
+        Some(&center.admin),
+        serde_json::json!({"code": "water-outage", "name": "停水", "time_limit_days": 5}),
+    );
+    let sue = center.http.login("sue", "agent's password");
+    for district in ["槐荫区", "历下区", "槐荫区"] {
+        center.http.ok(
+            "POST",
+            "/api/tickets",
+            Some(&sue),
+            serde_json::json!({"channel": "phone", "request_type": "complaint",
+                   "category": "water-outage", "district": district,
+                   "description": "小区停水两天，自来水公司没有通知"}),
+        );
+    }
     let tone = microphone(&center, 700.0);
     let mut browser = Browser::start(
         &center,
@@ -81,6 +100,8 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
     );
     let csv_header = browser.expect("kpi-csv ", 60);
     let csv_rows = millis(&browser.expect("kpi-rows ", 5));
+    let topics = browser.expect("topics ", 30);
+    assert!(topics.contains("停水"), "{topics}");
     browser.expect("done", 30);
     let (code, errors) = call.join().unwrap();
     assert_eq!(code, 0, "the caller's call failed: {errors}");

@@ -463,9 +463,7 @@ impl Calls {
             Some(o) => match sdp::answer(o, local) {
                 Ok((answer, n)) => (answer, Some(n)),
                 Err(e) => {
-                    if let Ok(mut p) = self.ports.lock() {
-                        p.release(port);
-                    }
+                    self.release_port(port);
                     tracing::info!(error = %e, "call refused: SDP offer not acceptable");
                     let mut r = final_response(&request, e.status(), tx);
                     r.push_header(
@@ -487,9 +485,7 @@ impl Calls {
         ok.set_body(Some("application/sdp"), body.to_string().into_bytes());
         if let Err(e) = ep.respond(now, tx, ok) {
             tracing::warn!(error = ?e, "answering the call failed");
-            if let Ok(mut p) = self.ports.lock() {
-                p.release(port);
-            }
+            self.release_port(port);
             return;
         }
         let dialog = DialogId {
@@ -531,9 +527,7 @@ impl Calls {
         let Some(workers) = self.start_workers() else {
             // Answered but nothing can carry the audio: hang up at once.
             let _ = ep.bye(now, &dialog);
-            if let Ok(mut p) = self.ports.lock() {
-                p.release(port);
-            }
+            self.release_port(port);
             return;
         };
         let worker = workers.add(new);
@@ -817,6 +811,7 @@ impl Calls {
         }
     }
 
+    /// Gives an RTP port pair back.
     fn release_port(&self, port: u16) {
         if let Ok(mut p) = self.ports.lock() {
             p.release(port);
@@ -932,10 +927,7 @@ impl Calls {
         let Some(r) = self.monitor_rings.remove(&tx) else {
             return;
         };
-        let answer = match &r.browser {
-            Some(leg) => browser_answer(leg, response),
-            None => sdp_answer(response),
-        };
+        let answer = leg_answer(r.browser.as_ref(), response);
         let Some(Ok(negotiated)) = answer else {
             tracing::warn!("the supervisor's phone answered without a usable SDP answer");
             self.release_port(r.port);
@@ -1065,9 +1057,7 @@ impl Calls {
             }
             Err(e) => {
                 tracing::warn!(error = ?e, "cannot place the callback");
-                if let Ok(mut p) = self.ports.lock() {
-                    p.release(port);
-                }
+                self.release_port(port);
                 self.acd_send(fail(500));
             }
         }
@@ -1090,9 +1080,7 @@ impl Calls {
         let Some(Ok(negotiated)) = answer else {
             tracing::warn!("the callback was answered without a usable SDP answer");
             let _ = ep.bye(now, &dialog);
-            if let Ok(mut p) = self.ports.lock() {
-                p.release(d.port);
-            }
+            self.release_port(d.port);
             return self.acd_send(crate::acd::service::Command::CallbackFailed {
                 call: d.key,
                 status: 488,
@@ -1190,10 +1178,7 @@ impl Calls {
             }
             let _ = ep.cancel(now, other);
         }
-        let answer = match &browser {
-            Some(leg) => browser_answer(leg, response),
-            None => sdp_answer(response),
-        };
+        let answer = leg_answer(browser.as_ref(), response);
         let Some(Ok(negotiated)) = answer else {
             tracing::warn!(
                 agent,
@@ -1247,8 +1232,19 @@ impl Calls {
     }
 }
 
-/// A browser's answer (WebRTC SDP) handed to its gateway leg; the engine side is plain RTP
-/// on the leg's loopback socket.
+/// The answer of a phone we called: a browser's (WebRTC SDP) goes to its gateway leg and the
+/// engine side is plain RTP on the leg's loopback socket; a SIP phone's is its SDP.
+fn leg_answer(
+    browser: Option<&crate::webrtc::WebrtcLeg>,
+    response: &Message,
+) -> Option<Result<Negotiated, sdp::SdpError>> {
+    match browser {
+        Some(leg) => browser_answer(leg, response),
+        None => sdp_answer(response),
+    }
+}
+
+/// A browser's answer (WebRTC SDP) handed to its gateway leg.
 fn browser_answer(
     leg: &crate::webrtc::WebrtcLeg,
     response: &Message,
@@ -1657,9 +1653,7 @@ impl CallHandler for Calls {
             }
             EndpointEvent::Failed { tx, status } if self.dialling.contains_key(&tx) => {
                 if let Some(d) = self.dialling.remove(&tx) {
-                    if let Ok(mut p) = self.ports.lock() {
-                        p.release(d.port);
-                    }
+                    self.release_port(d.port);
                     self.acd_send(crate::acd::service::Command::CallbackFailed {
                         call: d.key,
                         status,

@@ -89,6 +89,17 @@ try {
   await page.click('button[data-tab=analytics]');
   await page.waitForSelector('#chart-category svg', { timeout: 10000 });
   await page.waitForSelector('#t-units thead', { timeout: 10000 });
+  // The hot topics of the tickets the test filed (indexed a few seconds after filing).
+  let terms = [];
+  for (let i = 0; i < 20 && terms.length === 0; i += 1) {
+    terms = await page.$$eval('#t-topics tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+    if (terms.length === 0) {
+      await new Promise((r) => setTimeout(r, 1000));
+      await page.click('#an-form button[type=submit]');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  step(`topics ${JSON.stringify(terms)}`);
   await page.screenshot({ path: `${env.OUT}/board-analytics.png`, fullPage: true });
   step('done');
 } finally {

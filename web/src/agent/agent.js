@@ -7,6 +7,7 @@
 // (available or paused), since a restarted server starts with nobody logged in. The session
 // token is kept in sessionStorage, so a reload keeps the agent logged in.
 import JsSIP from 'jssip';
+import { badge as setBadge, client, escapeHtml } from '../common/page.js';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -26,27 +27,8 @@ const app = {
 };
 window.hotline = app; // for the tests and for debugging in the console
 
-async function api(method, path, body) {
-  const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
-  if (app.token) headers.Authorization = `Bearer ${app.token}`;
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
-  if (!r.ok) {
-    const msg = (data && (data.error || data.message)) || `${r.status}`;
-    const e = new Error(`${method} ${path}: ${r.status} ${msg}`);
-    e.status = r.status;
-    throw e;
-  }
-  return data;
-}
-
-function badge(id, state, text) {
-  const el = $(id);
-  el.dataset.state = state;
-  el.textContent = text;
-}
+const { api } = client(() => app.token);
+const badge = (id, state, text) => setBadge($(id), state, text);
 
 const OFFICE = ['intake', 'dispatcher', 'supervisor'];
 function showNumber(full, masked) {
@@ -430,10 +412,6 @@ $('ticket-form').addEventListener('submit', async (ev) => {
 });
 
 // ---- knowledge base -----------------------------------------------------------------------
-
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-}
 
 function showResults(hits) {
   $('kb-results').innerHTML = '';

@@ -6,6 +6,7 @@
 // agent's state, and the KPI and ticket analytics pages with their charts (SVG drawn by the
 // server) and CSV downloads.
 import JsSIP from 'jssip';
+import { badge as setBadge, client, escapeHtml as esc } from '../common/page.js';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
@@ -23,27 +24,7 @@ const app = {
 };
 window.hotline = app;
 
-async function request(method, path, body, accept) {
-  const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
-  if (app.token) headers.Authorization = `Bearer ${app.token}`;
-  if (accept) headers.Accept = accept;
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  if (!r.ok) {
-    let msg = text;
-    try { const d = JSON.parse(text); msg = d.error || d.message || text; } catch { /* text */ }
-    const e = new Error(`${method} ${path}: ${r.status} ${msg}`);
-    e.status = r.status;
-    throw e;
-  }
-  return text;
-}
-const api = async (method, path, body) => {
-  const t = await request(method, path, body);
-  return t ? JSON.parse(t) : null;
-};
-
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+const { request, api } = client(() => app.token);
 const fmtSecs = (s) => {
   s = Math.max(0, Math.floor(s));
   const h = Math.floor(s / 3600);
@@ -57,11 +38,7 @@ const agentName = (id) => {
   return n ? (n.display_name || n.username) : `agent ${id}`;
 };
 
-function badge(id, state, text) {
-  const el = $(id);
-  el.dataset.state = state;
-  el.textContent = text;
-}
+const badge = (id, state, text) => setBadge($(id), state, text);
 
 // ---- log in -------------------------------------------------------------------------------
 

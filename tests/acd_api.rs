@@ -739,3 +739,64 @@ async fn agent_states_go_to_the_history_and_occupancy_is_read_from_it(db: PgPool
         .unwrap_or_default();
     assert_eq!(two["occupancy"], 100.0, "paused time is not staffed: {b}");
 }
+
+/// The snapshot's alerts come from the ACD's own state: the 24-hour connection rate (seeded
+/// from the call records, as at start-up) under 95 %, an agent longer than its state's limit;
+/// and the history seeded with calls older than a day does not count.
+#[tokio::test]
+async fn the_snapshot_raises_connection_rate_and_stuck_agent_alerts() {
+    use hotline::acd::alerts::AlertSettings;
+    use hotline::acd::service::{AcdSettings, spawn};
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let acd = spawn(
+        vec![hotline::acd::routing::QueueConfig::new("general")],
+        AcdSettings {
+            alerts: AlertSettings {
+                stuck_secs: [("available".to_string(), 1)].into_iter().collect(),
+                min_connection_pct: 95.0,
+            },
+            ..Default::default()
+        },
+        shutdown.clone(),
+    );
+    // 19 answered and 1 abandoned in the last day (95 %: no alert); 5 abandoned two days ago.
+    let mut recent: Vec<(u64, bool)> = (0..19).map(|i| (600 + i, true)).collect();
+    recent.push((300, false));
+    recent.extend((0..5).map(|_| (2 * 86_400, false)));
+    acd.send(Command::Recent(recent));
+    let snap = acd.snapshot().await.unwrap();
+    assert_eq!((snap.answered_24h, snap.abandoned_24h), (19, 1));
+    assert_eq!(snap.connection_rate_24h_pct, Some(95.0));
+    assert!(snap.alerts.is_empty(), "{:?}", snap.alerts);
+    // One more abandoned: 19 of 21, 90.5 %.
+    acd.send(Command::Recent(vec![(10, false)]));
+    let snap = acd.snapshot().await.unwrap();
+    assert_eq!(snap.connection_rate_24h_pct, Some(90.5));
+    let kinds: Vec<&str> = snap.alerts.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, ["connection_rate"]);
+
+    // An agent available for more than a second (the limit set above).
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    acd.send(Command::Login {
+        agent: 3,
+        device: None,
+        queues: vec!["general".into()],
+        skills: Vec::new(),
+        reply,
+    });
+    rx.await.unwrap().unwrap();
+    assert!(
+        acd.snapshot().await.unwrap().alerts.len() == 1,
+        "not yet stuck"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let snap = acd.snapshot().await.unwrap();
+    let stuck: Vec<&str> = snap
+        .alerts
+        .iter()
+        .filter(|a| a.kind == "agent_stuck")
+        .map(|a| a.subject.as_str())
+        .collect();
+    assert_eq!(stuck, ["agent:3"], "{:?}", snap.alerts);
+    shutdown.cancel();
+}

@@ -580,6 +580,11 @@ impl Calls {
             (live.worker, live.key, &mut live.local, false)
         } else if let Some((worker, key, local, _)) = self.legs_b.get_mut(&dialog) {
             (*worker, *key, local, true)
+        } else if self.monitors.contains_key(&dialog) {
+            // A supervisor's leg keeps the media it was set up with: a re-offer is refused and
+            // the leg goes on as it was (RFC 3261 14.1), rather than 481 ending it.
+            let _ = ep.respond(now, tx, final_response(&request, 488, tx));
+            return;
         } else {
             let _ = ep.respond(now, tx, final_response(&request, 481, tx));
             return;

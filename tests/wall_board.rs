@@ -4,14 +4,16 @@
 //! second of its queueing, raises the long-wait alert once the wait passes the (here 3 s)
 //! service-level target, and shows the call with the agent within a second of the answer,
 //! the alert gone. The supervisor then listens through the page's own softphone (WebRTC
-//! through the gateway), hears both the caller's 300 Hz and the agent's 1 kHz, and leaves;
-//! both are in the audit log. The supervisor pauses the agent from the board (audited). The
+//! through the gateway) and hears both the caller's 300 Hz and the agent's 1 kHz, barges in
+//! for three seconds (the browser's 700 Hz microphone is in the recording's office side for
+//! exactly those seconds) and leaves; all in the audit log. The supervisor pauses the agent from the board (audited). The
 //! KPI page's CSV downloads. Screenshots in
 //! `ci-artifacts/wall-board/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
 
 mod common;
 
+use common::baresip::tone_share;
 use common::browser::*;
 use common::center::*;
 use common::sipp::free_udp_port;
@@ -82,6 +84,7 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
     browser.expect("listening", 30);
     let levels: Value =
         serde_json::from_str(browser.expect("levels ", 20).trim_start_matches("levels ")).unwrap();
+    browser.expect("barging", 10);
     browser.expect("left", 20);
     browser.expect("forced", 60);
     // The live agents table as CSV: a byte-order mark, the header, alice paused by the
@@ -155,7 +158,26 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
         .collect();
     assert_eq!(
         audit,
-        [("sue", "listen"), ("sue", "leave")].map(|(a, m)| (a.to_string(), m.to_string()))
+        [("sue", "listen"), ("sue", "barge"), ("sue", "leave")]
+            .map(|(a, m)| (a.to_string(), m.to_string()))
+    );
+    // Barging, the browser's microphone (700 Hz) went into the call: the recording's office
+    // side carries it beside the agent's 1 kHz, and only in the three seconds of the barge
+    // (not while listening, not after leaving).
+    let rows = center.node.ended_calls(1, "recording");
+    let recording: String = rows[0].get::<Option<String>, _>("recording").unwrap();
+    let (_, right) = channels(&recording);
+    let seconds: Vec<(f64, f64)> = right
+        .chunks_exact(8000)
+        .map(|s| (tone_share(s, 8000, 700.0), tone_share(s, 8000, 1000.0)))
+        .collect();
+    let barged: Vec<usize> = (0..seconds.len())
+        .filter(|&i| seconds[i].0 > 0.2 && seconds[i].1 > 0.2)
+        .collect();
+    println!("seconds with the supervisor and the agent on the right: {barged:?}");
+    assert!(
+        (2..=4).contains(&barged.len()) && barged.windows(2).all(|w| w[1] == w[0] + 1),
+        "the supervisor and the agent together on the right for the barge only: {seconds:?}"
     );
     let forced = center.node.db.rows(
         "SELECT 1 FROM audit_log WHERE action = 'agent.force_state' AND actor = 'sue'

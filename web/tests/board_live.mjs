@@ -61,6 +61,11 @@ try {
   }, [Number(env.CALLER_HZ), Number(env.AGENT_HZ)]);
   step(`levels ${JSON.stringify(levels)}`);
   await page.screenshot({ path: `${env.OUT}/board-listening.png`, fullPage: true });
+  // Barge in for three seconds: the page's microphone (TONE) joins the call.
+  await page.click('#calls tr[data-state=talking] button[data-monitor=barge]');
+  await page.waitForFunction(() => document.getElementById('monitor-status').textContent.startsWith('barge'), null, { timeout: 5000 });
+  step('barging');
+  await new Promise((r) => setTimeout(r, 3000));
   // Leave; the call goes on without the supervisor until the caller hangs up, and the KPIs
   // count it once it is over.
   await page.click('#calls tr[data-state=talking] button[data-monitor=leave]');

@@ -366,6 +366,7 @@ async function loadAnalytics() {
       $(`chart-${by}`).innerHTML = await request('GET', anQuery(by, 'svg'));
     }
     const topics = await api('GET', anQuery('topics'));
+    $('chart-topics').innerHTML = await request('GET', anQuery('topics', 'svg'));
     const rising = new Set(topics.rising.map((t) => t.term));
     const rows = [...topics.top, ...topics.rising.filter((t) => !topics.top.some((x) => x.term === t.term))];
     for (const r of rows) r.trend = rising.has(r.term) ? `rising ×${r.ratio.toFixed(1)}` : '';

@@ -112,7 +112,7 @@ async fn calls(
     let rows: Vec<SpanRow> = sqlx::query_as(
         "SELECT agent_id, queues, state, started_at, COALESCE(ended_at, now())
            FROM agent_states
-          WHERE started_at < $2 AND COALESCE(ended_at, now()) > $1",
+          WHERE started_at < $2 AND (ended_at > $1 OR ended_at IS NULL)",
     )
     .bind(from)
     .bind(to)

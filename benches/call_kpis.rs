@@ -13,9 +13,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::env;
+use common::{env, ms, percentile};
 use hotline::http::{AppState, app};
 use hotline::tickets::store::Settings;
 use hotline::users::{self, Role};
@@ -54,15 +54,6 @@ FROM generate_series(1, 100) a,
      generate_series(0, 47) s;
 ANALYZE;
 "#;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
 
 fn main() {
     let calls = env("CALLS", 1_000_000);

@@ -17,17 +17,12 @@
 
 mod common;
 
-use common::env;
+use common::{env, percentile};
 use std::time::{Duration, Instant};
 
 use hotline::kb::Article;
 use hotline::kb::index::Filter;
 use hotline::kb::service::Kb;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn main() {
     let n = env("ARTICLES", 100_000) as usize;

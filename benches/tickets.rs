@@ -25,7 +25,7 @@
 use std::sync::Arc;
 mod common;
 
-use common::env;
+use common::{env, ms, percentile};
 use std::time::{Duration, Instant};
 
 use hotline::http::{AppState, app};
@@ -124,18 +124,6 @@ SELECT lead_unit, (created_at AT TIME ZONE 'Asia/Shanghai')::date, count(*), cou
 FROM tickets WHERE lead_unit IS NOT NULL GROUP BY 1, 2;
 ANALYZE;
 "#;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
 
 fn main() {
     let tickets = env("TICKETS", 1_000_000);

@@ -11,9 +11,12 @@
 //! benches/RESULTS.md.
 #![allow(clippy::expect_used)] // a benchmark's set-up failing is a failed run
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use hotline::webrtc::Gateway;
 use hotline_sip::sdp::Codec;
 use str0m::change::SdpOffer;
@@ -98,14 +101,6 @@ async fn engine_side(plain: SocketAddr, until: Instant) {
         ts = ts.wrapping_add(160);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn main() {

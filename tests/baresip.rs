@@ -6,12 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::answer::AnswerCalls;
-use common::baresip::{command, free_port};
+use common::baresip::{command, start};
 use hotline::config::{Port, SipConfig};
 use hotline::signaling::{Credentials, start_with_handler};
 use hotline_sip::auth::{Algorithm, ha1};
@@ -19,37 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 /// A headless baresip with one account; audio from a sine generator, none played.
 fn baresip(dir: &Path, server_port: u16, password: &str) -> (Child, u16) {
-    let (sip_port, ctrl_port) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("accounts"),
-        format!(
-            "<sip:1001@127.0.0.1:{server_port}>;auth_pass={password};regint=60;answermode=manual;audio_codecs=PCMU\n"
+    let (child, ctrl, _) = start(
+        dir,
+        &format!(
+            "<sip:1001@127.0.0.1:{server_port}>;auth_pass={password};regint=60;answermode=manual;audio_codecs=PCMU"
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
-             audio_source ausine,440\naudio_alert aubridge,x\nrtp_ports 44000-44999\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
-             module aubridge.so\nmodule ctrl_tcp.so\nmodule_tmp account.so\nmodule_app menu.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ndns_server 127.0.0.1:53\n"
-        ),
-    )
-    .unwrap();
-    let out = std::fs::File::create(dir.join("baresip.log")).unwrap();
-    let child = Command::new("baresip")
-        .arg("-f")
-        .arg(dir)
-        .args(["-s", "-t", "20"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("baresip is installed (scripts/test.sh installs the baresip package)");
-    (child, ctrl_port)
+        "audio_source ausine,440\nrtp_ports 44000-44999\nmodule ausine.so\n",
+        &["-s", "-t", "20"],
+    );
+    (child, ctrl)
 }
 
 fn wait_for(log: &Arc<Mutex<Vec<String>>>, what: &str, limit: Duration) -> bool {

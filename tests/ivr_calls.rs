@@ -8,7 +8,7 @@
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use hotline_sip::media::g711::{ulaw_decode, ulaw_encode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use common::baresip::{command, free_port};
+use common::baresip::{command, free_port, start};
 use common::sipp::{corpus, hold_scenario, sipp, sipp_in, sipp_with};
 use common::write_wav;
 
@@ -74,44 +74,25 @@ type = "hangup"
 
 /// A headless baresip that dials nobody until told; what it hears is dumped by sndfile.
 fn baresip(dir: &Path) -> (Child, u16) {
-    let (sip_port, ctrl_port) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("accounts"),
-        "<sip:caller@127.0.0.1>;regint=0;answermode=manual;audio_codecs=PCMU\n",
-    )
-    .unwrap();
     std::fs::create_dir_all(dir.join("dump")).unwrap();
     // The caller's voice: 20 s of a 440 Hz tone (aufile needs the call's 8 kHz rate).
     let voice: Vec<i16> = (0..160_000)
         .map(|i| (3000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16)
         .collect();
     write_wav(&dir.join("voice.wav"), &voice);
-    std::fs::write(
-        dir.join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
-             audio_source aufile,{}\naudio_alert aubridge,x\nrtp_ports 46000-46999\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
-             module aubridge.so\nmodule sndfile.so\nmodule ctrl_tcp.so\n\
-             module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\ndns_server 127.0.0.1:53\n",
-            dir.join("voice.wav").display(),
-            dir.join("dump").display()
-        ),
-    )
-    .unwrap();
-    let out = std::fs::File::create(dir.join("baresip.log")).unwrap();
-    let child = Command::new("baresip")
-        .arg("-f")
-        .arg(dir)
-        .args(["-t", "30"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("baresip is installed (scripts/test.sh installs the baresip package)");
-    (child, ctrl_port)
+    let audio = format!(
+        "audio_source aufile,{}\nrtp_ports 46000-46999\nmodule aufile.so\nmodule sndfile.so\n\
+         snd_path {}\n",
+        dir.join("voice.wav").display(),
+        dir.join("dump").display()
+    );
+    let (child, ctrl, _) = start(
+        dir,
+        "<sip:caller@127.0.0.1>;regint=0;answermode=manual;audio_codecs=PCMU",
+        &audio,
+        &["-t", "30"],
+    );
+    (child, ctrl)
 }
 
 /// Whether two frames are the same audio allowing for G.711 rounding: decoders differ by a

@@ -400,9 +400,7 @@ impl Service {
             return;
         };
         let at = Utc::now();
-        let mut known = std::collections::HashSet::new();
         for a in self.acd.agents() {
-            known.insert(a.id);
             let (state, reason) = state_view(&a.state);
             let same = self.noted.get(&a.id).is_some_and(|(s, r, q)| {
                 *s == state
@@ -426,7 +424,7 @@ impl Service {
         let gone: Vec<u64> = self
             .noted
             .keys()
-            .filter(|id| !known.contains(id))
+            .filter(|id| self.acd.agent(**id).is_none())
             .copied()
             .collect();
         for agent in gone {

@@ -713,9 +713,7 @@ impl Worker {
             } => {
                 if c.leg_b.is_some() {
                     // Already has one (a transfer in progress): this one goes back.
-                    if let Ok(mut p) = self.shared.ports.lock() {
-                        p.release(port);
-                    }
+                    free_port(&self.shared, port);
                 } else {
                     c.leg_b = Some(LegB {
                         socket: UdpSocket::from_std(socket),
@@ -835,9 +833,7 @@ impl Worker {
                 let bridged = c.leg_b.as_ref().is_some_and(|l| l.bridge.is_some());
                 if !bridged || c.monitor.is_some() {
                     // The agent left meanwhile, or another supervisor is on: hung up.
-                    if let Ok(mut p) = self.shared.ports.lock() {
-                        p.release(port);
-                    }
+                    free_port(&self.shared, port);
                     bye(&self.shared, vec![dialog]);
                     return;
                 }
@@ -877,7 +873,7 @@ impl Worker {
             ToMedia::MonitorEnded => {
                 if let Some(m) = c.monitor.take() {
                     tracing::info!(call_id = %c.record.call_id, "the supervisor left the call");
-                    self.release_monitor(m);
+                    release(&self.poll, &self.shared, m);
                 }
             }
             ToMedia::TransferFailed(status) => {
@@ -902,9 +898,7 @@ impl Worker {
             bye(&self.shared, vec![dialog]);
         }
         let _ = self.poll.registry().deregister(&mut leg.socket);
-        if let Ok(mut p) = self.shared.ports.lock() {
-            p.release(leg.port);
-        }
+        free_port(&self.shared, leg.port);
         let b = leg.bridge?;
         if let (Some(agent), Some(acd)) = (b.agent, &self.shared.acd) {
             acd.send(AcdCommand::CallEnded {
@@ -1069,11 +1063,6 @@ impl Worker {
         }
     }
 
-    /// A supervisor's leg is over (hung up): out of the mix.
-    fn release_monitor(&mut self, m: Monitor) {
-        release(&self.poll, &self.shared, m);
-    }
-
     /// The script transfers the caller: a leg to the target is set up and the call handler
     /// asked to place the call; the caller is bridged when it answers.
     fn transfer(&mut self, key: u64, uri: String) -> Result<(), &'static str> {
@@ -1085,9 +1074,7 @@ impl Worker {
             self.shared.runtime.clone(),
             self.calls.get_mut(&key),
         ) else {
-            if let Ok(mut p) = self.shared.ports.lock() {
-                p.release(port);
-            }
+            free_port(&self.shared, port);
             return Err("transfer unavailable");
         };
         let local = Local {
@@ -1211,8 +1198,10 @@ impl Worker {
                         let sent = &mut c.record.packets_sent;
                         send_to_caller(&c.socket, latch.target(), out, sent, &mut c.rtcp);
                     }
-                    let Some(neg) = c.negotiated else {
-                        continue;
+                    let recording =
+                        self.shared.recordings.is_some() && c.record.recording.is_some();
+                    let (Some(neg), true) = (c.negotiated, recording || c.monitor.is_some()) else {
+                        continue; // neither recorded nor monitored: the relays do it all
                     };
                     let caller = c
                         .jitter
@@ -1244,9 +1233,7 @@ impl Worker {
                         }
                         theirs = Some(mixed.office);
                     }
-                    if let (Some(rec), true) =
-                        (&self.shared.recordings, c.record.recording.is_some())
-                    {
+                    if let (Some(rec), true) = (&self.shared.recordings, recording) {
                         let (codec_b, paused) = (b.negotiated.codec, c.recording_paused);
                         let (left, right) = if paused {
                             (&[][..], &[][..])
@@ -1482,14 +1469,10 @@ impl Worker {
             {
                 byes.push(b.dialog);
             }
-            if let Ok(mut p) = self.shared.ports.lock() {
-                p.release(leg.port);
-            }
+            free_port(&self.shared, leg.port);
         }
         bye(&self.shared, byes);
-        if let Ok(mut p) = self.shared.ports.lock() {
-            p.release(c.port);
-        }
+        free_port(&self.shared, c.port);
         if let Ok(mut f) = self.shared.finished.lock() {
             f.push((c.dialog.clone(), key));
         }
@@ -1687,8 +1670,13 @@ fn bye(shared: &Shared, dialogs: Vec<DialogId>) {
 /// A supervisor's leg is over: its socket unwatched and its port back.
 fn release(poll: &Poll, shared: &Shared, mut m: Monitor) {
     let _ = poll.registry().deregister(&mut m.socket);
+    free_port(shared, m.port);
+}
+
+/// Gives an RTP port pair back.
+fn free_port(shared: &Shared, port: u16) {
     if let Ok(mut p) = shared.ports.lock() {
-        p.release(m.port);
+        p.release(port);
     }
 }
 

@@ -696,12 +696,7 @@ impl Calls {
                 local
             }
         };
-        // The caller's law goes first in a browser's offer: it passes through untranscoded.
-        let codec = self
-            .live
-            .values()
-            .find(|l| l.key == r.call)
-            .map_or(sdp::Codec::Pcmu, |l| l.codec);
+        let codec = self.caller_codec(r.call);
         for (agent, device) in r.agents {
             let contact = device
                 .as_deref()
@@ -816,6 +811,15 @@ impl Calls {
         }
     }
 
+    /// The caller's G.711 law, offered first to a browser leg of the call so it passes
+    /// through untranscoded.
+    fn caller_codec(&self, key: u64) -> sdp::Codec {
+        self.live
+            .values()
+            .find(|l| l.key == key)
+            .map_or(sdp::Codec::Pcmu, |l| l.codec)
+    }
+
     /// Gives an RTP port pair back.
     fn release_port(&self, port: u16) {
         if let Ok(mut p) = self.ports.lock() {
@@ -887,12 +891,7 @@ impl Calls {
                 "{device} (no RTP port free)"
             ))));
         };
-        let codec = self
-            .live
-            .values()
-            .find(|l| l.key == key)
-            .map_or(sdp::Codec::Pcmu, |l| l.codec);
-        let (offer, browser) = self.agent_offer(peer, local, codec);
+        let (offer, browser) = self.agent_offer(peer, local, self.caller_codec(key));
         // From `monitor`: the page answers it by itself (the caller's number is not shown).
         match ep.invite(now, peer, &uri, "monitor", Some(&offer)) {
             Ok(tx) => {

@@ -387,16 +387,13 @@ async fn counts(
     period(q.from, q.to)?;
     let format = Format::parse(q.format.as_deref())?;
     let counts = store::counts(&state.db, q.from, q.to, q.by).await?;
-    let by = serde_json::to_value(q.by)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let by = q.by.name();
     Ok(match format {
         Format::Json => Json(counts).into_response(),
         Format::Csv => export::csv_response(
             &format!("tickets-by-{by}"),
             export::csv(
-                &[&by, "tickets"],
+                &[by, "tickets"],
                 counts
                     .iter()
                     .map(|c| vec![c.key.clone(), c.filed.to_string()]),

@@ -1287,7 +1287,7 @@ pub async fn scorecards(
 }
 
 /// How ticket counts are grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CountBy {
     /// Category code.
@@ -1304,6 +1304,21 @@ pub enum CountBy {
     Month,
     /// Handling unit (by name): tickets dispatched or designated to it that day.
     Unit,
+}
+
+impl CountBy {
+    /// The name the API takes (`?by=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CountBy::Category => "category",
+            CountBy::District => "district",
+            CountBy::Channel => "channel",
+            CountBy::RequestType => "request_type",
+            CountBy::Day => "day",
+            CountBy::Month => "month",
+            CountBy::Unit => "unit",
+        }
+    }
 }
 
 /// One group of a count.

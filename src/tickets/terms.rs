@@ -141,33 +141,23 @@ pub async fn index_batch(
         words.push(term);
         tickets.push(count);
     }
+    // The daily counts and the monthly roll-up in one statement, with the indexer's new place.
     sqlx::query(
-        "INSERT INTO ticket_terms_daily AS d (day, term, tickets)
-         SELECT * FROM unnest($1::date[], $2::text[], $3::int[])
-         ON CONFLICT (day, term) DO UPDATE SET tickets = d.tickets + EXCLUDED.tickets",
-    )
-    .bind(&days)
-    .bind(&words)
-    .bind(&tickets)
-    .execute(&mut *tx)
-    .await?;
-    // The monthly roll-up, in the same transaction.
-    sqlx::query(
-        "INSERT INTO ticket_terms_monthly AS m (month, term, tickets)
-         SELECT date_trunc('month', day)::date, term, sum(tickets)::int
-           FROM unnest($1::date[], $2::text[], $3::int[]) AS u(day, term, tickets)
-          GROUP BY 1, 2
+        "WITH u AS (SELECT * FROM unnest($1::date[], $2::text[], $3::int[]) AS u(day, term, tickets)),
+              daily AS (INSERT INTO ticket_terms_daily AS d (day, term, tickets)
+                        SELECT day, term, tickets FROM u
+                        ON CONFLICT (day, term) DO UPDATE SET tickets = d.tickets + EXCLUDED.tickets),
+              progress AS (UPDATE ticket_terms_progress SET last_ticket = $4)
+         INSERT INTO ticket_terms_monthly AS m (month, term, tickets)
+         SELECT date_trunc('month', day)::date, term, sum(tickets)::int FROM u GROUP BY 1, 2
          ON CONFLICT (month, term) DO UPDATE SET tickets = m.tickets + EXCLUDED.tickets",
     )
     .bind(&days)
     .bind(&words)
     .bind(&tickets)
+    .bind(newest)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE ticket_terms_progress SET last_ticket = $1")
-        .bind(newest)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(n)
 }

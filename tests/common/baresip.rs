@@ -42,10 +42,16 @@ pub fn command(ctrl_port: u16, cmd: &str, params: &str) {
         .unwrap();
 }
 
-/// A headless baresip softphone in `dir`: `account` (an accounts line), speaking a sine of
-/// `hz` (ausine) and recording what it hears (sndfile: `dump-*-dec.wav` in `dir`). Returns
-/// the child, its control port and its SIP port.
-pub fn softphone(dir: &std::path::Path, account: &str, hz: u32) -> (std::process::Child, u16, u16) {
+/// Starts a headless baresip in `dir` with one `account` (an accounts line): SIP on a free
+/// loopback port, commands over ctrl_tcp, what it hears played to nowhere (aubridge);
+/// `audio` is the config lines of its audio source, RTP port range and any more modules;
+/// `args` more command-line arguments. Returns the child, its control port and its SIP port.
+pub fn start(
+    dir: &std::path::Path,
+    account: &str,
+    audio: &str,
+    args: &[&str],
+) -> (std::process::Child, u16, u16) {
     use std::process::{Command, Stdio};
     let (sip_port, ctrl_port) = (free_port(), free_port());
     std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
@@ -53,12 +59,10 @@ pub fn softphone(dir: &std::path::Path, account: &str, hz: u32) -> (std::process
         dir.join("config"),
         format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
-             audio_source ausine,{hz}\naudio_alert aubridge,x\nausrc_srate 48000\nausrc_channels 2\nauplay_srate 48000\nrtp_ports 44000-44999\n\
-             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\n\
-             module aubridge.so\nmodule sndfile.so\nmodule ctrl_tcp.so\nmodule_tmp account.so\n\
-             module_app menu.so\nsnd_path {}\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
-             dns_server 127.0.0.1:53\n",
-            dir.display()
+             audio_alert aubridge,x\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
+             module aubridge.so\nmodule ctrl_tcp.so\n{audio}module_tmp account.so\n\
+             module_app menu.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
+             dns_server 127.0.0.1:53\n"
         ),
     )
     .unwrap();
@@ -66,6 +70,7 @@ pub fn softphone(dir: &std::path::Path, account: &str, hz: u32) -> (std::process
     let child = Command::new("baresip")
         .arg("-f")
         .arg(dir)
+        .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -73,6 +78,18 @@ pub fn softphone(dir: &std::path::Path, account: &str, hz: u32) -> (std::process
         .spawn()
         .expect("baresip is installed (scripts/test.sh installs the baresip package)");
     (child, ctrl_port, sip_port)
+}
+
+/// A headless baresip softphone in `dir`: `account` (an accounts line), speaking a sine of
+/// `hz` (ausine, which runs at 48 kHz stereo only) and recording what it hears (sndfile:
+/// `dump-*-dec.wav` in `dir`). Returns the child, its control port and its SIP port.
+pub fn softphone(dir: &std::path::Path, account: &str, hz: u32) -> (std::process::Child, u16, u16) {
+    let audio = format!(
+        "audio_source ausine,{hz}\nausrc_srate 48000\nausrc_channels 2\nauplay_srate 48000\n\
+         rtp_ports 44000-44999\nmodule ausine.so\nmodule sndfile.so\nsnd_path {}\n",
+        dir.display()
+    );
+    start(dir, account, &audio, &[])
 }
 
 /// The samples of the recording of what a [`softphone`] heard (its `*-dec.wav`), and their

@@ -7,13 +7,15 @@
 // (available or paused), since a restarted server starts with nobody logged in. The session
 // token is kept in sessionStorage, so a reload keeps the agent logged in.
 import JsSIP from 'jssip';
-import { badge as setBadge, client, escapeHtml } from '../common/page.js';
+import {
+  answerOptions, attachAudio as playOn, badge as setBadge, client, escapeHtml, session as loginSession, userAgent,
+} from '../common/page.js';
 
 const $ = (id) => document.getElementById(id);
 const store = window.sessionStorage;
 
 const app = {
-  token: store.getItem('hotline.token'),
+  token: null,
   me: null,
   ua: null,
   session: null, // the JsSIP call
@@ -35,30 +37,9 @@ function showNumber(full, masked) {
   return app.me && OFFICE.includes(app.me.role) ? full : masked;
 }
 
-// ---- log in -------------------------------------------------------------------------------
-
-$('login-form').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  try {
-    const s = await api('POST', '/api/auth/login', { username: f.get('username'), password: f.get('password') });
-    app.token = s.token;
-    store.setItem('hotline.token', s.token);
-    await start();
-  } catch (e) {
-    $('login-error').textContent = e.message;
-  }
-});
+// ---- log in ------------------------------------------------------------------------------
 
 async function start() {
-  try {
-    app.me = await api('GET', '/api/auth/me');
-  } catch (e) {
-    store.removeItem('hotline.token');
-    app.token = null;
-    return;
-  }
-  $('login-view').hidden = true;
   $('desk').hidden = false;
   $('who').textContent = `${app.me.display_name || app.me.username} (${app.me.role})`;
   await loadCategories();
@@ -74,22 +55,7 @@ async function start() {
 // ---- the softphone ------------------------------------------------------------------------
 
 function startPhone(sp) {
-  const params = new URLSearchParams(location.search);
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const wsUrl = params.get('ws') || `${scheme}://${location.host}/sip`;
-  const socket = new JsSIP.WebSocketInterface(wsUrl);
-  const ua = new JsSIP.UA({
-    sockets: [socket],
-    uri: `sip:${sp.sip_username}@${location.hostname}`,
-    authorization_user: sp.sip_username,
-    realm: sp.realm,
-    ha1: sp.ha1,
-    register: true,
-    register_expires: 120,
-    session_timers: false,
-    connection_recovery_min_interval: 1,
-    connection_recovery_max_interval: 8,
-  });
+  const ua = userAgent(JsSIP, sp);
   app.ua = ua;
   ua.on('connecting', () => badge('conn', 'down', 'connection: connecting'));
   ua.on('connected', () => badge('conn', 'up', 'connection: up'));
@@ -175,22 +141,11 @@ function incoming(session, request) {
   session.on('failed', over);
 }
 
-function attachAudio(pc) {
-  const audio = $('remote-audio');
-  const set = () => {
-    const streams = pc.getReceivers().map((r) => r.track).filter(Boolean);
-    if (streams.length) audio.srcObject = new MediaStream(streams);
-  };
-  pc.addEventListener('track', set);
-  set();
-}
+const attachAudio = (pc) => playOn(pc, $('remote-audio'));
 
 $('answer').addEventListener('click', () => {
   if (!app.session) return;
-  // ?rawaudio turns the browser's voice processing off (the tests' tones must pass as sent).
-  const raw = new URLSearchParams(location.search).has('rawaudio');
-  const audio = raw ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true;
-  app.session.answer({ mediaConstraints: { audio, video: false } });
+  app.session.answer(answerOptions());
 });
 $('hangup').addEventListener('click', () => app.session && app.session.terminate());
 $('mute').addEventListener('click', () => {
@@ -460,4 +415,4 @@ async function suggestKb(text) {
   } catch { /* suggestions are a help, not a must */ }
 }
 
-if (app.token) start();
+loginSession(app, api, start);

@@ -6,13 +6,14 @@
 // agent's state, and the KPI and ticket analytics pages with their charts (SVG drawn by the
 // server) and CSV downloads.
 import JsSIP from 'jssip';
-import { badge as setBadge, client, escapeHtml as esc } from '../common/page.js';
+import {
+  answerOptions, attachAudio as playOn, badge as setBadge, client, escapeHtml as esc, session as loginSession, userAgent,
+} from '../common/page.js';
 
 const $ = (id) => document.getElementById(id);
-const store = window.sessionStorage;
 
 const app = {
-  token: store.getItem('hotline.token'),
+  token: null,
   me: null,
   snap: null, // the last snapshot
   snapAt: 0, // when it came (ms)
@@ -40,30 +41,9 @@ const agentName = (id) => {
 
 const badge = (id, state, text) => setBadge($(id), state, text);
 
-// ---- log in -------------------------------------------------------------------------------
-
-$('login-form').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  try {
-    const s = await api('POST', '/api/auth/login', { username: f.get('username'), password: f.get('password') });
-    app.token = s.token;
-    store.setItem('hotline.token', s.token);
-    await start();
-  } catch (e) {
-    $('login-error').textContent = e.message;
-  }
-});
+// ---- log in ------------------------------------------------------------------------------
 
 async function start() {
-  try {
-    app.me = await api('GET', '/api/auth/me');
-  } catch {
-    store.removeItem('hotline.token');
-    app.token = null;
-    return;
-  }
-  $('login-view').hidden = true;
   $('board').hidden = false;
   $('who').textContent = `${app.me.display_name || app.me.username} (${app.me.role})`;
   await loadNames();
@@ -242,20 +222,7 @@ document.addEventListener('click', async (ev) => {
 // The supervisor's softphone: registered like an agent's; the monitoring leg the server
 // places (From `monitor`) is answered at once, other calls are refused.
 function startPhone(sp) {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const socket = new JsSIP.WebSocketInterface(`${scheme}://${location.host}/sip`);
-  const ua = new JsSIP.UA({
-    sockets: [socket],
-    uri: `sip:${sp.sip_username}@${location.hostname}`,
-    authorization_user: sp.sip_username,
-    realm: sp.realm,
-    ha1: sp.ha1,
-    register: true,
-    register_expires: 120,
-    session_timers: false,
-    connection_recovery_min_interval: 1,
-    connection_recovery_max_interval: 8,
-  });
+  const ua = userAgent(JsSIP, sp);
   app.ua = ua;
   ua.on('registered', () => badge('reg', 'up', 'softphone: registered'));
   ua.on('unregistered', () => badge('reg', 'down', 'softphone: none'));
@@ -283,22 +250,12 @@ function startPhone(sp) {
     };
     session.on('ended', over);
     session.on('failed', over);
-    const raw = new URLSearchParams(location.search).has('rawaudio');
-    const audio = raw ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true;
-    session.answer({ mediaConstraints: { audio, video: false } });
+    session.answer(answerOptions());
   });
   ua.start();
 }
 
-function attachAudio(pc) {
-  const audio = $('remote-audio');
-  const set = () => {
-    const tracks = pc.getReceivers().map((r) => r.track).filter(Boolean);
-    if (tracks.length) audio.srcObject = new MediaStream(tracks);
-  };
-  pc.addEventListener('track', set);
-  set();
-}
+const attachAudio = (pc) => playOn(pc, $('remote-audio'));
 
 // ---- KPIs ----------------------------------------------------------------------------------
 
@@ -428,4 +385,4 @@ function save(text, name) {
   URL.revokeObjectURL(url);
 }
 
-if (app.token) start();
+loginSession(app, api, start);

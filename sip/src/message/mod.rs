@@ -32,7 +32,7 @@ pub use scan::unescape;
 pub use typed::{
     Auth, CSeq, ContactValue, HeaderError, MediaType, NameAddr, Via, check_call_id, check_date,
     parse_contact_list, parse_delta_seconds, parse_delta_with_params, parse_number,
-    parse_token_list, parse_via_list,
+    parse_route_list, parse_token_list, parse_via_list,
 };
 pub use uri::{Host, Params, SipUri, TelUri, Uri, UriError};
 
@@ -202,6 +202,231 @@ fn trim_wsp(s: &str) -> &str {
     s.trim_matches([' ', '\t'])
 }
 
+/// The head of a message cut into its start line and header fields.
+struct Split {
+    /// The start line and the fields; spans point into it.
+    text: String,
+    first_len: usize,
+    fields: Vec<Field>,
+    body_start: usize,
+    framing: Framing,
+    /// The first fault found in the lines (reported after the start line is read, so that a
+    /// request's reply can still be addressed).
+    error: Option<ParseError>,
+}
+
+/// The common case in one pass: CRLF line ends, no folding, no control character but the line
+/// ends, an empty line closing the head. The head is copied as it is and the fields point into
+/// it. `None` sends anything else to [`split_general`], which also names the fault.
+fn split_plain(data: &[u8], pos: usize) -> Option<Split> {
+    // Where the lines end (the position of each CR), up to the empty line.
+    let mut ends = [0u32; 64];
+    let mut lines = 0;
+    let mut line_start = pos;
+    let mut body_start = None;
+    for nl in memchr::memchr_iter(b'\n', &data[pos..]) {
+        let i = pos + nl;
+        if i == line_start || data[i - 1] != b'\r' {
+            return None; // a bare LF
+        }
+        if i - 1 == line_start {
+            body_start = Some(i + 1);
+            break;
+        }
+        if lines == ends.len() {
+            return None; // many fields: the general path counts them
+        }
+        ends[lines] = (i - 1 - pos) as u32;
+        lines += 1;
+        line_start = i + 1;
+    }
+    let body_start = body_start?;
+    let head = &data[pos..body_start];
+    // Every control octet must be one of the CRLFs counted (the empty line's too); anything
+    // else, or a non-ASCII octet, takes the careful path.
+    if control_octets(head) != 2 * (lines + 1) {
+        return None;
+    }
+    let text = String::from_utf8(head.to_vec()).ok()?;
+    let first_len = ends[0] as usize;
+    let mut fields: Vec<Field> = Vec::with_capacity(lines);
+    let t = text.as_bytes();
+    let mut start = first_len + 2;
+    for &end in &ends[1..lines] {
+        let end = end as usize;
+        let line = &t[start..end];
+        let colon = line.iter().position(|&b| b == b':')?;
+        let mut name_end = colon;
+        while name_end > 0 && scan::is_wsp(line[name_end - 1]) {
+            name_end -= 1;
+        }
+        let name = HeaderName::parse(&text[start..start + name_end]);
+        // A name we know is made of token characters; any other is checked (an empty one,
+        // folding's leading space, a space inside: the general path names the fault).
+        if let HeaderName::Other(n) = &name
+            && (n.is_empty() || !n.bytes().all(scan::is_token))
+        {
+            return None;
+        }
+        let mut j = colon + 1;
+        while j < line.len() && scan::is_wsp(line[j]) {
+            j += 1;
+        }
+        let mut k = line.len();
+        while k > j && scan::is_wsp(line[k - 1]) {
+            k -= 1;
+        }
+        fields.push(Field {
+            name,
+            name_span: (start as u32, (start + name_end) as u32),
+            value_span: ((start + j) as u32, (start + k) as u32),
+        });
+        start = end + 2;
+    }
+    Some(Split {
+        text,
+        first_len,
+        fields,
+        body_start,
+        framing: Framing::default(),
+        error: None,
+    })
+}
+
+/// How many octets are control characters other than HT (CR and LF included), counting
+/// every non-ASCII octet as one too. Branch-free over blocks, so that it vectorises.
+fn control_octets(b: &[u8]) -> usize {
+    // Below 0x20 or from 0x7f: outside 0x20..=0x7e after one subtraction.
+    let is = |c: u8| ((c.wrapping_sub(0x20) > 0x5e) & (c != b'\t')) as u8;
+    let mut chunks = b.chunks_exact(64);
+    let mut n = 0usize;
+    for chunk in &mut chunks {
+        n += chunk.iter().fold(0u8, |acc, &c| acc + is(c)) as usize;
+    }
+    n + chunks
+        .remainder()
+        .iter()
+        .map(|&c| is(c) as usize)
+        .sum::<usize>()
+}
+
+/// Any head: bare LF or CR line ends, folding, a datagram without the empty line. Folded
+/// values are unfolded into the copied text; a malformed line is reported in `error`.
+fn split_general(data: &[u8], mut pos: usize) -> Result<Split, ParseError> {
+    let mut framing = Framing::default();
+    // Cut the head: lines up to the first empty one.
+    let head_start = pos;
+    let mut lines: Vec<(usize, usize)> = Vec::with_capacity(24);
+    let mut body_start = None;
+    while let Some(line) = next_line(data, pos) {
+        framing.bare_line_ends |= line.bare;
+        pos = line.next;
+        if line.start == line.end && line.end < data.len() {
+            body_start = Some(line.next);
+            break;
+        }
+        lines.push((line.start, line.end));
+        if lines.len() > MAX_HEADERS + 1 {
+            return Err(ParseError::status(400, "too many header lines"));
+        }
+    }
+    let body_start = match body_start {
+        Some(b) => b,
+        None => {
+            framing.unterminated_head = true;
+            data.len()
+        }
+    };
+    let head_end = lines.last().map_or(head_start, |l| l.1);
+    let head = std::str::from_utf8(&data[head_start..head_end])
+        .map_err(|_| ParseError::status(400, "header section is not UTF-8"))?;
+    let line_str = |(s, e): (usize, usize)| &head[s - head_start..e - head_start];
+
+    let first = line_str(lines[0]);
+
+    // Collect the header fields (unfolded) into the message text.
+    let mut text = String::with_capacity(head.len() + 8);
+    text.push_str(first);
+    text.push_str("\r\n");
+    let mut fields: Vec<Field> = Vec::with_capacity(lines.len());
+    let mut split_error: Option<ParseError> = None;
+    if has_control(first) {
+        split_error = Some(ParseError::status(
+            400,
+            "control character in the start line",
+        ));
+    }
+    for &span in &lines[1..] {
+        let line = line_str(span);
+        if has_control(line) {
+            split_error.get_or_insert(ParseError::status(400, "control character in a header"));
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            // Folding: the continuation joins the previous field with one space.
+            match fields.last_mut() {
+                Some(f) => {
+                    let cont = trim_wsp(line);
+                    if !cont.is_empty() {
+                        if f.value_span.1 > f.value_span.0 {
+                            text.push(' ');
+                        }
+                        text.push_str(cont);
+                        f.value_span.1 = text.len() as u32;
+                    }
+                }
+                None => {
+                    split_error.get_or_insert(ParseError::status(
+                        400,
+                        "continuation line before any header",
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some(colon) = scan::find(line, b':') else {
+            split_error.get_or_insert(ParseError::status(
+                400,
+                format!("header line without a colon: {:.40}", line),
+            ));
+            continue;
+        };
+        let name = line[..colon].trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(scan::is_token) {
+            split_error.get_or_insert(ParseError::status(400, "invalid header name"));
+            continue;
+        }
+        let value = trim_wsp(&line[colon + 1..]);
+        if !fields.is_empty() {
+            text.push_str("\r\n");
+        }
+        let ns = text.len() as u32;
+        text.push_str(name);
+        let ne = text.len() as u32;
+        text.push_str(": ");
+        let vs = text.len() as u32;
+        text.push_str(value);
+        fields.push(Field {
+            name: HeaderName::parse(name),
+            name_span: (ns, ne),
+            value_span: (vs, text.len() as u32),
+        });
+    }
+    // Trailing white space left by folding.
+    for f in &mut fields {
+        let v = &text[f.value_span.0 as usize..f.value_span.1 as usize];
+        f.value_span.1 = f.value_span.0 + v.trim_end_matches([' ', '\t']).len() as u32;
+    }
+    Ok(Split {
+        text,
+        first_len: first.len(),
+        fields,
+        body_start,
+        framing,
+        error: split_error,
+    })
+}
+
 impl Message {
     /// Parses one message for processing: its syntax, then what RFC 3261 requires of every
     /// message (Via, From, To, Call-ID and CSeq present; the CSeq method matching a request's).
@@ -217,7 +442,6 @@ impl Message {
     }
 
     fn parse_inner(data: &[u8], delivery: Delivery, complete: bool) -> Result<Message, ParseError> {
-        let mut framing = Framing::default();
         // RFC 3261 7.5: empty lines before the start line are ignored.
         let mut pos = 0;
         while pos < data.len() && (data[pos] == b'\r' || data[pos] == b'\n') {
@@ -226,133 +450,35 @@ impl Message {
         if pos >= data.len() {
             return Err(ParseError::drop("empty message"));
         }
-        // Cut the head: lines up to the first empty one.
-        let head_start = pos;
-        let mut lines: Vec<(usize, usize)> = Vec::with_capacity(24);
-        let mut body_start = None;
-        while let Some(line) = next_line(data, pos) {
-            framing.bare_line_ends |= line.bare;
-            pos = line.next;
-            if line.start == line.end && line.end < data.len() {
-                body_start = Some(line.next);
-                break;
-            }
-            lines.push((line.start, line.end));
-            if lines.len() > MAX_HEADERS + 1 {
-                return Err(ParseError::status(400, "too many header lines"));
-            }
-        }
-        let body_start = match body_start {
-            Some(b) => b,
-            None => {
-                framing.unterminated_head = true;
-                data.len()
-            }
+        let split = match split_plain(data, pos) {
+            Some(split) => split,
+            None => split_general(data, pos)?,
         };
-        let head_end = lines.last().map_or(head_start, |l| l.1);
-        let head = std::str::from_utf8(&data[head_start..head_end])
-            .map_err(|_| ParseError::status(400, "header section is not UTF-8"))?;
-        let line_str = |(s, e): (usize, usize)| &head[s - head_start..e - head_start];
-
-        let first = line_str(lines[0]);
-        let is_response = starts_with_sip(first);
-
-        // Collect the header fields (unfolded) into the message text.
-        let mut text = String::with_capacity(head.len() + 8);
-        text.push_str(first);
-        text.push_str("\r\n");
-        let mut fields: Vec<Field> = Vec::with_capacity(lines.len());
-        let mut split_error: Option<ParseError> = None;
-        if has_control(first) {
-            split_error = Some(ParseError::status(
-                400,
-                "control character in the start line",
-            ));
-        }
-        for &span in &lines[1..] {
-            let line = line_str(span);
-            if has_control(line) {
-                split_error.get_or_insert(ParseError::status(400, "control character in a header"));
-                continue;
-            }
-            if line.starts_with([' ', '\t']) {
-                // Folding: the continuation joins the previous field with one space.
-                match fields.last_mut() {
-                    Some(f) => {
-                        let cont = trim_wsp(line);
-                        if !cont.is_empty() {
-                            if f.value_span.1 > f.value_span.0 {
-                                text.push(' ');
-                            }
-                            text.push_str(cont);
-                            f.value_span.1 = text.len() as u32;
-                        }
-                    }
-                    None => {
-                        split_error.get_or_insert(ParseError::status(
-                            400,
-                            "continuation line before any header",
-                        ));
-                    }
-                }
-                continue;
-            }
-            let Some(colon) = scan::find(line, b':') else {
-                split_error.get_or_insert(ParseError::status(
-                    400,
-                    format!("header line without a colon: {:.40}", line),
-                ));
-                continue;
-            };
-            let name = line[..colon].trim_end_matches([' ', '\t']);
-            if name.is_empty() || !name.bytes().all(scan::is_token) {
-                split_error.get_or_insert(ParseError::status(400, "invalid header name"));
-                continue;
-            }
-            let value = trim_wsp(&line[colon + 1..]);
-            if !fields.is_empty() {
-                text.push_str("\r\n");
-            }
-            let ns = text.len() as u32;
-            text.push_str(name);
-            let ne = text.len() as u32;
-            text.push_str(": ");
-            let vs = text.len() as u32;
-            text.push_str(value);
-            fields.push(Field {
-                name: HeaderName::parse(name),
-                name_span: (ns, ne),
-                value_span: (vs, text.len() as u32),
-            });
-        }
-        // Trailing white space left by folding.
-        for f in &mut fields {
-            let v = &text[f.value_span.0 as usize..f.value_span.1 as usize];
-            f.value_span.1 = f.value_span.0 + v.trim_end_matches([' ', '\t']).len() as u32;
-        }
-
+        let first_len = split.first_len;
+        let is_response = starts_with_sip(&split.text[..first_len]);
         let mut msg = Message {
-            text,
+            text: split.text,
             start: Start::Response {
                 code: 0,
                 reason: (0, 0),
             },
-            fields,
+            fields: split.fields,
             body: Vec::new(),
-            framing,
+            framing: split.framing,
         };
-        let result = split_error
+        let result = split
+            .error
             .map_or(Ok(()), Err)
-            .and_then(|()| msg.parse_start_line(first.len()))
+            .and_then(|()| msg.parse_start_line(first_len))
             .and_then(|()| msg.validate_headers(complete))
-            .and_then(|()| msg.take_body(data, body_start, delivery));
+            .and_then(|length| msg.take_body(data, split.body_start, length, delivery));
         match result {
             Ok(()) => Ok(msg),
             Err(mut e) => {
                 if is_response {
                     e.status = None; // a broken response is dropped
                 } else {
-                    e.context = Some(Box::new(msg.reply_context(first)));
+                    e.context = Some(Box::new(msg.reply_context(&msg.text[..first_len])));
                 }
                 Err(e)
             }
@@ -384,15 +510,22 @@ impl Message {
             };
             return Ok(());
         }
-        let mut parts = line.split(' ');
-        let (Some(method), Some(uri), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // METHOD SP Request-URI SP SIP-Version: exactly two spaces.
+        let sp1 = scan::find(line, b' ');
+        let sp2 = sp1.and_then(|a| scan::find(&line[a + 1..], b' ').map(|b| a + 1 + b));
+        let (Some(a), Some(b)) = (sp1, sp2) else {
             return Err(ParseError::status(
                 400,
                 "request line is not METHOD SP Request-URI SP SIP-Version",
             ));
         };
+        let (method, uri, version) = (&line[..a], &line[a + 1..b], &line[b + 1..]);
+        if scan::find(version, b' ').is_some() {
+            return Err(ParseError::status(
+                400,
+                "request line is not METHOD SP Request-URI SP SIP-Version",
+            ));
+        }
         if method.is_empty() || !method.bytes().all(scan::is_token) {
             return Err(ParseError::status(400, "invalid method"));
         }
@@ -418,7 +551,8 @@ impl Message {
         Ok(())
     }
 
-    fn validate_headers(&self, complete: bool) -> Result<(), ParseError> {
+    /// Checks every header the engine knows; returns the Content-Length, if given.
+    fn validate_headers(&self, complete: bool) -> Result<Option<usize>, ParseError> {
         let mut seen = [false; 64];
         let mut count_single = |name: &HeaderName| -> Result<(), ParseError> {
             if !name.is_single() {
@@ -434,8 +568,9 @@ impl Message {
             seen[idx] = true;
             Ok(())
         };
-        let (mut via, mut from, mut to, mut call_id, mut cseq) =
-            (false, false, false, false, false);
+        let (mut via, mut from, mut to, mut call_id) = (false, false, false, false);
+        let mut cseq = None;
+        let mut length = None;
         for f in &self.fields {
             count_single(&f.name)?;
             let v = self.span(f.value_span);
@@ -472,8 +607,8 @@ impl Message {
                     }
                 }
                 HeaderName::Route | HeaderName::RecordRoute => {
-                    for r in scan::split_commas(v) {
-                        NameAddr::parse(r, true).map_err(bad)?;
+                    for r in parse_route_list(v) {
+                        r.map_err(bad)?;
                     }
                 }
                 HeaderName::CallId => {
@@ -481,14 +616,13 @@ impl Message {
                     check_call_id(v).map_err(bad)?;
                 }
                 HeaderName::CSeq => {
-                    cseq = true;
-                    CSeq::parse(v).map_err(bad)?;
+                    cseq = Some(CSeq::parse(v).map_err(bad)?);
                 }
                 HeaderName::MaxForwards => {
                     parse_number(v, 255).map_err(bad)?;
                 }
                 HeaderName::ContentLength => {
-                    parse_number(v, u32::MAX as u64).map_err(bad)?;
+                    length = Some(parse_number(v, u32::MAX as u64).map_err(bad)? as usize);
                 }
                 HeaderName::Expires | HeaderName::MinExpires => {
                     parse_delta_seconds(v).map_err(bad)?;
@@ -524,20 +658,20 @@ impl Message {
             }
         }
         if !complete {
-            return Ok(());
+            return Ok(length);
         }
         let missing = [
             (via, "Via"),
             (from, "From"),
             (to, "To"),
             (call_id, "Call-ID"),
-            (cseq, "CSeq"),
+            (cseq.is_some(), "CSeq"),
         ];
         if let Some((_, name)) = missing.iter().find(|(present, _)| !present) {
             return Err(ParseError::status(400, format!("missing {name} header")));
         }
         if let Start::Request { method, .. } = &self.start
-            && let Some(c) = self.cseq()
+            && let Some(c) = cseq
             && c.method != method.as_str()
         {
             // An unknown method is answered 501 whatever its CSeq (RFC 4475 3.1.2.18).
@@ -547,20 +681,17 @@ impl Message {
                 "CSeq method does not match the request method",
             ));
         }
-        Ok(())
+        Ok(length)
     }
 
     fn take_body(
         &mut self,
         data: &[u8],
         body_start: usize,
+        declared: Option<usize>,
         delivery: Delivery,
     ) -> Result<(), ParseError> {
         let available = data.len().saturating_sub(body_start);
-        let declared = self
-            .header(&HeaderName::ContentLength)
-            .and_then(|v| parse_number(v, u32::MAX as u64).ok())
-            .map(|n| n as usize);
         let len = match (declared, delivery) {
             (Some(d), _) if d <= available => {
                 self.framing.trailing_bytes = available - d;
@@ -811,7 +942,7 @@ impl Message {
 
     fn addr_list<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = NameAddr<'a>> + 'a {
         self.header_values(name)
-            .flat_map(|v| scan::split_commas(v).filter_map(|r| NameAddr::parse(r, true).ok()))
+            .flat_map(|v| parse_route_list(v).filter_map(Result::ok))
     }
 
     /// Content-Type.

@@ -22,9 +22,17 @@ macro_rules! header_names {
                 if name.len() == 1 {
                     let c = name.as_bytes()[0].to_ascii_lowercase();
                     $( $( if c == $compact { return HeaderName::$variant; } )? )*
+                    return HeaderName::Other(name.into());
                 }
-                $( if name.eq_ignore_ascii_case($canon) { return HeaderName::$variant; } )*
-                HeaderName::Other(name.into())
+                // One jump on length, first and last letter, then one comparison.
+                #[allow(non_upper_case_globals)]
+                mod keys {
+                    $( pub const $variant: u32 = super::key($canon.as_bytes()); )*
+                }
+                match key(name.as_bytes()) {
+                    $( keys::$variant if name.eq_ignore_ascii_case($canon) => HeaderName::$variant, )*
+                    _ => HeaderName::Other(name.into()),
+                }
             }
 
             /// The canonical spelling (the long form).
@@ -80,6 +88,18 @@ header_names! {
     WwwAuthenticate => "WWW-Authenticate";
 }
 
+/// A name's length, first and last octet (letters folded to lower case), for the match in
+/// [`HeaderName::parse`].
+const fn key(b: &[u8]) -> u32 {
+    match b {
+        [] => 0,
+        [first, .., last] => {
+            (b.len() as u32) << 16 | ((*first | 0x20) as u32) << 8 | (*last | 0x20) as u32
+        }
+        [only] => 1 << 16 | (*only | 0x20) as u32,
+    }
+}
+
 impl HeaderName {
     /// Headers that may appear once only (RFC 3261 7.3.1: only comma-list headers may repeat).
     pub fn is_single(&self) -> bool {
@@ -127,6 +147,16 @@ mod tests {
             HeaderName::Other("NewFangledHeader".into())
         );
         assert_eq!(HeaderName::parse("q"), HeaderName::Other("q".into()));
+        assert_eq!(HeaderName::parse("Via2"), HeaderName::Other("Via2".into()));
+        assert_eq!(
+            HeaderName::parse("Call-IX"),
+            HeaderName::Other("Call-IX".into())
+        );
+        assert_eq!(HeaderName::parse("CONTACT"), HeaderName::Contact);
+        assert_eq!(
+            HeaderName::parse("www-authenticate"),
+            HeaderName::WwwAuthenticate
+        );
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
     }
 }

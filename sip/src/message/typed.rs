@@ -28,34 +28,77 @@ type Result<T> = std::result::Result<T, HeaderError>;
 pub const MAX_PARAMS: usize = 64;
 
 /// `*( SEMI generic-param )`: consumes parameters and returns them as written. A name given
-/// twice (two tags, two branches) makes the value ambiguous and is refused.
-fn generic_params<'a>(c: &mut Cursor<'a>) -> Result<Params<'a>> {
+/// twice (two tags, two branches) makes the value ambiguous and is refused. `check` sees each
+/// parameter as it is read (a header's own rules for its parameters).
+fn generic_params<'a>(
+    c: &mut Cursor<'a>,
+    mut check: impl FnMut(&'a str, Option<&'a str>) -> Result<()>,
+) -> Result<Params<'a>> {
+    let s = c.s;
+    let b = s.as_bytes();
     let start = c.pos;
-    let mut names: [&str; MAX_PARAMS] = [""; MAX_PARAMS];
+    let mut i = c.pos;
+    // Names seen so far: the first few inline, the rest (rare) on the heap.
+    let mut names: [&str; 8] = [""; 8];
+    let mut more: Vec<&str> = Vec::new();
     let mut n = 0;
     loop {
-        let save = c.pos;
-        if !c.sep(b';') {
-            c.pos = save;
+        let mut j = skip_wsp(b, i);
+        if b.get(j) != Some(&b';') {
             break;
         }
-        let name = c
-            .token()
-            .ok_or(HeaderError("empty or invalid parameter name"))?;
+        j = skip_wsp(b, j + 1);
+        let ns = j;
+        while j < b.len() && is_token(b[j]) {
+            j += 1;
+        }
+        if j == ns {
+            return Err(HeaderError("empty or invalid parameter name"));
+        }
+        let name = &s[ns..j];
         if n == MAX_PARAMS {
             return Err(HeaderError("too many parameters"));
         }
-        if names[..n].iter().any(|p| p.eq_ignore_ascii_case(name)) {
+        let seen = &names[..n.min(8)];
+        if seen
+            .iter()
+            .chain(more.iter())
+            .any(|p| p.eq_ignore_ascii_case(name))
+        {
             return Err(HeaderError("parameter given twice"));
         }
-        names[n] = name;
-        n += 1;
-        if c.sep(b'=') {
-            gen_value(c)?;
+        if n < 8 {
+            names[n] = name;
+        } else {
+            more.push(name);
         }
+        n += 1;
+        let k = skip_wsp(b, j);
+        let value = if b.get(k) == Some(&b'=') {
+            let mut v = Cursor {
+                s,
+                pos: skip_wsp(b, k + 1),
+            };
+            let value = gen_value(&mut v)?;
+            j = v.pos;
+            Some(value)
+        } else {
+            None
+        };
+        check(name, value)?;
+        i = j;
     }
-    let raw = &c.s[start..c.pos];
-    Ok(Params::from_raw(raw.trim_end_matches([' ', '\t'])))
+    c.pos = i;
+    Ok(Params::from_raw(&s[start..i]))
+}
+
+/// The first position at or after `i` that is not a space or tab.
+#[inline]
+fn skip_wsp(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_wsp(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// `gen-value = token / host / quoted-string`.
@@ -113,6 +156,14 @@ impl<'a> Via<'a> {
 
     fn parse_inner(s: &'a str, sip_2_0: bool) -> Result<Via<'a>> {
         let mut c = Cursor::new(s);
+        let via = Self::parse_at(&mut c, sip_2_0)?;
+        expect_end(&mut c)?;
+        Ok(via)
+    }
+
+    /// One Via value from the cursor, up to the end of its parameters.
+    fn parse_at(c: &mut Cursor<'a>, sip_2_0: bool) -> Result<Via<'a>> {
+        let s = c.s;
         c.sws();
         let protocol = c.token().ok_or(HeaderError("Via without a protocol"))?;
         if !c.sep(b'/') {
@@ -146,51 +197,15 @@ impl<'a> Via<'a> {
         } else {
             None
         };
-        let params = generic_params(&mut c)?;
-        expect_end(&mut c)?;
-        let via = Via {
+        let params = generic_params(c, check_via_param)?;
+        Ok(Via {
             protocol,
             version,
             transport,
             host,
             port,
             params,
-        };
-        via.check_params()?;
-        Ok(via)
-    }
-
-    fn check_params(&self) -> Result<()> {
-        for (name, value) in self.params.iter() {
-            if name.eq_ignore_ascii_case("received") {
-                let v = value.ok_or(HeaderError("Via received without a value"))?;
-                let bare = v
-                    .strip_prefix('[')
-                    .and_then(|x| x.strip_suffix(']'))
-                    .unwrap_or(v);
-                // RFC 5118 4.5: a bracketed IPv6 address must be tolerated.
-                if bare.parse::<std::net::Ipv4Addr>().is_err() && parse_ipv6(bare).is_none() {
-                    return Err(HeaderError("Via received is not an IP address"));
-                }
-            } else if name.eq_ignore_ascii_case("rport") {
-                if let Some(v) = value {
-                    parse_port(v)?;
-                }
-            } else if name.eq_ignore_ascii_case("ttl") {
-                match value.and_then(|v| v.parse::<u8>().ok()) {
-                    Some(_) => {}
-                    None => return Err(HeaderError("Via ttl is not 0-255")),
-                }
-            } else if name.eq_ignore_ascii_case("branch") {
-                let v = value.ok_or(HeaderError("Via branch without a value"))?;
-                if !v.bytes().all(is_token) {
-                    return Err(HeaderError("Via branch is not a token"));
-                }
-            } else if name.eq_ignore_ascii_case("maddr") {
-                parse_host(value.ok_or(HeaderError("Via maddr without a value"))?)?;
-            }
-        }
-        Ok(())
+        })
     }
 
     /// The branch parameter.
@@ -217,9 +232,70 @@ impl<'a> Via<'a> {
     }
 }
 
+/// A Via parameter's own rules: received an IP address, rport a port, ttl 0-255, branch a
+/// token, maddr a host.
+fn check_via_param(name: &str, value: Option<&str>) -> Result<()> {
+    let is = |n: &str| name.len() == n.len() && name.eq_ignore_ascii_case(n);
+    if is("branch") {
+        let v = value.ok_or(HeaderError("Via branch without a value"))?;
+        if !v.bytes().all(is_token) {
+            return Err(HeaderError("Via branch is not a token"));
+        }
+    } else if is("rport") {
+        if let Some(v) = value {
+            parse_port(v)?;
+        }
+    } else if is("received") {
+        let v = value.ok_or(HeaderError("Via received without a value"))?;
+        let bare = v
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(v);
+        // RFC 5118 4.5: a bracketed IPv6 address must be tolerated.
+        if bare.parse::<std::net::Ipv4Addr>().is_err() && parse_ipv6(bare).is_none() {
+            return Err(HeaderError("Via received is not an IP address"));
+        }
+    } else if is("ttl") {
+        if value.and_then(|v| v.parse::<u8>().ok()).is_none() {
+            return Err(HeaderError("Via ttl is not 0-255"));
+        }
+    } else if is("maddr") {
+        parse_host(value.ok_or(HeaderError("Via maddr without a value"))?)?;
+    }
+    Ok(())
+}
+
 /// Parses every Via value of one header line.
 pub fn parse_via_list(value: &str) -> impl Iterator<Item = Result<Via<'_>>> {
-    split_commas(value).map(Via::parse)
+    parse_list(value, |c| Via::parse_at(c, true))
+}
+
+/// A comma list read in one pass: each item's parser stops where its grammar ends, then
+/// `SWS "," SWS` or the end of the value must follow. The first error ends the list.
+fn parse_list<'a, T>(
+    s: &'a str,
+    mut item: impl FnMut(&mut Cursor<'a>) -> Result<T> + 'a,
+) -> impl Iterator<Item = Result<T>> + 'a {
+    let mut c = Cursor::new(s);
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let r = item(&mut c).and_then(|v| {
+            c.sws();
+            if c.at_end() {
+                done = true;
+                Ok(v)
+            } else if c.eat(b',') {
+                Ok(v)
+            } else {
+                Err(HeaderError("unexpected characters after the value"))
+            }
+        });
+        done |= r.is_err();
+        Some(r)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,6 +319,14 @@ impl<'a> NameAddr<'a> {
     /// name-addr is accepted (Route, Record-Route).
     pub fn parse(s: &'a str, brackets_required: bool) -> Result<NameAddr<'a>> {
         let mut c = Cursor::new(s);
+        let a = Self::parse_at(&mut c, brackets_required)?;
+        expect_end(&mut c)?;
+        Ok(a)
+    }
+
+    /// One address from the cursor, up to the end of its parameters.
+    fn parse_at(c: &mut Cursor<'a>, brackets_required: bool) -> Result<NameAddr<'a>> {
+        let s = c.s;
         c.sws();
         let mut display = None;
         if c.peek() == Some(b'"') {
@@ -272,15 +356,19 @@ impl<'a> NameAddr<'a> {
         }
         let (uri, bracketed) = if c.eat(b'<') {
             let start = c.pos;
-            c.take_while(|b| b != b'>');
-            let text = &s[start..c.pos];
-            if !c.eat(b'>') {
-                return Err(HeaderError("< without >"));
-            }
-            if text.is_empty() || text.bytes().any(|b| b == b' ' || b == b'\t') {
-                return Err(HeaderError("white space inside <URI>"));
-            }
-            (Uri::parse(text)?, true)
+            let close =
+                memchr::memchr(b'>', &s.as_bytes()[start..]).ok_or(HeaderError("< without >"))?;
+            let text = &s[start..start + close];
+            c.pos = start + close + 1;
+            let uri = Uri::parse(text).map_err(|e| {
+                // No URI character is white space; say so when that is the fault.
+                if text.is_empty() || text.bytes().any(is_wsp) {
+                    HeaderError("white space inside <URI>")
+                } else {
+                    e.into()
+                }
+            })?;
+            (uri, true)
         } else {
             if brackets_required {
                 return Err(HeaderError("URI must be in angle brackets"));
@@ -294,8 +382,7 @@ impl<'a> NameAddr<'a> {
             }
             (uri, false)
         };
-        let params = generic_params(&mut c)?;
-        expect_end(&mut c)?;
+        let params = generic_params(c, |_, _| Ok(()))?;
         Ok(NameAddr {
             display,
             uri,
@@ -344,13 +431,19 @@ pub enum ContactValue<'a> {
 /// Parses every value of one Contact header line.
 pub fn parse_contact_list(value: &str) -> impl Iterator<Item = Result<ContactValue<'_>>> {
     let star = value.trim() == "*";
-    split_commas(value).map(move |v| {
+    parse_list(value, move |c| {
         if star {
+            c.pos = c.s.len();
             Ok(ContactValue::Star)
         } else {
-            NameAddr::parse(v, false).map(ContactValue::Addr)
+            NameAddr::parse_at(c, false).map(ContactValue::Addr)
         }
     })
+}
+
+/// Parses every value of one Route or Record-Route line (name-addrs only).
+pub fn parse_route_list(value: &str) -> impl Iterator<Item = Result<NameAddr<'_>>> {
+    parse_list(value, |c| NameAddr::parse_at(c, true))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,19 +513,30 @@ pub fn parse_delta_with_params(s: &str) -> Result<(u32, Params<'_>)> {
     c.sws();
     let digits = c.take_while(|b| b.is_ascii_digit());
     let secs = parse_delta_seconds(digits)?;
-    let params = generic_params(&mut c)?;
+    let params = generic_params(&mut c, |_, _| Ok(()))?;
     expect_end(&mut c)?;
     Ok((secs, params))
 }
 
 /// Call-ID: `word ["@" word]`.
 pub fn check_call_id(s: &str) -> Result<()> {
-    let (a, b) = match s.split_once('@') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    };
-    let word = |w: &str| !w.is_empty() && w.bytes().all(is_word);
-    if word(a) && b.is_none_or(word) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && is_word(b[i]) {
+        i += 1;
+    }
+    let first = i;
+    if b.get(i) == Some(&b'@') {
+        i += 1;
+        let second = i;
+        while i < b.len() && is_word(b[i]) {
+            i += 1;
+        }
+        if i == second {
+            i = usize::MAX; // "a@" has no second word
+        }
+    }
+    if first > 0 && i == b.len() {
         Ok(())
     } else {
         Err(HeaderError("Call-ID is not word[@word]"))
@@ -506,7 +610,7 @@ impl<'a> MediaType<'a> {
         let subtype = c
             .token()
             .ok_or(HeaderError("media type without a subtype"))?;
-        let params = generic_params(&mut c)?;
+        let params = generic_params(&mut c, |_, _| Ok(()))?;
         expect_end(&mut c)?;
         Ok(MediaType {
             kind,

@@ -113,9 +113,49 @@ impl<'a> Params<'a> {
     /// The value of the first parameter named `name` (case-insensitive); `Some(None)` for a
     /// parameter without a value.
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // One scan of the validated text: `;` SWS name [SWS "=" SWS value] SWS.
+        let b = self.raw.as_bytes();
+        let mut i = 0;
+        loop {
+            while i < b.len() && matches!(b[i], b';' | b' ' | b'\t') {
+                i += 1;
+            }
+            if i >= b.len() {
+                return None;
+            }
+            let ns = i;
+            while i < b.len() && !matches!(b[i], b';' | b'=' | b' ' | b'\t') {
+                i += 1;
+            }
+            let found = self.raw[ns..i].eq_ignore_ascii_case(name);
+            while i < b.len() && matches!(b[i], b' ' | b'\t') {
+                i += 1;
+            }
+            let value = if b.get(i) == Some(&b'=') {
+                i += 1;
+                while i < b.len() && matches!(b[i], b' ' | b'\t') {
+                    i += 1;
+                }
+                let vs = i;
+                let mut in_quote = false;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' if in_quote => i += 1,
+                        b'"' => in_quote = !in_quote,
+                        b';' if !in_quote => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                let i = i.min(b.len());
+                Some(self.raw[vs..i].trim_end_matches(is_ws))
+            } else {
+                None
+            };
+            if found {
+                return Some(value);
+            }
+        }
     }
 
     /// Whether a parameter named `name` is present.
@@ -176,6 +216,7 @@ static PASSWORD: [bool; 256] = table(&[MARKS, b"&=+$,"]);
 static PARAM: [bool; 256] = table(&[MARKS, b"[]/:&+$"]);
 static HNV: [bool; 256] = table(&[MARKS, b"[]/?:+$"]);
 static URIC: [bool; 256] = table(&[MARKS, b";/?:@&=+$,[]#"]);
+static HOST_CHAR: [bool; 256] = table(&[b"-."]);
 
 fn user_unreserved(b: u8) -> bool {
     USER[b as usize]
@@ -189,6 +230,7 @@ fn param_char(b: u8) -> bool {
     PARAM[b as usize]
 }
 
+#[cfg(test)]
 fn hnv_char(b: u8) -> bool {
     HNV[b as usize]
 }
@@ -201,6 +243,11 @@ fn uric(b: u8) -> bool {
 impl<'a> Uri<'a> {
     /// Parses a whole URI (no angle brackets, no surrounding white space).
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
+        if let Some(rest) = s.get(4..)
+            && s.as_bytes()[..4].eq_ignore_ascii_case(b"sip:")
+        {
+            return parse_sip(s, false, rest).map(Uri::Sip);
+        }
         let colon = super::scan::find(s, b':').ok_or(UriError("URI without a scheme"))?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
@@ -259,19 +306,12 @@ impl fmt::Display for Uri<'_> {
 }
 
 fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>, UriError> {
-    // userinfo ends at the only '@' (neither params nor headers may hold one unescaped).
-    let (userinfo, hostpart) = match super::scan::find(rest, b'@') {
+    // One pass over each part. The userinfo ends at the first '@'; a second one is refused
+    // with the part it falls in, since no host, port, parameter or header character is '@'.
+    let b = rest.as_bytes();
+    let (user, password, mut i) = match super::scan::find(rest, b'@') {
         Some(at) => {
-            if super::scan::find(&rest[at + 1..], b'@').is_some() {
-                return Err(UriError("more than one @ in SIP URI"));
-            }
-            (Some(&rest[..at]), &rest[at + 1..])
-        }
-        None => (None, rest),
-    };
-    let (user, password) = match userinfo {
-        None => (None, None),
-        Some(ui) => {
+            let ui = &rest[..at];
             let (user, password) = match super::scan::find(ui, b':') {
                 Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                 None => (ui, None),
@@ -285,40 +325,75 @@ fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>
             {
                 return Err(UriError("invalid password in SIP URI"));
             }
-            (Some(user), password)
+            (Some(user), password, at + 1)
         }
+        None => (None, None, 0),
     };
-    let (before_headers, headers) = match super::scan::find(hostpart, b'?') {
-        Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
-        None => (hostpart, None),
+    // host [":" port]
+    let host_start = i;
+    if b.get(i) == Some(&b'[') {
+        i += super::scan::find(&rest[i..], b']').ok_or(UriError("unclosed IPv6 reference"))? + 1;
+    } else {
+        while i < b.len() && HOST_CHAR[b[i] as usize] {
+            i += 1;
+        }
+    }
+    let host = parse_host(&rest[host_start..i])?;
+    let port = if b.get(i) == Some(&b':') {
+        let ps = i + 1;
+        i = ps;
+        while i < b.len() && b[i] != b';' && b[i] != b'?' {
+            i += 1;
+        }
+        Some(parse_port(&rest[ps..i])?)
+    } else {
+        None
     };
-    let (hostport, params) = match super::scan::find(before_headers, b';') {
-        Some(sc) => (&before_headers[..sc], &before_headers[sc..]),
-        None => (before_headers, ""),
-    };
-    let (host, port) = parse_hostport(hostport)?;
-    for p in params.split(';').skip(1) {
-        let ok = match p.split_once('=') {
-            Some((n, v)) => escaped_run(n, param_char) && escaped_run(v, param_char),
-            None => escaped_run(p, param_char),
-        };
-        if !ok {
+    // *( ";" pname ["=" pvalue] )
+    let params_start = i;
+    while b.get(i) == Some(&b';') {
+        i += 1;
+        let n = escaped_len(&b[i..], &PARAM);
+        if n == 0 {
             return Err(UriError("invalid SIP URI parameter"));
         }
-    }
-    if let Some(h) = headers {
-        for pair in h.split('&') {
-            let ok = match pair.split_once('=') {
-                Some((n, v)) => {
-                    escaped_run(n, hnv_char) && (v.is_empty() || escaped_run(v, hnv_char))
-                }
-                None => false,
-            };
-            if !ok {
-                return Err(UriError("invalid SIP URI header"));
+        i += n;
+        if b.get(i) == Some(&b'=') {
+            i += 1;
+            let v = escaped_len(&b[i..], &PARAM);
+            if v == 0 {
+                return Err(UriError("invalid SIP URI parameter"));
             }
+            i += v;
         }
     }
+    let params = &rest[params_start..i];
+    // ["?" hname "=" [hvalue] *("&" ...)]
+    let headers = match b.get(i) {
+        None => None,
+        Some(b'?') => {
+            let hs = i + 1;
+            loop {
+                i += 1;
+                let n = escaped_len(&b[i..], &HNV);
+                if n == 0 || b.get(i + n) != Some(&b'=') {
+                    return Err(UriError("invalid SIP URI header"));
+                }
+                i += n + 1;
+                i += escaped_len(&b[i..], &HNV);
+                match b.get(i) {
+                    None => break,
+                    Some(b'&') => {}
+                    Some(_) => return Err(UriError("invalid SIP URI header")),
+                }
+            }
+            Some(&rest[hs..])
+        }
+        Some(_) if params_start == i && port.is_none() => {
+            return Err(UriError("invalid host name"));
+        }
+        Some(_) => return Err(UriError("invalid SIP URI parameter")),
+    };
     Ok(SipUri {
         secure,
         user,
@@ -331,66 +406,98 @@ fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>
     })
 }
 
-/// `host [":" port]`, where an IPv6 address is bracketed.
-pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
-    let (host_text, port_text) = if s.starts_with('[') {
-        let close = super::scan::find(s, b']').ok_or(UriError("unclosed IPv6 reference"))?;
-        let after = &s[close + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(UriError("junk after IPv6 reference")),
-        };
-        (&s[..=close], port)
-    } else {
-        match super::scan::find(s, b':') {
-            Some(c) => (&s[..c], Some(&s[c + 1..])),
-            None => (s, None),
+/// The length of the longest prefix of `allowed` bytes and well-formed `%HH` escapes; a
+/// malformed escape ends the run (so a caller expecting more sees a stray '%').
+#[inline]
+fn escaped_len(b: &[u8], allowed: &[bool; 256]) -> usize {
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if allowed[c as usize] {
+            i += 1;
+        } else if c == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
+            i += 3;
+        } else {
+            break;
         }
-    };
-    let host = parse_host(host_text)?;
-    let port = match port_text {
-        None => None,
-        Some(p) => Some(parse_port(p)?),
-    };
-    Ok((host, port))
+    }
+    i
 }
 
 pub(crate) fn parse_port(p: &str) -> Result<u16, UriError> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+    let b = p.as_bytes();
+    if b.is_empty() || b.len() > 5 {
         return Err(UriError("invalid port"));
     }
-    p.parse::<u16>().map_err(|_| UriError("port out of range"))
+    let mut v: u32 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return Err(UriError("invalid port"));
+        }
+        v = v * 10 + (c - b'0') as u32;
+    }
+    u16::try_from(v).map_err(|_| UriError("port out of range"))
 }
 
 /// `hostname / IPv4address / IPv6reference`.
 pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
-    if let Some(inner) = s.strip_prefix('[') {
-        let inner = inner
-            .strip_suffix(']')
-            .ok_or(UriError("unclosed IPv6 reference"))?;
-        return parse_ipv6(inner)
-            .map(Host::V6)
-            .ok_or(UriError("invalid IPv6 address"));
-    }
-    if s.is_empty() {
-        return Err(UriError("empty host"));
-    }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return parse_ipv4(s)
-            .map(Host::V4)
-            .ok_or(UriError("invalid IPv4 address"));
-    }
-    if is_hostname(s) {
-        Ok(Host::Name(s))
-    } else {
-        Err(UriError("invalid host name"))
+    let b = s.as_bytes();
+    match b.first() {
+        None => Err(UriError("empty host")),
+        Some(b'[') => {
+            let inner = s[1..]
+                .strip_suffix(']')
+                .ok_or(UriError("unclosed IPv6 reference"))?;
+            parse_ipv6(inner)
+                .map(Host::V6)
+                .ok_or(UriError("invalid IPv6 address"))
+        }
+        Some(c)
+            if c.is_ascii_digit()
+                && let Some(v4) = dotted_quad(b) =>
+        {
+            v4.map(Host::V4)
+        }
+        Some(_) if is_hostname(s) => Ok(Host::Name(s)),
+        Some(_) => Err(UriError("invalid host name")),
     }
 }
 
-/// Dotted decimal with four octets, each 0..=255 (leading zeros refused, as RFC 3986 does).
-fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
-    s.parse::<Ipv4Addr>().ok()
+/// Text of digits and dots only is an IPv4 address or nothing: four octets, each 0..=255,
+/// without leading zeros (as RFC 3986 and the standard library read them). `None` when some
+/// other character makes it a host name to check instead.
+fn dotted_quad(b: &[u8]) -> Option<Result<Ipv4Addr, UriError>> {
+    let mut octets = [0u8; 4];
+    let (mut n, mut value, mut digits, mut ok) = (0, 0u32, 0, true);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                ok &= !(digits == 1 && value == 0);
+                value = (value * 10 + (c - b'0') as u32).min(1000);
+                digits += 1;
+            }
+            b'.' => {
+                if digits == 0 || value > 255 || n == 3 {
+                    ok = false;
+                } else {
+                    octets[n] = value as u8;
+                    n += 1;
+                }
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if ok && n == 3 && digits > 0 && value <= 255 {
+        octets[3] = value as u8;
+        Some(Ok(Ipv4Addr::from(octets)))
+    } else {
+        Some(Err(UriError("invalid IPv4 address")))
+    }
 }
 
 /// An IPv6 address. RFC 5118 4.10: RFC 3261's ABNF also admits `2001:db8:::192.0.2.1`

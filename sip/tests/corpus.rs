@@ -90,6 +90,34 @@ fn valid_messages_parse_and_round_trip() {
         checked += 1;
         match Message::parse(&bytes, Delivery::Datagram) {
             Ok(m) => {
+                // The keys the parser kept are the ones the headers say when read again.
+                let keys = |m: &Message| {
+                    (
+                        m.top_branch().map(str::to_string),
+                        m.from_tag().map(str::to_string),
+                        m.to_tag().map(str::to_string),
+                        m.cseq().map(|c| (c.seq, c.method.to_string())),
+                    )
+                };
+                let mut reread = m.clone();
+                reread.remove_headers(&hotline_sip::message::HeaderName::Other("-".into()));
+                let read_again = (
+                    reread
+                        .top_via()
+                        .and_then(|v| v.branch().map(str::to_string)),
+                    reread
+                        .from_header()
+                        .and_then(|f| f.tag().map(str::to_string)),
+                    reread.to_header().and_then(|t| t.tag().map(str::to_string)),
+                    reread.cseq().map(|c| (c.seq, c.method.to_string())),
+                );
+                if keys(&m) != read_again || keys(&reread) != read_again {
+                    failures.push(format!(
+                        "{}: kept keys {:?}, read again {read_again:?}",
+                        case.path,
+                        keys(&m)
+                    ));
+                }
                 let again = Message::parse(&m.to_bytes(), Delivery::Stream);
                 match again {
                     Ok(a) if a.headers().count() == m.headers().count() && a.body() == m.body() => {

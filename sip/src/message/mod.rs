@@ -86,6 +86,26 @@ pub struct Message {
     fields: Vec<Field>,
     body: Vec<u8>,
     framing: Framing,
+    /// What validation read of every transaction's and dialog's keys.
+    known: Known,
+}
+
+/// The keys every transaction and dialog reads, kept by the parser where it validated them so
+/// that reading them costs no second parse. Any change to the header fields clears them (the
+/// accessors then parse the text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Known {
+    valid: bool,
+    branch: Option<Span>,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    cseq: Option<(u32, Span)>,
+}
+
+/// The span of `part`, a slice of `value`, which starts at `base` in the message text.
+fn sub_span(base: u32, value: &str, part: &str) -> Span {
+    let start = base + (part.as_ptr() as usize - value.as_ptr() as usize) as u32;
+    (start, start + part.len() as u32)
 }
 
 /// The standard reason phrase of a status code.
@@ -465,13 +485,17 @@ impl Message {
             fields: split.fields,
             body: Vec::new(),
             framing: split.framing,
+            known: Known::default(),
         };
         let result = split
             .error
             .map_or(Ok(()), Err)
             .and_then(|()| msg.parse_start_line(first_len))
             .and_then(|()| msg.validate_headers(complete))
-            .and_then(|length| msg.take_body(data, split.body_start, length, delivery));
+            .and_then(|(length, known)| {
+                msg.known = known;
+                msg.take_body(data, split.body_start, length, delivery)
+            });
         match result {
             Ok(()) => Ok(msg),
             Err(mut e) => {
@@ -551,8 +575,9 @@ impl Message {
         Ok(())
     }
 
-    /// Checks every header the engine knows; returns the Content-Length, if given.
-    fn validate_headers(&self, complete: bool) -> Result<Option<usize>, ParseError> {
+    /// Checks every header the engine knows; returns the Content-Length, if given, and the
+    /// transaction and dialog keys read on the way.
+    fn validate_headers(&self, complete: bool) -> Result<(Option<usize>, Known), ParseError> {
         let mut seen = [false; 64];
         let mut count_single = |name: &HeaderName| -> Result<(), ParseError> {
             if !name.is_single() {
@@ -571,6 +596,10 @@ impl Message {
         let (mut via, mut from, mut to, mut call_id) = (false, false, false, false);
         let mut cseq = None;
         let mut length = None;
+        let mut known = Known {
+            valid: true,
+            ..Known::default()
+        };
         for f in &self.fields {
             count_single(&f.name)?;
             let v = self.span(f.value_span);
@@ -579,9 +608,12 @@ impl Message {
             };
             match &f.name {
                 HeaderName::Via => {
-                    via = true;
                     for r in parse_via_list(v) {
-                        r.map_err(bad)?;
+                        let top = r.map_err(bad)?;
+                        if !via {
+                            known.branch = top.branch().map(|b| sub_span(f.value_span.0, v, b));
+                            via = true;
+                        }
                     }
                 }
                 HeaderName::From | HeaderName::To => {
@@ -592,8 +624,15 @@ impl Message {
                     }
                     let a = NameAddr::parse(v, false).map_err(bad)?;
                     // tag-param = "tag" EQUAL token (RFC 3261 25.1).
-                    if a.params.get("tag") == Some(None) {
-                        return Err(bad(HeaderError("tag without a value")));
+                    let tag = match a.params.get("tag") {
+                        Some(None) => return Err(bad(HeaderError("tag without a value"))),
+                        Some(Some(t)) => Some(sub_span(f.value_span.0, v, t)),
+                        None => None,
+                    };
+                    if f.name == HeaderName::From {
+                        known.from_tag = tag;
+                    } else {
+                        known.to_tag = tag;
                     }
                 }
                 HeaderName::Contact => {
@@ -616,7 +655,9 @@ impl Message {
                     check_call_id(v).map_err(bad)?;
                 }
                 HeaderName::CSeq => {
-                    cseq = Some(CSeq::parse(v).map_err(bad)?);
+                    let c = CSeq::parse(v).map_err(bad)?;
+                    known.cseq = Some((c.seq, sub_span(f.value_span.0, v, c.method)));
+                    cseq = Some(c);
                 }
                 HeaderName::MaxForwards => {
                     parse_number(v, 255).map_err(bad)?;
@@ -658,7 +699,7 @@ impl Message {
             }
         }
         if !complete {
-            return Ok(length);
+            return Ok((length, known));
         }
         let missing = [
             (via, "Via"),
@@ -681,7 +722,7 @@ impl Message {
                 "CSeq method does not match the request method",
             ));
         }
-        Ok(length)
+        Ok((length, known))
     }
 
     fn take_body(
@@ -894,6 +935,30 @@ impl Message {
         self.vias().next()
     }
 
+    /// The topmost Via's branch.
+    pub fn top_branch(&self) -> Option<&str> {
+        if self.known.valid {
+            return self.known.branch.map(|s| self.span(s));
+        }
+        self.top_via().and_then(|v| v.branch())
+    }
+
+    /// The From tag.
+    pub fn from_tag(&self) -> Option<&str> {
+        if self.known.valid {
+            return self.known.from_tag.map(|s| self.span(s));
+        }
+        self.from_header().and_then(|f| f.tag())
+    }
+
+    /// The To tag (none on a request outside a dialog).
+    pub fn to_tag(&self) -> Option<&str> {
+        if self.known.valid {
+            return self.known.to_tag.map(|s| self.span(s));
+        }
+        self.to_header().and_then(|t| t.tag())
+    }
+
     /// From.
     pub fn from_header(&self) -> Option<NameAddr<'_>> {
         self.header(&HeaderName::From)
@@ -913,6 +978,12 @@ impl Message {
 
     /// CSeq.
     pub fn cseq(&self) -> Option<CSeq<'_>> {
+        if self.known.valid {
+            return self.known.cseq.map(|(seq, method)| CSeq {
+                seq,
+                method: self.span(method),
+            });
+        }
         self.header(&HeaderName::CSeq)
             .and_then(|v| CSeq::parse(v).ok())
     }
@@ -1007,6 +1078,7 @@ impl Message {
             fields: Vec::new(),
             body: Vec::new(),
             framing: Framing::default(),
+            known: Known::default(),
         }
     }
 
@@ -1027,6 +1099,7 @@ impl Message {
             fields: Vec::new(),
             body: Vec::new(),
             framing: Framing::default(),
+            known: Known::default(),
         }
     }
 
@@ -1050,6 +1123,7 @@ impl Message {
 
     /// Appends a header field (canonical name).
     pub fn push_header(&mut self, name: HeaderName, value: &str) {
+        self.known.valid = false;
         let ns = self.text.len() as u32;
         self.text.push_str(name.as_str());
         let ne = self.text.len() as u32;
@@ -1068,6 +1142,7 @@ impl Message {
     /// Replaces the first value of the first field called `name` (for Via: the top Via, even
     /// when several share one line). Returns false when there is no such field.
     pub fn replace_first_value(&mut self, name: &HeaderName, value: &str) -> bool {
+        self.known.valid = false;
         let Some(idx) = self.fields.iter().position(|f| &f.name == name) else {
             return false;
         };
@@ -1088,6 +1163,7 @@ impl Message {
 
     /// Removes every field called `name`.
     pub fn remove_headers(&mut self, name: &HeaderName) {
+        self.known.valid = false;
         self.fields.retain(|f| &f.name != name);
     }
 

@@ -112,10 +112,6 @@ impl<'a> Cursor<'a> {
         Cursor { s, pos: 0 }
     }
 
-    pub fn rest(&self) -> &'a str {
-        &self.s[self.pos..]
-    }
-
     pub fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
@@ -179,27 +175,38 @@ impl<'a> Cursor<'a> {
         }
         let start = self.pos;
         let mut i = self.pos + 1;
-        while i < b.len() {
-            match b[i] {
+        loop {
+            // Plain text in a run; then the octet that ends it decides.
+            while i < b.len() && QDTEXT[b[i] as usize] {
+                i += 1;
+            }
+            match b.get(i)? {
                 b'"' => {
                     self.pos = i + 1;
                     return Some(&self.s[start..self.pos]);
                 }
-                b'\\' => {
-                    // quoted-pair: any octet but CR and LF (unfolding removed those).
-                    if i + 1 >= b.len() {
-                        return None;
-                    }
-                    i += 2;
-                }
-                c if c < 0x20 && c != b'\t' => return None,
-                0x7f => return None,
-                _ => i += 1,
+                // quoted-pair: any octet but CR and LF (unfolding removed those).
+                b'\\' if i + 1 < b.len() => i += 2,
+                _ => return None, // a lone backslash at the end, a control octet
             }
         }
-        None
     }
 }
+
+/// Octets that stand for themselves inside a quoted string: all but `"`, `\`, and control
+/// octets other than HT (UTF-8 sequences included).
+static QDTEXT: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = c == b'\t' as usize;
+        c += 1;
+    }
+    t[0x7f] = false;
+    t[b'"' as usize] = false;
+    t[b'\\' as usize] = false;
+    t
+};
 
 /// Splits a header value at top-level commas (not inside quotes or angle brackets).
 pub(crate) fn split_commas(s: &str) -> CommaSplit<'_> {

@@ -214,3 +214,31 @@ fn a_start_line_beginning_with_multibyte_text_is_refused_not_a_panic() {
     assert!(parse("\u{432}IP/2.0 200 OK\r\n\r\n").is_err());
     assert!(parse("SI\u{432} 200 OK\r\n\r\n").is_err());
 }
+
+#[test]
+fn the_keys_kept_at_parse_follow_changes_to_the_headers() {
+    let mut m = parse(INVITE).unwrap();
+    assert_eq!(m.top_branch(), Some("z9hG4bK776asdhds"));
+    assert_eq!(m.from_tag(), Some("1928301774"));
+    assert_eq!(m.to_tag(), None);
+    assert_eq!(
+        m.cseq().map(|c| (c.seq, c.method)),
+        Some((314159, "INVITE"))
+    );
+    // A proxy-style change to the top Via, a To tag added by a UAS: read from the new text.
+    assert!(m.replace_first_value(&HeaderName::Via, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKnew"));
+    assert_eq!(m.top_branch(), Some("z9hG4bKnew"));
+    m.remove_headers(&HeaderName::To);
+    m.push_header(HeaderName::To, "<sip:12345@hotline.example.com>;tag=abc");
+    assert_eq!(m.to_tag(), Some("abc"));
+    // Folded and bare-LF heads (the general path) keep them too.
+    let folded = INVITE
+        .replace("\r\n", "\n")
+        .replace("From: \"Citizen\"", "From:\n \"Citizen\"");
+    let f = parse(&folded).unwrap();
+    assert!(f.framing().bare_line_ends);
+    assert_eq!(
+        (f.top_branch(), f.from_tag(), f.to_tag()),
+        (Some("z9hG4bK776asdhds"), Some("1928301774"), None)
+    );
+}

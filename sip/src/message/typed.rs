@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::scan::{Cursor, is_token, is_word, is_wsp, split_commas};
-use super::uri::{Host, Params, Uri, UriError, parse_host, parse_ipv6, parse_port};
+use super::uri::{Host, Params, Uri, UriError, host_at, parse_host, parse_ipv6, parse_port};
 
 /// Why a header value is malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,17 +181,8 @@ impl<'a> Via<'a> {
         if !c.sws() {
             return Err(HeaderError("Via: no space before sent-by"));
         }
-        let host_text = if c.peek() == Some(b'[') {
-            let start = c.pos;
-            c.take_while(|b| b != b']');
-            if !c.eat(b']') {
-                return Err(HeaderError("Via: unclosed IPv6 reference"));
-            }
-            &s[start..c.pos]
-        } else {
-            c.take_while(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        };
-        let host = parse_host(host_text)?;
+        let (host, end) = host_at(s, c.pos)?;
+        c.pos = end;
         let port = if c.sep(b':') {
             Some(parse_port(c.take_while(|b| b.is_ascii_digit()))?)
         } else {
@@ -639,7 +630,7 @@ pub struct Auth<'a> {
 }
 
 impl<'a> Auth<'a> {
-    /// Parses `scheme LWS auth-param *(COMMA auth-param)`.
+    /// Parses `scheme LWS auth-param *(COMMA auth-param)`, in one pass.
     pub fn parse(s: &'a str) -> Result<Auth<'a>> {
         let mut c = Cursor::new(s);
         c.sws();
@@ -649,23 +640,30 @@ impl<'a> Auth<'a> {
         if !c.sws() {
             return Err(HeaderError("authentication scheme without parameters"));
         }
-        let params_raw = c.rest().trim_end_matches([' ', '\t']);
-        for item in split_commas(params_raw) {
-            let mut p = Cursor::new(item);
-            p.token()
+        let params_start = c.pos;
+        loop {
+            c.token()
                 .ok_or(HeaderError("authentication parameter without a name"))?;
-            if !p.sep(b'=') {
+            if !c.sep(b'=') {
                 return Err(HeaderError("authentication parameter without ="));
             }
-            if p.peek() == Some(b'"') {
-                p.quoted()
+            if c.peek() == Some(b'"') {
+                c.quoted()
                     .ok_or(HeaderError("unterminated quoted authentication value"))?;
             } else {
-                p.token()
+                c.token()
                     .ok_or(HeaderError("authentication value is not a token"))?;
             }
-            expect_end(&mut p)?;
+            c.sws();
+            if c.at_end() {
+                break;
+            }
+            if !c.eat(b',') {
+                return Err(HeaderError("unexpected characters after the value"));
+            }
+            c.sws();
         }
+        let params_raw = s[params_start..].trim_end_matches([' ', '\t']);
         Ok(Auth { scheme, params_raw })
     }
 

@@ -216,12 +216,13 @@ static PASSWORD: [bool; 256] = table(&[MARKS, b"&=+$,"]);
 static PARAM: [bool; 256] = table(&[MARKS, b"[]/:&+$"]);
 static HNV: [bool; 256] = table(&[MARKS, b"[]/?:+$"]);
 static URIC: [bool; 256] = table(&[MARKS, b";/?:@&=+$,[]#"]);
-static HOST_CHAR: [bool; 256] = table(&[b"-."]);
 
+#[cfg(test)]
 fn user_unreserved(b: u8) -> bool {
     USER[b as usize]
 }
 
+#[cfg(test)]
 fn password_char(b: u8) -> bool {
     PASSWORD[b as usize]
 }
@@ -306,43 +307,15 @@ impl fmt::Display for Uri<'_> {
 }
 
 fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>, UriError> {
-    // One pass over each part. The userinfo ends at the first '@'; a second one is refused
-    // with the part it falls in, since no host, port, parameter or header character is '@'.
+    // One pass over each part: the user part (and a password) up to '@', the host, the port,
+    // the parameters, the headers.
     let b = rest.as_bytes();
-    let (user, password, mut i) = match super::scan::find(rest, b'@') {
-        Some(at) => {
-            let ui = &rest[..at];
-            let (user, password) = match super::scan::find(ui, b':') {
-                Some(c) => (&ui[..c], Some(&ui[c + 1..])),
-                None => (ui, None),
-            };
-            if !escaped_run(user, user_unreserved) {
-                return Err(UriError("invalid user part in SIP URI"));
-            }
-            if let Some(p) = password
-                && !p.is_empty()
-                && !escaped_run(p, password_char)
-            {
-                return Err(UriError("invalid password in SIP URI"));
-            }
-            (Some(user), password, at + 1)
-        }
-        None => (None, None, 0),
-    };
-    // host [":" port]
-    let host_start = i;
-    if b.get(i) == Some(&b'[') {
-        i += super::scan::find(&rest[i..], b']').ok_or(UriError("unclosed IPv6 reference"))? + 1;
-    } else {
-        while i < b.len() && HOST_CHAR[b[i] as usize] {
-            i += 1;
-        }
-    }
-    let host = parse_host(&rest[host_start..i])?;
+    let (user, password, i) = userinfo(rest)?;
+    let (host, mut i) = host_at(rest, i)?;
     let port = if b.get(i) == Some(&b':') {
         let ps = i + 1;
         i = ps;
-        while i < b.len() && b[i] != b';' && b[i] != b'?' {
+        while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
         Some(parse_port(&rest[ps..i])?)
@@ -406,6 +379,29 @@ fn parse_sip<'a>(raw: &'a str, secure: bool, rest: &'a str) -> Result<SipUri<'a>
     })
 }
 
+/// `[user [":" password] "@"]` at the start of a SIP URI's text after the scheme: the user,
+/// the password and where the host starts. Without an '@' there is no user part; an '@' after
+/// a malformed one is an error.
+#[allow(clippy::type_complexity)]
+fn userinfo(rest: &str) -> Result<(Option<&str>, Option<&str>, usize), UriError> {
+    let b = rest.as_bytes();
+    let n = escaped_len(b, &USER);
+    match b.get(n) {
+        Some(b'@') if n > 0 => return Ok((Some(&rest[..n]), None, n + 1)),
+        Some(b':') if n > 0 => {
+            let p = n + 1 + escaped_len(&b[n + 1..], &PASSWORD);
+            if b.get(p) == Some(&b'@') {
+                return Ok((Some(&rest[..n]), Some(&rest[n + 1..p]), p + 1));
+            }
+        }
+        _ => {}
+    }
+    if super::scan::find(&rest[n..], b'@').is_some() {
+        return Err(UriError("invalid user part in SIP URI"));
+    }
+    Ok((None, None, 0))
+}
+
 /// The length of the longest prefix of `allowed` bytes and well-formed `%HH` escapes; a
 /// malformed escape ends the run (so a caller expecting more sees a stray '%').
 #[inline]
@@ -443,27 +439,92 @@ pub(crate) fn parse_port(p: &str) -> Result<u16, UriError> {
     u16::try_from(v).map_err(|_| UriError("port out of range"))
 }
 
-/// `hostname / IPv4address / IPv6reference`.
+/// `hostname / IPv4address / IPv6reference`, the whole of `s`.
 pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
+    match host_at(s, 0)? {
+        (host, end) if end == s.len() => Ok(host),
+        _ => Err(UriError("invalid host name")),
+    }
+}
+
+// Octet classes of a host name, as bits (0: not in one).
+const ALPHA: u8 = 1;
+const DIGIT: u8 = 2;
+const HYPHEN: u8 = 4;
+const DOT: u8 = 8;
+
+/// The class of each octet in a host name.
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() {
+            ALPHA
+        } else if b.is_ascii_digit() {
+            DIGIT
+        } else if b == b'-' {
+            HYPHEN
+        } else if b == b'.' {
+            DOT
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The host starting at `i` of `s` and where it ends, in one pass: a bracketed IPv6
+/// reference, an IPv4 address (digits and dots only), or a host name
+/// (`*( domainlabel "." ) toplabel [ "." ]`: labels of alphanumerics and inner hyphens, the
+/// last starting with a letter, 253 octets at most). The host ends at the first octet that
+/// cannot be in one; what follows is the caller's to check.
+pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriError> {
     let b = s.as_bytes();
-    match b.first() {
-        None => Err(UriError("empty host")),
-        Some(b'[') => {
-            let inner = s[1..]
-                .strip_suffix(']')
-                .ok_or(UriError("unclosed IPv6 reference"))?;
-            parse_ipv6(inner)
-                .map(Host::V6)
-                .ok_or(UriError("invalid IPv6 address"))
+    if b.get(start) == Some(&b'[') {
+        let close = start
+            + super::scan::find(&s[start..], b']').ok_or(UriError("unclosed IPv6 reference"))?;
+        let host = parse_ipv6(&s[start + 1..close])
+            .map(Host::V6)
+            .ok_or(UriError("invalid IPv6 address"))?;
+        return Ok((host, close + 1));
+    }
+    let mut i = start;
+    let (mut label, mut top) = (start, start);
+    let (mut labels_ok, mut seen) = (true, 0u8);
+    while i < b.len() {
+        let class = HOST_CLASS[b[i] as usize];
+        seen |= class;
+        if class & (ALPHA | DIGIT) == 0 {
+            if class == HYPHEN {
+                labels_ok &= i != label;
+            } else if class == DOT {
+                labels_ok &= i != label && b[i - 1] != b'-';
+                top = label;
+                label = i + 1;
+            } else {
+                break;
+            }
         }
-        Some(c)
-            if c.is_ascii_digit()
-                && let Some(v4) = dotted_quad(b) =>
-        {
-            v4.map(Host::V4)
-        }
-        Some(_) if is_hostname(s) => Ok(Host::Name(s)),
-        Some(_) => Err(UriError("invalid host name")),
+        i += 1;
+    }
+    let text = &s[start..i];
+    if i == start {
+        return Err(UriError("empty host"));
+    }
+    if seen & (ALPHA | HYPHEN) == 0 {
+        return dotted_quad(text.as_bytes())
+            .unwrap_or(Err(UriError("invalid IPv4 address")))
+            .map(|a| (Host::V4(a), i));
+    }
+    // The top label: the last one, or the one before a final dot.
+    let (top, end) = if label == i { (top, i - 1) } else { (label, i) };
+    let top_ok = top < end && b[end - 1] != b'-' && b[top].is_ascii_alphabetic();
+    if labels_ok && top_ok && end - start <= 253 {
+        Ok((Host::Name(text), i))
+    } else {
+        Err(UriError("invalid host name"))
     }
 }
 
@@ -516,31 +577,10 @@ pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
     None
 }
 
-/// `*( domainlabel "." ) toplabel [ "." ]`; labels of alphanum and inner hyphens, the last one
-/// starting with a letter. One pass over the bytes.
+/// Whether all of `s` is a host name (not an address).
+#[cfg(test)]
 fn is_hostname(s: &str) -> bool {
-    let b = s.strip_suffix('.').unwrap_or(s).as_bytes();
-    if b.is_empty() || b.len() > 253 {
-        return false;
-    }
-    let mut label_start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'.' {
-            // A label: non-empty, alphanumeric at both ends.
-            if i == label_start || b[i - 1] == b'-' {
-                return false;
-            }
-            label_start = i + 1;
-        } else if c == b'-' {
-            if i == label_start {
-                return false;
-            }
-        } else if !c.is_ascii_alphanumeric() {
-            return false;
-        }
-    }
-    // The top label: non-empty, not ending in '-', starting with a letter.
-    label_start < b.len() && b[b.len() - 1] != b'-' && b[label_start].is_ascii_alphabetic()
+    matches!(parse_host(s), Ok(Host::Name(_)))
 }
 
 /// RFC 3966: a global number `+` digits with visual separators, or a local number of hex

@@ -624,11 +624,10 @@ impl Message {
                     }
                     let a = NameAddr::parse(v, false).map_err(bad)?;
                     // tag-param = "tag" EQUAL token (RFC 3261 25.1).
-                    let tag = match a.params.get("tag") {
-                        Some(None) => return Err(bad(HeaderError("tag without a value"))),
-                        Some(Some(t)) => Some(sub_span(f.value_span.0, v, t)),
-                        None => None,
-                    };
+                    if a.tag_without_value() {
+                        return Err(bad(HeaderError("tag without a value")));
+                    }
+                    let tag = a.tag().map(|t| sub_span(f.value_span.0, v, t));
                     if f.name == HeaderName::From {
                         known.from_tag = tag;
                     } else {

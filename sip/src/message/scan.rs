@@ -108,19 +108,23 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     pub fn new(s: &'a str) -> Self {
         Cursor { s, pos: 0 }
     }
 
+    #[inline]
     pub fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
 
+    #[inline]
     pub fn peek(&self) -> Option<u8> {
         self.s.as_bytes().get(self.pos).copied()
     }
 
     /// Skips linear white space; returns whether there was any.
+    #[inline]
     pub fn sws(&mut self) -> bool {
         let start = self.pos;
         while self.peek().is_some_and(is_wsp) {
@@ -130,6 +134,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `SWS c SWS` (SEMI, COMMA, EQUAL, SLASH, COLON of the ABNF).
+    #[inline]
     pub fn sep(&mut self, c: u8) -> bool {
         let save = self.pos;
         self.sws();
@@ -143,6 +148,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     pub fn eat(&mut self, c: u8) -> bool {
         if self.peek() == Some(c) {
             self.pos += 1;
@@ -153,6 +159,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The longest run of bytes satisfying `pred` (possibly empty).
+    #[inline]
     pub fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a str {
         let start = self.pos;
         let b = self.s.as_bytes();
@@ -162,6 +169,7 @@ impl<'a> Cursor<'a> {
         &self.s[start..self.pos]
     }
 
+    #[inline]
     pub fn token(&mut self) -> Option<&'a str> {
         let t = self.take_while(is_token);
         (!t.is_empty()).then_some(t)

@@ -101,12 +101,21 @@ fn skip_wsp(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Whether a parameter's name is `n` (names are case-insensitive).
+#[inline]
+fn is_named(name: &str, n: &str) -> bool {
+    name.len() == n.len() && name.eq_ignore_ascii_case(n)
+}
+
+/// Octets of an unquoted `gen-value`: token characters, and `[]:` of an IPv6 host.
+static GEN_VALUE: [bool; 256] = super::scan::table(&[b"-.!%*_+`'~[]:"]);
+
 /// `gen-value = token / host / quoted-string`.
 fn gen_value<'a>(c: &mut Cursor<'a>) -> Result<&'a str> {
     if c.peek() == Some(b'"') {
         return c.quoted().ok_or(HeaderError("unterminated quoted string"));
     }
-    let v = c.take_while(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
+    let v = c.take_while(|b| GEN_VALUE[b as usize]);
     if v.is_empty() {
         Err(HeaderError("empty parameter value"))
     } else {
@@ -141,6 +150,8 @@ pub struct Via<'a> {
     pub port: Option<u16>,
     /// Via parameters.
     pub params: Params<'a>,
+    /// The branch parameter, found while the parameters were read.
+    branch: Option<&'a str>,
 }
 
 impl<'a> Via<'a> {
@@ -188,7 +199,14 @@ impl<'a> Via<'a> {
         } else {
             None
         };
-        let params = generic_params(c, check_via_param)?;
+        let mut branch = None;
+        let params = generic_params(c, |name, value| {
+            check_via_param(name, value)?;
+            if branch.is_none() && is_named(name, "branch") {
+                branch = value;
+            }
+            Ok(())
+        })?;
         Ok(Via {
             protocol,
             version,
@@ -196,12 +214,13 @@ impl<'a> Via<'a> {
             host,
             port,
             params,
+            branch,
         })
     }
 
     /// The branch parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.get("branch").flatten()
+        self.branch
     }
 
     /// The received parameter.
@@ -226,7 +245,7 @@ impl<'a> Via<'a> {
 /// A Via parameter's own rules: received an IP address, rport a port, ttl 0-255, branch a
 /// token, maddr a host.
 fn check_via_param(name: &str, value: Option<&str>) -> Result<()> {
-    let is = |n: &str| name.len() == n.len() && name.eq_ignore_ascii_case(n);
+    let is = |n: &str| is_named(name, n);
     if is("branch") {
         let v = value.ok_or(HeaderError("Via branch without a value"))?;
         if !v.bytes().all(is_token) {
@@ -303,6 +322,8 @@ pub struct NameAddr<'a> {
     pub bracketed: bool,
     /// Header parameters after the address (`tag`, `q`, `expires`, ...).
     pub params: Params<'a>,
+    /// The tag parameter as read: `Some(None)` when it has no value.
+    tag: Option<Option<&'a str>>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -373,18 +394,31 @@ impl<'a> NameAddr<'a> {
             }
             (uri, false)
         };
-        let params = generic_params(c, |_, _| Ok(()))?;
+        let mut tag = None;
+        let params = generic_params(c, |name, value| {
+            if tag.is_none() && is_named(name, "tag") {
+                tag = Some(value);
+            }
+            Ok(())
+        })?;
         Ok(NameAddr {
             display,
             uri,
             bracketed,
             params,
+            tag,
         })
     }
 
     /// The tag parameter (From, To).
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.get("tag").flatten()
+        self.tag.flatten()
+    }
+
+    /// Whether a tag parameter is written without a value (`;tag`), which RFC 3261 25.1
+    /// does not allow.
+    pub fn tag_without_value(&self) -> bool {
+        self.tag == Some(None)
     }
 
     /// The display name without quotes or escapes.
@@ -469,24 +503,40 @@ impl<'a> CSeq<'a> {
 
 /// Digits only, at most `max`; leading zeros allowed.
 fn parse_bounded(digits: &str, max: u64) -> Option<u64> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let b = digits.as_bytes();
+    if b.is_empty() {
         return None;
     }
-    let significant = digits.trim_start_matches('0');
-    if significant.len() > 19 {
-        return None;
+    let mut v: u64 = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        // Past `max` the value only grows: stop before it can overflow.
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
     }
-    let v: u64 = if significant.is_empty() {
-        0
-    } else {
-        significant.parse().ok()?
-    };
     (v <= max).then_some(v)
 }
 
 /// `1*DIGIT` up to `max` (Max-Forwards: 255; Content-Length).
 pub fn parse_number(s: &str, max: u64) -> Result<u64> {
-    parse_bounded(s.trim_matches([' ', '\t']), max).ok_or(HeaderError("not a number in range"))
+    parse_bounded(trim_wsp(s), max).ok_or(HeaderError("not a number in range"))
+}
+
+/// Without spaces and tabs at either end.
+#[inline]
+fn trim_wsp(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && is_wsp(b[start]) {
+        start += 1;
+    }
+    while end > start && is_wsp(b[end - 1]) {
+        end -= 1;
+    }
+    &s[start..end]
 }
 
 /// `delta-seconds`: digits; values above 2^32-1 are read as 2^32-1 (RFC 3261 20.19).

@@ -30,7 +30,7 @@ macro_rules! header_names {
                     $( pub const $variant: u32 = super::key($canon.as_bytes()); )*
                 }
                 match key(name.as_bytes()) {
-                    $( keys::$variant if name.eq_ignore_ascii_case($canon) => HeaderName::$variant, )*
+                    $( keys::$variant if same_name(name.as_bytes(), $canon.as_bytes()) => HeaderName::$variant, )*
                     _ => HeaderName::Other(name.into()),
                 }
             }
@@ -97,6 +97,57 @@ const fn key(b: &[u8]) -> u32 {
             (b.len() as u32) << 16 | ((*first | 0x20) as u32) << 8 | (*last | 0x20) as u32
         }
         [only] => 1 << 16 | (*only | 0x20) as u32,
+    }
+}
+
+/// Whether `name` spells `canon` (of the same length), letters in either case: a word at a
+/// time, the last word overlapping the one before. Inlined with a literal `canon`, its words
+/// and the mask of its letters are constants.
+#[inline(always)]
+fn same_name(name: &[u8], canon: &[u8]) -> bool {
+    if name.len() != canon.len() {
+        return false;
+    }
+    let n = name.len();
+    if n < 4 {
+        return name.eq_ignore_ascii_case(canon);
+    }
+    let word = |b: &[u8], i: usize, w: usize| -> u64 {
+        if w == 8 {
+            b.get(i..i + 8)
+                .and_then(|s| <[u8; 8]>::try_from(s).ok())
+                .map_or(0, u64::from_le_bytes)
+        } else {
+            b.get(i..i + 4)
+                .and_then(|s| <[u8; 4]>::try_from(s).ok())
+                .map_or(0, |a| u32::from_le_bytes(a) as u64)
+        }
+    };
+    // 0x20 where the canonical name has a letter: there case does not matter.
+    let letters = |c: u64, w: usize| -> u64 {
+        let mut m = 0u64;
+        let mut k = 0;
+        while k < w {
+            if ((c >> (8 * k)) as u8).is_ascii_alphabetic() {
+                m |= 0x20 << (8 * k);
+            }
+            k += 1;
+        }
+        m
+    };
+    let w = if n >= 8 { 8 } else { 4 };
+    let mut i = 0;
+    loop {
+        let at = i.min(n - w);
+        let c = word(canon, at, w);
+        let m = letters(c, w);
+        if word(name, at, w) | m != c | m {
+            return false;
+        }
+        if at == n - w {
+            return true;
+        }
+        i += w;
     }
 }
 

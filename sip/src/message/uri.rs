@@ -514,9 +514,7 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
         return Err(UriError("empty host"));
     }
     if seen & (ALPHA | HYPHEN) == 0 {
-        return dotted_quad(text.as_bytes())
-            .unwrap_or(Err(UriError("invalid IPv4 address")))
-            .map(|a| (Host::V4(a), i));
+        return dotted_quad(text.as_bytes()).map(|a| (Host::V4(a), i));
     }
     // The top label: the last one, or the one before a final dot.
     let (top, end) = if label == i { (top, i - 1) } else { (label, i) };
@@ -528,37 +526,32 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
     }
 }
 
-/// Text of digits and dots only is an IPv4 address or nothing: four octets, each 0..=255,
-/// without leading zeros (as RFC 3986 and the standard library read them). `None` when some
-/// other character makes it a host name to check instead.
-fn dotted_quad(b: &[u8]) -> Option<Result<Ipv4Addr, UriError>> {
+/// Text of digits and dots only (as [`host_at`] found it) as an IPv4 address: four octets,
+/// each 0..=255 without leading zeros (as RFC 3986 and the standard library read them).
+fn dotted_quad(b: &[u8]) -> Result<Ipv4Addr, UriError> {
+    let bad = UriError("invalid IPv4 address");
     let mut octets = [0u8; 4];
-    let (mut n, mut value, mut digits, mut ok) = (0, 0u32, 0, true);
-    for &c in b {
-        match c {
-            b'0'..=b'9' => {
-                ok &= !(digits == 1 && value == 0);
-                value = (value * 10 + (c - b'0') as u32).min(1000);
-                digits += 1;
-            }
-            b'.' => {
-                if digits == 0 || value > 255 || n == 3 {
-                    ok = false;
-                } else {
-                    octets[n] = value as u8;
-                    n += 1;
-                }
-                (value, digits) = (0, 0);
-            }
-            _ => return None,
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        let start = i;
+        let mut v = 0u32;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + (b[i] - b'0') as u32;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || v > 255 || (digits > 1 && b[start] == b'0') {
+            return Err(bad);
+        }
+        *octet = v as u8;
+        let last = n == 3;
+        match b.get(i) {
+            None if last => return Ok(Ipv4Addr::from(octets)),
+            Some(b'.') if !last => i += 1,
+            _ => return Err(bad),
         }
     }
-    if ok && n == 3 && digits > 0 && value <= 255 {
-        octets[3] = value as u8;
-        Some(Ok(Ipv4Addr::from(octets)))
-    } else {
-        Some(Err(UriError("invalid IPv4 address")))
-    }
+    Err(bad)
 }
 
 /// An IPv6 address. RFC 5118 4.10: RFC 3261's ABNF also admits `2001:db8:::192.0.2.1`

@@ -165,6 +165,7 @@ impl<'a> Via<'a> {
         Self::parse_inner(s, false)
     }
 
+    #[inline]
     fn parse_inner(s: &'a str, sip_2_0: bool) -> Result<Via<'a>> {
         let mut c = Cursor::new(s);
         let via = Self::parse_at(&mut c, sip_2_0)?;
@@ -329,6 +330,7 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parses `(name-addr / addr-spec) *(SEMI param)`; with `brackets_required` only a
     /// name-addr is accepted (Route, Record-Route).
+    #[inline]
     pub fn parse(s: &'a str, brackets_required: bool) -> Result<NameAddr<'a>> {
         let mut c = Cursor::new(s);
         let a = Self::parse_at(&mut c, brackets_required)?;

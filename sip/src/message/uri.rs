@@ -447,33 +447,8 @@ pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
     }
 }
 
-// Octet classes of a host name, as bits (0: not in one).
-const ALPHA: u8 = 1;
-const DIGIT: u8 = 2;
-const HYPHEN: u8 = 4;
-const DOT: u8 = 8;
-
-/// The class of each octet in a host name.
-static HOST_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = if b.is_ascii_alphabetic() {
-            ALPHA
-        } else if b.is_ascii_digit() {
-            DIGIT
-        } else if b == b'-' {
-            HYPHEN
-        } else if b == b'.' {
-            DOT
-        } else {
-            0
-        };
-        c += 1;
-    }
-    t
-};
+/// Letters and digits: the body of a host name's labels.
+static ALNUM: [bool; 256] = table(&[]);
 
 /// The host starting at `i` of `s` and where it ends, in one pass: a bracketed IPv6
 /// reference, an IPv4 address (digits and dots only), or a host name
@@ -492,20 +467,19 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
     }
     let mut i = start;
     let (mut label, mut top) = (start, start);
-    let (mut labels_ok, mut seen) = (true, 0u8);
-    while i < b.len() {
-        let class = HOST_CLASS[b[i] as usize];
-        seen |= class;
-        if class & (ALPHA | DIGIT) == 0 {
-            if class == HYPHEN {
-                labels_ok &= i != label;
-            } else if class == DOT {
+    let mut labels_ok = true;
+    loop {
+        while i < b.len() && ALNUM[b[i] as usize] {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'-') => labels_ok &= i != label,
+            Some(b'.') => {
                 labels_ok &= i != label && b[i - 1] != b'-';
                 top = label;
                 label = i + 1;
-            } else {
-                break;
             }
+            _ => break,
         }
         i += 1;
     }
@@ -513,11 +487,12 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
     if i == start {
         return Err(UriError("empty host"));
     }
-    if seen & (ALPHA | HYPHEN) == 0 {
+    // The top label: the last one, or the one before a final dot. A host name's starts with
+    // a letter; one starting with a digit makes the whole an IPv4 address or nothing.
+    let (top, end) = if label == i { (top, i - 1) } else { (label, i) };
+    if top < end && b[top].is_ascii_digit() {
         return dotted_quad(text.as_bytes()).map(|a| (Host::V4(a), i));
     }
-    // The top label: the last one, or the one before a final dot.
-    let (top, end) = if label == i { (top, i - 1) } else { (label, i) };
     let top_ok = top < end && b[end - 1] != b'-' && b[top].is_ascii_alphabetic();
     if labels_ok && top_ok && end - start <= 253 {
         Ok((Host::Name(text), i))
@@ -526,8 +501,8 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
     }
 }
 
-/// Text of digits and dots only (as [`host_at`] found it) as an IPv4 address: four octets,
-/// each 0..=255 without leading zeros (as RFC 3986 and the standard library read them).
+/// Text as an IPv4 address: four octets of digits, each 0..=255 without leading zeros (as
+/// RFC 3986 and the standard library read them), separated by dots.
 fn dotted_quad(b: &[u8]) -> Result<Ipv4Addr, UriError> {
     let bad = UriError("invalid IPv4 address");
     let mut octets = [0u8; 4];

@@ -22,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.method(), m.method());
             assert_eq!(again.status(), m.status());
             assert_eq!(again.call_id(), m.call_id());
+            // The keys kept at parse are what a second reading of the headers says.
+            assert_eq!(m.top_branch(), m.top_via().and_then(|v| v.branch()));
+            assert_eq!(m.from_tag(), m.from_header().and_then(|f| f.tag()));
+            assert_eq!(m.to_tag(), m.to_header().and_then(|t| t.tag()));
             let _ = (m.vias().count(), m.contacts().count(), m.routes().count());
             let _ = (m.from_header(), m.to_header(), m.cseq(), m.request_uri());
         }

@@ -806,7 +806,7 @@ fn starts_with_sip(s: &str) -> bool {
 }
 
 fn check_version(v: &str) -> Result<(), ParseError> {
-    if v.eq_ignore_ascii_case("SIP/2.0") {
+    if v == "SIP/2.0" || v.eq_ignore_ascii_case("SIP/2.0") {
         return Ok(());
     }
     let well_formed = v.len() > 4

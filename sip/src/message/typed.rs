@@ -37,6 +37,9 @@ fn generic_params<'a>(
     let s = c.s;
     let b = s.as_bytes();
     let start = c.pos;
+    if b.get(skip_wsp(b, start)) != Some(&b';') {
+        return Ok(Params::from_raw(""));
+    }
     let mut i = c.pos;
     // Names seen so far: the first few inline, the rest (rare) on the heap.
     let mut names: [&str; 8] = [""; 8];
@@ -693,27 +696,43 @@ impl<'a> Auth<'a> {
             return Err(HeaderError("authentication scheme without parameters"));
         }
         let params_start = c.pos;
+        // auth-param *(COMMA auth-param), by index: these are the longest values of a REGISTER.
+        let b = s.as_bytes();
+        let token_end = |mut i: usize| {
+            while i < b.len() && is_token(b[i]) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = c.pos;
         loop {
-            c.token()
-                .ok_or(HeaderError("authentication parameter without a name"))?;
-            if !c.sep(b'=') {
+            let name_end = token_end(i);
+            if name_end == i {
+                return Err(HeaderError("authentication parameter without a name"));
+            }
+            i = skip_wsp(b, name_end);
+            if b.get(i) != Some(&b'=') {
                 return Err(HeaderError("authentication parameter without ="));
             }
-            if c.peek() == Some(b'"') {
-                c.quoted()
+            i = skip_wsp(b, i + 1);
+            if b.get(i) == Some(&b'"') {
+                let mut q = Cursor { s, pos: i };
+                q.quoted()
                     .ok_or(HeaderError("unterminated quoted authentication value"))?;
+                i = q.pos;
             } else {
-                c.token()
-                    .ok_or(HeaderError("authentication value is not a token"))?;
+                let value_end = token_end(i);
+                if value_end == i {
+                    return Err(HeaderError("authentication value is not a token"));
+                }
+                i = value_end;
             }
-            c.sws();
-            if c.at_end() {
-                break;
+            i = skip_wsp(b, i);
+            match b.get(i) {
+                None => break,
+                Some(b',') => i = skip_wsp(b, i + 1),
+                Some(_) => return Err(HeaderError("unexpected characters after the value")),
             }
-            if !c.eat(b',') {
-                return Err(HeaderError("unexpected characters after the value"));
-            }
-            c.sws();
         }
         let params_raw = s[params_start..].trim_end_matches([' ', '\t']);
         Ok(Auth { scheme, params_raw })

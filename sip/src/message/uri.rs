@@ -111,51 +111,12 @@ impl<'a> Params<'a> {
     }
 
     /// The value of the first parameter named `name` (case-insensitive); `Some(None)` for a
-    /// parameter without a value.
+    /// parameter without a value. (Via's branch and an address's tag are kept as they are
+    /// parsed: [`super::Via::branch`], [`super::NameAddr::tag`].)
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        // One scan of the validated text: `;` SWS name [SWS "=" SWS value] SWS.
-        let b = self.raw.as_bytes();
-        let mut i = 0;
-        loop {
-            while i < b.len() && matches!(b[i], b';' | b' ' | b'\t') {
-                i += 1;
-            }
-            if i >= b.len() {
-                return None;
-            }
-            let ns = i;
-            while i < b.len() && !matches!(b[i], b';' | b'=' | b' ' | b'\t') {
-                i += 1;
-            }
-            let found = self.raw[ns..i].eq_ignore_ascii_case(name);
-            while i < b.len() && matches!(b[i], b' ' | b'\t') {
-                i += 1;
-            }
-            let value = if b.get(i) == Some(&b'=') {
-                i += 1;
-                while i < b.len() && matches!(b[i], b' ' | b'\t') {
-                    i += 1;
-                }
-                let vs = i;
-                let mut in_quote = false;
-                while i < b.len() {
-                    match b[i] {
-                        b'\\' if in_quote => i += 1,
-                        b'"' => in_quote = !in_quote,
-                        b';' if !in_quote => break,
-                        _ => {}
-                    }
-                    i += 1;
-                }
-                let i = i.min(b.len());
-                Some(self.raw[vs..i].trim_end_matches(is_ws))
-            } else {
-                None
-            };
-            if found {
-                return Some(value);
-            }
-        }
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// Whether a parameter named `name` is present.

@@ -625,12 +625,21 @@ impl Message {
             };
             match &f.name {
                 HeaderName::Via => {
-                    for r in parse_via_list(v) {
-                        let top = r.map_err(bad)?;
-                        if !via {
-                            known.branch = top.branch().map(|b| sub_span(f.value_span.0, v, b));
-                            via = true;
+                    // The branch of the line's first Via.
+                    let branch = match typed::plain_via(v) {
+                        Some(branch) => branch,
+                        None => {
+                            let mut first = None;
+                            for r in parse_via_list(v) {
+                                let this = r.map_err(bad)?;
+                                first.get_or_insert(this.branch());
+                            }
+                            first.flatten()
                         }
+                    };
+                    if !via {
+                        known.branch = branch.map(|b| sub_span(f.value_span.0, v, b));
+                        via = true;
                     }
                 }
                 HeaderName::From | HeaderName::To => {
@@ -639,18 +648,25 @@ impl Message {
                     } else {
                         to = true;
                     }
-                    let a = NameAddr::parse(v, false).map_err(bad)?;
-                    // tag-param = "tag" EQUAL token (RFC 3261 25.1).
-                    if a.tag_without_value() {
-                        return Err(bad(HeaderError("tag without a value")));
-                    }
-                    let tag = a.tag().map(|t| sub_span(f.value_span.0, v, t));
+                    let tag = match typed::plain_name_addr(v) {
+                        Some(tag) => tag,
+                        None => {
+                            let a = NameAddr::parse(v, false).map_err(bad)?;
+                            // tag-param = "tag" EQUAL token (RFC 3261 25.1).
+                            if a.tag_without_value() {
+                                return Err(bad(HeaderError("tag without a value")));
+                            }
+                            a.tag()
+                        }
+                    };
+                    let tag = tag.map(|t| sub_span(f.value_span.0, v, t));
                     if f.name == HeaderName::From {
                         known.from_tag = tag;
                     } else {
                         known.to_tag = tag;
                     }
                 }
+                HeaderName::Contact if typed::plain_name_addr(v).is_some() => {}
                 HeaderName::Contact => {
                     let mut n = 0;
                     for c in parse_contact_list(v) {

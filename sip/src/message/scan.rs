@@ -26,7 +26,7 @@ pub(crate) const fn table(sets: &[&[u8]]) -> [bool; 256] {
     t
 }
 
-static TOKEN: [bool; 256] = table(&[b"-.!%*_+`'~"]);
+pub(crate) static TOKEN: [bool; 256] = table(&[b"-.!%*_+`'~"]);
 static WORD: [bool; 256] = table(&[b"-.!%*_+`'~()<>:\\\"/[]?{}"]);
 
 /// `token` characters: alphanum and `-.!%*_+`'~`.
@@ -232,7 +232,7 @@ fn next_special_in_quotes(b: &[u8], mut i: usize) -> usize {
 
 /// Octets that stand for themselves inside a quoted string: all but `"`, `\`, and control
 /// octets other than HT (UTF-8 sequences included).
-static QDTEXT: [bool; 256] = {
+pub(crate) static QDTEXT: [bool; 256] = {
     let mut t = [true; 256];
     let mut c = 0;
     while c < 0x20 {

@@ -449,6 +449,173 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// The common shape of a From, To or single Contact value, checked in one loop without
+/// building it: `["display"] SWS "<sip:" user "@" host [":" port] *(";" uri-param) ">"
+/// *(SWS ";" SWS name [SWS "=" SWS value])`, with no escapes, quoted pairs or quoted values
+/// and at most four header parameters. `Some(tag)` when the whole value has that shape and is
+/// well formed, which [`NameAddr::parse`] would then accept with the same tag; `None` leaves
+/// the verdict to it (another shape, or a fault it will name).
+pub(crate) fn plain_name_addr(s: &str) -> Option<Option<&str>> {
+    use super::scan::QDTEXT;
+    use super::uri::{PARAM, USER};
+    let b = s.as_bytes();
+    let run = |i: usize, class: &[bool; 256]| run_of(b, i, class);
+    let mut i = 0;
+    if b.first() == Some(&b'"') {
+        i = run(1, &QDTEXT);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        i = skip_wsp(b, i + 1);
+    }
+    if b.get(i) != Some(&b'<') || b.get(i + 1..i + 5) != Some(b"sip:") {
+        return None;
+    }
+    let user = i + 5;
+    i = run(user, &USER);
+    if i == user || b.get(i) != Some(&b'@') {
+        return None;
+    }
+    i = host_at(s, i + 1).ok()?.1;
+    if b.get(i) == Some(&b':') {
+        let digits = run(i + 1, &DIGITS);
+        parse_port(&s[i + 1..digits]).ok()?;
+        i = digits;
+    }
+    while b.get(i) == Some(&b';') {
+        let name = run(i + 1, &PARAM);
+        if name == i + 1 {
+            return None;
+        }
+        i = name;
+        if b.get(i) == Some(&b'=') {
+            let value = run(i + 1, &PARAM);
+            if value == i + 1 {
+                return None;
+            }
+            i = value;
+        }
+    }
+    if b.get(i) != Some(&b'>') {
+        return None;
+    }
+    i += 1;
+    let mut tag = None;
+    let end = plain_params(s, i, |name, value| {
+        if is_named(name, "tag") {
+            tag = Some(value?); // no value: the full parser says what is wrong
+        }
+        Some(())
+    })?;
+    (end == b.len()).then_some(tag)
+}
+
+/// `*(SWS ";" SWS name [SWS "=" SWS value])` from `i` to the end of `s`, in the plain form:
+/// unquoted values, at most four parameters, no name twice. `check` sees each parameter and
+/// may decline it. Returns where the parameters end, or `None` to leave the verdict to the full
+/// parser.
+fn plain_params<'a>(
+    s: &'a str,
+    mut i: usize,
+    mut check: impl FnMut(&'a str, Option<&'a str>) -> Option<()>,
+) -> Option<usize> {
+    let b = s.as_bytes();
+    let run = |i: usize, class: &[bool; 256]| run_of(b, i, class);
+    let mut names: [&str; 4] = [""; 4];
+    let mut n = 0;
+    loop {
+        let semi = skip_wsp(b, i);
+        if b.get(semi) != Some(&b';') {
+            return Some(semi);
+        }
+        let start = skip_wsp(b, semi + 1);
+        let end = run(start, &super::scan::TOKEN);
+        let name = &s[start..end];
+        if end == start || n == names.len() || names[..n].iter().any(|m| is_named(m, name)) {
+            return None;
+        }
+        names[n] = name;
+        n += 1;
+        let equal = skip_wsp(b, end);
+        if b.get(equal) == Some(&b'=') {
+            let vs = skip_wsp(b, equal + 1);
+            let ve = run(vs, &GEN_VALUE);
+            if ve == vs {
+                return None;
+            }
+            check(name, Some(&s[vs..ve]))?;
+            i = ve;
+        } else {
+            check(name, None)?;
+            i = end;
+        }
+    }
+}
+
+/// The common shape of a Via value, checked in one loop without building it:
+/// `"SIP/2.0/" transport LWS host [":" port]` and plain parameters, among Via's own only
+/// `branch` (a token) and `rport`. `Some(branch)` when the whole value is one such Via, well
+/// formed; `None` leaves the verdict to [`parse_via_list`].
+pub(crate) fn plain_via(s: &str) -> Option<Option<&str>> {
+    let b = s.as_bytes();
+    if b.get(..8) != Some(b"SIP/2.0/") {
+        return None;
+    }
+    let mut i = 8;
+    while i < b.len() && is_token(b[i]) {
+        i += 1;
+    }
+    let host = skip_wsp(b, i);
+    if i == 8 || host == i {
+        return None;
+    }
+    i = host_at(s, host).ok()?.1;
+    if b.get(i) == Some(&b':') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        parse_port(&s[start..i]).ok()?;
+    }
+    let mut branch = None;
+    let end = plain_params(s, i, |name, value| {
+        if is_named(name, "branch") {
+            let v = value?;
+            v.bytes().all(is_token).then_some(())?;
+            branch = Some(v);
+        } else if is_named(name, "rport") {
+            if let Some(v) = value {
+                parse_port(v).ok()?;
+            }
+        } else if is_named(name, "received") || is_named(name, "ttl") || is_named(name, "maddr") {
+            return None;
+        }
+        Some(())
+    })?;
+    (end == b.len()).then_some(branch)
+}
+
+/// Where the run of `class` octets from `i` ends.
+#[inline]
+fn run_of(b: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
+    while i < b.len() && class[b[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
+/// Decimal digits.
+static DIGITS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = true;
+        c += 1;
+    }
+    t
+};
+
 /// A Contact header value: `*` or a list of addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContactValue<'a> {
@@ -879,6 +1046,99 @@ mod tests {
         let a = NameAddr::parse("<sip:+19725552222@gw1.example.net;unknownparam>", false).unwrap();
         assert!(a.uri.params().has("unknownparam"));
         assert!(a.params.is_empty());
+    }
+
+    #[test]
+    fn the_plain_name_addr_check_accepts_only_what_the_parser_accepts() {
+        // Every octet class inserted at, or put in place of, every position of common
+        // values: where the one-loop check says yes, the full parser must say yes with the
+        // same tag; where it declines, the full parser decides.
+        let bases = [
+            r#""Citizen" <sip:13812345678@carrier.example.net>;tag=1928301774"#,
+            "<sip:agent1001@10.0.0.21:5060;transport=udp>;expires=3600",
+            "<sip:12345@hotline.example.com>",
+            "<sip:u@[2001:db8::1]:5070;lr>;tag=a ; q=0.5",
+        ];
+        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!\x00\x7f";
+        let (mut fast, mut total) = (0, 0);
+        for base in bases {
+            let mut variants = vec![base.to_string()];
+            for at in 0..=base.len() {
+                for &o in octets {
+                    let mut v = base.as_bytes().to_vec();
+                    v.insert(at, o);
+                    variants.push(String::from_utf8_lossy(&v).into_owned());
+                    if at < base.len() {
+                        let mut v = base.as_bytes().to_vec();
+                        v[at] = o;
+                        variants.push(String::from_utf8_lossy(&v).into_owned());
+                    }
+                }
+            }
+            for v in &variants {
+                total += 1;
+                let Some(tag) = plain_name_addr(v) else {
+                    continue;
+                };
+                fast += 1;
+                let full = NameAddr::parse(v, false).unwrap_or_else(|e| {
+                    panic!("{v:?} passed the plain check but not the parser: {e}")
+                });
+                assert_eq!(full.tag(), tag, "{v:?}");
+                assert!(!full.tag_without_value(), "{v:?}");
+            }
+            assert!(plain_name_addr(base).is_some(), "{base}");
+        }
+        assert!(
+            fast > total / 8,
+            "only {fast} of {total} took the plain check"
+        );
+    }
+
+    #[test]
+    fn the_plain_via_check_accepts_only_what_the_parser_accepts() {
+        let bases = [
+            "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport",
+            "SIP/2.0/TCP host.example.com ; rport=5060 ;branch=z9hG4bKx;x=1",
+            "SIP/2.0/WS [2001:db8::9:1];branch=z9hG4bKa",
+        ];
+        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!/\x00\x7f";
+        let (mut fast, mut total) = (0, 0);
+        for base in bases {
+            let mut variants = vec![base.to_string()];
+            for at in 0..=base.len() {
+                for &o in octets {
+                    let mut v = base.as_bytes().to_vec();
+                    v.insert(at, o);
+                    variants.push(String::from_utf8_lossy(&v).into_owned());
+                    if at < base.len() {
+                        let mut v = base.as_bytes().to_vec();
+                        v[at] = o;
+                        variants.push(String::from_utf8_lossy(&v).into_owned());
+                    }
+                }
+            }
+            variants.push(base.replace("rport", "received=10.0.0.1"));
+            for v in &variants {
+                total += 1;
+                let Some(branch) = plain_via(v) else {
+                    continue;
+                };
+                fast += 1;
+                let all: Vec<_> = parse_via_list(v)
+                    .collect::<Result<_>>()
+                    .unwrap_or_else(|e| {
+                        panic!("{v:?} passed the plain check but not the parser: {e}")
+                    });
+                assert_eq!(all.len(), 1, "{v:?}");
+                assert_eq!(all[0].branch(), branch, "{v:?}");
+            }
+            assert!(plain_via(base).is_some(), "{base}");
+        }
+        assert!(
+            fast > total / 8,
+            "only {fast} of {total} took the plain check"
+        );
     }
 
     #[test]

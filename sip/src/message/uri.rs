@@ -172,9 +172,9 @@ impl fmt::Display for UriError {
 }
 
 // Unreserved characters plus each class's own (RFC 3261 25.1, RFC 3986 for `uric`).
-static USER: [bool; 256] = table(&[MARKS, b"&=+$,;?/"]);
+pub(crate) static USER: [bool; 256] = table(&[MARKS, b"&=+$,;?/"]);
 static PASSWORD: [bool; 256] = table(&[MARKS, b"&=+$,"]);
-static PARAM: [bool; 256] = table(&[MARKS, b"[]/:&+$"]);
+pub(crate) static PARAM: [bool; 256] = table(&[MARKS, b"[]/:&+$"]);
 static HNV: [bool; 256] = table(&[MARKS, b"[]/?:+$"]);
 static URIC: [bool; 256] = table(&[MARKS, b";/?:@&=+$,[]#"]);
 

@@ -574,15 +574,8 @@ impl Message {
             return Err(ParseError::status(400, "empty Request-URI"));
         }
         check_version(version)?;
-        let parsed = Uri::parse(uri)
-            .map_err(|e| ParseError::status(400, format!("invalid Request-URI: {e}")))?;
-        if let Uri::Sip(u) = parsed
-            && u.headers.is_some()
-        {
-            return Err(ParseError::status(
-                400,
-                "headers are not allowed in a Request-URI",
-            ));
+        if typed::plain_sip_uri(uri, 0) != Some(uri.len()) {
+            check_request_uri(uri)?;
         }
         let uri_start = method.len() + 1;
         self.start = Start::Request {
@@ -826,6 +819,21 @@ fn starts_with_sip(s: &str) -> bool {
     s.as_bytes()
         .get(..4)
         .is_some_and(|b| b.eq_ignore_ascii_case(b"SIP/"))
+}
+
+/// A Request-URI of any form: a URI without headers.
+fn check_request_uri(uri: &str) -> Result<(), ParseError> {
+    let parsed = Uri::parse(uri)
+        .map_err(|e| ParseError::status(400, format!("invalid Request-URI: {e}")))?;
+    if let Uri::Sip(u) = parsed
+        && u.headers.is_some()
+    {
+        return Err(ParseError::status(
+            400,
+            "headers are not allowed in a Request-URI",
+        ));
+    }
+    Ok(())
 }
 
 fn check_version(v: &str) -> Result<(), ParseError> {

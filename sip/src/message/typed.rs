@@ -457,57 +457,70 @@ impl<'a> NameAddr<'a> {
 /// the verdict to it (another shape, or a fault it will name).
 pub(crate) fn plain_name_addr(s: &str) -> Option<Option<&str>> {
     use super::scan::QDTEXT;
-    use super::uri::{PARAM, USER};
     let b = s.as_bytes();
-    let run = |i: usize, class: &[bool; 256]| run_of(b, i, class);
     let mut i = 0;
     if b.first() == Some(&b'"') {
-        i = run(1, &QDTEXT);
+        i = run_of(b, 1, &QDTEXT);
         if b.get(i) != Some(&b'"') {
             return None;
         }
         i = skip_wsp(b, i + 1);
     }
-    if b.get(i) != Some(&b'<') || b.get(i + 1..i + 5) != Some(b"sip:") {
+    if b.get(i) != Some(&b'<') {
         return None;
     }
-    let user = i + 5;
-    i = run(user, &USER);
-    if i == user || b.get(i) != Some(&b'@') {
-        return None;
-    }
-    i = host_at(s, i + 1).ok()?.1;
-    if b.get(i) == Some(&b':') {
-        let digits = run(i + 1, &DIGITS);
-        parse_port(&s[i + 1..digits]).ok()?;
-        i = digits;
-    }
-    while b.get(i) == Some(&b';') {
-        let name = run(i + 1, &PARAM);
-        if name == i + 1 {
-            return None;
-        }
-        i = name;
-        if b.get(i) == Some(&b'=') {
-            let value = run(i + 1, &PARAM);
-            if value == i + 1 {
-                return None;
-            }
-            i = value;
-        }
-    }
+    i = plain_sip_uri(s, i + 1)?;
     if b.get(i) != Some(&b'>') {
         return None;
     }
-    i += 1;
     let mut tag = None;
-    let end = plain_params(s, i, |name, value| {
+    let end = plain_params(s, i + 1, |name, value| {
         if is_named(name, "tag") {
             tag = Some(value?); // no value: the full parser says what is wrong
         }
         Some(())
     })?;
     (end == b.len()).then_some(tag)
+}
+
+/// The common shape of a SIP URI starting at `i`: `"sip:" [user "@"] host [":" port]
+/// *(";" name ["=" value])`, without escapes, a password or headers. Where it ends when it is
+/// well formed up to there (what follows is the caller's to check); `None` for anything else.
+pub(crate) fn plain_sip_uri(s: &str, i: usize) -> Option<usize> {
+    use super::uri::{PARAM, USER};
+    let b = s.as_bytes();
+    if b.get(i..i + 4) != Some(b"sip:") {
+        return None;
+    }
+    let mut i = i + 4;
+    let user = run_of(b, i, &USER);
+    if b.get(user) == Some(&b'@') {
+        if user == i {
+            return None;
+        }
+        i = user + 1;
+    }
+    i = host_at(s, i).ok()?.1;
+    if b.get(i) == Some(&b':') {
+        let digits = run_of(b, i + 1, &DIGITS);
+        parse_port(&s[i + 1..digits]).ok()?;
+        i = digits;
+    }
+    while b.get(i) == Some(&b';') {
+        let name = run_of(b, i + 1, &PARAM);
+        if name == i + 1 {
+            return None;
+        }
+        i = name;
+        if b.get(i) == Some(&b'=') {
+            let value = run_of(b, i + 1, &PARAM);
+            if value == i + 1 {
+                return None;
+            }
+            i = value;
+        }
+    }
+    Some(i)
 }
 
 /// `*(SWS ";" SWS name [SWS "=" SWS value])` from `i` to the end of `s`, in the plain form:
@@ -1093,6 +1106,42 @@ mod tests {
             fast > total / 8,
             "only {fast} of {total} took the plain check"
         );
+    }
+
+    #[test]
+    fn the_plain_sip_uri_check_accepts_only_what_the_parser_accepts() {
+        let bases = [
+            "sip:12345@hotline.example.com",
+            "sip:hotline.example.com;transport=tcp",
+            "sip:agent@10.0.0.21:5060;lr;x=1",
+        ];
+        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!&/\x00\x7f";
+        let mut fast = 0;
+        for base in bases {
+            for at in 0..=base.len() {
+                for &o in octets {
+                    for replace in [false, true] {
+                        let mut v = base.as_bytes().to_vec();
+                        if replace && at < base.len() {
+                            v[at] = o;
+                        } else {
+                            v.insert(at, o);
+                        }
+                        let v = String::from_utf8_lossy(&v).into_owned();
+                        if plain_sip_uri(&v, 0) != Some(v.len()) {
+                            continue;
+                        }
+                        fast += 1;
+                        match Uri::parse(&v) {
+                            Ok(Uri::Sip(u)) => assert!(u.headers.is_none(), "{v:?}"),
+                            other => panic!("{v:?} passed the plain check: {other:?}"),
+                        }
+                    }
+                }
+            }
+            assert_eq!(plain_sip_uri(base, 0), Some(base.len()), "{base}");
+        }
+        assert!(fast > 1000, "only {fast} took the plain check");
     }
 
     #[test]

@@ -12,14 +12,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::{env, ms, percentile};
-use hotline::http::{AppState, app};
-use hotline::tickets::store::Settings;
 use hotline::users::{self, Role};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 
 const PASSWORD: &str = "benchmark password";
@@ -88,32 +85,9 @@ async fn run(url: &str, calls: u64, rounds: usize) {
     users::create(&db, "analyst", "analyst", Role::Analyst, None, PASSWORD)
         .await
         .unwrap();
-    let state = AppState {
-        db: db.clone(),
-        metrics: hotline::telemetry::prometheus(),
-        started: Arc::new(Instant::now()),
-        ivr: None,
-        admin_token: None,
-        engine: None,
-        kb: None,
-        acd: None,
-        tickets: Arc::new(Settings::from_config(&Default::default()).unwrap()),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
-    let base = format!("http://{addr}");
+    let base = common::serve_api(db.clone()).await;
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": "analyst", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_string();
+    let token = common::login(&http, &base, "analyst", PASSWORD).await;
     let now = chrono::Utc::now();
     let since = |days: i64| {
         (now - chrono::Duration::days(days))

@@ -28,8 +28,6 @@ mod common;
 use common::{env, ms, percentile};
 use std::time::{Duration, Instant};
 
-use hotline::http::{AppState, app};
-use hotline::tickets::store::Settings;
 use hotline::users::{self, Role};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -231,43 +229,14 @@ async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u6
         .await
         .unwrap();
 
-    let state = AppState {
-        db: db.clone(),
-        metrics: hotline::telemetry::prometheus(),
-        started: Arc::new(Instant::now()),
-        ivr: None,
-        admin_token: None,
-        engine: None,
-        kb: None,
-        acd: None,
-        tickets: Arc::new(Settings::from_config(&Default::default()).unwrap()),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
-    let base = format!("http://{addr}");
+    let base = common::serve_api(db.clone()).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients * 2)
         .build()
         .unwrap();
-    let login = |user: &'static str| {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            let v: Value = http
-                .post(format!("{base}/api/auth/login"))
-                .json(&json!({"username": user, "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["token"].as_str().unwrap().to_string()
-        }
-    };
-    let disp = login("disp").await;
-    let unit = login("unit17").await;
-    let intake = login("intake").await;
+    let disp = common::login(&http, &base, "disp", PASSWORD).await;
+    let unit = common::login(&http, &base, "unit17", PASSWORD).await;
+    let intake = common::login(&http, &base, "intake", PASSWORD).await;
 
     // A cursor 20 pages deep, and a real ticket and phone for the look-ups.
     let mut cursor = 0i64;

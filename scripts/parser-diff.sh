@@ -10,17 +10,11 @@ rounds=${2:-50}
 dir=sip/parser-diff/old
 rm -rf "$dir" && mkdir -p "$dir"
 git archive "$rev" sip/Cargo.toml sip/src | tar -x -C "$dir"
-# The old crate on its own: renamed, outside the workspace's lints and dev-dependencies.
-python3 - "$dir/sip/Cargo.toml" <<'PY'
-import re, sys
-p = sys.argv[1]
-s = open(p).read()
-s = s.replace('name = "hotline-sip"', 'name = "hotline-sip-old"')
-s = s.replace('edition.workspace = true', 'edition = "2024"')
-s = s.replace('[lints]\nworkspace = true\n', '')
-s = re.sub(r'[\w-]+\.workspace = true\n', '', s)
-s = s.split('[dev-dependencies]')[0].split('[[bench]]')[0]
-open(p, 'w').write(s)
-PY
+# The old crate on its own: renamed, outside the workspace's lints, without dev-dependencies
+# and benches.
+sed -i -e 's/^name = "hotline-sip"$/name = "hotline-sip-old"/' \
+  -e 's/^edition\.workspace = true$/edition = "2024"/' \
+  -e '/\.workspace = true$/d' -e '/^\[lints\]$/d' -e '/^workspace = true$/d' \
+  -e '/^\[dev-dependencies\]$/,$d' "$dir/sip/Cargo.toml"
 cd sip/parser-diff
 cargo run --release -- "$rounds"

@@ -511,11 +511,9 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let rows = b["rows"].as_array().unwrap();
-    let first = rows
-        .iter()
-        .find(|r| r["queue"] == "general" && r["start"] == "2026-03-02T09:00:00+08:00")
-        .unwrap();
+    let first = row(&b, |r| {
+        r["queue"] == "general" && r["start"] == "2026-03-02T09:00:00+08:00"
+    });
     assert_eq!(
         (
             &first["offered"],
@@ -531,7 +529,7 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
     assert_eq!(first["connection_rate"], 75.0);
     assert_eq!(first["asa_secs"], 20.0);
     assert_eq!(first["aht_secs"], 160.0);
-    assert_eq!(rows.len(), 3, "{b}");
+    assert_eq!(b["rows"].as_array().map(Vec::len), Some(3), "{b}");
 
     let (s, b) = api
         .send(
@@ -542,13 +540,7 @@ async fn call_kpis_per_quarter_hour_and_agent_match_the_hand_counts(db: PgPool) 
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let two = b["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["agent"] == "2")
-        .unwrap()
-        .clone();
+    let two = row(&b, |r| r["agent"] == "2");
     assert_eq!(
         (&two["answered"], &two["callbacks_made"], &two["aht_secs"]),
         (&json!(2), &json!(1), &json!(130.0))
@@ -703,13 +695,9 @@ async fn agent_states_go_to_the_history_and_occupancy_is_read_from_it(db: PgPool
         .get(&format!("/api/stats/calls?interval=hour&{range}"), &analyst)
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let nine = b["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["start"] == "2026-03-02T09:00:00+08:00" && r["queue"] == "general")
-        .cloned()
-        .unwrap_or_default();
+    let nine = row(&b, |r| {
+        r["start"] == "2026-03-02T09:00:00+08:00" && r["queue"] == "general"
+    });
     assert_eq!(
         (
             &nine["busy_secs"],
@@ -730,13 +718,7 @@ async fn agent_states_go_to_the_history_and_occupancy_is_read_from_it(db: PgPool
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let two = b["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["agent"] == "2")
-        .cloned()
-        .unwrap_or_default();
+    let two = row(&b, |r| r["agent"] == "2");
     assert_eq!(two["occupancy"], 100.0, "paused time is not staffed: {b}");
 }
 
@@ -799,4 +781,13 @@ async fn the_snapshot_raises_connection_rate_and_stuck_agent_alerts() {
         .collect();
     assert_eq!(stuck, ["agent:3"], "{:?}", snap.alerts);
     shutdown.cancel();
+}
+
+/// The first of a statistics answer's rows that `matches` (a test failure if none does).
+fn row(b: &Value, matches: impl Fn(&Value) -> bool) -> Value {
+    b["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| matches(r)))
+        .cloned()
+        .unwrap_or_else(|| panic!("no such row in {b}"))
 }

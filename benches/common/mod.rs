@@ -1,5 +1,6 @@
 //! What the database benchmarks share: a scratch database on the `DATABASE_URL` server
-//! (default the local one), created for the run and dropped after it, and a 2-worker runtime.
+//! (default the local one), created for the run and dropped after it, a 2-worker runtime, the
+//! HTTP API served on loopback over it, and a login.
 #![allow(dead_code, clippy::unwrap_used)] // a benchmark that cannot start has nothing to report
 
 use std::future::Future;
@@ -60,4 +61,41 @@ pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration
 /// Milliseconds with two decimals.
 pub fn ms(d: std::time::Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// Serves the HTTP API over `db` on a loopback port (no engine, ACD, IVR or knowledge base);
+/// returns its base URL.
+pub async fn serve_api(db: sqlx::PgPool) -> String {
+    use hotline::http::{AppState, app};
+    let state = AppState {
+        db,
+        metrics: hotline::telemetry::prometheus(),
+        started: std::sync::Arc::new(std::time::Instant::now()),
+        ivr: None,
+        admin_token: None,
+        engine: None,
+        kb: None,
+        acd: None,
+        tickets: std::sync::Arc::new(
+            hotline::tickets::store::Settings::from_config(&Default::default()).unwrap(),
+        ),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    format!("http://{addr}")
+}
+
+/// A session token for `user` with `password`.
+pub async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
+    let v: serde_json::Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_string()
 }

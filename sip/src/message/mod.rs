@@ -35,6 +35,7 @@ use error::ReplyContext;
 pub use framer::{FrameEvent, StreamFramer};
 pub use method::Method;
 pub use name::HeaderName;
+use scan::trim_wsp;
 pub use scan::unescape;
 pub use typed::{
     Auth, CSeq, ContactValue, HeaderError, MediaType, NameAddr, Via, check_call_id, check_date,
@@ -223,10 +224,6 @@ fn has_control(s: &str) -> bool {
         i += 1;
     }
     false
-}
-
-fn trim_wsp(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
 }
 
 /// The head of a message cut into its start line and header fields.

@@ -53,6 +53,21 @@ pub(crate) fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// Without spaces and tabs at either end.
+#[inline]
+pub(crate) fn trim_wsp(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && is_wsp(b[start]) {
+        start += 1;
+    }
+    while end > start && is_wsp(b[end - 1]) {
+        end -= 1;
+    }
+    &s[start..end]
+}
+
 /// A string of `allowed` characters and `%HH` escapes, non-empty.
 #[inline]
 pub(crate) fn escaped_run(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
@@ -274,14 +289,14 @@ impl<'a> Iterator for CommaSplit<'a> {
                 b'>' if !in_quote => in_angle = false,
                 b',' if !in_quote && !in_angle => {
                     self.pos = i + 1;
-                    return Some(self.s[start..i].trim_matches(|c| c == ' ' || c == '\t'));
+                    return Some(trim_wsp(&self.s[start..i]));
                 }
                 _ => {}
             }
             i += 1;
         }
         self.pos = b.len() + 1;
-        Some(self.s[start..].trim_matches(|c| c == ' ' || c == '\t'))
+        Some(trim_wsp(&self.s[start..]))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::scan::{Cursor, is_token, is_word, is_wsp, split_commas};
+use super::scan::{Cursor, is_token, is_word, is_wsp, split_commas, trim_wsp};
 use super::uri::{Host, Params, Uri, UriError, host_at, parse_host, parse_ipv6, parse_port};
 
 /// Why a header value is malformed.
@@ -566,9 +566,9 @@ fn plain_params<'a>(
 }
 
 /// The common shape of a Via value, checked in one loop without building it:
-/// `"SIP/2.0/" transport LWS host [":" port]` and plain parameters, among Via's own only
-/// `branch` (a token) and `rport`. `Some(branch)` when the whole value is one such Via, well
-/// formed; `None` leaves the verdict to [`parse_via_list`].
+/// `"SIP/2.0/" transport LWS host [":" port]` and plain parameters, Via's own checked by the
+/// full parser's rules (`check_via_param`). `Some(branch)` when the whole value is one such
+/// Via, well formed; `None` leaves the verdict to [`parse_via_list`].
 pub(crate) fn plain_via(s: &str) -> Option<Option<&str>> {
     let b = s.as_bytes();
     if b.get(..8) != Some(b"SIP/2.0/") {
@@ -593,16 +593,9 @@ pub(crate) fn plain_via(s: &str) -> Option<Option<&str>> {
     }
     let mut branch = None;
     let end = plain_params(s, i, |name, value| {
+        check_via_param(name, value).ok()?;
         if is_named(name, "branch") {
-            let v = value?;
-            v.bytes().all(is_token).then_some(())?;
-            branch = Some(v);
-        } else if is_named(name, "rport") {
-            if let Some(v) = value {
-                parse_port(v).ok()?;
-            }
-        } else if is_named(name, "received") || is_named(name, "ttl") || is_named(name, "maddr") {
-            return None;
+            branch = value;
         }
         Some(())
     })?;
@@ -709,24 +702,9 @@ pub fn parse_number(s: &str, max: u64) -> Result<u64> {
     parse_bounded(trim_wsp(s), max).ok_or(HeaderError("not a number in range"))
 }
 
-/// Without spaces and tabs at either end.
-#[inline]
-fn trim_wsp(s: &str) -> &str {
-    let b = s.as_bytes();
-    let mut start = 0;
-    let mut end = b.len();
-    while start < end && is_wsp(b[start]) {
-        start += 1;
-    }
-    while end > start && is_wsp(b[end - 1]) {
-        end -= 1;
-    }
-    &s[start..end]
-}
-
 /// `delta-seconds`: digits; values above 2^32-1 are read as 2^32-1 (RFC 3261 20.19).
 pub fn parse_delta_seconds(s: &str) -> Result<u32> {
-    let t = s.trim_matches([' ', '\t']);
+    let t = trim_wsp(s);
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HeaderError("not a number of seconds"));
     }
@@ -801,7 +779,7 @@ pub fn parse_token_list(s: &str, allow_empty: bool) -> Result<impl Iterator<Item
         }
         break;
     }
-    if i != b.len() || (items == 0 && !s.trim_matches([' ', '\t']).is_empty()) {
+    if i != b.len() || (items == 0 && !trim_wsp(s).is_empty()) {
         return Err(HeaderError("list item is not a token"));
     }
     if items == 0 && !allow_empty {
@@ -1061,6 +1039,26 @@ mod tests {
         assert!(a.params.is_empty());
     }
 
+    /// `base`, and every octet class of SIP values inserted at, or put in place of, each of
+    /// its positions (for the one-loop checks against the full parsers).
+    fn variants(base: &str) -> Vec<String> {
+        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!&/\x00\x7f";
+        let mut out = vec![base.to_string()];
+        for at in 0..=base.len() {
+            for &o in octets {
+                let mut v = base.as_bytes().to_vec();
+                v.insert(at, o);
+                out.push(String::from_utf8_lossy(&v).into_owned());
+                if at < base.len() {
+                    let mut v = base.as_bytes().to_vec();
+                    v[at] = o;
+                    out.push(String::from_utf8_lossy(&v).into_owned());
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn the_plain_name_addr_check_accepts_only_what_the_parser_accepts() {
         // Every octet class inserted at, or put in place of, every position of common
@@ -1072,23 +1070,9 @@ mod tests {
             "<sip:12345@hotline.example.com>",
             "<sip:u@[2001:db8::1]:5070;lr>;tag=a ; q=0.5",
         ];
-        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!\x00\x7f";
         let (mut fast, mut total) = (0, 0);
         for base in bases {
-            let mut variants = vec![base.to_string()];
-            for at in 0..=base.len() {
-                for &o in octets {
-                    let mut v = base.as_bytes().to_vec();
-                    v.insert(at, o);
-                    variants.push(String::from_utf8_lossy(&v).into_owned());
-                    if at < base.len() {
-                        let mut v = base.as_bytes().to_vec();
-                        v[at] = o;
-                        variants.push(String::from_utf8_lossy(&v).into_owned());
-                    }
-                }
-            }
-            for v in &variants {
+            for v in &variants(base) {
                 total += 1;
                 let Some(tag) = plain_name_addr(v) else {
                     continue;
@@ -1115,28 +1099,16 @@ mod tests {
             "sip:hotline.example.com;transport=tcp",
             "sip:agent@10.0.0.21:5060;lr;x=1",
         ];
-        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!&/\x00\x7f";
         let mut fast = 0;
         for base in bases {
-            for at in 0..=base.len() {
-                for &o in octets {
-                    for replace in [false, true] {
-                        let mut v = base.as_bytes().to_vec();
-                        if replace && at < base.len() {
-                            v[at] = o;
-                        } else {
-                            v.insert(at, o);
-                        }
-                        let v = String::from_utf8_lossy(&v).into_owned();
-                        if plain_sip_uri(&v, 0) != Some(v.len()) {
-                            continue;
-                        }
-                        fast += 1;
-                        match Uri::parse(&v) {
-                            Ok(Uri::Sip(u)) => assert!(u.headers.is_none(), "{v:?}"),
-                            other => panic!("{v:?} passed the plain check: {other:?}"),
-                        }
-                    }
+            for v in variants(base) {
+                if plain_sip_uri(&v, 0) != Some(v.len()) {
+                    continue;
+                }
+                fast += 1;
+                match Uri::parse(&v) {
+                    Ok(Uri::Sip(u)) => assert!(u.headers.is_none(), "{v:?}"),
+                    other => panic!("{v:?} passed the plain check: {other:?}"),
                 }
             }
             assert_eq!(plain_sip_uri(base, 0), Some(base.len()), "{base}");
@@ -1151,22 +1123,9 @@ mod tests {
             "SIP/2.0/TCP host.example.com ; rport=5060 ;branch=z9hG4bKx;x=1",
             "SIP/2.0/WS [2001:db8::9:1];branch=z9hG4bKa",
         ];
-        let octets = b" \t\"<>@:;=,.[]?%\\a0-_!/\x00\x7f";
         let (mut fast, mut total) = (0, 0);
         for base in bases {
-            let mut variants = vec![base.to_string()];
-            for at in 0..=base.len() {
-                for &o in octets {
-                    let mut v = base.as_bytes().to_vec();
-                    v.insert(at, o);
-                    variants.push(String::from_utf8_lossy(&v).into_owned());
-                    if at < base.len() {
-                        let mut v = base.as_bytes().to_vec();
-                        v[at] = o;
-                        variants.push(String::from_utf8_lossy(&v).into_owned());
-                    }
-                }
-            }
+            let mut variants = variants(base);
             variants.push(base.replace("rport", "received=10.0.0.1"));
             for v in &variants {
                 total += 1;

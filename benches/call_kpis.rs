@@ -17,7 +17,6 @@ use std::time::Instant;
 use common::{env, ms, percentile};
 use hotline::users::{self, Role};
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
 
 const PASSWORD: &str = "benchmark password";
 
@@ -61,19 +60,7 @@ fn main() {
 }
 
 async fn run(url: &str, calls: u64, rounds: usize) {
-    let db = PgPoolOptions::new()
-        .max_connections(8)
-        .connect(url)
-        .await
-        .unwrap();
-    hotline::db::migrate(&db).await.unwrap();
-    let t0 = Instant::now();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(
-        FILL.replace("$CALLS", &calls.to_string()),
-    ))
-    .execute(&db)
-    .await
-    .unwrap();
+    let (db, t0) = common::filled_db(url, 8, FILL.replace("$CALLS", &calls.to_string())).await;
     let states: i64 = sqlx::query_scalar("SELECT count(*) FROM agent_states")
         .fetch_one(&db)
         .await

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use hotline::users::{self, Role};
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
 
 const PASSWORD: &str = "benchmark password";
 
@@ -134,19 +133,7 @@ fn main() {
 }
 
 async fn run(url: &str, tickets: u64, rounds: usize, clients: usize, seconds: u64) {
-    let db = PgPoolOptions::new()
-        .max_connections(20)
-        .connect(url)
-        .await
-        .unwrap();
-    hotline::db::migrate(&db).await.unwrap();
-    let t0 = Instant::now();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(
-        FILL.replace("$TICKETS", &tickets.to_string()),
-    ))
-    .execute(&db)
-    .await
-    .unwrap();
+    let (db, t0) = common::filled_db(url, 20, FILL.replace("$TICKETS", &tickets.to_string())).await;
     let size: String =
         sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
             .fetch_one(&db)

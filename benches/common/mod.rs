@@ -63,6 +63,27 @@ pub fn ms(d: std::time::Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
+/// A pool of `connections` on the scratch database at `url`, migrated, then filled by the
+/// SQL script `fill`; with the instant the filling began.
+pub async fn filled_db(
+    url: &str,
+    connections: u32,
+    fill: String,
+) -> (sqlx::PgPool, std::time::Instant) {
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(url)
+        .await
+        .unwrap();
+    hotline::db::migrate(&db).await.unwrap();
+    let began = std::time::Instant::now();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(fill))
+        .execute(&db)
+        .await
+        .unwrap();
+    (db, began)
+}
+
 /// Serves the HTTP API over `db` on a loopback port (no engine, ACD, IVR or knowledge base);
 /// returns its base URL.
 pub async fn serve_api(db: sqlx::PgPool) -> String {

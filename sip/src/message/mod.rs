@@ -25,6 +25,7 @@ mod framer;
 mod method;
 mod name;
 pub(crate) mod scan;
+mod simd;
 mod typed;
 mod uri;
 
@@ -42,6 +43,7 @@ pub use typed::{
     parse_contact_list, parse_delta_seconds, parse_delta_with_params, parse_number,
     parse_route_list, parse_token_list, parse_via_list,
 };
+use uri::SeenHosts;
 pub use uri::{Host, Params, SipUri, TelUri, Uri, UriError};
 
 /// Most header fields one message may carry.
@@ -250,39 +252,50 @@ fn split_plain(data: &[u8], pos: usize) -> Option<Split> {
         return None;
     }
     let head = &data[pos..body_start];
-    let text = String::from_utf8(head.to_vec()).ok()?;
+    debug_assert!(head.is_ascii());
+    // SAFETY: `plain_lines` accepted every octet of the head (it returns `None` at the first
+    // octet outside HT, CRLF and 0x20..=0x7e), so the head is ASCII and thus valid UTF-8.
+    #[allow(unsafe_code)]
+    let text = unsafe { String::from_utf8_unchecked(head.to_vec()) };
     let first_len = ends[0] as usize;
     let mut fields: Vec<Field> = Vec::with_capacity(lines);
     let t = text.as_bytes();
     let mut start = first_len + 2;
     for &end in &ends[1..lines] {
         let end = end as usize;
-        let line = &t[start..end];
-        let colon = line.iter().position(|&b| b == b':')?;
-        let mut name_end = colon;
-        while name_end > 0 && scan::is_wsp(line[name_end - 1]) {
-            name_end -= 1;
+        // The name: token octets up to the colon (a space or tab may come before it). Anything
+        // else (an empty name, folding's leading space, a space inside a name) goes to the
+        // general path, which names the fault. The run stops at the CR at the latest.
+        let name_end = scan::token_end(t, start);
+        let mut colon = name_end;
+        if t[colon] != b':' {
+            while colon < end && scan::is_wsp(t[colon]) {
+                colon += 1;
+            }
+            if t[colon] != b':' {
+                return None;
+            }
         }
-        let name = HeaderName::parse(&text[start..start + name_end]);
-        // A name we know is made of token characters; any other is checked (an empty one,
-        // folding's leading space, a space inside: the general path names the fault).
-        if let HeaderName::Other(n) = &name
-            && (n.is_empty() || !n.bytes().all(scan::is_token))
-        {
+        if name_end == start {
             return None;
         }
+        let name = HeaderName::parse(&text[start..name_end]);
+        // Mostly one space after the colon and none at the end.
         let mut j = colon + 1;
-        while j < line.len() && scan::is_wsp(line[j]) {
+        if t[j] == b' ' {
             j += 1;
         }
-        let mut k = line.len();
-        while k > j && scan::is_wsp(line[k - 1]) {
+        while j < end && scan::is_wsp(t[j]) {
+            j += 1;
+        }
+        let mut k = end;
+        while k > j && scan::is_wsp(t[k - 1]) {
             k -= 1;
         }
         fields.push(Field {
             name,
-            name_span: (start as u32, (start + name_end) as u32),
-            value_span: ((start + j) as u32, (start + k) as u32),
+            name_span: (start as u32, name_end as u32),
+            value_span: (j as u32, k as u32),
         });
         start = end + 2;
     }
@@ -296,38 +309,17 @@ fn split_plain(data: &[u8], pos: usize) -> Option<Split> {
     })
 }
 
-/// Cuts a plain head into lines in one pass, eight octets at a time (SWAR): the positions of
-/// the CRs ending the lines (relative to `pos`) go into `ends`; returns how many lines there
-/// are and where the body starts. `None` when the head is not plain: a control octet other
-/// than HT or a CRLF, a non-ASCII octet, a bare CR or LF, no empty line, more lines than
-/// `ends` holds.
+/// Cuts a plain head into lines in one pass ([`next_control`]: sixteen octets at a time): the
+/// positions of the CRs ending the lines (relative to `pos`) go into `ends`; returns how many
+/// lines there are and where the body starts. `None` when the head is not plain: a control
+/// octet other than HT or a CRLF, a non-ASCII octet, a bare CR or LF, no empty line, more
+/// lines than `ends` holds.
 fn plain_lines(data: &[u8], pos: usize, ends: &mut [u32; 64]) -> Option<(usize, usize)> {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut lines = 0;
     let mut line_start = pos;
     let mut i = pos;
     loop {
-        // Skip words without a control or non-ASCII octet. For an ASCII octet b, b + 0x60
-        // reaches the high bit from 0x20 on and b + 1 only at 0x7f, with no carry out.
-        if let Some(word) = data.get(i..i + 8)
-            && let Ok(word) = <[u8; 8]>::try_from(word)
-        {
-            let x = u64::from_le_bytes(word);
-            let low = x & LOW7;
-            let special =
-                (x | !(low + 0x6060_6060_6060_6060) | (low + 0x0101_0101_0101_0101)) & HIGH;
-            if special == 0 {
-                i += 8;
-                continue;
-            }
-            i += (special.trailing_zeros() / 8) as usize;
-        } else {
-            // The last few octets, one by one.
-            while i < data.len() && (0x20..0x7f).contains(&data[i]) {
-                i += 1;
-            }
-        }
+        i = next_control(data, i);
         match data.get(i)? {
             b'\t' => i += 1,
             b'\r' if data.get(i + 1) == Some(&b'\n') => {
@@ -342,6 +334,42 @@ fn plain_lines(data: &[u8], pos: usize, ends: &mut [u32; 64]) -> Option<(usize, 
             _ => return None,
         }
     }
+}
+
+/// The first octet at or after `i` that is a control (HT and the line ends included), DEL or
+/// not ASCII, or `data.len()`: sixteen octets at a time with SSE2 (part of every x86-64), then
+/// eight at a time (SWAR), then one by one.
+#[inline]
+fn next_control(data: &[u8], i: usize) -> usize {
+    match simd::first_stop(data, i, simd::Stop::Control) {
+        Ok(stop) => stop,
+        Err(rest) => next_control_swar(data, rest),
+    }
+}
+
+/// [`next_control`] eight octets at a time (SWAR), then one by one.
+#[inline]
+fn next_control_swar(data: &[u8], mut i: usize) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = data.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        // For an ASCII octet b, b + 0x60 reaches the high bit from 0x20 on and b + 1 only at
+        // 0x7f, with no carry out.
+        let x = u64::from_le_bytes(word);
+        let low = x & LOW7;
+        let special = (x | !(low + 0x6060_6060_6060_6060) | (low + 0x0101_0101_0101_0101)) & HIGH;
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < data.len() && (0x20..0x7f).contains(&data[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// Any head: bare LF or CR line ends, folding, a datagram without the empty line. Folded
@@ -501,15 +529,14 @@ impl Message {
             framing: split.framing,
             known: Known::default(),
         };
-        let result = split
-            .error
-            .map_or(Ok(()), Err)
-            .and_then(|()| msg.parse_start_line(first_len))
-            .and_then(|()| msg.validate_headers(complete))
-            .and_then(|(length, known)| {
-                msg.known = known;
-                msg.take_body(data, split.body_start, length, delivery)
-            });
+        let result = split.error.map_or(Ok(()), Err).and_then(|()| {
+            // The hosts checked in the start line and the header fields, for reuse.
+            let mut hosts = SeenHosts::default();
+            msg.start = Self::parse_start_line(&msg.text[..first_len], &mut hosts)?;
+            let (length, known) = msg.validate_headers(complete, &mut hosts)?;
+            msg.known = known;
+            msg.take_body(data, split.body_start, length, delivery)
+        });
         match result {
             Ok(()) => Ok(msg),
             Err(mut e) => {
@@ -523,8 +550,8 @@ impl Message {
         }
     }
 
-    fn parse_start_line(&mut self, len: usize) -> Result<(), ParseError> {
-        let line = &self.text[..len];
+    fn parse_start_line<'a>(line: &'a str, hosts: &mut SeenHosts<'a>) -> Result<Start, ParseError> {
+        let len = line.len();
         if starts_with_sip(line) {
             let (version, rest) = line.split_once(' ').unwrap_or((line, ""));
             if !version.eq_ignore_ascii_case("SIP/2.0") {
@@ -542,11 +569,10 @@ impl Message {
                 Some(r) => len - r.len(),
                 None => len,
             };
-            self.start = Start::Response {
+            return Ok(Start::Response {
                 code,
                 reason: (reason_start as u32, len as u32),
-            };
-            return Ok(());
+            });
         }
         // METHOD SP Request-URI SP SIP-Version: exactly two spaces.
         let sp1 = scan::find(line, b' ');
@@ -571,20 +597,23 @@ impl Message {
             return Err(ParseError::status(400, "empty Request-URI"));
         }
         check_version(version)?;
-        if typed::plain_sip_uri(uri, 0) != Some(uri.len()) {
+        if typed::plain_sip_uri(uri, 0, hosts) != Some(uri.len()) {
             check_request_uri(uri)?;
         }
         let uri_start = method.len() + 1;
-        self.start = Start::Request {
+        Ok(Start::Request {
             method: Method::parse(method),
             uri: (uri_start as u32, (uri_start + uri.len()) as u32),
-        };
-        Ok(())
+        })
     }
 
     /// Checks every header the engine knows; returns the Content-Length, if given, and the
     /// transaction and dialog keys read on the way.
-    fn validate_headers(&self, complete: bool) -> Result<(Option<usize>, Known), ParseError> {
+    fn validate_headers<'a>(
+        &'a self,
+        complete: bool,
+        hosts: &mut SeenHosts<'a>,
+    ) -> Result<(Option<usize>, Known), ParseError> {
         let mut seen = [false; 64];
         let mut count_single = |name: &HeaderName| -> Result<(), ParseError> {
             if !name.is_single() {
@@ -616,7 +645,7 @@ impl Message {
             match &f.name {
                 HeaderName::Via => {
                     // The branch of the line's first Via.
-                    let branch = match typed::plain_via(v) {
+                    let branch = match typed::plain_via(v, hosts) {
                         Some(branch) => branch,
                         None => {
                             let mut first = None;
@@ -638,7 +667,7 @@ impl Message {
                     } else {
                         to = true;
                     }
-                    let tag = match typed::plain_name_addr(v) {
+                    let tag = match typed::plain_name_addr(v, hosts) {
                         Some(tag) => tag,
                         None => {
                             let a = NameAddr::parse(v, false).map_err(bad)?;
@@ -656,7 +685,7 @@ impl Message {
                         known.to_tag = tag;
                     }
                 }
-                HeaderName::Contact if typed::plain_name_addr(v).is_some() => {}
+                HeaderName::Contact if typed::plain_name_addr(v, hosts).is_some() => {}
                 HeaderName::Contact => {
                     let mut n = 0;
                     for c in parse_contact_list(v) {

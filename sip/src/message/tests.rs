@@ -291,3 +291,59 @@ fn the_one_pass_cut_agrees_with_the_general_one_or_declines() {
     // Ordinary octets (tab, space, letters, colons) keep most variants on the fast path.
     assert!(plain > 1000, "only {plain} variants were plain");
 }
+
+#[test]
+fn the_control_scan_stops_where_a_byte_by_byte_reading_stops() {
+    // Sixteen (SSE2) and eight (SWAR) octets at a time must land on the first control, DEL or
+    // non-ASCII octet wherever it sits in its block, and at the end when there is none.
+    let reference = |b: &[u8], from: usize| {
+        (from..b.len())
+            .find(|&i| !(0x20..0x7f).contains(&b[i]))
+            .unwrap_or(b.len())
+    };
+    for len in 0..50 {
+        for at in 0..=len {
+            for octet in [
+                b'\t', b'\r', b'\n', 0, 0x1f, 0x7f, 0x80, 0xe4, 0xff, b' ', b'~',
+            ] {
+                let mut b = vec![b'a'; len];
+                if at < len {
+                    b[at] = octet;
+                }
+                for from in [0, 1, 7, 8, 9, 16] {
+                    let from = from.min(len);
+                    let want = reference(&b, from);
+                    assert_eq!(next_control(&b, from), want, "{b:?} from {from}");
+                    assert_eq!(next_control_swar(&b, from), want, "{b:?} from {from}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_host_seen_earlier_in_the_message_changes_no_verdict() {
+    // The Request-URI's host is remembered; the same host later, or one that only starts
+    // like it, must get the verdict it gets in a message of its own.
+    for (to, ok) in [
+        ("<sip:a@hotline.example.com>", true),
+        ("<sip:a@hotline.example.com.>", true),
+        ("<sip:a@hotline.example.com->", false),
+        ("<sip:a@hotline.example.com-x.cn>", true),
+        ("<sip:a@hotline.example.co>", true),
+        ("<sip:a@hotline.example.com..>", false),
+        ("<sip:a@10.0.0.21>", true),
+        ("<sip:a@10.0.0.211>", true),
+        ("<sip:a@10.0.0.2111>", false),
+        ("<sip:a@10.0.0.21.5>", false),
+    ] {
+        for ruri in ["sip:12345@hotline.example.com", "sip:12345@10.0.0.21"] {
+            let msg = format!(
+                "OPTIONS {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.21;branch=z9hG4bKx\r\n\
+                 From: <sip:b@10.0.0.21>;tag=1\r\nTo: {to}\r\nCall-ID: c\r\n\
+                 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            assert_eq!(parse(&msg).is_ok(), ok, "{to} after {ruri}");
+        }
+    }
+}

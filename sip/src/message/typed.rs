@@ -3,8 +3,12 @@
 
 use std::fmt;
 
-use super::scan::{Cursor, is_token, is_word, is_wsp, split_commas, trim_wsp};
-use super::uri::{Host, Params, Uri, UriError, host_at, parse_host, parse_ipv6, parse_port};
+use super::scan::{
+    Cursor, TOKEN, is_token, is_word, is_wsp, quoted_end, run_of, split_commas, trim_wsp,
+};
+use super::uri::{
+    Host, Params, SeenHosts, Uri, UriError, host_at, parse_host, parse_ipv6, parse_port,
+};
 
 /// Why a header value is malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,7 +459,10 @@ impl<'a> NameAddr<'a> {
 /// and at most four header parameters. `Some(tag)` when the whole value has that shape and is
 /// well formed, which [`NameAddr::parse`] would then accept with the same tag; `None` leaves
 /// the verdict to it (another shape, or a fault it will name).
-pub(crate) fn plain_name_addr(s: &str) -> Option<Option<&str>> {
+pub(crate) fn plain_name_addr<'a>(
+    s: &'a str,
+    hosts: &mut SeenHosts<'a>,
+) -> Option<Option<&'a str>> {
     use super::scan::QDTEXT;
     let b = s.as_bytes();
     let mut i = 0;
@@ -469,7 +476,7 @@ pub(crate) fn plain_name_addr(s: &str) -> Option<Option<&str>> {
     if b.get(i) != Some(&b'<') {
         return None;
     }
-    i = plain_sip_uri(s, i + 1)?;
+    i = plain_sip_uri(s, i + 1, hosts)?;
     if b.get(i) != Some(&b'>') {
         return None;
     }
@@ -486,7 +493,7 @@ pub(crate) fn plain_name_addr(s: &str) -> Option<Option<&str>> {
 /// The common shape of a SIP URI starting at `i`: `"sip:" [user "@"] host [":" port]
 /// *(";" name ["=" value])`, without escapes, a password or headers. Where it ends when it is
 /// well formed up to there (what follows is the caller's to check); `None` for anything else.
-pub(crate) fn plain_sip_uri(s: &str, i: usize) -> Option<usize> {
+pub(crate) fn plain_sip_uri<'a>(s: &'a str, i: usize, hosts: &mut SeenHosts<'a>) -> Option<usize> {
     use super::uri::{PARAM, USER};
     let b = s.as_bytes();
     if b.get(i..i + 4) != Some(b"sip:") {
@@ -500,7 +507,7 @@ pub(crate) fn plain_sip_uri(s: &str, i: usize) -> Option<usize> {
         }
         i = user + 1;
     }
-    i = host_at(s, i).ok()?.1;
+    i = hosts.host_end(s, i)?;
     if b.get(i) == Some(&b':') {
         let digits = run_of(b, i + 1, &DIGITS);
         parse_port(&s[i + 1..digits]).ok()?;
@@ -542,7 +549,7 @@ fn plain_params<'a>(
             return Some(semi);
         }
         let start = skip_wsp(b, semi + 1);
-        let end = run(start, &super::scan::TOKEN);
+        let end = run_of(b, start, &TOKEN);
         let name = &s[start..end];
         if end == start || n == names.len() || names[..n].iter().any(|m| is_named(m, name)) {
             return None;
@@ -569,20 +576,17 @@ fn plain_params<'a>(
 /// `"SIP/2.0/" transport LWS host [":" port]` and plain parameters, Via's own checked by the
 /// full parser's rules (`check_via_param`). `Some(branch)` when the whole value is one such
 /// Via, well formed; `None` leaves the verdict to [`parse_via_list`].
-pub(crate) fn plain_via(s: &str) -> Option<Option<&str>> {
+pub(crate) fn plain_via<'a>(s: &'a str, hosts: &mut SeenHosts<'a>) -> Option<Option<&'a str>> {
     let b = s.as_bytes();
     if b.get(..8) != Some(b"SIP/2.0/") {
         return None;
     }
-    let mut i = 8;
-    while i < b.len() && is_token(b[i]) {
-        i += 1;
-    }
+    let mut i = run_of(b, 8, &TOKEN);
     let host = skip_wsp(b, i);
     if i == 8 || host == i {
         return None;
     }
-    i = host_at(s, host).ok()?.1;
+    i = hosts.host_end(s, host)?;
     if b.get(i) == Some(&b':') {
         let start = i + 1;
         i = start;
@@ -600,15 +604,6 @@ pub(crate) fn plain_via(s: &str) -> Option<Option<&str>> {
         Some(())
     })?;
     (end == b.len()).then_some(branch)
-}
-
-/// Where the run of `class` octets from `i` ends.
-#[inline]
-fn run_of(b: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
-    while i < b.len() && class[b[i] as usize] {
-        i += 1;
-    }
-    i
 }
 
 /// Decimal digits.
@@ -760,9 +755,7 @@ pub fn parse_token_list(s: &str, allow_empty: bool) -> Result<impl Iterator<Item
             i += 1;
         }
         let start = i;
-        while i < b.len() && is_token(b[i]) {
-            i += 1;
-        }
+        i = run_of(b, i, &TOKEN);
         if i == start {
             if items > 0 {
                 return Err(HeaderError("empty list item")); // after a comma
@@ -843,28 +836,22 @@ pub struct Auth<'a> {
 }
 
 impl<'a> Auth<'a> {
-    /// Parses `scheme LWS auth-param *(COMMA auth-param)`, in one pass.
+    /// Parses `scheme LWS auth-param *(COMMA auth-param)`, in one pass by index: these are
+    /// the longest values of a REGISTER.
     pub fn parse(s: &'a str) -> Result<Auth<'a>> {
-        let mut c = Cursor::new(s);
-        c.sws();
-        let scheme = c
-            .token()
-            .ok_or(HeaderError("authentication without a scheme"))?;
-        if !c.sws() {
+        let b = s.as_bytes();
+        let start = skip_wsp(b, 0);
+        let scheme_end = run_of(b, start, &TOKEN);
+        if scheme_end == start {
+            return Err(HeaderError("authentication without a scheme"));
+        }
+        let params_start = skip_wsp(b, scheme_end);
+        if params_start == scheme_end {
             return Err(HeaderError("authentication scheme without parameters"));
         }
-        let params_start = c.pos;
-        // auth-param *(COMMA auth-param), by index: these are the longest values of a REGISTER.
-        let b = s.as_bytes();
-        let token_end = |mut i: usize| {
-            while i < b.len() && is_token(b[i]) {
-                i += 1;
-            }
-            i
-        };
-        let mut i = c.pos;
+        let mut i = params_start;
         loop {
-            let name_end = token_end(i);
+            let name_end = run_of(b, i, &TOKEN);
             if name_end == i {
                 return Err(HeaderError("authentication parameter without a name"));
             }
@@ -874,26 +861,36 @@ impl<'a> Auth<'a> {
             }
             i = skip_wsp(b, i + 1);
             if b.get(i) == Some(&b'"') {
-                let mut q = Cursor { s, pos: i };
-                q.quoted()
+                i = quoted_end(b, i)
                     .ok_or(HeaderError("unterminated quoted authentication value"))?;
-                i = q.pos;
             } else {
-                let value_end = token_end(i);
+                let value_end = run_of(b, i, &TOKEN);
                 if value_end == i {
                     return Err(HeaderError("authentication value is not a token"));
                 }
                 i = value_end;
             }
-            i = skip_wsp(b, i);
+            // Mostly ", " or the end.
             match b.get(i) {
                 None => break,
                 Some(b',') => i = skip_wsp(b, i + 1),
+                Some(&c) if is_wsp(c) => {
+                    i = skip_wsp(b, i);
+                    match b.get(i) {
+                        None => break,
+                        Some(b',') => i = skip_wsp(b, i + 1),
+                        Some(_) => {
+                            return Err(HeaderError("unexpected characters after the value"));
+                        }
+                    }
+                }
                 Some(_) => return Err(HeaderError("unexpected characters after the value")),
             }
         }
-        let params_raw = s[params_start..].trim_end_matches([' ', '\t']);
-        Ok(Auth { scheme, params_raw })
+        Ok(Auth {
+            scheme: &s[start..scheme_end],
+            params_raw: trim_wsp(&s[params_start..]),
+        })
     }
 
     /// The value of parameter `name` (case-insensitive), unquoted.
@@ -1074,7 +1071,7 @@ mod tests {
         for base in bases {
             for v in &variants(base) {
                 total += 1;
-                let Some(tag) = plain_name_addr(v) else {
+                let Some(tag) = plain_name_addr(v, &mut SeenHosts::default()) else {
                     continue;
                 };
                 fast += 1;
@@ -1084,7 +1081,10 @@ mod tests {
                 assert_eq!(full.tag(), tag, "{v:?}");
                 assert!(!full.tag_without_value(), "{v:?}");
             }
-            assert!(plain_name_addr(base).is_some(), "{base}");
+            assert!(
+                plain_name_addr(base, &mut SeenHosts::default()).is_some(),
+                "{base}"
+            );
         }
         assert!(
             fast > total / 8,
@@ -1102,7 +1102,12 @@ mod tests {
         let mut fast = 0;
         for base in bases {
             for v in variants(base) {
-                if plain_sip_uri(&v, 0) != Some(v.len()) {
+                // A host seen before in the message (the base's) changes nothing.
+                let mut primed = SeenHosts::default();
+                assert!(plain_sip_uri(base, 0, &mut primed).is_some());
+                let fresh = plain_sip_uri(&v, 0, &mut SeenHosts::default());
+                assert_eq!(plain_sip_uri(&v, 0, &mut primed), fresh, "{v:?}");
+                if fresh != Some(v.len()) {
                     continue;
                 }
                 fast += 1;
@@ -1111,7 +1116,11 @@ mod tests {
                     other => panic!("{v:?} passed the plain check: {other:?}"),
                 }
             }
-            assert_eq!(plain_sip_uri(base, 0), Some(base.len()), "{base}");
+            assert_eq!(
+                plain_sip_uri(base, 0, &mut SeenHosts::default()),
+                Some(base.len()),
+                "{base}"
+            );
         }
         assert!(fast > 1000, "only {fast} took the plain check");
     }
@@ -1129,7 +1138,7 @@ mod tests {
             variants.push(base.replace("rport", "received=10.0.0.1"));
             for v in &variants {
                 total += 1;
-                let Some(branch) = plain_via(v) else {
+                let Some(branch) = plain_via(v, &mut SeenHosts::default()) else {
                     continue;
                 };
                 fast += 1;
@@ -1141,7 +1150,10 @@ mod tests {
                 assert_eq!(all.len(), 1, "{v:?}");
                 assert_eq!(all[0].branch(), branch, "{v:?}");
             }
-            assert!(plain_via(base).is_some(), "{base}");
+            assert!(
+                plain_via(base, &mut SeenHosts::default()).is_some(),
+                "{base}"
+            );
         }
         assert!(
             fast > total / 8,

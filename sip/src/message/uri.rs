@@ -462,6 +462,65 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
     }
 }
 
+/// Octets a host name or IPv4 address may contain: where one of them follows, the host goes on.
+static HOST_NAME: [bool; 256] = table(&[b"-."]);
+
+/// The hosts already found well formed in one message. The Request-URI, Via, From, To and
+/// Contact of a request mostly name one or two hosts (the server's, the sender's address), so
+/// a host text equal to one of the last two, and ending where it ended, is not read again.
+/// A host that differs in any way, or continues, is read by [`host_at`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SeenHosts<'a> {
+    hosts: [&'a str; 2],
+    next: usize,
+}
+
+impl<'a> SeenHosts<'a> {
+    /// Where the well-formed host starting at `i` of `s` ends (what [`host_at`] returns), or
+    /// `None` when there is no well-formed host there.
+    pub(crate) fn host_end(&mut self, s: &'a str, i: usize) -> Option<usize> {
+        let rest = s.as_bytes().get(i..)?;
+        for h in self.hosts {
+            if !h.is_empty()
+                && starts_with(rest, h.as_bytes())
+                && !rest.get(h.len()).is_some_and(|&c| HOST_NAME[c as usize])
+            {
+                return Some(i + h.len());
+            }
+        }
+        let end = host_at(s, i).ok()?.1;
+        self.hosts[self.next] = &s[i..end];
+        self.next ^= 1;
+        Some(end)
+    }
+}
+
+/// Whether `b` starts with `prefix`, compared a word at a time (host names are short: a call
+/// of `memcmp` would cost more than the comparison).
+#[inline]
+fn starts_with(b: &[u8], prefix: &[u8]) -> bool {
+    let n = prefix.len();
+    if b.len() < n {
+        return false;
+    }
+    if n < 8 {
+        return b[..n] == *prefix;
+    }
+    let word = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let mut i = 0;
+    while i + 8 < n {
+        if word(b, i) != word(prefix, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(b, n - 8) == word(prefix, n - 8)
+}
+
 /// Text as an IPv4 address: four octets of digits, each 0..=255 without leading zeros (as
 /// RFC 3986 and the standard library read them), separated by dots.
 fn dotted_quad(b: &[u8]) -> Result<Ipv4Addr, UriError> {

@@ -426,6 +426,14 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
             .ok_or(UriError("invalid IPv6 address"))?;
         return Ok((host, close + 1));
     }
+    // An IPv4 address read directly when nothing that could continue a host name follows it
+    // (else the general reading below decides).
+    if b.get(start).is_some_and(u8::is_ascii_digit)
+        && let Some((addr, end)) = ipv4_at(b, start)
+        && !b.get(end).is_some_and(|&c| HOST_NAME[c as usize])
+    {
+        return Ok((Host::V4(addr), end));
+    }
     let mut i = start;
     let (mut label, mut top) = (start, start);
     let mut labels_ok = true;
@@ -524,9 +532,15 @@ fn starts_with(b: &[u8], prefix: &[u8]) -> bool {
 /// Text as an IPv4 address: four octets of digits, each 0..=255 without leading zeros (as
 /// RFC 3986 and the standard library read them), separated by dots.
 fn dotted_quad(b: &[u8]) -> Result<Ipv4Addr, UriError> {
-    let bad = UriError("invalid IPv4 address");
+    match ipv4_at(b, 0) {
+        Some((addr, end)) if end == b.len() => Ok(addr),
+        _ => Err(UriError("invalid IPv4 address")),
+    }
+}
+
+/// The IPv4 address written from `i` (as [`dotted_quad`] reads one) and where it ends.
+fn ipv4_at(b: &[u8], mut i: usize) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
-    let mut i = 0;
     for (n, octet) in octets.iter_mut().enumerate() {
         let start = i;
         let mut v = 0u32;
@@ -536,17 +550,17 @@ fn dotted_quad(b: &[u8]) -> Result<Ipv4Addr, UriError> {
         }
         let digits = i - start;
         if digits == 0 || v > 255 || (digits > 1 && b[start] == b'0') {
-            return Err(bad);
+            return None;
         }
         *octet = v as u8;
-        let last = n == 3;
-        match b.get(i) {
-            None if last => return Ok(Ipv4Addr::from(octets)),
-            Some(b'.') if !last => i += 1,
-            _ => return Err(bad),
+        if n < 3 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
         }
     }
-    Err(bad)
+    Some((Ipv4Addr::from(octets), i))
 }
 
 /// An IPv6 address. RFC 5118 4.10: RFC 3261's ABNF also admits `2001:db8:::192.0.2.1`
@@ -677,6 +691,44 @@ mod tests {
         assert!(Uri::parse("sip:-bad.example.com").is_err());
         assert!(Uri::parse("sip:").is_err());
         assert_eq!(sip("sip:example.com.").host, Host::Name("example.com."));
+    }
+
+    #[test]
+    fn addresses_are_told_from_names_that_start_with_digits() {
+        // The direct IPv4 reading must agree with the label-by-label one wherever an address
+        // is followed by something that could continue a host name.
+        let v4 = |a, b, c, d| Ok(Host::V4(Ipv4Addr::new(a, b, c, d)));
+        for (text, want, end) in [
+            ("192.0.2.10:5060", v4(192, 0, 2, 10), 10),
+            ("192.0.2.10;lr", v4(192, 0, 2, 10), 10),
+            ("192.0.2.10", v4(192, 0, 2, 10), 10),
+            (
+                "1.2.3.4-x.example.com",
+                Ok(Host::Name("1.2.3.4-x.example.com")),
+                21,
+            ),
+            (
+                "1.2.3.4.example.com>",
+                Ok(Host::Name("1.2.3.4.example.com")),
+                19,
+            ),
+            ("1and1.com", Ok(Host::Name("1and1.com")), 9),
+        ] {
+            assert_eq!(host_at(text, 0).map(|(h, _)| h), want, "{text}");
+            assert_eq!(host_at(text, 0).map(|(_, e)| e).ok(), Some(end), "{text}");
+        }
+        for bad in [
+            "192.0.2.10a",
+            "192.0.2.10.",
+            "192.0.2.1000",
+            "010.0.0.1",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+        ] {
+            assert!(host_at(bad, 0).is_err(), "{bad}");
+        }
     }
 
     #[test]

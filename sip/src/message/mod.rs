@@ -337,42 +337,20 @@ fn plain_lines(data: &[u8], pos: usize, ends: &mut [u32; 64]) -> Option<(usize, 
 }
 
 /// The first octet at or after `i` that is a control (HT and the line ends included), DEL or
-/// not ASCII, or `data.len()`: sixteen octets at a time with SSE2 (part of every x86-64), then
-/// eight at a time (SWAR), then one by one.
+/// not ASCII, or `data.len()`: sixteen octets at a time (SSE2 on x86-64), then one by one.
 #[inline]
 fn next_control(data: &[u8], i: usize) -> usize {
     match simd::first_stop(data, i, simd::Stop::Control) {
         Ok(stop) => stop,
-        Err(rest) => next_control_swar(data, rest),
-    }
-}
-
-/// [`next_control`] eight octets at a time (SWAR), then one by one.
-#[inline]
-fn next_control_swar(data: &[u8], mut i: usize) -> usize {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(word) = data.get(i..i + 8) {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        // For an ASCII octet b, b + 0x60 reaches the high bit from 0x20 on and b + 1 only at
-        // 0x7f, with no carry out.
-        let x = u64::from_le_bytes(word);
-        let low = x & LOW7;
-        let special = (x | !(low + 0x6060_6060_6060_6060) | (low + 0x0101_0101_0101_0101)) & HIGH;
-        if special != 0 {
-            return i + (special.trailing_zeros() / 8) as usize;
+        Err(mut rest) => {
+            while rest < data.len() && (0x20..0x7f).contains(&data[rest]) {
+                rest += 1;
+            }
+            rest
         }
-        i += 8;
     }
-    while i < data.len() && (0x20..0x7f).contains(&data[i]) {
-        i += 1;
-    }
-    i
 }
 
-/// Any head: bare LF or CR line ends, folding, a datagram without the empty line. Folded
 /// values are unfolded into the copied text; a malformed line is reported in `error`.
 fn split_general(data: &[u8], mut pos: usize) -> Result<Split, ParseError> {
     let mut framing = Framing::default();
@@ -614,19 +592,18 @@ impl Message {
         complete: bool,
         hosts: &mut SeenHosts<'a>,
     ) -> Result<(Option<usize>, Known), ParseError> {
-        let mut seen = [false; 64];
+        let mut seen = 0u32;
         let mut count_single = |name: &HeaderName| -> Result<(), ParseError> {
-            if !name.is_single() {
+            let Some(bit) = name.single_slot() else {
                 return Ok(());
-            }
-            let idx = single_index(name);
-            if seen[idx] {
+            };
+            if seen & bit != 0 {
                 return Err(ParseError::status(
                     400,
                     format!("more than one {} header", name.as_str()),
                 ));
             }
-            seen[idx] = true;
+            seen |= bit;
             Ok(())
         };
         let (mut via, mut from, mut to, mut call_id) = (false, false, false, false);
@@ -881,27 +858,6 @@ fn check_version(v: &str) -> Result<(), ParseError> {
         ))
     } else {
         Err(ParseError::status(400, "request line has no SIP version"))
-    }
-}
-
-fn single_index(name: &HeaderName) -> usize {
-    match name {
-        HeaderName::CallId => 0,
-        HeaderName::ContentLength => 1,
-        HeaderName::ContentType => 2,
-        HeaderName::CSeq => 3,
-        HeaderName::Date => 4,
-        HeaderName::Expires => 5,
-        HeaderName::From => 6,
-        HeaderName::MaxForwards => 7,
-        HeaderName::MinExpires => 8,
-        HeaderName::MinSe => 9,
-        HeaderName::SessionExpires => 10,
-        HeaderName::To => 11,
-        HeaderName::ReferTo => 12,
-        HeaderName::ReferredBy => 13,
-        HeaderName::RetryAfter => 14,
-        _ => 63,
     }
 }
 

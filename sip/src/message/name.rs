@@ -154,24 +154,30 @@ fn same_name(name: &[u8], canon: &[u8]) -> bool {
 impl HeaderName {
     /// Headers that may appear once only (RFC 3261 7.3.1: only comma-list headers may repeat).
     pub fn is_single(&self) -> bool {
-        matches!(
-            self,
-            HeaderName::CallId
-                | HeaderName::ContentLength
-                | HeaderName::ContentType
-                | HeaderName::CSeq
-                | HeaderName::Date
-                | HeaderName::Expires
-                | HeaderName::From
-                | HeaderName::MaxForwards
-                | HeaderName::MinExpires
-                | HeaderName::MinSe
-                | HeaderName::SessionExpires
-                | HeaderName::To
-                | HeaderName::ReferTo
-                | HeaderName::ReferredBy
-                | HeaderName::RetryAfter
-        )
+        self.single_slot().is_some()
+    }
+
+    /// For a header that may appear once only, its own bit (to count them in one word).
+    pub(crate) fn single_slot(&self) -> Option<u32> {
+        let n = match self {
+            HeaderName::CallId => 0,
+            HeaderName::ContentLength => 1,
+            HeaderName::ContentType => 2,
+            HeaderName::CSeq => 3,
+            HeaderName::Date => 4,
+            HeaderName::Expires => 5,
+            HeaderName::From => 6,
+            HeaderName::MaxForwards => 7,
+            HeaderName::MinExpires => 8,
+            HeaderName::MinSe => 9,
+            HeaderName::SessionExpires => 10,
+            HeaderName::To => 11,
+            HeaderName::ReferTo => 12,
+            HeaderName::ReferredBy => 13,
+            HeaderName::RetryAfter => 14,
+            _ => return None,
+        };
+        Some(1 << n)
     }
 }
 

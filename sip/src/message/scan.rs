@@ -224,7 +224,7 @@ impl<'a> Cursor<'a> {
 /// Where the quoted string whose opening quote is at `start` ends (after its closing quote);
 /// `None` when it is not closed or holds a control octet. Quoted pairs may escape any octet
 /// but CR and LF (unfolding removed those).
-#[inline]
+#[inline(always)]
 pub(crate) fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {

@@ -486,6 +486,7 @@ pub(crate) struct SeenHosts<'a> {
 impl<'a> SeenHosts<'a> {
     /// Where the well-formed host starting at `i` of `s` ends (what [`host_at`] returns), or
     /// `None` when there is no well-formed host there.
+    #[inline]
     pub(crate) fn host_end(&mut self, s: &'a str, i: usize) -> Option<usize> {
         let rest = s.as_bytes().get(i..)?;
         for h in self.hosts {

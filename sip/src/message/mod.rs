@@ -352,6 +352,8 @@ fn next_control(data: &[u8], i: usize) -> usize {
 }
 
 /// values are unfolded into the copied text; a malformed line is reported in `error`.
+#[cold]
+#[inline(never)]
 fn split_general(data: &[u8], mut pos: usize) -> Result<Split, ParseError> {
     let mut framing = Framing::default();
     // Cut the head: lines up to the first empty one.
@@ -598,10 +600,7 @@ impl Message {
                 return Ok(());
             };
             if seen & bit != 0 {
-                return Err(ParseError::status(
-                    400,
-                    format!("more than one {} header", name.as_str()),
-                ));
+                return Err(more_than_one(name));
             }
             seen |= bit;
             Ok(())
@@ -616,9 +615,7 @@ impl Message {
         for f in &self.fields {
             count_single(&f.name)?;
             let v = self.span(f.value_span);
-            let bad = |e: HeaderError| {
-                ParseError::status(400, format!("invalid {} header: {e}", f.name.as_str()))
-            };
+            let bad = |e: HeaderError| invalid_header(&f.name, e);
             match &f.name {
                 HeaderName::Via => {
                     // The branch of the line's first Via.
@@ -788,6 +785,8 @@ impl Message {
         Ok(())
     }
 
+    #[cold]
+    #[inline(never)]
     fn reply_context(&self, first_line: &str) -> ReplyContext {
         let mut ctx = ReplyContext {
             is_ack: first_line.starts_with("ACK "),
@@ -859,6 +858,21 @@ fn check_version(v: &str) -> Result<(), ParseError> {
     } else {
         Err(ParseError::status(400, "request line has no SIP version"))
     }
+}
+
+/// The refusal of a header field that does not parse (out of line: errors are rare and their
+/// formatting would crowd the hot loop).
+#[cold]
+#[inline(never)]
+fn invalid_header(name: &HeaderName, e: HeaderError) -> ParseError {
+    ParseError::status(400, format!("invalid {} header: {e}", name.as_str()))
+}
+
+/// The refusal of a second instance of a header that may appear once.
+#[cold]
+#[inline(never)]
+fn more_than_one(name: &HeaderName) -> ParseError {
+    ParseError::status(400, format!("more than one {} header", name.as_str()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -621,14 +621,7 @@ impl Message {
                     // The branch of the line's first Via.
                     let branch = match typed::plain_via(v, hosts) {
                         Some(branch) => branch,
-                        None => {
-                            let mut first = None;
-                            for r in parse_via_list(v) {
-                                let this = r.map_err(bad)?;
-                                first.get_or_insert(this.branch());
-                            }
-                            first.flatten()
-                        }
+                        None => full_via_branch(v).map_err(bad)?,
                     };
                     if !via {
                         known.branch = branch.map(|b| sub_span(f.value_span.0, v, b));
@@ -643,14 +636,7 @@ impl Message {
                     }
                     let tag = match typed::plain_name_addr(v, hosts) {
                         Some(tag) => tag,
-                        None => {
-                            let a = NameAddr::parse(v, false).map_err(bad)?;
-                            // tag-param = "tag" EQUAL token (RFC 3261 25.1).
-                            if a.tag_without_value() {
-                                return Err(bad(HeaderError("tag without a value")));
-                            }
-                            a.tag()
-                        }
+                        None => full_name_addr_tag(v).map_err(bad)?,
                     };
                     let tag = tag.map(|t| sub_span(f.value_span.0, v, t));
                     if f.name == HeaderName::From {
@@ -660,16 +646,7 @@ impl Message {
                     }
                 }
                 HeaderName::Contact if typed::plain_name_addr(v, hosts).is_some() => {}
-                HeaderName::Contact => {
-                    let mut n = 0;
-                    for c in parse_contact_list(v) {
-                        c.map_err(bad)?;
-                        n += 1;
-                    }
-                    if v.trim() == "*" && n != 1 {
-                        return Err(bad(HeaderError("Contact * with other values")));
-                    }
-                }
+                HeaderName::Contact => full_contacts(v).map_err(bad)?,
                 HeaderName::Route | HeaderName::RecordRoute => {
                     for r in parse_route_list(v) {
                         r.map_err(bad)?;
@@ -858,6 +835,45 @@ fn check_version(v: &str) -> Result<(), ParseError> {
     } else {
         Err(ParseError::status(400, "request line has no SIP version"))
     }
+}
+
+/// The full reading of a Via line the one-loop check declined: the branch of its first value.
+/// Out of line, as are the two below: most messages take the one-loop checks.
+#[cold]
+#[inline(never)]
+fn full_via_branch(v: &str) -> Result<Option<&str>, HeaderError> {
+    let mut first = None;
+    for r in parse_via_list(v) {
+        first.get_or_insert(r?.branch());
+    }
+    Ok(first.flatten())
+}
+
+/// The full reading of a From or To value: its tag.
+#[cold]
+#[inline(never)]
+fn full_name_addr_tag(v: &str) -> Result<Option<&str>, HeaderError> {
+    let a = NameAddr::parse(v, false)?;
+    // tag-param = "tag" EQUAL token (RFC 3261 25.1).
+    if a.tag_without_value() {
+        return Err(HeaderError("tag without a value"));
+    }
+    Ok(a.tag())
+}
+
+/// The full reading of a Contact line: `*` alone, or addresses.
+#[cold]
+#[inline(never)]
+fn full_contacts(v: &str) -> Result<(), HeaderError> {
+    let mut n = 0;
+    for c in parse_contact_list(v) {
+        c?;
+        n += 1;
+    }
+    if v.trim() == "*" && n != 1 {
+        return Err(HeaderError("Contact * with other values"));
+    }
+    Ok(())
 }
 
 /// The refusal of a header field that does not parse (out of line: errors are rare and their

@@ -240,7 +240,8 @@ pub(crate) fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
 
 /// The first octet at or after `i` that may not stand for itself in a quoted string (`"`,
 /// `\`, a control octet), or possibly an earlier HT or non-ASCII octet: sixteen octets at a
-/// time (SSE2, on x86-64), then eight (SWAR), then one by one. The caller looks at the octet it lands on.
+/// time (SSE2, on x86-64), then eight (SWAR), then one by one. The caller looks at the octet
+/// it lands on.
 #[inline]
 fn next_special_in_quotes(b: &[u8], mut i: usize) -> usize {
     i = match super::simd::first_stop(b, i, super::simd::Stop::InQuotes) {

@@ -10,19 +10,9 @@ use tower::ServiceExt;
 use hotline::http::{AppState, app};
 
 fn state(db: PgPool) -> AppState {
-    AppState {
-        db,
-        metrics: hotline::telemetry::prometheus(),
-        started: std::sync::Arc::new(std::time::Instant::now()),
-        ivr: None,
-        admin_token: None,
-        engine: None,
-        kb: None,
-        acd: None,
-        tickets: std::sync::Arc::new(
-            hotline::tickets::store::Settings::from_config(&Default::default()).expect("calendar"),
-        ),
-    }
+    let settings =
+        hotline::tickets::store::Settings::from_config(&Default::default()).expect("calendar");
+    AppState::bare(db, settings)
 }
 
 async fn get(db: PgPool, path: &str) -> (StatusCode, serde_json::Value) {

@@ -88,19 +88,8 @@ pub async fn filled_db(
 /// returns its base URL.
 pub async fn serve_api(db: sqlx::PgPool) -> String {
     use hotline::http::{AppState, app};
-    let state = AppState {
-        db,
-        metrics: hotline::telemetry::prometheus(),
-        started: std::sync::Arc::new(std::time::Instant::now()),
-        ivr: None,
-        admin_token: None,
-        engine: None,
-        kb: None,
-        acd: None,
-        tickets: std::sync::Arc::new(
-            hotline::tickets::store::Settings::from_config(&Default::default()).unwrap(),
-        ),
-    };
+    let settings = hotline::tickets::store::Settings::from_config(&Default::default()).unwrap();
+    let state = AppState::bare(db, settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });

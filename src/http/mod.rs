@@ -52,6 +52,25 @@ pub struct AppState {
     pub acd: Option<crate::acd::service::AcdHandle>,
 }
 
+impl AppState {
+    /// The API over a database alone: no SIP engine, ACD, IVR script, knowledge base or admin
+    /// token (tests and benchmarks set the ones they need on top); the routes that need one
+    /// answer as when it is not configured.
+    pub fn bare(db: PgPool, tickets: crate::tickets::store::Settings) -> AppState {
+        AppState {
+            db,
+            metrics: crate::telemetry::prometheus(),
+            started: Arc::new(Instant::now()),
+            ivr: None,
+            admin_token: None,
+            engine: None,
+            tickets: Arc::new(tickets),
+            kb: None,
+            acd: None,
+        }
+    }
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     Router::new()

@@ -54,19 +54,13 @@ impl Api {
             ..Settings::from_config(&Default::default()).expect("calendar")
         };
         let state = AppState {
-            db: db.clone(),
-            metrics: hotline::telemetry::prometheus(),
-            started: std::sync::Arc::new(std::time::Instant::now()),
-            ivr: None,
-            admin_token: None,
-            engine: None,
             kb,
             acd: Some(hotline::acd::service::spawn(
                 vec![hotline::acd::routing::QueueConfig::new("general")],
                 Default::default(),
                 tokio_util::sync::CancellationToken::new(),
             )),
-            tickets: std::sync::Arc::new(settings),
+            ..AppState::bare(db.clone(), settings)
         };
         Api {
             db,

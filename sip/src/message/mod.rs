@@ -265,9 +265,10 @@ fn split_plain(data: &[u8], pos: usize) -> Option<Split> {
     for &end in &ends[1..lines] {
         let end = end as usize;
         // The name: token octets up to the colon (a space or tab may come before it). Anything
-        // else (an empty name, folding's leading space, a space inside a name) goes to the
-        // general path, which names the fault. The run stops at the CR at the latest.
-        let name_end = scan::token_end(t, start);
+        // else (an empty name, folding's leading space, a space inside a name, a separator)
+        // goes to the general path, which names the fault. The run stops at the CR at the
+        // latest; a name the engine knows is a token, any other is checked octet by octet.
+        let name_end = scan::name_end(t, start);
         let mut colon = name_end;
         if t[colon] != b':' {
             while colon < end && scan::is_wsp(t[colon]) {
@@ -281,6 +282,11 @@ fn split_plain(data: &[u8], pos: usize) -> Option<Split> {
             return None;
         }
         let name = HeaderName::parse(&text[start..name_end]);
+        if matches!(name, HeaderName::Other(_))
+            && !t[start..name_end].iter().all(|&c| scan::is_token(c))
+        {
+            return None;
+        }
         // Mostly one space after the colon and none at the end.
         let mut j = colon + 1;
         if t[j] == b' ' {
@@ -553,6 +559,21 @@ impl Message {
             return Ok(Start::Response {
                 code,
                 reason: (reason_start as u32, len as u32),
+            });
+        }
+        // The common line in one pass: a method, a plain SIP URI (which ends at the space)
+        // and the version.
+        let b = line.as_bytes();
+        let m = scan::run_of(b, 0, &scan::TOKEN);
+        if m > 0
+            && b.get(m) == Some(&b' ')
+            && let Some(end) = typed::plain_sip_uri(line, m + 1, hosts)
+            && b.get(end) == Some(&b' ')
+            && b[end + 1..].eq_ignore_ascii_case(b"SIP/2.0")
+        {
+            return Ok(Start::Request {
+                method: Method::parse(&line[..m]),
+                uri: ((m + 1) as u32, end as u32),
             });
         }
         // METHOD SP Request-URI SP SIP-Version: exactly two spaces.

@@ -6,8 +6,78 @@
 /// The marks of `unreserved` (RFC 3261 25.1), besides alphanumerics.
 pub(crate) const MARKS: &[u8] = b"-_.!~*'()";
 
-/// Builds a 256-entry membership table: alphanumerics plus every byte of `sets`.
-pub(crate) const fn table(sets: &[&[u8]]) -> [bool; 256] {
+/// A class of octets: a membership table, and the same set as two sixteen-entry tables
+/// indexed by an octet's low and high nibble (an octet is a member when its entries share a
+/// bit), which lets [`run_of`] classify sixteen octets at a time (`simd::class_end`).
+pub(crate) struct Class {
+    member: [bool; 256],
+    pub(crate) lo: [u8; 16],
+    pub(crate) hi: [u8; 16],
+}
+
+impl Class {
+    /// The class of the octets `member` holds. Each high nibble's set of low nibbles gets a
+    /// bit; a class has at most eight different such sets (checked when it is built).
+    pub(crate) const fn of(member: [bool; 256]) -> Class {
+        let mut patterns = [0u16; 8];
+        let mut count = 0;
+        let (mut lo, mut hi) = ([0u8; 16], [0u8; 16]);
+        let mut h = 0;
+        while h < 16 {
+            let mut pattern = 0u16;
+            let mut l = 0;
+            while l < 16 {
+                if member[h * 16 + l] {
+                    pattern |= 1 << l;
+                }
+                l += 1;
+            }
+            if pattern != 0 {
+                let mut k = 0;
+                while k < count && patterns[k] != pattern {
+                    k += 1;
+                }
+                if k == count {
+                    assert!(count < 8, "a class with more than eight nibble patterns");
+                    patterns[count] = pattern;
+                    count += 1;
+                }
+                hi[h] = 1 << k;
+                let mut l = 0;
+                while l < 16 {
+                    if pattern & (1 << l) != 0 {
+                        lo[l] |= 1 << k;
+                    }
+                    l += 1;
+                }
+            }
+            h += 1;
+        }
+        Class { member, lo, hi }
+    }
+}
+
+#[cfg(test)]
+impl Class {
+    /// Whether the nibble tables hold exactly the members, octet by octet.
+    pub(crate) fn nibbles_agree(&self) -> bool {
+        (0..=255u8).all(|c| {
+            let by_nibbles = self.lo[(c & 15) as usize] & self.hi[(c >> 4) as usize] != 0;
+            by_nibbles == self.member[c as usize]
+        })
+    }
+}
+
+impl std::ops::Index<usize> for Class {
+    type Output = bool;
+    #[inline]
+    fn index(&self, octet: usize) -> &bool {
+        &self.member[octet]
+    }
+}
+
+/// Builds a class: alphanumerics plus every byte of `sets`.
+pub(crate) const fn table(sets: &[&[u8]]) -> Class {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
@@ -23,11 +93,12 @@ pub(crate) const fn table(sets: &[&[u8]]) -> [bool; 256] {
         }
         s += 1;
     }
-    t
+    Class::of(t)
 }
 
-pub(crate) static TOKEN: [bool; 256] = table(&[b"-.!%*_+`'~"]);
-static WORD: [bool; 256] = table(&[b"-.!%*_+`'~()<>:\\\"/[]?{}"]);
+pub(crate) static TOKEN: Class = table(&[b"-.!%*_+`'~"]);
+/// `word` characters (Call-ID): token characters plus `()<>:\"/[]?{}`.
+pub(crate) static WORD: Class = table(&[b"-.!%*_+`'~()<>:\\\"/[]?{}"]);
 
 /// `token` characters: alphanum and `-.!%*_+`'~`.
 #[inline]
@@ -35,29 +106,48 @@ pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[b as usize]
 }
 
-/// `word` characters (Call-ID): token characters plus `()<>:\"/[]?{}`.
+/// Where the run of `class` octets from `i` ends: sixteen octets at a time where the target
+/// can (`simd::class_end`), else one by one.
 #[inline]
-pub(crate) fn is_word(b: u8) -> bool {
-    WORD[b as usize]
-}
-
-/// Where the run of `class` octets from `i` ends.
-#[inline]
-pub(crate) fn run_of(b: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
+pub(crate) fn run_of(b: &[u8], mut i: usize, class: &Class) -> usize {
+    if let Some(end) = super::simd::class_end(b, i, class) {
+        return end;
+    }
     while i < b.len() && class[b[i] as usize] {
         i += 1;
     }
     i
 }
 
-/// Where the run of token octets from `i` ends: [`run_of`] with [`TOKEN`], sixteen octets at a
-/// time (SSE2, on x86-64) while that many remain.
+/// [`run_of`] one octet at a time, for runs known to be short: the names and token values of
+/// Digest parameters, where a block per run measured slower (benches/RESULTS.md).
 #[inline]
-pub(crate) fn token_end(b: &[u8], i: usize) -> usize {
-    match super::simd::first_stop(b, i, super::simd::Stop::NotToken) {
-        Ok(stop) => stop,
-        Err(rest) => run_of(b, rest, &TOKEN),
+pub(crate) fn run_of_octets(b: &[u8], mut i: usize, class: &Class) -> usize {
+    while i < b.len() && class[b[i] as usize] {
+        i += 1;
     }
+    i
+}
+
+/// Where a header name starting at `i` may end: the first control octet, space, tab, `:`,
+/// DEL or non-ASCII octet, sixteen octets at a time (SSE2, on x86-64) while that many remain.
+/// The octets before it are not yet known to be token characters.
+#[inline]
+pub(crate) fn name_end(b: &[u8], i: usize) -> usize {
+    let mut i = match super::simd::first_stop(b, i, super::simd::Stop::NameEnd) {
+        Ok(stop) => return stop,
+        Err(rest) => rest,
+    };
+    while i < b.len() && !ends_name(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// The octets [`name_end`] stops at.
+#[inline]
+fn ends_name(c: u8) -> bool {
+    c <= b' ' || c == b':' || c >= 0x7f
 }
 
 /// Position of an ASCII byte; for the short strings of header values a plain scan beats the
@@ -244,6 +334,9 @@ pub(crate) fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
 /// it lands on.
 #[inline]
 fn next_special_in_quotes(b: &[u8], mut i: usize) -> usize {
+    if let Some(end) = super::simd::class_end(b, i, &QDTEXT) {
+        return end;
+    }
     i = match super::simd::first_stop(b, i, super::simd::Stop::InQuotes) {
         Ok(stop) => return stop,
         Err(rest) => rest,
@@ -276,7 +369,7 @@ fn next_special_in_quotes(b: &[u8], mut i: usize) -> usize {
 
 /// Octets that stand for themselves inside a quoted string: all but `"`, `\`, and control
 /// octets other than HT (UTF-8 sequences included).
-pub(crate) static QDTEXT: [bool; 256] = {
+pub(crate) static QDTEXT: Class = Class::of({
     let mut t = [true; 256];
     let mut c = 0;
     while c < 0x20 {
@@ -287,7 +380,7 @@ pub(crate) static QDTEXT: [bool; 256] = {
     t[b'"' as usize] = false;
     t[b'\\' as usize] = false;
     t
-};
+});
 
 /// Splits a header value at top-level commas (not inside quotes or angle brackets).
 pub(crate) fn split_commas(s: &str) -> CommaSplit<'_> {
@@ -334,8 +427,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_runs_by_blocks_end_where_the_table_says() {
-        // Every octet value at every position of a block, and runs that end in the block,
+    fn runs_by_blocks_end_where_the_octet_loop_does() {
+        // Every octet value at every position, in texts shorter than a block, one block and
+        // longer (where the last block overlaps the one before), from several starts.
+        for class in [&TOKEN, &WORD, &QDTEXT] {
+            assert!(class.nibbles_agree());
+            for octet in 0..=255u8 {
+                for len in [0, 1, 15, 16, 17, 20, 31, 32, 33, 47] {
+                    for at in 0..len.max(1) {
+                        let mut b = vec![b'a'; len];
+                        if let Some(o) = b.get_mut(at) {
+                            *o = octet;
+                        }
+                        for from in [0, 1, at, at + 1, len.saturating_sub(1), len, len + 1] {
+                            assert_eq!(
+                                run_of(&b, from, class),
+                                run_of_octets(&b, from, class),
+                                "octet {octet:#x} at {at} of {len} from {from}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_class_of_any_set_has_its_nibble_tables() {
+        // Sets whose high nibbles have up to eight different sets of low nibbles.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut member = [false; 256];
+            for (c, m) in member.iter_mut().enumerate() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Only the first eight high nibbles get members at random; the rest copy
+                // them, so no more than eight patterns arise.
+                *m = if c < 128 { state & 3 == 0 } else { false };
+            }
+            for c in 128..256 {
+                member[c] = member[c - 128];
+            }
+            assert!(Class::of(member).nibbles_agree());
+        }
+    }
+
+    #[test]
+    fn header_names_by_blocks_end_where_the_octet_loop_does() {
+        // Every octet value at every position of a block, and names that end in the block,
         // after it or at the end of the text.
         for octet in 0..=255u8 {
             for len in [15, 16, 17, 31, 32, 40] {
@@ -343,14 +483,22 @@ mod tests {
                     let mut b = vec![b'a'; len];
                     b[at] = octet;
                     for from in [0, 1, at.min(len - 1)] {
+                        let by_octets = (from..len).find(|&k| ends_name(b[k])).unwrap_or(len);
                         assert_eq!(
-                            token_end(&b, from),
-                            run_of(&b, from, &TOKEN),
+                            name_end(&b, from),
+                            by_octets,
                             "octet {octet:#x} at {at} of {len} from {from}"
                         );
                     }
                 }
             }
+        }
+        for c in 0..=255u8 {
+            assert_eq!(
+                ends_name(c),
+                c.is_ascii_control() || c == b' ' || c == b':' || !c.is_ascii(),
+                "{c:#x}"
+            );
         }
     }
 
@@ -364,7 +512,7 @@ mod tests {
                 "token {b}"
             );
             assert_eq!(
-                is_word(b),
+                WORD[b as usize],
                 alnum || b"-.!%*_+`'~()<>:\\\"/[]?{}".contains(&b),
                 "word {b}"
             );

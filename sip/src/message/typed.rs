@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::scan::{
-    Cursor, TOKEN, is_token, is_word, is_wsp, quoted_end, run_of, split_commas, trim_wsp,
+    Cursor, TOKEN, WORD, is_token, is_wsp, quoted_end, run_of, run_of_octets, split_commas,
+    trim_wsp,
 };
 use super::uri::{
     Host, Params, SeenHosts, Uri, UriError, host_at, parse_host, parse_ipv6, parse_port,
@@ -115,7 +116,7 @@ fn is_named(name: &str, n: &str) -> bool {
 }
 
 /// Octets of an unquoted `gen-value`: token characters, and `[]:` of an IPv6 host.
-static GEN_VALUE: [bool; 256] = super::scan::table(&[b"-.!%*_+`'~[]:"]);
+static GEN_VALUE: super::scan::Class = super::scan::table(&[b"-.!%*_+`'~[]:"]);
 
 /// `gen-value = token / host / quoted-string`.
 fn gen_value<'a>(c: &mut Cursor<'a>) -> Result<&'a str> {
@@ -481,7 +482,7 @@ pub(crate) fn plain_name_addr<'a>(
         return None;
     }
     let mut tag = None;
-    let end = plain_params(s, i + 1, |name, value| {
+    let end = plain_params(s, i + 1, |name, value, _| {
         if is_named(name, "tag") {
             tag = Some(value?); // no value: the full parser says what is wrong
         }
@@ -531,16 +532,16 @@ pub(crate) fn plain_sip_uri<'a>(s: &'a str, i: usize, hosts: &mut SeenHosts<'a>)
 }
 
 /// `*(SWS ";" SWS name [SWS "=" SWS value])` from `i` to the end of `s`, in the plain form:
-/// unquoted values, at most four parameters, no name twice. `check` sees each parameter and
-/// may decline it. Returns where the parameters end, or `None` to leave the verdict to the full
-/// parser.
+/// unquoted values, at most four parameters, no name twice. `check` sees each parameter
+/// (name, value, whether the value is a token) and may decline it. Returns where the
+/// parameters end, or `None` to leave the verdict to the full parser.
 fn plain_params<'a>(
     s: &'a str,
     mut i: usize,
-    mut check: impl FnMut(&'a str, Option<&'a str>) -> Option<()>,
+    mut check: impl FnMut(&'a str, Option<&'a str>, bool) -> Option<()>,
 ) -> Option<usize> {
     let b = s.as_bytes();
-    let run = |i: usize, class: &[bool; 256]| run_of(b, i, class);
+    let run = |i: usize, class: &super::scan::Class| run_of(b, i, class);
     let mut names: [&str; 4] = [""; 4];
     let mut n = 0;
     loop {
@@ -559,14 +560,15 @@ fn plain_params<'a>(
         let equal = skip_wsp(b, end);
         if b.get(equal) == Some(&b'=') {
             let vs = skip_wsp(b, equal + 1);
-            let ve = run(vs, &GEN_VALUE);
+            let token_end = run(vs, &TOKEN);
+            let ve = run(token_end, &GEN_VALUE);
             if ve == vs {
                 return None;
             }
-            check(name, Some(&s[vs..ve]))?;
+            check(name, Some(&s[vs..ve]), token_end == ve)?;
             i = ve;
         } else {
-            check(name, None)?;
+            check(name, None, false)?;
             i = end;
         }
     }
@@ -596,9 +598,13 @@ pub(crate) fn plain_via<'a>(s: &'a str, hosts: &mut SeenHosts<'a>) -> Option<Opt
         parse_port(&s[start..i]).ok()?;
     }
     let mut branch = None;
-    let end = plain_params(s, i, |name, value| {
-        check_via_param(name, value).ok()?;
-        if is_named(name, "branch") {
+    let end = plain_params(s, i, |name, value, token| {
+        let is_branch = is_named(name, "branch");
+        // A branch that is a token is what `check_via_param` asks of it.
+        if !(is_branch && token) {
+            check_via_param(name, value).ok()?;
+        }
+        if is_branch {
             branch = value;
         }
         Some(())
@@ -607,7 +613,7 @@ pub(crate) fn plain_via<'a>(s: &'a str, hosts: &mut SeenHosts<'a>) -> Option<Opt
 }
 
 /// Decimal digits.
-static DIGITS: [bool; 256] = {
+static DIGITS: super::scan::Class = super::scan::Class::of({
     let mut t = [false; 256];
     let mut c = b'0';
     while c <= b'9' {
@@ -615,7 +621,7 @@ static DIGITS: [bool; 256] = {
         c += 1;
     }
     t
-};
+});
 
 /// A Contact header value: `*` or a list of addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -720,17 +726,11 @@ pub fn parse_delta_with_params(s: &str) -> Result<(u32, Params<'_>)> {
 /// Call-ID: `word ["@" word]`.
 pub fn check_call_id(s: &str) -> Result<()> {
     let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() && is_word(b[i]) {
-        i += 1;
-    }
-    let first = i;
+    let first = run_of(b, 0, &WORD);
+    let mut i = first;
     if b.get(i) == Some(&b'@') {
-        i += 1;
-        let second = i;
-        while i < b.len() && is_word(b[i]) {
-            i += 1;
-        }
+        let second = i + 1;
+        i = run_of(b, second, &WORD);
         if i == second {
             i = usize::MAX; // "a@" has no second word
         }
@@ -841,7 +841,7 @@ impl<'a> Auth<'a> {
     pub fn parse(s: &'a str) -> Result<Auth<'a>> {
         let b = s.as_bytes();
         let start = skip_wsp(b, 0);
-        let scheme_end = run_of(b, start, &TOKEN);
+        let scheme_end = run_of_octets(b, start, &TOKEN);
         if scheme_end == start {
             return Err(HeaderError("authentication without a scheme"));
         }
@@ -851,20 +851,27 @@ impl<'a> Auth<'a> {
         }
         let mut i = params_start;
         loop {
-            let name_end = run_of(b, i, &TOKEN);
+            let name_end = run_of_octets(b, i, &TOKEN);
             if name_end == i {
                 return Err(HeaderError("authentication parameter without a name"));
             }
-            i = skip_wsp(b, name_end);
+            // Mostly `=` right after the name, and the value right after it.
+            i = name_end;
             if b.get(i) != Some(&b'=') {
-                return Err(HeaderError("authentication parameter without ="));
+                i = skip_wsp(b, i);
+                if b.get(i) != Some(&b'=') {
+                    return Err(HeaderError("authentication parameter without ="));
+                }
             }
-            i = skip_wsp(b, i + 1);
+            i += 1;
+            if b.get(i).is_some_and(|&c| is_wsp(c)) {
+                i = skip_wsp(b, i);
+            }
             if b.get(i) == Some(&b'"') {
                 i = quoted_end(b, i)
                     .ok_or(HeaderError("unterminated quoted authentication value"))?;
             } else {
-                let value_end = run_of(b, i, &TOKEN);
+                let value_end = run_of_octets(b, i, &TOKEN);
                 if value_end == i {
                     return Err(HeaderError("authentication value is not a token"));
                 }
@@ -873,7 +880,15 @@ impl<'a> Auth<'a> {
             // Mostly ", " or the end.
             match b.get(i) {
                 None => break,
-                Some(b',') => i = skip_wsp(b, i + 1),
+                Some(b',') => {
+                    i += 1;
+                    if b.get(i) == Some(&b' ') {
+                        i += 1;
+                    }
+                    if b.get(i).is_some_and(|&c| is_wsp(c)) {
+                        i = skip_wsp(b, i);
+                    }
+                }
                 Some(&c) if is_wsp(c) => {
                     i = skip_wsp(b, i);
                     match b.get(i) {
@@ -962,6 +977,12 @@ pub fn check_date(s: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_classes_have_their_nibble_tables() {
+        assert!(GEN_VALUE.nibbles_agree());
+        assert!(DIGITS.nibbles_agree());
+    }
 
     #[test]
     fn via_with_odd_spacing_and_rport() {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::scan::{MARKS, escaped_run, is_token, table};
+use super::scan::{Class, MARKS, escaped_run, is_token, table};
 
 /// A parsed URI, borrowing from its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,11 +172,11 @@ impl fmt::Display for UriError {
 }
 
 // Unreserved characters plus each class's own (RFC 3261 25.1, RFC 3986 for `uric`).
-pub(crate) static USER: [bool; 256] = table(&[MARKS, b"&=+$,;?/"]);
-static PASSWORD: [bool; 256] = table(&[MARKS, b"&=+$,"]);
-pub(crate) static PARAM: [bool; 256] = table(&[MARKS, b"[]/:&+$"]);
-static HNV: [bool; 256] = table(&[MARKS, b"[]/?:+$"]);
-static URIC: [bool; 256] = table(&[MARKS, b";/?:@&=+$,[]#"]);
+pub(crate) static USER: Class = table(&[MARKS, b"&=+$,;?/"]);
+static PASSWORD: Class = table(&[MARKS, b"&=+$,"]);
+pub(crate) static PARAM: Class = table(&[MARKS, b"[]/:&+$"]);
+static HNV: Class = table(&[MARKS, b"[]/?:+$"]);
+static URIC: Class = table(&[MARKS, b";/?:@&=+$,[]#"]);
 
 #[cfg(test)]
 fn user_unreserved(b: u8) -> bool {
@@ -366,7 +366,7 @@ fn userinfo(rest: &str) -> Result<(Option<&str>, Option<&str>, usize), UriError>
 /// The length of the longest prefix of `allowed` bytes and well-formed `%HH` escapes; a
 /// malformed escape ends the run (so a caller expecting more sees a stray '%').
 #[inline]
-fn escaped_len(b: &[u8], allowed: &[bool; 256]) -> usize {
+fn escaped_len(b: &[u8], allowed: &Class) -> usize {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -409,7 +409,7 @@ pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
 }
 
 /// Letters and digits: the body of a host name's labels.
-static ALNUM: [bool; 256] = table(&[]);
+static ALNUM: Class = table(&[]);
 
 /// The host starting at `i` of `s` and where it ends, in one pass: a bracketed IPv6
 /// reference, an IPv4 address (digits and dots only), or a host name
@@ -471,7 +471,7 @@ pub(crate) fn host_at(s: &str, start: usize) -> Result<(Host<'_>, usize), UriErr
 }
 
 /// Octets a host name or IPv4 address may contain: where one of them follows, the host goes on.
-static HOST_NAME: [bool; 256] = table(&[b"-."]);
+static HOST_NAME: Class = table(&[b"-."]);
 
 /// The hosts already found well formed in one message. The Request-URI, Via, From, To and
 /// Contact of a request mostly name one or two hosts (the server's, the sender's address), so
@@ -624,6 +624,13 @@ fn parse_tel<'a>(raw: &'a str, rest: &'a str) -> Result<TelUri<'a>, UriError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uri_classes_have_their_nibble_tables() {
+        for class in [&USER, &PASSWORD, &PARAM, &HNV, &URIC, &ALNUM, &HOST_NAME] {
+            assert!(class.nibbles_agree());
+        }
+    }
 
     fn sip(s: &str) -> SipUri<'_> {
         match Uri::parse(s) {

@@ -329,9 +329,10 @@ pub(crate) fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
 }
 
 /// The first octet at or after `i` that may not stand for itself in a quoted string (`"`,
-/// `\`, a control octet), or possibly an earlier HT or non-ASCII octet: sixteen octets at a
-/// time (SSE2, on x86-64), then eight (SWAR), then one by one. The caller looks at the octet
-/// it lands on.
+/// `\`, a control octet): by class blocks where the target has SSSE3 and `b` holds one
+/// ([`run_of`]'s path); else sixteen octets at a time with SSE2 (which may also stop at an
+/// earlier HT or non-ASCII octet), then eight (SWAR), then one by one. The caller looks at
+/// the octet it lands on.
 #[inline]
 fn next_special_in_quotes(b: &[u8], mut i: usize) -> usize {
     if let Some(end) = super::simd::class_end(b, i, &QDTEXT) {

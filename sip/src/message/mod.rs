@@ -599,9 +599,8 @@ impl Message {
             return Err(ParseError::status(400, "empty Request-URI"));
         }
         check_version(version)?;
-        if typed::plain_sip_uri(uri, 0, hosts) != Some(uri.len()) {
-            check_request_uri(uri)?;
-        }
+        // A plain URI in a well-formed line took the one-pass reading above.
+        check_request_uri(uri)?;
         let uri_start = method.len() + 1;
         Ok(Start::Request {
             method: Method::parse(method),

@@ -109,14 +109,8 @@ pub(crate) fn is_token(b: u8) -> bool {
 /// Where the run of `class` octets from `i` ends: sixteen octets at a time where the target
 /// can (`simd::class_end`), else one by one.
 #[inline]
-pub(crate) fn run_of(b: &[u8], mut i: usize, class: &Class) -> usize {
-    if let Some(end) = super::simd::class_end(b, i, class) {
-        return end;
-    }
-    while i < b.len() && class[b[i] as usize] {
-        i += 1;
-    }
-    i
+pub(crate) fn run_of(b: &[u8], i: usize, class: &Class) -> usize {
+    super::simd::class_end(b, i, class).unwrap_or_else(|| run_of_octets(b, i, class))
 }
 
 /// [`run_of`] one octet at a time, for runs known to be short: the names and token values of

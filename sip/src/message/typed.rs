@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::scan::{
-    Cursor, TOKEN, WORD, is_token, is_wsp, quoted_end, run_of, run_of_octets, split_commas,
+    Class, Cursor, TOKEN, WORD, is_token, is_wsp, quoted_end, run_of, run_of_octets, split_commas,
     trim_wsp,
 };
 use super::uri::{
@@ -116,7 +116,7 @@ fn is_named(name: &str, n: &str) -> bool {
 }
 
 /// Octets of an unquoted `gen-value`: token characters, and `[]:` of an IPv6 host.
-static GEN_VALUE: super::scan::Class = super::scan::table(&[b"-.!%*_+`'~[]:"]);
+static GEN_VALUE: Class = super::scan::table(&[b"-.!%*_+`'~[]:"]);
 
 /// `gen-value = token / host / quoted-string`.
 fn gen_value<'a>(c: &mut Cursor<'a>) -> Result<&'a str> {
@@ -541,7 +541,6 @@ fn plain_params<'a>(
     mut check: impl FnMut(&'a str, Option<&'a str>, bool) -> Option<()>,
 ) -> Option<usize> {
     let b = s.as_bytes();
-    let run = |i: usize, class: &super::scan::Class| run_of(b, i, class);
     let mut names: [&str; 4] = [""; 4];
     let mut n = 0;
     loop {
@@ -560,8 +559,8 @@ fn plain_params<'a>(
         let equal = skip_wsp(b, end);
         if b.get(equal) == Some(&b'=') {
             let vs = skip_wsp(b, equal + 1);
-            let token_end = run(vs, &TOKEN);
-            let ve = run(token_end, &GEN_VALUE);
+            let token_end = run_of(b, vs, &TOKEN);
+            let ve = run_of(b, token_end, &GEN_VALUE);
             if ve == vs {
                 return None;
             }
@@ -613,7 +612,7 @@ pub(crate) fn plain_via<'a>(s: &'a str, hosts: &mut SeenHosts<'a>) -> Option<Opt
 }
 
 /// Decimal digits.
-static DIGITS: super::scan::Class = super::scan::Class::of({
+static DIGITS: Class = Class::of({
     let mut t = [false; 256];
     let mut c = b'0';
     while c <= b'9' {

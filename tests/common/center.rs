@@ -8,7 +8,7 @@ use std::time::Duration;
 use hotline_sip::media::g711::ulaw_encode;
 use serde_json::{Value, json};
 
-use super::sipp::{errors_in, free_udp_port, sipp_in};
+use super::sipp::{errors_in, sipp_in};
 use super::*;
 
 pub fn scenario(name: &str) -> PathBuf {
@@ -28,14 +28,17 @@ pub fn tone(hz: f64, secs: usize) -> Vec<u8> {
         .collect()
 }
 
-/// An agent's phone: a SIPp UAS on `port` running `scenario`, in `dir`.
+/// An agent's phone: a SIPp UAS on `port` running `scenario`, in `dir`. Its media ports (SIPp
+/// binds four from `-mp`: audio and video, RTP and RTCP) come from below the kernel's ephemeral
+/// range, where no client connection of another test can take one meanwhile.
 pub fn phone(dir: &Path, scenario_name: &str, port: u16) -> Child {
     Command::new("sipp")
         .current_dir(dir)
         .arg("-sf")
         .arg(scenario(scenario_name))
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-mp", &free_udp_port().to_string(), "-m", "1", "-nostdin"])
+        .args(["-mp", &super::baresip::free_port().to_string()])
+        .args(["-m", "1", "-nostdin"])
         .args(["-timeout", "40s", "-trace_err"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

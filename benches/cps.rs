@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hotline::config::{Port, SipConfig};
-use hotline::signaling::{CallHandler, Credentials, start_with_handler};
+use hotline::engine::{CallHandler, Credentials, start_with_handler};
 use hotline_sip::endpoint::{Endpoint, EndpointEvent};
 use hotline_sip::message::{HeaderName, Message, Method};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,8 @@ const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.
 struct AnswerAtOnce;
 
 impl CallHandler for AnswerAtOnce {
+    type Msg = ();
+
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
         if let EndpointEvent::Request { tx, request, .. } = event
             && request.method() == Some(&Method::Invite)

@@ -1,6 +1,6 @@
 //! Shift start: N browser agents' legs connect to the WebRTC gateway at the same moment.
 //!
-//! The gateway ([`hotline::webrtc::Gateway`], one UDP port for everyone) makes N offers; N
+//! The gateway ([`hotline::engine::webrtc::Gateway`], one UDP port for everyone) makes N offers; N
 //! str0m clients (full ICE, controlling, DTLS client, as a browser is), each on its own UDP
 //! socket and task, answer them all at once. Every client must reach `Connected` (ICE and
 //! DTLS done, SRTP keyed) and then receive audio the gateway sends it from the media engine's
@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::percentile;
-use hotline::webrtc::Gateway;
+use hotline::engine::webrtc::Gateway;
 use hotline_sip::sdp::Codec;
 use str0m::change::SdpOffer;
 use str0m::net::{Protocol, Receive};

@@ -6,15 +6,17 @@
 //! recordings directory that cannot be written) are collected by [`Config::problems`] and
 //! reported all at once.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub use crate::engine::settings::{Port, SipConfig};
+pub use crate::logging::{LogConfig, LogFormat};
+pub use crate::tickets::settings::TicketsConfig;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
-use serde::de::{self, Unexpected, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::de::{self, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Prefix of the environment overrides: `HOTLINE_SIP__UDP_PORT=5070` sets `sip.udp_port`.
 pub const ENV_PREFIX: &str = "HOTLINE_";
@@ -43,49 +45,6 @@ pub struct Config {
     pub acd: AcdConfig,
     /// Logging format and privacy.
     pub log: LogConfig,
-}
-
-/// `[sip]`: where the SIP engine listens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SipConfig {
-    /// Address the UDP and TCP listeners bind to.
-    #[serde(deserialize_with = "de_ip")]
-    pub listen: IpAddr,
-    /// UDP port (0 picks a free port).
-    pub udp_port: Port,
-    /// TCP port (0 picks a free port).
-    pub tcp_port: Port,
-    /// Path of the SIP-over-WebSocket endpoint on the HTTP server (RFC 7118).
-    pub ws_path: String,
-    /// Digest realm agents authenticate in.
-    pub realm: String,
-    /// Largest SIP message accepted, in bytes (larger: 513, and a TCP connection is closed).
-    pub max_message_bytes: usize,
-    /// Most TCP connections open at once, and from one address.
-    pub max_tcp_connections: usize,
-    /// See `max_tcp_connections`.
-    pub max_tcp_connections_per_ip: usize,
-    /// Digest algorithms offered to registering phones, most preferred first: `SHA-256`,
-    /// `MD5`. Some old phones (and SIPp 3.6) read only the first challenge; put `MD5` first,
-    /// or alone, for them.
-    pub digest_algorithms: Vec<String>,
-}
-
-impl Default for SipConfig {
-    fn default() -> Self {
-        SipConfig {
-            listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            udp_port: Port(5060),
-            tcp_port: Port(5060),
-            ws_path: "/sip".into(),
-            realm: "hotline".into(),
-            max_message_bytes: 65_535,
-            max_tcp_connections: 4096,
-            max_tcp_connections_per_ip: 32,
-            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
-        }
-    }
 }
 
 /// `[rtp]`: the port range media sessions take their ports from.
@@ -214,64 +173,6 @@ impl IvrConfig {
     /// The queue names as the validator takes them (`None`: not checked).
     pub fn queue_names(&self) -> Option<std::collections::BTreeSet<String>> {
         (!self.queues.is_empty()).then(|| self.queues.iter().cloned().collect())
-    }
-}
-
-/// `[tickets]`: the workflow's limits (REGULATION.md Art. 20-23; Shandong's by default) and
-/// the working-day calendar.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TicketsConfig {
-    /// The official holiday calendar (format of `data/cn-holidays.json`); unset: the schedules
-    /// shipped in the binary. Administrators point this at a file with the new year added.
-    pub calendar: Option<PathBuf>,
-    /// Working days a unit has to return a misrouted ticket.
-    pub return_window_days: u32,
-    /// Most working days of extension in total.
-    pub max_extension_days: u32,
-    /// Highest escalation level (1: city government office, 2: executive meeting).
-    pub max_escalation: u8,
-    /// Hours a login session lasts.
-    pub session_hours: i64,
-}
-
-impl Default for TicketsConfig {
-    fn default() -> Self {
-        TicketsConfig {
-            calendar: None,
-            return_window_days: 2,
-            max_extension_days: 10,
-            max_escalation: 2,
-            session_hours: 12,
-        }
-    }
-}
-
-impl TicketsConfig {
-    /// The calendar the deadlines run on: the configured file, else the shipped one.
-    pub fn load_calendar(
-        &self,
-    ) -> Result<crate::tickets::calendar::WorkCalendar, crate::tickets::calendar::CalendarError>
-    {
-        use crate::tickets::calendar::{CalendarError, WorkCalendar};
-        match &self.calendar {
-            None => WorkCalendar::shipped(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    CalendarError::Invalid(format!("cannot read {}: {e}", path.display()))
-                })?;
-                WorkCalendar::from_json(&text)
-            }
-        }
-    }
-
-    /// The workflow's rules.
-    pub fn rules(&self) -> crate::tickets::workflow::Rules {
-        crate::tickets::workflow::Rules {
-            return_window_days: self.return_window_days,
-            max_extension_days: self.max_extension_days,
-            max_escalation: self.max_escalation,
-        }
     }
 }
 
@@ -441,85 +342,6 @@ fn strategy_named(name: &str) -> Option<crate::acd::routing::Strategy> {
     })
 }
 
-/// `[log]`: logging.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `human` (default) or `json`.
-    pub format: LogFormat,
-    /// A tracing filter such as `info` or `hotline=debug,sqlx=warn`; `RUST_LOG` wins if set.
-    pub level: String,
-    /// Mask telephone numbers in every log line (`138****5678`). On by default.
-    pub mask_numbers: bool,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Human,
-            level: "info".into(),
-            mask_numbers: true,
-        }
-    }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One readable line per event.
-    Human,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-/// A TCP/UDP port number. Deserializes from an integer or a numeric string and says
-/// "a port number from 0 to 65535" when the value is anything else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Port(pub u16);
-
-impl fmt::Display for Port {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl Serialize for Port {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u16(self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Port {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct PortVisitor;
-        const EXPECTED: &str = "a port number from 0 to 65535";
-        impl Visitor<'_> for PortVisitor {
-            type Value = Port;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(EXPECTED)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
-                u16::try_from(v)
-                    .map(Port)
-                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &EXPECTED))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
-                u16::try_from(v)
-                    .map(Port)
-                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &EXPECTED))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
-                v.trim()
-                    .parse::<u16>()
-                    .map(Port)
-                    .map_err(|_| E::invalid_value(Unexpected::Str(v), &EXPECTED))
-            }
-        }
-        d.deserialize_any(PortVisitor)
-    }
-}
-
 fn parse_or_expect<'de, D: Deserializer<'de>, T: std::str::FromStr>(
     d: D,
     expected: &'static str,
@@ -528,10 +350,6 @@ fn parse_or_expect<'de, D: Deserializer<'de>, T: std::str::FromStr>(
     text.trim()
         .parse()
         .map_err(|_| de::Error::invalid_value(Unexpected::Str(&text), &expected))
-}
-
-fn de_ip<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
-    parse_or_expect(d, "an IP address such as 0.0.0.0, 127.0.0.1 or ::1")
 }
 
 fn de_opt_ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
@@ -721,16 +539,6 @@ impl Provider for EnvOverrides {
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         Ok(Profile::Default.collect(self.0.clone()))
-    }
-}
-
-impl SipConfig {
-    /// The digest algorithms, parsed (unknown names were refused by [`Config::problems`]).
-    pub fn algorithms(&self) -> Vec<hotline_sip::auth::Algorithm> {
-        self.digest_algorithms
-            .iter()
-            .filter_map(|a| hotline_sip::auth::Algorithm::parse(a))
-            .collect()
     }
 }
 

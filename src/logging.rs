@@ -3,11 +3,43 @@
 
 use std::io::{self, IsTerminal, Write};
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{LogConfig, LogFormat};
 use crate::mask::mask_numbers_in;
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `hotline=debug,sqlx=warn`; `RUST_LOG` wins if set.
+    pub level: String,
+    /// Mask telephone numbers in every log line (`138****5678`). On by default.
+    pub mask_numbers: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+            mask_numbers: true,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
 pub fn init(cfg: &LogConfig) {

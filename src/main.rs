@@ -219,8 +219,8 @@ fn check_ivr(file: &std::path::Path, queues: &[String], speak: bool) -> ExitCode
 }
 
 fn ivr_walk(file: &std::path::Path, keys: &str, caller: &str, at: Option<&str>) -> ExitCode {
+    use hotline::china::calendar::WorkCalendar;
     use hotline::ivr::{facts::CallFacts, script, walk::walk};
-    use hotline::tickets::calendar::WorkCalendar;
     let script = match script::load(file, &script::Context::default()) {
         Ok(s) => s,
         Err(problems) => {

@@ -7,16 +7,18 @@ use std::time::Instant;
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::acd::service::Offer;
 use crate::calls::recording::{Recordings, repair_all};
-use crate::calls::{Calls, CallsConfig, record};
+use crate::calls::{Calls, CallsConfig, Control, record};
 use crate::config::Config;
 use crate::embedded::EmbeddedPostgres;
+use crate::engine::{self, CallHandler, Credentials, EngineHandle, RefuseCalls};
 use crate::ivr::script::Context as IvrContext;
 use crate::ivr::store::ScriptStore;
 use crate::ivr::tts::Tts;
-use crate::signaling::{self, CallHandler, Credentials, RefuseCalls};
 use crate::{db, http, telemetry};
 
 /// The database a node runs on, and the embedded server to stop when it is ours.
@@ -130,19 +132,40 @@ const UNAVAILABLE_TEXT: &str = "抱歉，这项自助服务暂时无法使用。
 /// The handler for calls: the IVR when a script is configured (with the receiver of its call
 /// records), else a clean refusal (480), since nothing could take the call.
 #[allow(clippy::type_complexity)]
+/// The ACD's typed offer channel, wired to the call handler on the engine task: each
+/// [`Offer`] goes on as [`Control::Offer`], in order.
+fn offers_to(engine: EngineHandle<Control>, shutdown: CancellationToken) -> mpsc::Sender<Offer> {
+    let (tx, mut rx) = mpsc::channel::<Offer>(1024);
+    tokio::spawn(async move {
+        loop {
+            let offer = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                o = rx.recv() => match o {
+                    Some(o) => o,
+                    None => return,
+                },
+            };
+            if !engine.tell(Control::Offer(offer)).await {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+/// The node's call handler: [`Calls`], or [`RefuseCalls`] without an IVR script.
+type Handler = Box<dyn CallHandler<Msg = Control>>;
+
 fn call_handler(
     cfg: &Config,
     scripts: Option<Arc<ScriptStore>>,
     db: &sqlx::PgPool,
     acd: &crate::acd::service::AcdHandle,
-    webrtc: Option<Arc<crate::webrtc::Gateway>>,
-) -> anyhow::Result<(
-    Box<dyn CallHandler>,
-    Option<tokio::sync::mpsc::UnboundedReceiver<record::CallEvent>>,
-)> {
+    webrtc: Option<Arc<crate::engine::webrtc::Gateway>>,
+) -> anyhow::Result<(Handler, Option<mpsc::UnboundedReceiver<record::CallEvent>>)> {
     let Some(scripts) = scripts else {
         tracing::warn!("no `ivr.script` configured: calls are refused (480)");
-        return Ok((Box::new(RefuseCalls), None));
+        return Ok((Box::new(RefuseCalls::<Control>::default()), None));
     };
     let calendar = cfg
         .tickets
@@ -239,8 +262,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     for (year, source) in tickets.calendar.coverage() {
         tracing::info!(year, source, "working-day calendar");
     }
-    if let Some(year) =
-        crate::tickets::calendar::missing_soon(&tickets.calendar, chrono::Utc::now())
+    if let Some(year) = crate::china::calendar::missing_soon(&tickets.calendar, chrono::Utc::now())
     {
         tracing::warn!(
             year,
@@ -333,7 +355,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         );
     }
     // Browser agents' media: one UDP port for all of them.
-    let webrtc = match crate::webrtc::Gateway::start(
+    let webrtc = match crate::engine::webrtc::Gateway::start(
         std::net::SocketAddr::new(cfg.sip.listen, cfg.rtp.webrtc_port.0),
         cfg.rtp.public_address.unwrap_or(cfg.sip.listen),
         shutdown.clone(),
@@ -367,7 +389,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let record_writer = records
         .map(|rx| record::spawn_writer(database.pool.clone(), rx, Some(&cfg.recordings.dir)));
     let (sip, sip_task) =
-        match signaling::start_with_handler(&cfg.sip, creds, handler, shutdown.clone()).await {
+        match engine::start_with_handler(&cfg.sip, creds, handler, shutdown.clone()).await {
             Ok(x) => x,
             Err(e) => {
                 shutdown.cancel();
@@ -375,7 +397,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
                 return Err(e);
             }
         };
-    acd.send(crate::acd::service::Command::Attach(sip.engine.clone()));
+    acd.send(crate::acd::service::Command::Attach(offers_to(
+        sip.engine.clone(),
+        shutdown.clone(),
+    )));
     // The wall board's 24-hour connection rate goes on from the call records.
     match recent_calls(&database.pool).await {
         Ok(recent) => {

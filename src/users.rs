@@ -199,9 +199,7 @@ pub fn secret_hash(secret: &str) -> Vec<u8> {
 
 /// `bytes` random bytes as lower-case hex: session tokens, API keys.
 pub fn random_secret(bytes: usize) -> Result<String, UserError> {
-    let mut raw = vec![0u8; bytes];
-    getrandom::fill(&mut raw).map_err(|e| UserError::Hash(e.to_string()))?;
-    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+    crate::random::hex_secret(bytes).map_err(|e| UserError::Hash(e.to_string()))
 }
 
 /// Checks a name and password; opens a session valid for `hours`. `None` when either is

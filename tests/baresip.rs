@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::answer::AnswerCalls;
 use common::baresip::{command, start};
 use hotline::config::{Port, SipConfig};
-use hotline::signaling::{Credentials, start_with_handler};
+use hotline::engine::{Credentials, start_with_handler};
 use hotline_sip::auth::{Algorithm, ha1};
 use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::answer::AnswerCalls;
 use common::sipp::{corpus, hold_scenario, sipp};
 use hotline::config::{Port, SipConfig};
-use hotline::signaling::{Credentials, start_with_handler};
+use hotline::engine::{Credentials, start_with_handler};
 use tokio_util::sync::CancellationToken;
 
 mod common;

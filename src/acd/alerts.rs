@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::service::{AgentView, QueueView};
+use super::view::{AgentView, QueueView};
 
 /// When an alert is raised.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike, Utc};
 
 /// One call as the KPIs see it (a `calls` row that reached a queue).
 #[derive(Debug, Clone, PartialEq)]
@@ -107,8 +107,7 @@ impl Interval {
 }
 
 fn china() -> FixedOffset {
-    // UTC+8 all year (China has no daylight saving time).
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| Utc.fix())
+    crate::china::calendar::china_time()
 }
 
 /// The sums of one group (a queue or agent in an interval).

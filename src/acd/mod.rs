@@ -10,3 +10,4 @@ pub mod history;
 pub mod kpi;
 pub mod routing;
 pub mod service;
+pub mod view;

@@ -3,12 +3,12 @@
 //! takes one out, or lets one step out for self-service and back, and when a caller hangs up;
 //! agents' state changes come from the HTTP API; `Snapshot` answers what supervisors see.
 //!
-//! After every command and every second the task routes: each offer becomes a
-//! [`RingAgents`] for the call handler on the SIP engine task, which places the calls to the
-//! agents' registered phones and reports back what they did (`Answered`, `RingFailed`); a
-//! ring that times out, or a caller who leaves while agents ring, becomes a [`StopRinging`]
-//! (CANCEL). Callers waiting get their place and the estimated wait spoken
-//! ([`Announce`]) at the configured interval. Today's service level (answered within the
+//! After every command and every second the task routes: each offer becomes an
+//! [`Offer::Ring`] on the typed channel to the call handler (on the SIP engine task; `serve`
+//! wires it), which places the calls to the agents' registered phones and reports back what
+//! they did (`Answered`, `RingFailed`); a ring that times out, or a caller who leaves while
+//! agents ring, becomes an [`Offer::Stop`] (CANCEL). Callers waiting get their place and the estimated wait spoken
+//! ([`Offer::Announce`]) at the configured interval. Today's service level (answered within the
 //! queue's target, 15 s by GB/T 33358-2016) and abandon rate are counted here, per queue, and
 //! start over at midnight China time. Every change of an agent's state (or queues) goes to
 //! the state history's writer ([`super::history`]), the time base of occupancy.
@@ -22,13 +22,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::routing::{Acd, AcdError, AgentState, Event, QueueConfig};
-use crate::signaling::EngineHandle;
+pub use super::view::{AgentView, QueueView, WaitingView};
 
 /// What the task is told.
 #[derive(Debug)]
 pub enum Command {
-    /// The SIP engine is up: offers go to its call handler from now on.
-    Attach(EngineHandle),
+    /// The call handler is up: offers go to it through this channel from now on.
+    Attach(mpsc::Sender<Offer>),
     /// The IVR put a caller in a queue.
     Enqueue {
         /// The call's key.
@@ -137,6 +137,18 @@ pub enum Command {
     Recent(Vec<(u64, bool)>),
 }
 
+/// What the ACD asks of the call handler (on the SIP engine task): ring agents for a call,
+/// stop ringing them, tell a waiting caller its place. `serve` wires the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Ring these agents' phones for this call.
+    Ring(RingAgents),
+    /// Stop ringing these agents (CANCEL).
+    Stop(StopRinging),
+    /// Tell the caller its place and the estimated wait.
+    Announce(Announce),
+}
+
 /// For the call handler: ring these agents' phones for this call (one, or several at once
 /// for ring-all; the first to answer takes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,70 +190,6 @@ pub struct Announce {
     pub place: usize,
     /// Estimated wait, whole minutes (at least 1).
     pub minutes: u64,
-}
-
-/// A queue as supervisors see it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct QueueView {
-    /// Name.
-    pub name: String,
-    /// Callers waiting (those in self-service included: they keep their place).
-    pub waiting: usize,
-    /// The longest wait now, in seconds.
-    pub longest_wait_secs: u64,
-    /// Today (China time): callers put in the queue.
-    pub offered_today: u32,
-    /// Today: answered by an agent.
-    pub answered_today: u32,
-    /// Today: answered within the service-level target.
-    pub answered_in_target_today: u32,
-    /// Today: hung up while waiting.
-    pub abandoned_today: u32,
-    /// Today: callers who chose to be called back.
-    pub callbacks_today: u32,
-    /// The target, in seconds (15 by GB/T 33358-2016).
-    pub target_secs: u64,
-    /// Answered within the target out of those answered or abandoned, in percent (`None`
-    /// before the first).
-    pub service_level_pct: Option<f64>,
-    /// Abandoned out of those answered or abandoned, in percent.
-    pub abandon_rate_pct: Option<f64>,
-}
-
-/// An agent as supervisors see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AgentView {
-    /// Agent id.
-    pub id: u64,
-    /// offline, available, ringing, on_call, wrap_up, paused.
-    pub state: &'static str,
-    /// The pause reason.
-    pub reason: Option<String>,
-    /// Seconds in this state.
-    pub secs_in_state: u64,
-    /// Queues logged into.
-    pub queues: Vec<String>,
-    /// Calls answered today.
-    pub answered_today: u32,
-    /// The SIP Call-ID of the call ringing or in progress.
-    pub call_id: Option<String>,
-}
-
-/// A caller waiting for an agent, as supervisors see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct WaitingView {
-    /// The SIP Call-ID.
-    pub call_id: Option<String>,
-    /// The queue it waits in.
-    pub queue: String,
-    /// Seconds since it was first queued.
-    pub waited_secs: u64,
-    /// An agent's phone rings for it now.
-    pub ringing: bool,
-    /// A kept place: the caller hung up and is to be called back.
-    pub callback: bool,
-    /// In self-service, keeping its place.
-    pub self_service: bool,
 }
 
 /// Everything at one moment.
@@ -351,7 +299,9 @@ fn pct(part: u32, whole: u32) -> Option<f64> {
 
 /// The date in China (UTC+8, no daylight saving), when the day's counts start over.
 fn china_today() -> NaiveDate {
-    (Utc::now() + chrono::Duration::hours(8)).date_naive()
+    Utc::now()
+        .with_timezone(&crate::china::calendar::china_time())
+        .date_naive()
 }
 
 /// The task's state beside the routing core.
@@ -359,7 +309,8 @@ struct Service {
     acd: Acd,
     queues: Vec<QueueConfig>,
     settings: AcdSettings,
-    engine: Option<EngineHandle>,
+    /// Where offers go (none until the call handler is up).
+    offers: Option<mpsc::Sender<Offer>>,
     skills_of: BTreeMap<u64, Vec<(String, u8)>>,
     devices: HashMap<u64, Option<String>>,
     /// When each waiting caller's place was last spoken (or it was queued).
@@ -528,9 +479,9 @@ impl Service {
         }
     }
 
-    async fn tell(&self, message: Box<dyn std::any::Any + Send>) {
-        if let Some(engine) = &self.engine {
-            engine.tell(message).await;
+    async fn offer(&self, offer: Offer) {
+        if let Some(offers) = &self.offers {
+            let _ = offers.send(offer).await;
         }
     }
 
@@ -539,7 +490,7 @@ impl Service {
         for e in events {
             match e {
                 Event::StopRinging { call, agents } => {
-                    self.tell(Box::new(StopRinging { call, agents })).await;
+                    self.offer(Offer::Stop(StopRinging { call, agents })).await;
                 }
                 Event::AutoPaused { agent, misses } => {
                     tracing::warn!(agent, misses, "agent paused after missing calls in a row");
@@ -553,7 +504,7 @@ impl Service {
 
     /// Offers waiting callers to free agents: the handler rings their phones.
     async fn route(&mut self, now: Instant) {
-        if self.engine.is_none() {
+        if self.offers.is_none() {
             return; // nothing could ring: no agent counts a miss for a call never placed
         }
         for offer in self.acd.route(now) {
@@ -571,7 +522,7 @@ impl Service {
                 }),
                 _ => None,
             };
-            self.tell(Box::new(RingAgents {
+            self.offer(Offer::Ring(RingAgents {
                 call: offer.call,
                 agents,
                 callback,
@@ -609,7 +560,7 @@ impl Service {
             let secs = self.talk_secs * place as f64 / staffed as f64;
             let minutes = ((secs / 60.0).ceil() as u64).max(1);
             self.announced.insert(call, now);
-            self.tell(Box::new(Announce {
+            self.offer(Offer::Announce(Announce {
                 call,
                 place,
                 minutes,
@@ -620,7 +571,7 @@ impl Service {
 
     async fn command(&mut self, command: Command, now: Instant) {
         match command {
-            Command::Attach(engine) => self.engine = Some(engine),
+            Command::Attach(offers) => self.offers = Some(offers),
             Command::Enqueue {
                 call,
                 call_id,
@@ -816,7 +767,7 @@ pub fn spawn(
         queues,
         talk_secs: settings.default_talk_time.as_secs_f64(),
         settings,
-        engine: None,
+        offers: None,
         skills_of: BTreeMap::new(),
         devices: HashMap::new(),
         announced: HashMap::new(),

@@ -38,13 +38,14 @@ use super::lookup::{LookupRequest, Question};
 use crate::acd::service::Command as AcdCommand;
 use tokio::sync::mpsc;
 
+use super::control::{Control, TransferRequest};
 use super::record::{CallEvent, CallRecord};
 use super::recording::Recordings;
+use crate::china::calendar::WorkCalendar;
+use crate::engine::EngineHandle;
 use crate::ivr::call::IvrCall;
 use crate::ivr::facts::CallFacts;
 use crate::ivr::session::Action;
-use crate::signaling::EngineHandle;
-use crate::tickets::calendar::WorkCalendar;
 
 /// News for a call from the call handler.
 #[derive(Debug)]
@@ -132,25 +133,6 @@ pub enum ToMedia {
     MonitorEnded,
 }
 
-/// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
-#[derive(Debug)]
-pub struct TransferRequest {
-    /// The media thread holding the caller.
-    pub worker: usize,
-    /// The caller's call.
-    pub key: u64,
-    /// The target URI.
-    pub uri: String,
-    /// Where the INVITE goes.
-    pub target: SocketAddr,
-    /// Our From user (the number the caller dialled).
-    pub from_user: String,
-    /// The SDP offer for the target's leg.
-    pub offer: Vec<u8>,
-    /// Our side of that SDP (the handler answers the target's re-INVITEs with it).
-    pub local: Local,
-}
-
 /// A call handed to a worker when it is answered.
 pub struct NewCall {
     /// The handler's key for the call (unique for the life of the process).
@@ -176,7 +158,7 @@ pub struct Shared {
     /// Where ports go back.
     pub ports: Arc<Mutex<PortAllocator>>,
     /// The engine, to hang up.
-    pub engine: Option<EngineHandle>,
+    pub engine: Option<EngineHandle<Control>>,
     /// The runtime the engine handle is used from.
     pub runtime: Option<tokio::runtime::Handle>,
     /// The working-day calendar for the script's conditions.
@@ -1067,8 +1049,8 @@ impl Worker {
     /// asked to place the call; the caller is bridged when it answers.
     fn transfer(&mut self, key: u64, uri: String) -> Result<(), &'static str> {
         let target = transfer_target(&uri).ok_or("transfer unavailable")?;
-        let (port, socket, rtcp) =
-            super::bind_pair(&self.shared.ports, self.shared.bind).ok_or("transfer unavailable")?;
+        let (port, socket, rtcp) = super::ports::bind_pair(&self.shared.ports, self.shared.bind)
+            .ok_or("transfer unavailable")?;
         let (Some(engine), Some(rt), Some(c)) = (
             self.shared.engine.clone(),
             self.shared.runtime.clone(),
@@ -1110,7 +1092,7 @@ impl Worker {
             local,
         };
         rt.spawn(async move {
-            engine.tell(Box::new(request)).await;
+            engine.tell(Control::PlaceTransfer(request)).await;
         });
         Ok(())
     }

@@ -18,8 +18,10 @@
 //! answered elsewhere), tells the ACD what each phone did, and has the worker bridge the
 //! caller to the agent who answers.
 
+pub mod control;
 pub mod lookup;
 pub mod media;
+pub mod ports;
 pub mod record;
 pub mod recording;
 
@@ -30,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hotline_sip::endpoint::{DialogId, EndReason, Endpoint, EndpointEvent};
-pub use hotline_sip::media::mix::MonitorMode;
 use hotline_sip::media::player::Prompt;
 use hotline_sip::message::{HeaderName, Message, Method};
 use hotline_sip::rtp::dtmf::info_digit;
@@ -39,13 +40,19 @@ use hotline_sip::sdp::{self, Direction, Local, Negotiated, Sdp};
 use hotline_sip::transaction::{Peer, TransportKind, TxId};
 use tokio::sync::mpsc;
 
-use self::media::{NewCall, Shared, ToMedia, TransferRequest, Workers};
+use self::control::TransferRequest;
+pub use self::control::{
+    Control, HoldControl, MonitorControl, MonitorMode, RecordingControl, TransferControl,
+    TransferRefused, TransferTarget,
+};
+use self::media::{NewCall, Shared, ToMedia, Workers};
 use self::record::{CallEvent, CallRecord};
 use self::recording::Recordings;
+use crate::acd::service::{Announce, Offer, StopRinging};
+use crate::china::calendar::WorkCalendar;
+use crate::engine::{CallHandler, EngineHandle, log_event};
 use crate::ivr::call::IvrCall;
 use crate::ivr::store::ScriptStore;
-use crate::signaling::{CallHandler, EngineHandle, log_event};
-use crate::tickets::calendar::WorkCalendar;
 
 /// Settings of the call handler.
 #[derive(Debug, Clone)]
@@ -72,52 +79,6 @@ pub struct CallsConfig {
     pub emergency_routes: std::collections::BTreeMap<String, String>,
 }
 
-/// An agent (or a supervisor) moves the caller of a call in progress elsewhere: to an
-/// emergency route, or back to a queue (blind transfer). Sent to the handler with
-/// [`EngineHandle::tell`]; `reply` says what happened.
-#[derive(Debug)]
-pub struct TransferControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// Where to.
-    pub to: TransferTarget,
-    /// The agent asking (it must be the one on the call); `None`: a supervisor.
-    pub agent: Option<u64>,
-    /// The URI or queue the caller went to, or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<String, TransferRefused>>,
-}
-
-/// The agent on a call puts the caller on hold (the caller hears music, neither hears the
-/// other) or takes it back: what a browser agent's Hold button does, with no re-INVITE. Sent
-/// to the handler with [`EngineHandle::tell`].
-#[derive(Debug)]
-pub struct HoldControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// Hold (true) or resume (false).
-    pub hold: bool,
-    /// The agent asking (it must be the one on the call); `None`: a supervisor.
-    pub agent: Option<u64>,
-    /// Done, or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<(), TransferRefused>>,
-}
-
-/// A supervisor listens to a call in progress, whispers to its agent or barges in, through
-/// the supervisor's own softphone (rung on the first request, auto-answered by the browser
-/// page); a later request changes the mode on the same leg; `mode: None` leaves. Sent to the
-/// handler with [`EngineHandle::tell`]; `reply` says `ringing`, `changed` or `left`.
-#[derive(Debug)]
-pub struct MonitorControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// The supervisor's softphone (SIP account), rung when not on the call yet.
-    pub device: Option<String>,
-    /// Listen, whisper or barge; `None`: hang up the supervisor's leg.
-    pub mode: Option<MonitorMode>,
-    /// What happened, or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<&'static str, TransferRefused>>,
-}
-
 /// A supervisor's phone ringing to join a call: the leg's sockets until it answers.
 struct MonitorRing {
     worker: usize,
@@ -127,41 +88,7 @@ struct MonitorRing {
     port: u16,
     socket: std::net::UdpSocket,
     rtcp_socket: std::net::UdpSocket,
-    browser: Option<crate::webrtc::WebrtcLeg>,
-}
-
-/// Where a caller is transferred.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransferTarget {
-    /// A configured emergency route by name (`acd.emergency_routes`).
-    Emergency(String),
-    /// A queue: the caller waits there again, first in line.
-    Queue(String),
-    /// One agent (user id): the caller waits, first in line, for that agent only.
-    Agent(u64),
-}
-
-/// Why a transfer was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransferRefused {
-    /// No such call in progress.
-    #[error("no call {0:?} in progress")]
-    NoCall(String),
-    /// The agent asking is not the one on the call.
-    #[error("call {0:?} is not yours")]
-    NotYours(String),
-    /// No such route.
-    #[error("no emergency route {0:?} is configured (acd.emergency_routes)")]
-    NoRoute(String),
-    /// The call is not with an agent (still in the IVR or waiting): nothing to monitor.
-    #[error("call {0:?} is not with an agent")]
-    NotTalking(String),
-    /// Another supervisor is on the call (or its phone is ringing to join it).
-    #[error("another supervisor is monitoring call {0:?}")]
-    Monitored(String),
-    /// The supervisor's softphone is not registered (or none is set in the profile).
-    #[error("your softphone {0:?} is not registered")]
-    NoPhone(String),
+    browser: Option<crate::engine::webrtc::WebrtcLeg>,
 }
 
 /// An agent's phone ringing for a call.
@@ -172,7 +99,7 @@ struct Ringing {
     since: chrono::DateTime<Utc>,
     /// The browser leg offered to a WebSocket-registered phone (closed when dropped, so a
     /// ring that ends without an answer takes its leg with it).
-    browser: Option<crate::webrtc::WebrtcLeg>,
+    browser: Option<crate::engine::webrtc::WebrtcLeg>,
 }
 
 /// A callback being dialled: the kept place (its key), the agents waiting to ring, and the
@@ -205,7 +132,7 @@ pub struct Calls {
     calendar: Arc<WorkCalendar>,
     cfg: CallsConfig,
     ports: Arc<Mutex<PortAllocator>>,
-    engine: Option<EngineHandle>,
+    engine: Option<EngineHandle<Control>>,
     live: HashMap<DialogId, Live>,
     finished: Arc<Mutex<Vec<(DialogId, u64)>>>,
     /// Calls placed for transfers, not answered yet: INVITE transaction to (worker, call key,
@@ -236,26 +163,14 @@ pub struct Calls {
     music_on_hold: Vec<Arc<Prompt>>,
     calls: u64,
     /// Browser agents' media (agents registered over WebSocket), when started.
-    webrtc: Option<Arc<crate::webrtc::Gateway>>,
+    webrtc: Option<Arc<crate::engine::webrtc::Gateway>>,
     /// Browser legs of answered agent and supervisor legs, by their dialog.
-    webrtc_legs: HashMap<DialogId, crate::webrtc::WebrtcLeg>,
+    webrtc_legs: HashMap<DialogId, crate::engine::webrtc::WebrtcLeg>,
     /// Supervisors' phones ringing to join a call, by INVITE transaction.
     monitor_rings: HashMap<TxId, MonitorRing>,
     /// Supervisors on calls: their leg's dialog to (worker, call key, the supervisor's
     /// softphone).
     monitors: HashMap<DialogId, (usize, u64, String)>,
-}
-
-/// Pause or resume the recording of the call in progress with this Call-ID (sent to the
-/// handler with [`EngineHandle::tell`]); `reply` says whether there is such a call.
-#[derive(Debug)]
-pub struct RecordingControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// Pause (true) or resume (false).
-    pub pause: bool,
-    /// Whether the call was found.
-    pub reply: tokio::sync::oneshot::Sender<bool>,
 }
 
 /// Seconds a caller refused for want of ports is asked to wait.
@@ -318,7 +233,7 @@ impl Calls {
     }
 
     /// Agents registered over WebSocket (browsers) get their media through `gateway`.
-    pub fn with_webrtc(mut self, gateway: Arc<crate::webrtc::Gateway>) -> Self {
+    pub fn with_webrtc(mut self, gateway: Arc<crate::engine::webrtc::Gateway>) -> Self {
         self.webrtc = Some(gateway);
         self
     }
@@ -339,7 +254,7 @@ impl Calls {
         peer: Peer,
         local: Local,
         first: sdp::Codec,
-    ) -> (Vec<u8>, Option<crate::webrtc::WebrtcLeg>) {
+    ) -> (Vec<u8>, Option<crate::engine::webrtc::WebrtcLeg>) {
         if peer.transport == TransportKind::Ws
             && let Some(gw) = &self.webrtc
         {
@@ -508,8 +423,8 @@ impl Calls {
             script,
             codec,
             negotiated.and_then(|n| n.dtmf),
-            (random() >> 32) as u32,
-            random(),
+            (crate::random::u64() >> 32) as u32,
+            crate::random::u64(),
         )
         .with_ptime(negotiated.map_or(20, |n| n.ptime))
         .with_hold_music(self.music_on_hold.clone());
@@ -557,10 +472,10 @@ impl Calls {
 
     /// A port pair for a new leg and our side of its SDP (`None`: the range is used up).
     fn bind_leg(&self) -> Option<(Local, std::net::UdpSocket, std::net::UdpSocket)> {
-        let (port, socket, rtcp_socket) = bind_pair(&self.ports, self.cfg.bind)?;
+        let (port, socket, rtcp_socket) = ports::bind_pair(&self.ports, self.cfg.bind)?;
         let local = Local {
             addr: SocketAddr::new(self.cfg.announce, port),
-            session_id: random() >> 33,
+            session_id: crate::random::u64() >> 33,
             version: 1,
         };
         Some((local, socket, rtcp_socket))
@@ -1094,8 +1009,8 @@ impl Calls {
             self.scripts.current(),
             negotiated.codec,
             negotiated.dtmf,
-            (random() >> 32) as u32,
-            random(),
+            (crate::random::u64() >> 32) as u32,
+            crate::random::u64(),
         )
         .with_ptime(negotiated.ptime)
         .with_hold_music(self.music_on_hold.clone())
@@ -1239,7 +1154,7 @@ impl Calls {
 /// The answer of a phone we called: a browser's (WebRTC SDP) goes to its gateway leg and the
 /// engine side is plain RTP on the leg's loopback socket; a SIP phone's is its SDP.
 fn leg_answer(
-    browser: Option<&crate::webrtc::WebrtcLeg>,
+    browser: Option<&crate::engine::webrtc::WebrtcLeg>,
     response: &Message,
 ) -> Option<Result<Negotiated, sdp::SdpError>> {
     match browser {
@@ -1250,12 +1165,12 @@ fn leg_answer(
 
 /// A browser's answer (WebRTC SDP) handed to its gateway leg.
 fn browser_answer(
-    leg: &crate::webrtc::WebrtcLeg,
+    leg: &crate::engine::webrtc::WebrtcLeg,
     response: &Message,
 ) -> Option<Result<Negotiated, sdp::SdpError>> {
     let text = std::str::from_utf8(response.body()).unwrap_or("");
     leg.answer(text);
-    crate::webrtc::answered_codec(text).map(|(codec, dtmf)| {
+    crate::engine::webrtc::answered_codec(text).map(|(codec, dtmf)| {
         Ok(Negotiated {
             codec,
             dtmf,
@@ -1367,49 +1282,6 @@ pub fn ringback_tone() -> Prompt {
     Prompt::from_linear("ringback", &samples)
 }
 
-/// An RTP/RTCP port pair from the range with both sockets bound (non-blocking) on `ip`:
-/// `None` when the range is used up, or when every port tried is taken by another program.
-pub(crate) fn bind_pair(
-    ports: &Mutex<PortAllocator>,
-    ip: IpAddr,
-) -> Option<(u16, std::net::UdpSocket, std::net::UdpSocket)> {
-    let bind = |port: u16| {
-        std::net::UdpSocket::bind(SocketAddr::new(ip, port))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-    };
-    let mut ports = ports.lock().ok()?;
-    for _ in 0..8 {
-        let port = ports.allocate().ok()?;
-        // RTP on the even port, RTCP on the odd one above (RFC 3550 11).
-        match (bind(port), bind(port + 1)) {
-            (Ok(rtp), Ok(rtcp)) => return Some((port, rtp, rtcp)),
-            _ => {
-                tracing::debug!(
-                    port,
-                    "RTP/RTCP port taken by another program; trying the next"
-                );
-                // Given back: the allocator goes round robin, so the next try is another
-                // port, and this one is tried again only after the whole range.
-                ports.release(port);
-            }
-        }
-    }
-    None
-}
-
-/// A random number (SSRCs, sequence and timestamp origins, SDP session ids: RFC 3550 wants
-/// them unpredictable). Without an entropy source the clock's nanoseconds stand in.
-pub(crate) fn random() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return u64::from(t.subsec_nanos()) ^ t.as_secs().rotate_left(32);
-    }
-    u64::from_le_bytes(b)
-}
-
 /// The SDP offer of a request: `Ok(None)` without a body; `Err(status)` for a body that is
 /// not SDP (415) or not valid SDP (400).
 fn body_sdp(request: &Message) -> Result<Option<Sdp>, u16> {
@@ -1446,86 +1318,56 @@ fn end_reason(reason: EndReason) -> &'static str {
     }
 }
 
-impl CallHandler for Calls {
-    fn attach(&mut self, engine: EngineHandle) {
-        self.engine = Some(engine);
-        self.start_workers();
+impl Calls {
+    /// Pauses or resumes a call's recording; the reply says whether the call was found.
+    fn recording_control(&mut self, control: RecordingControl) {
+        let live = self.live.iter().find(|(d, _)| d.call_id == control.call_id);
+        let found = match (live, &self.workers) {
+            (Some((_, live)), Some(w)) => {
+                w.news(
+                    live.worker,
+                    live.key,
+                    ToMedia::PauseRecording(control.pause),
+                );
+                true
+            }
+            _ => false,
+        };
+        let _ = control.reply.send(found);
     }
 
-    fn message(&mut self, ep: &mut Endpoint, now: Instant, message: Box<dyn std::any::Any + Send>) {
-        self.forget_finished(ep, now);
-        let message = match message.downcast::<RecordingControl>() {
-            Ok(control) => {
-                let live = self.live.iter().find(|(d, _)| d.call_id == control.call_id);
-                let found = match (live, &self.workers) {
-                    (Some((_, live)), Some(w)) => {
-                        w.news(
-                            live.worker,
-                            live.key,
-                            ToMedia::PauseRecording(control.pause),
-                        );
-                        true
-                    }
-                    _ => false,
-                };
-                let _ = control.reply.send(found);
-                return;
+    /// The ACD stops agents' phones ringing for a call (ring timeout, caller gone).
+    fn stop_ringing(&mut self, ep: &mut Endpoint, now: Instant, s: StopRinging) {
+        let stop: Vec<TxId> = self
+            .rings
+            .iter()
+            .filter(|(_, r)| r.key == s.call && s.agents.contains(&r.agent))
+            .map(|(tx, _)| *tx)
+            .collect();
+        for tx in stop {
+            if let Some(r) = self.rings.remove(&tx) {
+                self.ring_done(r, "no answer");
             }
-            Err(other) => other,
-        };
-        let message = match message.downcast::<TransferControl>() {
-            Ok(t) => return self.transfer_control(ep, now, *t),
-            Err(other) => other,
-        };
-        let message = match message.downcast::<HoldControl>() {
-            Ok(h) => return self.hold_control(*h),
-            Err(other) => other,
-        };
-        let message = match message.downcast::<MonitorControl>() {
-            Ok(m) => return self.monitor_control(ep, now, *m),
-            Err(other) => other,
-        };
-        let message = match message.downcast::<crate::acd::service::RingAgents>() {
-            Ok(r) => return self.ring(ep, now, *r),
-            Err(other) => other,
-        };
-        let message = match message.downcast::<crate::acd::service::StopRinging>() {
-            Ok(s) => {
-                let stop: Vec<TxId> = self
-                    .rings
-                    .iter()
-                    .filter(|(_, r)| r.key == s.call && s.agents.contains(&r.agent))
-                    .map(|(tx, _)| *tx)
-                    .collect();
-                for tx in stop {
-                    if let Some(r) = self.rings.remove(&tx) {
-                        self.ring_done(r, "no answer");
-                    }
-                    let _ = ep.cancel(now, tx);
-                }
-                return;
-            }
-            Err(other) => other,
-        };
-        let message = match message.downcast::<crate::acd::service::Announce>() {
-            Ok(a) => {
-                if let (Some((worker, _, _)), Some(w)) = (self.keys.get(&a.call), &self.workers) {
-                    w.news(
-                        *worker,
-                        a.call,
-                        ToMedia::Announce {
-                            place: a.place,
-                            minutes: a.minutes,
-                        },
-                    );
-                }
-                return;
-            }
-            Err(other) => other,
-        };
-        let Ok(t) = message.downcast::<TransferRequest>() else {
-            return;
-        };
+            let _ = ep.cancel(now, tx);
+        }
+    }
+
+    /// The ACD has a waiting caller told its place and the estimated wait.
+    fn announce(&self, a: Announce) {
+        if let (Some((worker, _, _)), Some(w)) = (self.keys.get(&a.call), &self.workers) {
+            w.news(
+                *worker,
+                a.call,
+                ToMedia::Announce {
+                    place: a.place,
+                    minutes: a.minutes,
+                },
+            );
+        }
+    }
+
+    /// A media worker's transfer call is placed (the IVR's `transfer` node).
+    fn place_transfer(&mut self, ep: &mut Endpoint, now: Instant, t: TransferRequest) {
         let peer = Peer {
             addr: t.target,
             transport: TransportKind::Udp,
@@ -1541,6 +1383,29 @@ impl CallHandler for Calls {
                     w.news(t.worker, t.key, ToMedia::TransferFailed(500));
                 }
             }
+        }
+    }
+}
+
+impl CallHandler for Calls {
+    type Msg = Control;
+
+    fn attach(&mut self, engine: EngineHandle<Control>) {
+        self.engine = Some(engine);
+        self.start_workers();
+    }
+
+    fn message(&mut self, ep: &mut Endpoint, now: Instant, message: Control) {
+        self.forget_finished(ep, now);
+        match message {
+            Control::Recording(control) => self.recording_control(control),
+            Control::Transfer(t) => self.transfer_control(ep, now, t),
+            Control::Hold(h) => self.hold_control(h),
+            Control::Monitor(m) => self.monitor_control(ep, now, m),
+            Control::Offer(Offer::Ring(r)) => self.ring(ep, now, r),
+            Control::Offer(Offer::Stop(s)) => self.stop_ringing(ep, now, s),
+            Control::Offer(Offer::Announce(a)) => self.announce(a),
+            Control::PlaceTransfer(t) => self.place_transfer(ep, now, t),
         }
     }
 

@@ -141,7 +141,7 @@ async fn recording(
         pause,
         reply,
     };
-    if !engine.tell(Box::new(control)).await {
+    if !engine.tell(crate::calls::Control::Recording(control)).await {
         return ApiError::Unavailable("the SIP engine has stopped".into()).into_response();
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), answer).await {

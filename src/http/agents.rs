@@ -33,6 +33,7 @@
 //!   (checked twice a second, so a change shows within a second and nothing is sent while
 //!   nothing changes)
 
+use crate::calls::Control;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
@@ -510,7 +511,7 @@ async fn transfer(
         }
     };
     let done = tell_call(&state, me, |agent, reply| {
-        Box::new(TransferControl {
+        Control::Transfer(TransferControl {
             call_id: call_id.clone(),
             to: to.clone(),
             agent,
@@ -638,7 +639,7 @@ async fn hold(
     let Json(body) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     let me = user.require(CALL_ROLES, "holding calls")?;
     tell_call(&state, me, |agent, reply| {
-        Box::new(HoldControl {
+        Control::Hold(HoldControl {
             call_id: call_id.clone(),
             hold: body.hold,
             agent,
@@ -703,7 +704,7 @@ async fn monitor_call(
     device: Option<String>,
 ) -> Result<&'static str, ApiError> {
     let done = tell_call(state, me, |_, reply| {
-        Box::new(crate::calls::MonitorControl {
+        Control::Monitor(crate::calls::MonitorControl {
             call_id: call_id.to_string(),
             device,
             mode,
@@ -731,7 +732,7 @@ async fn tell_call<T: Send + 'static>(
     build: impl FnOnce(
         Option<u64>,
         tokio::sync::oneshot::Sender<Result<T, crate::calls::TransferRefused>>,
-    ) -> Box<dyn std::any::Any + Send>,
+    ) -> Control,
 ) -> Result<T, ApiError> {
     use crate::calls::TransferRefused;
     let engine = state

@@ -43,7 +43,7 @@ pub struct AppState {
     /// The admin API's bearer token; without one the admin API is off.
     pub admin_token: Option<Arc<str>>,
     /// The SIP engine task (the call handler takes commands through it).
-    pub engine: Option<crate::signaling::EngineHandle>,
+    pub engine: Option<crate::engine::EngineHandle<crate::calls::Control>>,
     /// The ticket workflow's calendar, limits and clock.
     pub tickets: Arc<crate::tickets::store::Settings>,
     /// The knowledge base and this node's search index of it.

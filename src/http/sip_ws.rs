@@ -2,7 +2,7 @@
 //!
 //! A connection must ask for the `sip` subprotocol (RFC 7118 section 4; others get 426). Each
 //! WebSocket message carries one SIP message, in either direction; the engine task treats the
-//! connection like a TCP one ([`crate::signaling::EngineHandle::ws_opened`]): same
+//! connection like a TCP one ([`crate::engine::EngineHandle::ws_opened`]): same
 //! transactions, dialogs and registrar, responses back on the connection it came on.
 
 use std::net::SocketAddr;
@@ -14,24 +14,38 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::signaling::EngineHandle;
+use crate::engine::EngineHandle;
 
-#[derive(Clone)]
-struct WsState {
-    engine: EngineHandle,
+struct WsState<M> {
+    engine: EngineHandle<M>,
     max_message: usize,
 }
 
-/// The route at `path` (`sip.ws_path`).
-pub fn routes(path: &str, engine: EngineHandle, max_message: usize) -> Router {
-    Router::new().route(path, get(upgrade)).with_state(WsState {
-        engine,
-        max_message,
-    })
+impl<M> Clone for WsState<M> {
+    fn clone(&self) -> Self {
+        WsState {
+            engine: self.engine.clone(),
+            max_message: self.max_message,
+        }
+    }
 }
 
-async fn upgrade(
-    State(state): State<WsState>,
+/// The route at `path` (`sip.ws_path`), for an engine whose call handler takes `M`.
+pub fn routes<M: Send + 'static>(
+    path: &str,
+    engine: EngineHandle<M>,
+    max_message: usize,
+) -> Router {
+    Router::new()
+        .route(path, get(upgrade::<M>))
+        .with_state(WsState {
+            engine,
+            max_message,
+        })
+}
+
+async fn upgrade<M: Send + 'static>(
+    State(state): State<WsState<M>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -54,7 +68,7 @@ async fn upgrade(
         .on_upgrade(move |socket| connection(socket, addr, state))
 }
 
-async fn connection(mut socket: WebSocket, addr: SocketAddr, state: WsState) {
+async fn connection<M: Send + 'static>(mut socket: WebSocket, addr: SocketAddr, state: WsState<M>) {
     let Some(mut outgoing) = state.engine.ws_opened(addr).await else {
         return;
     };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 
 use super::session::Facts;
-use crate::tickets::calendar::{WorkCalendar, china_time};
+use crate::china::calendar::{WorkCalendar, china_time};
 
 /// The world as one call sees it when a condition is evaluated.
 #[derive(Debug, Clone)]

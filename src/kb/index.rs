@@ -279,7 +279,7 @@ impl KbIndex {
             let mut stream = analyzer.token_stream(q);
             while let Some(t) = stream.next() {
                 let w = t.text.to_lowercase();
-                if !text::is_stopword(&w) && !out.contains(&w) {
+                if !crate::china::text::is_stopword(&w) && !out.contains(&w) {
                     out.push(w);
                 }
             }

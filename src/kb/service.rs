@@ -57,7 +57,7 @@ fn read_fingerprint(dir: &Path) -> Option<(i64, i64)> {
 /// Today in China.
 pub fn today() -> NaiveDate {
     chrono::Utc::now()
-        .with_timezone(&crate::tickets::calendar::china_time())
+        .with_timezone(&crate::china::calendar::china_time())
         .date_naive()
 }
 

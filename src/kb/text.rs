@@ -8,13 +8,12 @@
 //!   homophone typed by pinyin input or heard by speech recognition (`设保`) still matches.
 //! - [`synonyms`]: everyday words mapped to the official ones articles use (`暖气` -> `供暖`,
 //!   `煤气` -> `燃气`, `没水` -> `停水`).
-//! - [`is_stopword`]: particles and filler that would only add noise to a query.
+//!
+//! Particles and filler that would only add noise to a query are [`crate::china::text`]'s.
 
 use pinyin::ToPinyin;
 
-fn is_han(c: char) -> bool {
-    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
-}
+use crate::china::text::is_han;
 
 /// Runs of Han characters and runs of ASCII letters/digits, in order.
 fn runs(text: &str) -> Vec<(bool, String)> {
@@ -153,103 +152,10 @@ pub fn everyday_words_in(text: &str) -> impl Iterator<Item = &'static str> + '_ 
         .map(|(w, _)| *w)
 }
 
-/// Particles, pronouns and filler of spoken questions.
-pub fn is_stopword(word: &str) -> bool {
-    const STOP: &[&str] = &[
-        "的",
-        "了",
-        "吗",
-        "呢",
-        "啊",
-        "吧",
-        "呀",
-        "嘛",
-        "么",
-        "咋",
-        "咋整",
-        "咋办",
-        "咋弄",
-        "怎么",
-        "怎么办",
-        "怎样",
-        "如何",
-        "什么",
-        "啥",
-        "哪里",
-        "哪儿",
-        "在哪",
-        "去哪",
-        "我",
-        "我们",
-        "俺",
-        "俺家",
-        "你",
-        "他",
-        "她",
-        "它",
-        "这",
-        "那",
-        "是",
-        "有",
-        "没有",
-        "能",
-        "能不能",
-        "可以",
-        "可不可以",
-        "要",
-        "想",
-        "都",
-        "就",
-        "还",
-        "又",
-        "也",
-        "和",
-        "与",
-        "及",
-        "或",
-        "一",
-        "个",
-        "一个",
-        "不",
-        "给",
-        "把",
-        "被",
-        "让",
-        "在",
-        "到",
-        "从",
-        "对",
-        "找",
-        "谁",
-        "多少",
-        "几",
-        "时候",
-        "什么时候",
-        "请问",
-        "一下",
-        "好",
-        "老",
-        "太",
-        "很",
-        "非常",
-        "已经",
-        "一点",
-        "点",
-        "家",
-        "里",
-        "上",
-        "下",
-        "该",
-        "需要",
-        "办",
-        "弄",
-    ];
-    STOP.contains(&word) || word.chars().all(|c| !c.is_alphanumeric() && !is_han(c))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::china::text::is_stopword;
 
     #[test]
     fn pairs_of_characters_and_whole_latin_words() {

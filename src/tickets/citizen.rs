@@ -8,9 +8,9 @@
 use chrono::{Datelike, Duration};
 use sqlx::PgPool;
 
-use super::calendar::china_time;
 use super::store::{self, StoreError, TicketRow};
 use super::workflow::Status;
+use crate::china::calendar::china_time;
 
 /// Wrong tries on one ticket within 15 minutes before look-ups wait.
 pub const MAX_FAILURES: i64 = 5;

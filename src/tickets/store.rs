@@ -13,8 +13,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::calendar::WorkCalendar;
 use super::workflow::{self, Action, Actor, NonAcceptance, Rules, Satisfaction, Status};
+use crate::china::calendar::WorkCalendar;
 
 /// Where "now" comes from: the system clock, or a hand-set one for tests and drills.
 #[derive(Debug, Clone, Default)]
@@ -64,8 +64,8 @@ pub struct Settings {
 impl Settings {
     /// From the `[tickets]` configuration, on the system clock.
     pub fn from_config(
-        cfg: &crate::config::TicketsConfig,
-    ) -> Result<Settings, super::calendar::CalendarError> {
+        cfg: &super::settings::TicketsConfig,
+    ) -> Result<Settings, crate::china::calendar::CalendarError> {
         Ok(Settings {
             calendar: cfg.load_calendar()?,
             rules: cfg.rules(),

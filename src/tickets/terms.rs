@@ -92,7 +92,7 @@ pub fn terms(jieba: &Jieba, text: &str) -> BTreeSet<String> {
             !w.chars()
                 .all(|c| c.is_ascii_digit() || c.is_ascii_punctuation())
         })
-        .filter(|w| !crate::kb::text::is_stopword(w) && !FILLER.contains(w))
+        .filter(|w| !crate::china::text::is_stopword(w) && !FILLER.contains(w))
         .map(|w| w.to_lowercase())
         .collect()
 }

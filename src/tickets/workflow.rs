@@ -3,14 +3,14 @@
 //! the SQL layer loads a [`Ticket`], asks [`apply`] for the next [`Ticket`], and stores it with the
 //! history row in one transaction (with optimistic versioning there, not here).
 //!
-//! Deadlines are working days on the official calendar ([`super::calendar`]): 5 to handle
+//! Deadlines are working days on the official calendar ([`crate::china::calendar`]): 5 to handle
 //! (longer where a law sets it), extensions up to a maximum in total (Shandong: 10), 2 to
 //! return a misrouted ticket.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{CalendarError, WorkCalendar};
+use crate::china::calendar::{CalendarError, WorkCalendar};
 
 /// Where a ticket stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hotline::signaling::{CallHandler, EngineHandle};
+use hotline::engine::{CallHandler, EngineHandle};
 use hotline_sip::endpoint::{DialogId, Endpoint, EndpointEvent};
 use hotline_sip::message::{HeaderName, Message, Method};
 use hotline_sip::transaction::TxId;
@@ -26,7 +26,7 @@ pub struct AnswerCalls {
     /// One line per event: `registered 1001 1`, `confirmed`, `ended RemoteBye`, `refused 403`,
     /// `info <body>`, `bye sent`.
     pub log: Arc<Mutex<Vec<String>>>,
-    engine: Option<EngineHandle>,
+    engine: Option<EngineHandle<()>>,
 }
 
 pub fn with_tag(req: &Message, code: u16, tx: TxId) -> Message {
@@ -40,7 +40,9 @@ pub fn with_tag(req: &Message, code: u16, tx: TxId) -> Message {
 }
 
 impl CallHandler for AnswerCalls {
-    fn attach(&mut self, engine: EngineHandle) {
+    type Msg = ();
+
+    fn attach(&mut self, engine: EngineHandle<()>) {
         self.engine = Some(engine);
     }
 

@@ -21,6 +21,7 @@
 //! [`Framing::short_body`] says by how much. A CRLF message with a short body is refused with
 //! 400 (RFC 3261 18.3).
 
+mod class;
 mod error;
 mod framer;
 mod method;

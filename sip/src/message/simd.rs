@@ -79,7 +79,7 @@ pub(crate) fn block_mask(b: &[u8], i: usize, stop: Stop) -> Option<u32> {
 /// shorter than sixteen octets (the caller's octet loop decides). The last block overlaps
 /// the one before rather than read past the end.
 #[inline(always)]
-pub(crate) fn class_end(b: &[u8], i: usize, class: &super::scan::Class) -> Option<usize> {
+pub(crate) fn class_end(b: &[u8], i: usize, class: &super::class::Class) -> Option<usize> {
     #[cfg(all(target_arch = "x86_64", target_feature = "ssse3"))]
     {
         use std::arch::x86_64::{

@@ -117,7 +117,7 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Gateway>> {
         // Large socket buffers, as for SIP: a shift's handshakes arrive in one burst.
-        let socket = crate::signaling::bind_udp(listen)
+        let socket = super::bind_udp(listen)
             .with_context(|| format!("cannot bind the WebRTC port {listen}"))?;
         let bound = socket.local_addr()?;
         let socket = Arc::new(socket);
@@ -153,7 +153,7 @@ impl Gateway {
     pub fn offer(&self, first: Codec, engine: SocketAddr) -> anyhow::Result<(WebrtcLeg, String)> {
         // Hex is within ICE's character set; 8 and 24 characters (RFC 8839: at least 4 and
         // 22). No randomness, no leg: guessable credentials would let anyone in.
-        let random = |bytes| crate::users::random_secret(bytes).context("no randomness for ICE");
+        let random = |bytes| crate::random::hex_secret(bytes).context("no randomness for ICE");
         let creds = IceCreds {
             ufrag: random(4)?,
             pass: random(12)?,
@@ -319,8 +319,8 @@ impl Leg {
         let mut last_engine = Instant::now();
         let mut connected = false;
         let mut out = PlainOut {
-            ssrc: crate::calls::random() as u32,
-            seq: (crate::calls::random() >> 32) as u16,
+            ssrc: crate::random::u64() as u32,
+            seq: (crate::random::u64() >> 32) as u16,
             packet: Vec::with_capacity(1500),
         };
         let mut buf = vec![0u8; 2048];

@@ -222,6 +222,13 @@ impl AcdHandle {
         self.tx.send(c).is_ok()
     }
 
+    /// A handle whose commands arrive on the returned receiver instead of at an ACD task:
+    /// what the call-path tests read to see what the call handler tells the ACD.
+    pub fn channel() -> (AcdHandle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (AcdHandle { tx }, rx)
+    }
+
     /// The current snapshot (`None` when the task has stopped).
     pub async fn snapshot(&self) -> Option<Snapshot> {
         let (tx, rx) = oneshot::channel();

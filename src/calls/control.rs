@@ -1,139 +1,186 @@
-//! What the rest of the node tells the call handler, as one type ([`Control`], the handler's
-//! `CallHandler::Msg`): the HTTP API's controls of a call in progress (transfer, hold,
-//! monitor, recording pause), the ACD's offers, and the media workers' requests to place a
-//! transfer call. Each control carries the channel its answer goes back on.
+//! What the handler does with the controls of a call in progress (the messages are
+//! [`super::messages`]'s): an agent or supervisor transfers the caller or holds it, a
+//! supervisor joins, changes mode or leaves, the recording pauses; and the ACD's
+//! announcements of a waiting caller's place. An agent may act only on a call bridged to it.
 
-use std::net::SocketAddr;
+use std::time::Instant;
 
-pub use hotline_sip::media::mix::MonitorMode;
-use hotline_sip::sdp::Local;
+use hotline_sip::endpoint::{DialogId, Endpoint};
 
-use crate::acd::service::Offer;
+use super::legs::{Leg, LegKind};
+use super::media::ToMedia;
+use super::messages::{
+    HoldControl, MonitorControl, RecordingControl, TransferControl, TransferRefused, TransferTarget,
+};
+use super::{Calls, Stage};
+use crate::acd::service::Announce;
 
-/// A message for the call handler on the SIP engine task.
-#[derive(Debug)]
-pub enum Control {
-    /// Pause or resume a call's recording.
-    Recording(RecordingControl),
-    /// Send the caller elsewhere.
-    Transfer(TransferControl),
-    /// Hold the caller or take it back.
-    Hold(HoldControl),
-    /// A supervisor joins, changes mode or leaves.
-    Monitor(MonitorControl),
-    /// The ACD rings agents, stops ringing them or speaks a waiting caller's place.
-    Offer(Offer),
-    /// A media worker asks for a transfer call to be placed.
-    PlaceTransfer(TransferRequest),
-}
+impl Calls {
+    /// Pauses or resumes a call's recording; the reply says whether the call was found.
+    pub(super) fn recording_control(&mut self, control: RecordingControl) {
+        let key = self.call_by_id(&control.call_id).map(|(k, _)| k);
+        if let Some(key) = key {
+            self.tell(key, ToMedia::PauseRecording(control.pause));
+        }
+        let _ = control.reply.send(key.is_some() && self.workers.is_some());
+    }
 
-/// An agent (or a supervisor) moves the caller of a call in progress elsewhere: to an
-/// emergency route, or back to a queue (blind transfer). Sent to the handler with
-/// [`crate::engine::EngineHandle::tell`]; `reply` says what happened.
-#[derive(Debug)]
-pub struct TransferControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// Where to.
-    pub to: TransferTarget,
-    /// The agent asking (it must be the one on the call); `None`: a supervisor.
-    pub agent: Option<u64>,
-    /// The URI or queue the caller went to, or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<String, TransferRefused>>,
-}
+    /// The call in progress with this Call-ID as an agent (`asking`; `None`: a supervisor)
+    /// may act on it: its key and its agent leg (dialog, agent) if it has one. An agent may
+    /// act only on a call bridged to that agent.
+    fn agent_call(
+        &self,
+        call_id: &str,
+        asking: Option<u64>,
+    ) -> Result<(u64, Option<(DialogId, u64)>), TransferRefused> {
+        let Some((key, call)) = self.call_by_id(call_id) else {
+            return Err(TransferRefused::NoCall(call_id.to_string()));
+        };
+        let agent_leg = match &call.stage {
+            Stage::WithAgent { leg, agent, .. } => Some((leg.clone(), *agent)),
+            _ => None,
+        };
+        if let Some(asking) = asking
+            && agent_leg.as_ref().map(|(_, a)| *a) != Some(asking)
+        {
+            return Err(TransferRefused::NotYours(call_id.to_string()));
+        }
+        Ok((key, agent_leg))
+    }
 
-/// The agent on a call puts the caller on hold (the caller hears music, neither hears the
-/// other) or takes it back: what a browser agent's Hold button does, with no re-INVITE. Sent
-/// to the handler with [`crate::engine::EngineHandle::tell`].
-#[derive(Debug)]
-pub struct HoldControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// Hold (true) or resume (false).
-    pub hold: bool,
-    /// The agent asking (it must be the one on the call); `None`: a supervisor.
-    pub agent: Option<u64>,
-    /// Done, or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<(), TransferRefused>>,
-}
+    /// The agent on the call (or a supervisor) holds the caller or takes it back.
+    pub(super) fn hold_control(&mut self, h: HoldControl) {
+        match self.agent_call(&h.call_id, h.agent) {
+            Ok((key, Some(_))) => {
+                self.tell(key, ToMedia::AgentHold(h.hold));
+                let _ = h.reply.send(Ok(()));
+            }
+            Ok((_, None)) => {
+                let _ = h.reply.send(Err(TransferRefused::NoCall(h.call_id)));
+            }
+            Err(e) => {
+                let _ = h.reply.send(Err(e));
+            }
+        }
+    }
 
-/// A supervisor listens to a call in progress, whispers to its agent or barges in, through
-/// the supervisor's own softphone (rung on the first request, auto-answered by the browser
-/// page); a later request changes the mode on the same leg; `mode: None` leaves. Sent to the
-/// handler with [`crate::engine::EngineHandle::tell`]; `reply` says `ringing`, `changed` or `left`.
-#[derive(Debug)]
-pub struct MonitorControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// The supervisor's softphone (SIP account), rung when not on the call yet.
-    pub device: Option<String>,
-    /// Listen, whisper or barge; `None`: hang up the supervisor's leg.
-    pub mode: Option<MonitorMode>,
-    /// What happened, or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<&'static str, TransferRefused>>,
-}
+    /// A supervisor joins a call (its phone rings), changes mode, or leaves.
+    pub(super) fn monitor_control(&mut self, ep: &mut Endpoint, now: Instant, m: MonitorControl) {
+        let reply = |r| {
+            let _ = m.reply.send(r);
+        };
+        let key = match self.agent_call(&m.call_id, None) {
+            Ok((key, Some(_))) => key,
+            Ok((_, None)) => return reply(Err(TransferRefused::NotTalking(m.call_id))),
+            Err(e) => return reply(Err(e)),
+        };
+        let device_of = |l: &Leg| match &l.kind {
+            LegKind::Monitor { device, .. } if l.key == key => Some(device.clone()),
+            _ => None,
+        };
+        let on_call = self
+            .up
+            .iter()
+            .find_map(|(d, l)| device_of(l).map(|device| (d.clone(), device)));
+        let ringing = self.placed.values().find_map(device_of);
+        // One supervisor at a time on a call: another's mode is not changed under them.
+        let holder = on_call.as_ref().map(|(_, d)| d.clone()).or(ringing.clone());
+        if let (Some(_), Some(holder), Some(asking)) = (m.mode, &holder, &m.device)
+            && holder != asking
+        {
+            return reply(Err(TransferRefused::Monitored(m.call_id)));
+        }
+        let on_call = on_call.map(|(d, _)| d);
+        let Some(mode) = m.mode else {
+            // Leave: hang up the leg, or stop its phone ringing.
+            let had_ring = self.cancel_monitor_rings(ep, now, key);
+            if let Some(dialog) = on_call {
+                self.up.remove(&dialog);
+                let _ = ep.bye(now, &dialog);
+                self.tell(key, ToMedia::MonitorEnded);
+            } else if !had_ring {
+                return reply(Err(TransferRefused::NoCall(format!(
+                    "{} (no supervisor on it)",
+                    m.call_id
+                ))));
+            }
+            return reply(Ok("left"));
+        };
+        if ringing.is_some() {
+            for leg in self.placed.values_mut().filter(|l| l.key == key) {
+                if let LegKind::Monitor { mode: ringing, .. } = &mut leg.kind {
+                    *ringing = mode;
+                }
+            }
+            return reply(Ok("ringing"));
+        }
+        if on_call.is_some() {
+            self.tell(key, ToMedia::MonitorMode(mode));
+            return reply(Ok("changed"));
+        }
+        let device = m.device.unwrap_or_default();
+        match self.ring_monitor(ep, now, key, device, mode) {
+            Ok(()) => reply(Ok("ringing")),
+            Err(device) => reply(Err(TransferRefused::NoPhone(device))),
+        }
+    }
 
-/// Where a caller is transferred.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransferTarget {
-    /// A configured emergency route by name (`acd.emergency_routes`).
-    Emergency(String),
-    /// A queue: the caller waits there again, first in line.
-    Queue(String),
-    /// One agent (user id): the caller waits, first in line, for that agent only.
-    Agent(u64),
-}
+    /// An agent or supervisor transfers a call in progress: the agent's leg is hung up and
+    /// the worker sends the caller on (an emergency route, with ringback, or a queue).
+    pub(super) fn transfer_control(&mut self, ep: &mut Endpoint, now: Instant, t: TransferControl) {
+        let (key, agent_leg) = match self.agent_call(&t.call_id, t.agent) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = t.reply.send(Err(e));
+                return;
+            }
+        };
+        let (news, done) = match &t.to {
+            TransferTarget::Emergency(name) => match self.cfg.emergency_routes.get(name) {
+                Some(uri) => (ToMedia::TransferOut { uri: uri.clone() }, uri.clone()),
+                None => {
+                    let _ = t.reply.send(Err(TransferRefused::NoRoute(name.clone())));
+                    return;
+                }
+            },
+            TransferTarget::Queue(q) => (
+                ToMedia::Requeue {
+                    queue: Some(q.clone()),
+                    agent: None,
+                },
+                q.clone(),
+            ),
+            TransferTarget::Agent(a) => (
+                ToMedia::Requeue {
+                    queue: None,
+                    agent: Some(*a),
+                },
+                format!("agent {a}"),
+            ),
+        };
+        if let Some((dialog, _)) = agent_leg {
+            self.up.remove(&dialog);
+            let _ = ep.bye(now, &dialog);
+        }
+        // A supervisor on the call leaves with the agent (the worker hangs the leg up).
+        self.up.retain(|_, l| !(l.key == key && l.is_monitor()));
+        self.cancel_monitor_rings(ep, now, key);
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.stage = Stage::Ivr;
+        }
+        tracing::info!(call_id = %t.call_id, to = %done, "the agent transferred the caller");
+        self.tell(key, news);
+        let _ = t.reply.send(Ok(done));
+    }
 
-/// Why a transfer was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransferRefused {
-    /// No such call in progress.
-    #[error("no call {0:?} in progress")]
-    NoCall(String),
-    /// The agent asking is not the one on the call.
-    #[error("call {0:?} is not yours")]
-    NotYours(String),
-    /// No such route.
-    #[error("no emergency route {0:?} is configured (acd.emergency_routes)")]
-    NoRoute(String),
-    /// The call is not with an agent (still in the IVR or waiting): nothing to monitor.
-    #[error("call {0:?} is not with an agent")]
-    NotTalking(String),
-    /// Another supervisor is on the call (or its phone is ringing to join it).
-    #[error("another supervisor is monitoring call {0:?}")]
-    Monitored(String),
-    /// The supervisor's softphone is not registered (or none is set in the profile).
-    #[error("your softphone {0:?} is not registered")]
-    NoPhone(String),
-}
-
-/// Pause or resume the recording of the call in progress with this Call-ID (sent to the
-/// handler with [`crate::engine::EngineHandle::tell`]); `reply` says whether there is such a call.
-#[derive(Debug)]
-pub struct RecordingControl {
-    /// The call's SIP Call-ID.
-    pub call_id: String,
-    /// Pause (true) or resume (false).
-    pub pause: bool,
-    /// Whether the call was found.
-    pub reply: tokio::sync::oneshot::Sender<bool>,
-}
-
-/// A media thread asking the call handler to place a transfer call (an IVR `transfer` node).
-#[derive(Debug)]
-pub struct TransferRequest {
-    /// The media thread holding the caller.
-    pub worker: usize,
-    /// The caller's call.
-    pub key: u64,
-    /// The target URI.
-    pub uri: String,
-    /// Where the INVITE goes.
-    pub target: SocketAddr,
-    /// Our From user (the number the caller dialled).
-    pub from_user: String,
-    /// The SDP offer for the target's leg.
-    pub offer: Vec<u8>,
-    /// Our side of that SDP (the handler answers the target's re-INVITEs with it).
-    pub local: Local,
+    /// The ACD has a waiting caller told its place and the estimated wait.
+    pub(super) fn announce(&self, a: Announce) {
+        self.tell(
+            a.call,
+            ToMedia::Announce {
+                place: a.place,
+                minutes: a.minutes,
+            },
+        );
+    }
 }

@@ -38,7 +38,7 @@ use super::lookup::{LookupRequest, Question};
 use crate::acd::service::Command as AcdCommand;
 use tokio::sync::mpsc;
 
-use super::control::{Control, TransferRequest};
+use super::messages::{Control, TransferRequest};
 use super::record::{CallEvent, CallRecord};
 use super::recording::Recordings;
 use crate::china::calendar::WorkCalendar;

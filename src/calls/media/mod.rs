@@ -16,7 +16,10 @@
 //!
 //! Here: the workers' handles, the thread and its loop, a new call. A call's state is
 //! `state.rs`'s; the handler's news `news.rs`'s; reading the sockets `read.rs`'s; the call's
-//! clock (what is due, the IVR's actions, the next deadline, the end) `tick.rs`'s.
+//! clock (what is due, the IVR's actions, the next deadline, the end) `tick.rs`'s. What a
+//! call asks of the rest of the node (the ACD, the record writer, the engine, the handler)
+//! goes into the worker's outbox ([`Effect`]) and out once per wake-up; `worker_tests.rs`
+//! reads it in order.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -55,6 +58,8 @@ mod news;
 mod read;
 mod state;
 mod tick;
+#[cfg(test)]
+mod worker_tests;
 
 use self::state::{Bridge, CallState, LegB, Monitor};
 
@@ -341,6 +346,28 @@ fn ask(shared: &Shared, me: &Mailbox, call: &mut IvrCall, key: u64, question: Qu
     }
 }
 
+/// What a call's logic asks of the rest of the node: the ACD told of a queue action or a call's
+/// end, a call record written, legs hung up or a transfer call placed through the engine, the
+/// call handler told the call is over. A worker's code queues them (`Worker::out`, in order);
+/// the loop carries them out once per wake-up ([`Worker::flush`]), so the per-call logic never
+/// reaches for a channel itself and a test reads the effects in order.
+#[derive(Debug)]
+enum Effect {
+    Acd(AcdCommand),
+    /// Boxed: a record is large, and written three times a call at most.
+    Record(Box<CallEvent>),
+    Bye(Vec<DialogId>),
+    PlaceTransfer(TransferRequest),
+    /// The call's media ended: the handler forgets it (before the ACD hears of it).
+    Finished(DialogId, u64),
+}
+
+impl Effect {
+    fn record(event: CallEvent) -> Effect {
+        Effect::Record(Box::new(event))
+    }
+}
+
 /// A worker's own address, for answers that arrive from elsewhere (look-ups).
 #[derive(Clone)]
 struct Mailbox {
@@ -367,6 +394,8 @@ struct Worker {
     /// are skipped when they come up.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     buf: Vec<u8>,
+    /// What the calls asked of the rest of the node since the last flush, in order.
+    out: Vec<Effect>,
 }
 
 impl Worker {
@@ -386,6 +415,7 @@ impl Worker {
             calls: HashMap::new(),
             timers: BinaryHeap::new(),
             buf: vec![0u8; MAX_DATAGRAM],
+            out: Vec::new(),
         }
     }
 
@@ -412,13 +442,46 @@ impl Worker {
                 }
             }
             if !self.commands() {
+                self.flush();
                 break;
             }
             self.due(Instant::now());
+            self.flush();
         }
         let keys: Vec<u64> = self.calls.keys().copied().collect();
         for key in keys {
             self.end(key, "shutdown");
+        }
+        self.flush();
+    }
+
+    /// Carries out what the calls asked for, in order.
+    fn flush(&mut self) {
+        for effect in self.out.drain(..) {
+            match effect {
+                Effect::Acd(c) => {
+                    if let Some(acd) = &self.shared.acd {
+                        acd.send(c);
+                    }
+                }
+                Effect::Record(r) => {
+                    let _ = self.shared.records.send(*r);
+                }
+                Effect::Bye(dialogs) => bye(&self.shared, dialogs),
+                Effect::PlaceTransfer(request) => {
+                    if let (Some(engine), Some(rt)) = (&self.shared.engine, &self.shared.runtime) {
+                        let engine = engine.clone();
+                        rt.spawn(async move {
+                            engine.tell(Control::PlaceTransfer(request)).await;
+                        });
+                    }
+                }
+                Effect::Finished(dialog, key) => {
+                    if let Ok(mut f) = self.shared.finished.lock() {
+                        f.push((dialog, key));
+                    }
+                }
+            }
         }
     }
 

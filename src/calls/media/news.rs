@@ -25,10 +25,8 @@ impl Worker {
                     c.jitter = Some(JitterBuffer::new(JITTER_DEPTH, codec.silence()));
                 }
                 c.record.codec = c.negotiated.map(|n| n.codec.name().to_string());
-                let _ = self
-                    .shared
-                    .records
-                    .send(CallEvent::Started(key, c.record.clone()));
+                self.out
+                    .push(Effect::record(CallEvent::Started(key, c.record.clone())));
                 let facts = c.facts.get(now, &self.shared.calendar);
                 c.call.start(now, facts);
             }
@@ -170,17 +168,15 @@ impl Worker {
                     return;
                 };
                 c.record.queue = Some(queue.clone());
-                if let Some(acd) = &self.shared.acd {
-                    // First in line: the caller has waited once already.
-                    acd.send(AcdCommand::Enqueue {
-                        call: key,
-                        call_id: c.record.call_id.clone(),
-                        queue,
-                        priority: 100,
-                        skills: Vec::new(),
-                        agent,
-                    });
-                }
+                // First in line: the caller has waited once already.
+                self.out.push(Effect::Acd(AcdCommand::Enqueue {
+                    call: key,
+                    call_id: c.record.call_id.clone(),
+                    queue,
+                    priority: 100,
+                    skills: Vec::new(),
+                    agent,
+                }));
             }
             ToMedia::RingDone(ring) => {
                 if c.record.rings.len() < MAX_RINGS {
@@ -244,7 +240,7 @@ impl Worker {
                 if !bridged || c.monitor.is_some() {
                     // The agent left meanwhile, or another supervisor is on: hung up.
                     free_port(&self.shared, port);
-                    bye(&self.shared, vec![dialog]);
+                    self.out.push(Effect::Bye(vec![dialog]));
                     return;
                 }
                 let mut socket = UdpSocket::from_std(socket);
@@ -305,16 +301,16 @@ impl Worker {
             // Nothing left to listen to: the supervisor's leg goes with the agent's.
             let dialog = m.dialog.clone();
             release(&self.poll, &self.shared, m);
-            bye(&self.shared, vec![dialog]);
+            self.out.push(Effect::Bye(vec![dialog]));
         }
         let _ = self.poll.registry().deregister(&mut leg.socket);
         free_port(&self.shared, leg.port);
         let b = leg.bridge?;
-        if let (Some(agent), Some(acd)) = (b.agent, &self.shared.acd) {
-            acd.send(AcdCommand::CallEnded {
+        if let Some(agent) = b.agent {
+            self.out.push(Effect::Acd(AcdCommand::CallEnded {
                 agent,
                 queue: c.record.queue.clone().unwrap_or_default(),
-            });
+            }));
         }
         b.to_a.last_sent()
     }
@@ -326,9 +322,8 @@ impl Worker {
         let (port, socket, rtcp) =
             crate::calls::ports::bind_pair(&self.shared.ports, self.shared.bind)
                 .ok_or("transfer unavailable")?;
-        let (Some(engine), Some(rt), Some(c)) = (
-            self.shared.engine.clone(),
-            self.shared.runtime.clone(),
+        let (true, Some(c)) = (
+            self.shared.engine.is_some() && self.shared.runtime.is_some(),
             self.calls.get_mut(&key),
         ) else {
             free_port(&self.shared, port);
@@ -366,9 +361,7 @@ impl Worker {
             offer,
             local,
         };
-        rt.spawn(async move {
-            engine.tell(Control::PlaceTransfer(request)).await;
-        });
+        self.out.push(Effect::PlaceTransfer(request));
         Ok(())
     }
 }

@@ -217,16 +217,14 @@ impl Worker {
                     ..
                 } => {
                     tracing::info!(call_id = %c.record.call_id, %queue, "caller waiting in queue");
-                    if let Some(acd) = &self.shared.acd {
-                        acd.send(AcdCommand::Enqueue {
-                            call: key,
-                            call_id: c.record.call_id.clone(),
-                            queue: queue.clone(),
-                            priority,
-                            skills,
-                            agent: None,
-                        });
-                    }
+                    self.out.push(Effect::Acd(AcdCommand::Enqueue {
+                        call: key,
+                        call_id: c.record.call_id.clone(),
+                        queue: queue.clone(),
+                        priority,
+                        skills,
+                        agent: None,
+                    }));
                     c.record.queue = Some(queue);
                     c.record.queued_at.get_or_insert_with(Utc::now);
                     let session = c.call.session();
@@ -234,32 +232,29 @@ impl Worker {
                     so_far.ivr_path = session.path().to_vec();
                     so_far.ivr_vars = session.vars().clone();
                     so_far.ivr_keys = c.call.keys().to_string();
-                    let _ = self.shared.records.send(CallEvent::Queued(key, so_far));
+                    self.out
+                        .push(Effect::record(CallEvent::Queued(key, so_far)));
                 }
                 Action::Callback => {
                     tracing::info!(call_id = %c.record.call_id, "caller chose a callback");
                     c.record.callback_requested = true;
-                    if let Some(acd) = &self.shared.acd {
-                        acd.send(AcdCommand::Callback {
-                            call: key,
-                            number: c.record.caller.clone(),
-                            called: c.record.called.clone(),
-                        });
-                    }
+                    self.out.push(Effect::Acd(AcdCommand::Callback {
+                        call: key,
+                        number: c.record.caller.clone(),
+                        called: c.record.called.clone(),
+                    }));
                 }
                 Action::Pause | Action::Resume { .. } | Action::Dequeue => {
-                    if let Some(acd) = &self.shared.acd {
-                        acd.send(match action {
-                            Action::Dequeue => AcdCommand::Leave {
-                                call: key,
-                                hung_up: false,
-                            },
-                            a => AcdCommand::SelfService {
-                                call: key,
-                                away: matches!(a, Action::Pause),
-                            },
-                        });
-                    }
+                    self.out.push(Effect::Acd(match action {
+                        Action::Dequeue => AcdCommand::Leave {
+                            call: key,
+                            hung_up: false,
+                        },
+                        a => AcdCommand::SelfService {
+                            call: key,
+                            away: matches!(a, Action::Pause),
+                        },
+                    }));
                 }
                 other => tracing::debug!(action = ?other, "IVR action"),
             }
@@ -361,29 +356,29 @@ impl Worker {
             }
             free_port(&self.shared, leg.port);
         }
-        bye(&self.shared, byes);
-        free_port(&self.shared, c.port);
-        if let Ok(mut f) = self.shared.finished.lock() {
-            f.push((c.dialog.clone(), key));
+        if !byes.is_empty() {
+            self.out.push(Effect::Bye(byes));
         }
+        free_port(&self.shared, c.port);
+        self.out.push(Effect::Finished(c.dialog.clone(), key));
         // Told after the handler can forget the call: a callback the ACD places next under the
         // same key must not meet this call's leftovers.
         // A caller still waiting hangs up: out of the queue (abandoned). One talking to an
         // agent: the agent's call ended (wrap-up).
-        if let (Some(acd), Some(queue)) = (&self.shared.acd, &c.record.queue) {
+        if let Some(queue) = &c.record.queue {
             match agent {
                 Some(agent) => {
-                    acd.send(AcdCommand::CallEnded {
+                    self.out.push(Effect::Acd(AcdCommand::CallEnded {
                         agent,
                         queue: queue.clone(),
-                    });
+                    }));
                 }
                 // Still (or again, after a transfer back to a queue) waiting for an agent.
                 None if c.record.agent_id.is_none() || c.call.session().is_queued() => {
-                    acd.send(AcdCommand::Leave {
+                    self.out.push(Effect::Acd(AcdCommand::Leave {
                         call: key,
                         hung_up: matches!(reason, "caller hung up" | "no media"),
-                    });
+                    }));
                 }
                 None => {}
             }
@@ -410,6 +405,6 @@ impl Worker {
             received = record.packets_received,
             "call ended"
         );
-        let _ = self.shared.records.send(CallEvent::Ended(key, record));
+        self.out.push(Effect::record(CallEvent::Ended(key, record)));
     }
 }

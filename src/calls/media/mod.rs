@@ -489,8 +489,8 @@ impl Worker {
     fn commands(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(Command::Add(c)) => self.add(*c),
-                Ok(Command::News(key, news)) => self.news(key, news),
+                Ok(Command::Add(c)) => self.add(*c, Instant::now()),
+                Ok(Command::News(key, news)) => self.news(key, news, Instant::now()),
                 Ok(Command::Stop) => return false,
                 Err(std_mpsc::TryRecvError::Empty) => return true,
                 Err(std_mpsc::TryRecvError::Disconnected) => return false,
@@ -498,7 +498,8 @@ impl Worker {
         }
     }
 
-    fn add(&mut self, c: NewCall) {
+    /// A new call, answered at `now`.
+    fn add(&mut self, c: NewCall, now: Instant) {
         let NewCall {
             key,
             socket,
@@ -536,7 +537,7 @@ impl Worker {
             rtcp_socket,
             rtcp,
             rtcp_peer: None,
-            epoch: Instant::now(),
+            epoch: now,
             port,
             call,
             negotiated,
@@ -547,7 +548,7 @@ impl Worker {
             sdp_remote: negotiated.map(|n| n.remote),
             sending: negotiated.is_some_and(|n| sends(n.direction)),
             receiving: negotiated.is_some_and(|n| receives(n.direction)),
-            last_heard: Instant::now(),
+            last_heard: now,
             scheduled: None,
             jitter: None,
             leg_b: None,

@@ -4,11 +4,11 @@
 use super::*;
 
 impl Worker {
-    pub(super) fn news(&mut self, key: u64, news: ToMedia) {
+    /// The handler's news for call `key`, at `now`.
+    pub(super) fn news(&mut self, key: u64, news: ToMedia, now: Instant) {
         let Some(c) = self.calls.get_mut(&key) else {
             return;
         };
-        let now = Instant::now();
         match news {
             ToMedia::Confirmed(answer) => {
                 if let Some(n) = answer {

@@ -92,16 +92,19 @@ fn worker(script_text: &str) -> (Worker, tempfile::TempDir) {
         7,
         11,
     );
-    w.add(NewCall {
-        key: 1,
-        socket,
-        rtcp_socket,
-        port: 40000,
-        call,
-        negotiated: Some(negotiated(30000)),
-        dialog: dialog("caller"),
-        record: new_record("caller@test", "13800138000", "12345"),
-    });
+    w.add(
+        NewCall {
+            key: 1,
+            socket,
+            rtcp_socket,
+            port: 40000,
+            call,
+            negotiated: Some(negotiated(30000)),
+            dialog: dialog("caller"),
+            record: new_record("caller@test", "13800138000", "12345"),
+        },
+        Instant::now(),
+    );
     (w, dir)
 }
 
@@ -142,7 +145,7 @@ fn effects(w: &mut Worker) -> Vec<String> {
 
 /// The call is confirmed, queued, and bridged to agent 9 over the leg `agent@test`.
 fn bridged(w: &mut Worker) {
-    w.news(1, ToMedia::Confirmed(None));
+    w.news(1, ToMedia::Confirmed(None), Instant::now());
     let (socket, rtcp_socket) = pair();
     w.news(
         1,
@@ -151,6 +154,7 @@ fn bridged(w: &mut Worker) {
             rtcp_socket,
             port: 40002,
         },
+        Instant::now(),
     );
     w.news(
         1,
@@ -159,6 +163,7 @@ fn bridged(w: &mut Worker) {
             negotiated: negotiated(31000),
             agent: Some(9),
         },
+        Instant::now(),
     );
     effects(w);
 }
@@ -166,7 +171,7 @@ fn bridged(w: &mut Worker) {
 #[test]
 fn a_queued_caller_who_hangs_up_leaves_the_queue_as_abandoned_after_the_handler_may_forget_it() {
     let (mut w, _dir) = worker(QUEUE);
-    w.news(1, ToMedia::Confirmed(None));
+    w.news(1, ToMedia::Confirmed(None), Instant::now());
     assert_eq!(
         effects(&mut w),
         [
@@ -175,7 +180,7 @@ fn a_queued_caller_who_hangs_up_leaves_the_queue_as_abandoned_after_the_handler_
             "record queued general"
         ]
     );
-    w.news(1, ToMedia::Ended("caller hung up"));
+    w.news(1, ToMedia::Ended("caller hung up"), Instant::now());
     assert_eq!(
         effects(&mut w),
         [
@@ -191,7 +196,7 @@ fn a_queued_caller_who_hangs_up_leaves_the_queue_as_abandoned_after_the_handler_
 #[test]
 fn a_call_the_script_hangs_up_is_hung_up_by_the_worker() {
     let (mut w, _dir) = worker("start = \"bye\"\n[nodes.bye]\ntype = \"hangup\"\n");
-    w.news(1, ToMedia::Confirmed(None));
+    w.news(1, ToMedia::Confirmed(None), Instant::now());
     assert_eq!(
         effects(&mut w),
         [
@@ -207,7 +212,7 @@ fn a_call_the_script_hangs_up_is_hung_up_by_the_worker() {
 fn a_caller_who_hangs_up_on_an_agent_ends_the_agent_s_call_and_hangs_up_its_leg() {
     let (mut w, _dir) = worker(QUEUE);
     bridged(&mut w);
-    w.news(1, ToMedia::Ended("caller hung up"));
+    w.news(1, ToMedia::Ended("caller hung up"), Instant::now());
     assert_eq!(
         effects(&mut w),
         [
@@ -229,13 +234,14 @@ fn an_agent_who_sends_the_caller_back_to_a_queue_ends_its_call_and_the_caller_is
             queue: Some("elderly".into()),
             agent: None,
         },
+        Instant::now(),
     );
     assert_eq!(
         effects(&mut w),
         ["acd call ended 9 general", "acd enqueue elderly 100"]
     );
     // Hanging up while waiting again is abandoning the new queue.
-    w.news(1, ToMedia::Ended("caller hung up"));
+    w.news(1, ToMedia::Ended("caller hung up"), Instant::now());
     let out = effects(&mut w);
     assert!(
         out.contains(&"acd leave hung_up=true".to_string()),
@@ -252,6 +258,7 @@ fn a_transfer_with_no_engine_to_place_it_ends_the_call_as_unavailable() {
         ToMedia::TransferOut {
             uri: "sip:110@127.0.0.1:5099".into(),
         },
+        Instant::now(),
     );
     let out = effects(&mut w);
     assert_eq!(

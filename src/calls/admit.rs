@@ -87,17 +87,7 @@ impl Calls {
         };
         let caller = user_of(request.from_header().map(|f| f.uri));
         let called = user_of(request.request_uri());
-        let script = self.scripts.current();
-        let codec = negotiated.map_or(sdp::Codec::Pcmu, |n| n.codec);
-        let call = IvrCall::new(
-            script,
-            codec,
-            negotiated.and_then(|n| n.dtmf),
-            (crate::random::u64() >> 32) as u32,
-            crate::random::u64(),
-        )
-        .with_ptime(negotiated.map_or(20, |n| n.ptime))
-        .with_hold_music(self.music_on_hold.clone());
+        let call = self.ivr_call(negotiated);
         let key = self.taken;
         let new = NewCall {
             key,
@@ -139,6 +129,21 @@ impl Calls {
         self.by_dialog.insert(call.dialog.clone(), key);
         self.calls.insert(key, call);
         metrics::gauge!("hotline_calls_live").set(self.by_dialog.len() as f64);
+    }
+
+    /// A caller's run through the script in force, on what the offer/answer agreed (G.711
+    /// mu-law at 20 ms until an INVITE without SDP learns it at the ACK), with fresh RTP
+    /// origins and the music on hold.
+    pub(super) fn ivr_call(&self, negotiated: Option<sdp::Negotiated>) -> IvrCall {
+        IvrCall::new(
+            self.scripts.current(),
+            negotiated.map_or(sdp::Codec::Pcmu, |n| n.codec),
+            negotiated.and_then(|n| n.dtmf),
+            (crate::random::u64() >> 32) as u32,
+            crate::random::u64(),
+        )
+        .with_ptime(negotiated.map_or(20, |n| n.ptime))
+        .with_hold_music(self.music_on_hold.clone())
     }
 
     /// A port pair for a new leg and our side of its SDP (`None`: the range is used up).

@@ -20,7 +20,6 @@ use super::messages::TransferRequest;
 use super::{Call, Calls, MonitorMode, Stage, record};
 use crate::acd::service::{CallbackDial, Command as Acd, RingAgents, StopRinging};
 use crate::engine::webrtc::WebrtcLeg;
-use crate::ivr::call::IvrCall;
 
 /// A leg's own RTP/RTCP sockets while it rings, handed to the worker when it answers (legs
 /// whose sockets the worker already holds have none).
@@ -607,16 +606,7 @@ impl Calls {
         negotiated: Negotiated,
         (agents, dial, sockets): (Vec<(u64, Option<String>)>, CallbackDial, Sockets),
     ) {
-        let call = IvrCall::new(
-            self.scripts.current(),
-            negotiated.codec,
-            negotiated.dtmf,
-            (crate::random::u64() >> 32) as u32,
-            crate::random::u64(),
-        )
-        .with_ptime(negotiated.ptime)
-        .with_hold_music(self.music_on_hold.clone())
-        .for_callback();
+        let call = self.ivr_call(Some(negotiated)).for_callback();
         let mut record = new_record(&dialog.call_id, &dial.number, &dial.called);
         record.queue = Some(dial.queue.clone());
         record.callback = true;

@@ -61,58 +61,9 @@ impl Worker {
                 negotiated,
                 agent,
             } => {
-                let Some(leg) = c.leg_b.as_mut() else {
+                if !self.bridge(key, dialog, negotiated, agent, now) {
                     return;
-                };
-                if let Some(agent) = agent {
-                    c.record.agent_id = Some(agent);
-                    c.record.agent_answered_at = Some(Utc::now());
-                    c.call.set_connected();
                 }
-                let a = format_of(c.negotiated);
-                let b = format_of(Some(negotiated));
-                let seed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let registered = self.poll.registry().register(
-                    &mut leg.socket,
-                    Token(key as usize | LEG_B),
-                    Interest::READABLE,
-                );
-                if let Err(e) = registered {
-                    tracing::error!(error = %e, "cannot watch a transfer leg's socket");
-                }
-                tracing::info!(
-                    call_id = %c.record.call_id,
-                    uri = c.record.transfer_to.as_deref().unwrap_or(""),
-                    agent,
-                    "caller bridged"
-                );
-                let moh = || Player::new(self.shared.music_on_hold.clone(), false);
-                leg.bridge = Some(Bridge {
-                    dialog,
-                    agent,
-                    negotiated,
-                    sdp_remote: negotiated.remote,
-                    sending: sends(negotiated.direction),
-                    held: false,
-                    moh_to_a: moh(),
-                    moh_to_b: moh(),
-                    latch: Latch::new(negotiated.remote),
-                    to_b: Relay::new(a, b, (seed >> 32) as u32, seed),
-                    to_a: {
-                        let mut r = leg.to_a.take().unwrap_or_else(|| {
-                            // An agent's leg: the bridge takes over the IVR's stream.
-                            let mut r = Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17));
-                            if let Some((seq, ts)) = c.call.last_sent() {
-                                r.continue_after(seq, ts);
-                            }
-                            r
-                        });
-                        r.set_formats(b, a);
-                        r
-                    },
-                    jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
-                    tick: now + FRAME_TIME,
-                });
             }
             ToMedia::AgentLeg {
                 socket,
@@ -236,39 +187,9 @@ impl Worker {
                 port,
                 mode,
             } => {
-                let bridged = c.leg_b.as_ref().is_some_and(|l| l.bridge.is_some());
-                if !bridged || c.monitor.is_some() {
-                    // The agent left meanwhile, or another supervisor is on: hung up.
-                    free_port(&self.shared, port);
-                    self.out.push(Effect::Bye(vec![dialog]));
+                if !self.monitor_joined(key, dialog, negotiated, socket, rtcp_socket, port, mode) {
                     return;
                 }
-                let mut socket = UdpSocket::from_std(socket);
-                if let Err(e) = self.poll.registry().register(
-                    &mut socket,
-                    Token(key as usize | MONITOR),
-                    Interest::READABLE,
-                ) {
-                    tracing::error!(error = %e, "cannot watch a supervisor's leg");
-                }
-                // The mix needs the caller's frames in order even when nothing is recorded.
-                let codec = c.negotiated.map_or(Codec::Pcmu, |n| n.codec);
-                c.jitter
-                    .get_or_insert_with(|| JitterBuffer::new(JITTER_DEPTH, codec.silence()));
-                let f = format_of(Some(negotiated));
-                let seed = key.rotate_left(29) ^ 0x5DEE_CE66_D1CE_4E5B;
-                tracing::info!(call_id = %c.record.call_id, mode = mode.name(), "a supervisor joined the call");
-                c.monitor = Some(Monitor {
-                    dialog,
-                    socket,
-                    _rtcp_socket: rtcp_socket,
-                    port,
-                    negotiated,
-                    latch: Latch::new(negotiated.remote),
-                    mode,
-                    jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
-                    out: Relay::new(f, f, (seed >> 32) as u32, seed),
-                });
             }
             ToMedia::MonitorMode(mode) => {
                 if let Some(m) = c.monitor.as_mut() {
@@ -289,6 +210,126 @@ impl Worker {
             }
         }
         self.after(key);
+    }
+
+    /// The transfer target or an agent answered: the caller is bridged to its leg (`false`:
+    /// no leg to bridge).
+    fn bridge(
+        &mut self,
+        key: u64,
+        dialog: DialogId,
+        negotiated: Negotiated,
+        agent: Option<u64>,
+        now: Instant,
+    ) -> bool {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        let Some(leg) = c.leg_b.as_mut() else {
+            return false;
+        };
+        if let Some(agent) = agent {
+            c.record.agent_id = Some(agent);
+            c.record.agent_answered_at = Some(Utc::now());
+            c.call.set_connected();
+        }
+        let a = format_of(c.negotiated);
+        let b = format_of(Some(negotiated));
+        let seed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let registered = self.poll.registry().register(
+            &mut leg.socket,
+            Token(key as usize | LEG_B),
+            Interest::READABLE,
+        );
+        if let Err(e) = registered {
+            tracing::error!(error = %e, "cannot watch a transfer leg's socket");
+        }
+        tracing::info!(
+            call_id = %c.record.call_id,
+            uri = c.record.transfer_to.as_deref().unwrap_or(""),
+            agent,
+            "caller bridged"
+        );
+        let moh = || Player::new(self.shared.music_on_hold.clone(), false);
+        leg.bridge = Some(Bridge {
+            dialog,
+            agent,
+            negotiated,
+            sdp_remote: negotiated.remote,
+            sending: sends(negotiated.direction),
+            held: false,
+            moh_to_a: moh(),
+            moh_to_b: moh(),
+            latch: Latch::new(negotiated.remote),
+            to_b: Relay::new(a, b, (seed >> 32) as u32, seed),
+            to_a: {
+                let mut r = leg.to_a.take().unwrap_or_else(|| {
+                    // An agent's leg: the bridge takes over the IVR's stream.
+                    let mut r = Relay::new(b, a, c.call.ssrc(), seed.rotate_left(17));
+                    if let Some((seq, ts)) = c.call.last_sent() {
+                        r.continue_after(seq, ts);
+                    }
+                    r
+                });
+                r.set_formats(b, a);
+                r
+            },
+            jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
+            tick: now + FRAME_TIME,
+        });
+        true
+    }
+
+    /// A supervisor's phone answered: its leg joins the bridge in `mode` (`false`: the agent
+    /// left meanwhile, or another supervisor is on, and the leg is hung up).
+    #[allow(clippy::too_many_arguments)]
+    fn monitor_joined(
+        &mut self,
+        key: u64,
+        dialog: DialogId,
+        negotiated: Negotiated,
+        socket: std::net::UdpSocket,
+        rtcp_socket: std::net::UdpSocket,
+        port: u16,
+        mode: MonitorMode,
+    ) -> bool {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        let bridged = c.leg_b.as_ref().is_some_and(|l| l.bridge.is_some());
+        if !bridged || c.monitor.is_some() {
+            // The agent left meanwhile, or another supervisor is on: hung up.
+            free_port(&self.shared, port);
+            self.out.push(Effect::Bye(vec![dialog]));
+            return false;
+        }
+        let mut socket = UdpSocket::from_std(socket);
+        if let Err(e) = self.poll.registry().register(
+            &mut socket,
+            Token(key as usize | MONITOR),
+            Interest::READABLE,
+        ) {
+            tracing::error!(error = %e, "cannot watch a supervisor's leg");
+        }
+        // The mix needs the caller's frames in order even when nothing is recorded.
+        let codec = c.negotiated.map_or(Codec::Pcmu, |n| n.codec);
+        c.jitter
+            .get_or_insert_with(|| JitterBuffer::new(JITTER_DEPTH, codec.silence()));
+        let f = format_of(Some(negotiated));
+        let seed = key.rotate_left(29) ^ 0x5DEE_CE66_D1CE_4E5B;
+        tracing::info!(call_id = %c.record.call_id, mode = mode.name(), "a supervisor joined the call");
+        c.monitor = Some(Monitor {
+            dialog,
+            socket,
+            _rtcp_socket: rtcp_socket,
+            port,
+            negotiated,
+            latch: Latch::new(negotiated.remote),
+            mode,
+            jitter: JitterBuffer::new(JITTER_DEPTH, negotiated.codec.silence()),
+            out: Relay::new(f, f, (seed >> 32) as u32, seed),
+        });
+        true
     }
 
     /// Takes down a call's agent leg (already hung up on the signaling side): socket and

@@ -129,9 +129,6 @@ fn ivr_store(
 /// Said when a caller asks the IVR for a self-service that is not connected yet.
 const UNAVAILABLE_TEXT: &str = "抱歉，这项自助服务暂时无法使用。";
 
-/// The handler for calls: the IVR when a script is configured (with the receiver of its call
-/// records), else a clean refusal (480), since nothing could take the call.
-#[allow(clippy::type_complexity)]
 /// The ACD's typed offer channel, wired to the call handler on the engine task: each
 /// [`Offer`] goes on as [`Control::Offer`], in order.
 fn offers_to(engine: EngineHandle<Control>, shutdown: CancellationToken) -> mpsc::Sender<Offer> {
@@ -156,6 +153,8 @@ fn offers_to(engine: EngineHandle<Control>, shutdown: CancellationToken) -> mpsc
 /// The node's call handler: [`Calls`], or [`RefuseCalls`] without an IVR script.
 type Handler = Box<dyn CallHandler<Msg = Control>>;
 
+/// The handler for calls: the IVR when a script is configured (with the receiver of its call
+/// records), else a clean refusal (480), since nothing could take the call.
 fn call_handler(
     cfg: &Config,
     scripts: Option<Arc<ScriptStore>>,

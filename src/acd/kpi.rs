@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, FixedOffset, TimeZone, Timelike, Utc};
 
+use crate::china::calendar::china_time;
+
 /// One call as the KPIs see it (a `calls` row that reached a queue).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallFact {
@@ -69,7 +71,7 @@ impl Interval {
 
     /// The start of the interval holding `t`, in China time (UTC+8).
     pub fn start(self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
-        let cn = china();
+        let cn = china_time();
         let local = t.with_timezone(&cn);
         let (y, mo, d, h, mi) = (
             local.year(),
@@ -104,10 +106,6 @@ impl Interval {
                 .unwrap_or(start + chrono::TimeDelta::days(31)),
         }
     }
-}
-
-fn china() -> FixedOffset {
-    crate::china::calendar::china_time()
 }
 
 /// The sums of one group (a queue or agent in an interval).
@@ -344,7 +342,7 @@ mod tests {
 
     /// 2026-03-02 (a Monday) at `h:m:s` China time.
     fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-        china()
+        china_time()
             .with_ymd_and_hms(2026, 3, 2, h, m, s)
             .single()
             .map(|t| t.with_timezone(&Utc))

@@ -7,11 +7,12 @@
 //! [`Offer::Ring`] on the typed channel to the call handler (on the SIP engine task; `serve`
 //! wires it), which places the calls to the agents' registered phones and reports back what
 //! they did (`Answered`, `RingFailed`); a ring that times out, or a caller who leaves while
-//! agents ring, becomes an [`Offer::Stop`] (CANCEL). Callers waiting get their place and the estimated wait spoken
-//! ([`Offer::Announce`]) at the configured interval. Today's service level (answered within the
-//! queue's target, 15 s by GB/T 33358-2016) and abandon rate are counted here, per queue, and
-//! start over at midnight China time. Every change of an agent's state (or queues) goes to
-//! the state history's writer ([`super::history`]), the time base of occupancy.
+//! agents ring, becomes an [`Offer::Stop`] (CANCEL). Callers waiting get their place and the
+//! estimated wait spoken ([`Offer::Announce`]) at the configured interval. Today's service
+//! level (answered within the queue's target, 15 s by GB/T 33358-2016) and abandon rate are
+//! counted here, per queue, and start over at midnight China time. Every change of an agent's
+//! state (or queues) goes to the state history's writer ([`super::history`]), the time base
+//! of occupancy.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};

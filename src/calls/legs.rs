@@ -448,7 +448,7 @@ impl Calls {
         dialog: DialogId,
         response: &Message,
     ) {
-        let Some(mut leg) = self.placed.remove(&tx) else {
+        let Some(leg) = self.placed.remove(&tx) else {
             let _ = ep.bye(now, &dialog); // a call nobody is waiting for any more
             return;
         };
@@ -518,6 +518,24 @@ impl Calls {
             }
             return;
         };
+        // A callback's caller becomes a call of its own; the other legs join theirs.
+        let mut leg = match leg {
+            Leg {
+                key,
+                local,
+                kind:
+                    LegKind::Callback {
+                        agents,
+                        dial,
+                        sockets,
+                    },
+                ..
+            } => {
+                let taken = (agents, dial, sockets);
+                return self.callback_answered(ep, now, key, local, dialog, negotiated, taken);
+            }
+            other => other,
+        };
         let key = leg.key;
         match &mut leg.kind {
             LegKind::Agent { agent, since } => {
@@ -572,24 +590,8 @@ impl Calls {
                     );
                 }
             }
-            LegKind::Callback { .. } => {
-                if let LegKind::Callback {
-                    agents,
-                    dial,
-                    sockets,
-                } = leg.kind
-                {
-                    self.callback_answered(
-                        ep,
-                        now,
-                        key,
-                        leg.local,
-                        dialog,
-                        negotiated,
-                        (agents, dial, sockets),
-                    );
-                }
-            }
+            // Taken above.
+            LegKind::Callback { .. } => {}
         }
     }
 

@@ -4,13 +4,14 @@
 //! takes every call; GB/T 33358 wants no ringing wait): the SDP offer is answered on a port
 //! pair from the RTP range (503 with Retry-After when the range is used up, 488 when no G.711
 //! is offered, our offer in the 200 when the INVITE has none), and the call goes to the IVR
-//! script in force ([`admit`]). Each call then lives in a media worker ([`media`]: one thread
-//! per core but one, each owning many calls' RTP sockets and [`crate::ivr::call::IvrCall`]s); this handler only
-//! passes signaling news to it (ACK, INFO keys, hold, hang-up). The recording of each call is
+//! script in force (`admit.rs`). Each call then lives in a media worker ([`media`]: one
+//! thread per core but one, each owning many calls' RTP sockets and
+//! [`crate::ivr::call::IvrCall`]s); this handler only passes signaling news to it (ACK, INFO
+//! keys, hold, hang-up). The recording of each call is
 //! written by [`recording`]; its record goes to [`record`]'s writer at answer and at the end.
 //!
-//! The legs the node places for a call ([`legs`]: an agent's phone, the caller of a callback,
-//! a transfer target, a supervisor's phone) are one [`legs::Leg`] type, kept by INVITE
+//! The legs the node places for a call (`legs.rs`: an agent's phone, the caller of a callback,
+//! a transfer target, a supervisor's phone) are one `Leg` type, kept by INVITE
 //! transaction while they ring and by dialog once answered, with one answered path and one
 //! failed path. A caller's [`Stage`] says where the call is as far as those legs go.
 //!

@@ -33,7 +33,6 @@
 //!   (checked twice a second, so a change shows within a second and nothing is sent while
 //!   nothing changes)
 
-use crate::calls::Control;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
@@ -46,6 +45,7 @@ use super::auth::Authed;
 use super::{ApiError, AppState};
 use crate::acd::routing::AcdError;
 use crate::acd::service::{AcdHandle, Command, Snapshot};
+use crate::calls::Control;
 use crate::users::Role;
 
 /// The office's roles that take and handle calls.

@@ -1,4 +1,5 @@
-//! Runs of character classes ([`super::class`]) and a cursor over header text, after the RFC 3261 ABNF (section 25).
+//! Runs of character classes ([`super::class`]) and a cursor over header text, after the
+//! RFC 3261 ABNF (section 25).
 //!
 //! Header values reach these functions unfolded: every `CRLF 1*WSP` already became one space,
 //! so linear white space (LWS) is simply a run of spaces and tabs.

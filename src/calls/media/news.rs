@@ -363,10 +363,8 @@ impl Worker {
         let (port, socket, rtcp) =
             crate::calls::ports::bind_pair(&self.shared.ports, self.shared.bind)
                 .ok_or("transfer unavailable")?;
-        let (true, Some(c)) = (
-            self.shared.engine.is_some() && self.shared.runtime.is_some(),
-            self.calls.get_mut(&key),
-        ) else {
+        let placeable = self.shared.engine.is_some() && self.shared.runtime.is_some();
+        let Some(c) = self.calls.get_mut(&key).filter(|_| placeable) else {
             free_port(&self.shared, port);
             return Err("transfer unavailable");
         };

@@ -531,7 +531,7 @@ impl Worker {
             RTCP_INTERVAL,
             key,
         );
-        let facts = Facts::new(&record.caller, &self.shared.calendar);
+        let facts = Facts::new(&record.caller, &self.shared.calendar, now);
         let state = CallState {
             socket,
             rtcp_socket,
@@ -760,9 +760,9 @@ struct Facts {
 }
 
 impl Facts {
-    fn new(caller: &str, calendar: &WorkCalendar) -> Self {
+    fn new(caller: &str, calendar: &WorkCalendar, now: Instant) -> Self {
         Facts {
-            at: Instant::now(),
+            at: now,
             facts: CallFacts::new(caller, Utc::now(), calendar, Default::default()),
         }
     }

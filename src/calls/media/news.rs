@@ -97,7 +97,7 @@ impl Worker {
             }
             ToMedia::TransferOut { uri } => {
                 let last = self.drop_agent_leg(key);
-                if let Err(reason) = self.transfer(key, uri) {
+                if let Err(reason) = self.transfer(key, uri, now) {
                     self.end(key, reason);
                     return;
                 }
@@ -209,7 +209,7 @@ impl Worker {
                 return;
             }
         }
-        self.after(key);
+        self.after(key, now);
     }
 
     /// The transfer target or an agent answered: the caller is bridged to its leg (`false`:
@@ -358,7 +358,12 @@ impl Worker {
 
     /// The script transfers the caller: a leg to the target is set up and the call handler
     /// asked to place the call; the caller is bridged when it answers.
-    pub(super) fn transfer(&mut self, key: u64, uri: String) -> Result<(), &'static str> {
+    pub(super) fn transfer(
+        &mut self,
+        key: u64,
+        uri: String,
+        now: Instant,
+    ) -> Result<(), &'static str> {
         let target = transfer_target(&uri).ok_or("transfer unavailable")?;
         let (port, socket, rtcp) =
             crate::calls::ports::bind_pair(&self.shared.ports, self.shared.bind)
@@ -388,7 +393,7 @@ impl Worker {
             port,
             to_a: Some(to_a),
             ringback: Player::new(self.shared.ringback.clone(), false),
-            ring_tick: Instant::now(),
+            ring_tick: now,
             bridge: None,
         });
         let request = TransferRequest {

@@ -5,14 +5,17 @@ use super::*;
 
 impl Worker {
     /// Reads what the caller sent.
+    /// The socket is the edge of the worker: the clock is read here, once per datagram, and
+    /// passed on.
     pub(super) fn readable(&mut self, key: u64) {
         let Some(c) = self.calls.get_mut(&key) else {
             return;
         };
+        let mut now = Instant::now();
         for _ in 0..READ_BURST {
             match c.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
-                    let now = Instant::now();
+                    now = Instant::now();
                     let datagram = &self.buf[..n];
                     if is_rtcp(datagram) {
                         // RTCP on the RTP port (rtcp-mux, RFC 5761).
@@ -68,7 +71,7 @@ impl Worker {
                 }
             }
         }
-        self.after(key);
+        self.after(key, now);
     }
 
     /// Reads the peer's RTCP.

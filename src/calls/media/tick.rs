@@ -146,13 +146,13 @@ impl Worker {
                     tracing::trace!(error = %e, "RTCP send failed");
                 }
             }
-            self.after(key);
+            self.after(key, now);
         }
     }
 
     /// After anything happened to a call: send what it produced, act on its actions, and
     /// schedule its next deadline.
-    pub(super) fn after(&mut self, key: u64) {
+    pub(super) fn after(&mut self, key: u64, now: Instant) {
         let Some(c) = self.calls.get_mut(&key) else {
             return;
         };
@@ -267,7 +267,7 @@ impl Worker {
             return;
         }
         if let Some(uri) = transfer {
-            if let Err(reason) = self.transfer(key, uri) {
+            if let Err(reason) = self.transfer(key, uri, now) {
                 self.end(key, reason);
             }
             return self.schedule(key);

@@ -10,6 +10,7 @@
 //! required clauses. Expired articles leave search on their `valid_until` day without
 //! waiting for anyone to change their status.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,10 +23,10 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
     TextOptions, Value,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::Article;
+use super::snippet;
 use super::text;
 
 /// Why the index failed.
@@ -56,6 +57,11 @@ struct Fields {
 }
 
 const JIEBA: &str = "jieba";
+
+/// Characters of the body shown under a result around the words that matched...
+const PASSAGE_CHARS: usize = 150;
+/// ...and from its beginning when only pairs or pinyin matched.
+const OPENING_CHARS: usize = 80;
 const WHITESPACE: &str = "whitespace";
 
 fn schema() -> (Schema, Fields) {
@@ -287,8 +293,9 @@ impl KbIndex {
         out
     }
 
-    /// The query for `q`: its words, their official synonyms, pairs and pinyin pairs.
-    fn text_query(&self, q: &str) -> Option<Box<dyn Query>> {
+    /// The query for `q`: its words, their official synonyms, pairs and pinyin pairs; and the
+    /// words, which the passage under a result highlights.
+    fn text_query(&self, q: &str) -> Option<(Box<dyn Query>, Vec<String>)> {
         let f = self.f;
         let mut words = self.words(q);
         let mut extra: Vec<String> = Vec::new();
@@ -327,7 +334,7 @@ impl KbIndex {
         }
         // Pairs of the query text itself (not of the synonyms): they carry typos and cuts.
         let cleaned: String = words_only(q);
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let pairs = if self.signals.pairs {
             text::bigrams(&cleaned)
         } else {
@@ -348,7 +355,12 @@ impl KbIndex {
                 clauses.push(term(f.pinyin, &p, 0.8));
             }
         }
-        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+        (!clauses.is_empty()).then(|| {
+            (
+                Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>,
+                words,
+            )
+        })
     }
 
     /// The best `limit` articles for `q` under `filter`, on `today` (China date).
@@ -360,7 +372,7 @@ impl KbIndex {
         limit: usize,
     ) -> Result<Vec<Hit>, IndexError> {
         let f = self.f;
-        let Some(text_query) = self.text_query(q) else {
+        let Some((text_query, words)) = self.text_query(q) else {
             return Ok(Vec::new());
         };
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query)];
@@ -398,7 +410,8 @@ impl KbIndex {
         let query = BooleanQuery::new(must);
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        let body_snippets = SnippetGenerator::create(&searcher, &query, f.body)?;
+        let words: HashSet<String> = words.into_iter().collect();
+        let mut body_words = self.index.tokenizer_for_field(f.body)?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
@@ -408,7 +421,7 @@ impl KbIndex {
                     .unwrap_or_default()
                     .to_string()
             };
-            let snippet = body_snippets.snippet_from_doc(&doc);
+            let body = text_of(f.body);
             hits.push(Hit {
                 id: doc.get_first(f.id).and_then(|v| v.as_i64()).unwrap_or(0),
                 external_id: doc
@@ -418,11 +431,8 @@ impl KbIndex {
                 score,
                 title: text_of(f.title),
                 category: text_of(f.category),
-                snippet: if snippet.is_empty() {
-                    text_of(f.body).chars().take(80).collect()
-                } else {
-                    snippet.to_html()
-                },
+                snippet: snippet::passage(&mut body_words, &body, &words, PASSAGE_CHARS)
+                    .unwrap_or_else(|| snippet::opening(&body, OPENING_CHARS)),
             });
         }
         Ok(hits)
@@ -434,4 +444,103 @@ fn words_only(q: &str) -> String {
     q.chars()
         .map(|c| if c.is_alphanumeric() { c } else { ' ' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in a test, a panic is a failure report
+    use super::*;
+    use proptest::prelude::*;
+
+    fn article(id: i64, title: &str, body: &str) -> Article {
+        Article {
+            id,
+            external_id: None,
+            title: title.into(),
+            body: body.into(),
+            spoken_answer: String::new(),
+            category: "税务".into(),
+            tags: Vec::new(),
+            question_variants: vec![title.into()],
+            unit_id: None,
+            status: "published".into(),
+            valid_from: None,
+            valid_until: None,
+            version: 1,
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 3).unwrap()
+    }
+
+    const VAT: &str = "小规模纳税人可以自行开具增值税专用发票和普通发票，征收率一般为1%。月销售额不超过10万元（季度不超过30万元）的，免征增值税。";
+
+    /// The question from the issue that crashed tantivy's snippet: its words and their parts
+    /// overlap in the body, here past the first fragment's 150 characters.
+    #[test]
+    fn a_question_whose_words_overlap_in_the_body_gets_a_well_formed_snippet() {
+        let (index, _) = KbIndex::open(None).unwrap();
+        let body = format!(
+            "{}{VAT}",
+            "个体工商户办理税务登记后按规定申报纳税。".repeat(9)
+        );
+        index
+            .rebuild(&[article(1, "小规模纳税人开具增值税专用发票", &body)])
+            .unwrap();
+        let hits = index
+            .search(
+                "小规模的个体户可以自己开增值税专票吗",
+                &Filter::default(),
+                today(),
+                3,
+            )
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        let s = &hits[0].snippet;
+        assert!(s.contains("<b>小规模</b>纳税人"), "{s}");
+        assert!(s.contains("<b>增值税</b>"), "{s}");
+        assert_eq!(s.matches("<b>").count(), s.matches("</b>").count(), "{s}");
+        let plain = s.replace("<b>", "").replace("</b>", "");
+        assert!(body.contains(&plain), "{plain}");
+    }
+
+    /// Han characters common in questions, ASCII, full-width forms, punctuation, an emoji,
+    /// a combining mark and markup.
+    fn text() -> impl Strategy<Value = String> {
+        let alphabet: Vec<char> = "增值税专用发票小规模纳税人个体户可以自己开吗居住证身份证办理社保医保暖气井盖残疾证的了吗呢是不\
+             abcXYZ019 <>&\"'%（）：，。！？ＡＢ１２　、…—🙂\u{301}\n\t"
+            .chars()
+            .collect();
+        proptest::collection::vec(proptest::sample::select(alphabet), 0..400)
+            .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// No body and no question makes search (and so suggest, which is the same search on
+        /// a ticket's text) fail, and every snippet is escaped text with balanced tags.
+        #[test]
+        fn no_text_and_no_question_makes_search_fail(
+            bodies in proptest::collection::vec(text(), 1..4),
+            questions in proptest::collection::vec(text(), 1..6),
+        ) {
+            let (index, _) = KbIndex::open(None).unwrap();
+            let articles: Vec<Article> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| article(i as i64 + 1, &b.chars().take(20).collect::<String>(), b))
+                .collect();
+            index.rebuild(&articles).unwrap();
+            for q in questions.iter().chain(bodies.iter()) {
+                let hits = index.search(q, &Filter::default(), today(), 5).unwrap();
+                for h in hits {
+                    let s = h.snippet;
+                    prop_assert_eq!(s.matches("<b>").count(), s.matches("</b>").count());
+                    let inner = s.replace("<b>", "").replace("</b>", "");
+                    prop_assert!(!inner.contains('<') && !inner.contains('>'), "{}", s);
+                }
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod index;
 pub mod service;
+pub mod snippet;
 pub mod store;
 pub mod text;
 

@@ -379,8 +379,15 @@ function showResults(hits) {
 }
 
 // Snippets come highlighted with <b> or <em>; everything else is escaped.
+// The server's snippet is escaped text with <b> around matches: keep those tags (as <em>)
+// and escape everything else again from its plain text, so only they can ever be markup.
+const ENTITIES = { lt: '<', gt: '>', quot: '"', '#39': "'", amp: '&' };
 function safeSnippet(s) {
-  return escapeHtml(s).replace(/&lt;(\/?)(b|em)&gt;/g, '<$1em>');
+  return s.split(/(<\/?(?:b|em)>)/).map((part) => {
+    if (/^<(b|em)>$/.test(part)) return '<em>';
+    if (/^<\/(b|em)>$/.test(part)) return '</em>';
+    return escapeHtml(part.replace(/&(lt|gt|quot|#39|amp);/g, (_, e) => ENTITIES[e]));
+  }).join('');
 }
 
 async function openArticle(id) {

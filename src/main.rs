@@ -127,6 +127,24 @@ fn main() -> ExitCode {
             print!("{}", cfg.to_toml());
         }
         if problems.is_empty() {
+            let tls = &cfg.http.tls;
+            if tls.enabled(cfg.http.listen) {
+                match hotline::http::tls::check(&tls.cert, &tls.key, chrono::Utc::now().timestamp())
+                {
+                    Ok((_, info)) => println!(
+                        "HTTPS certificate {}: for {}, expires {} ({} days), SHA-256 {}",
+                        tls.cert.display(),
+                        info.names.join(", "),
+                        info.expires(),
+                        info.days_left(chrono::Utc::now().timestamp()),
+                        info.fingerprint
+                    ),
+                    Err(_) => println!(
+                        "HTTPS certificate {}: generated (self-signed) at the first start",
+                        tls.cert.display()
+                    ),
+                }
+            }
             println!("configuration OK");
             return ExitCode::SUCCESS;
         }

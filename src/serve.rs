@@ -270,6 +270,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
              (tickets.calendar)"
         );
     }
+    // The certificate first: a bad one stops the start before anything else is up.
+    let certs = if cfg.http.tls.enabled(cfg.http.listen) {
+        Some(
+            http::tls::Certificates::load(&cfg.http.tls, cfg.http.listen)
+                .map_err(|e| anyhow::anyhow!("`http.tls`: {e}"))?,
+        )
+    } else {
+        None
+    };
     let mut database = tokio::select! {
         d = Database::open(&cfg) => d?,
         _ = shutdown.cancelled() => return Ok(()),
@@ -408,7 +417,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         Err(e) => tracing::warn!(error = %e, "cannot read the last 24 hours of calls"),
     }
     tracing::info!(udp = %sip.udp, tcp = %sip.tcp, accounts, "SIP listening on udp:{} tcp:{}", sip.udp, sip.tcp);
-    tracing::info!(%addr, "HTTP listening on http://{addr}");
+    let scheme = if certs.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "HTTP listening on {scheme}://{addr}");
     let state = http::AppState {
         db: database.pool.clone(),
         metrics,
@@ -433,12 +443,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             cfg.sip.max_message_bytes,
         ))
         .merge(http::web::routes(cfg.http.web_dir.clone()));
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let result = server.await;
+    let result = match certs {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+        }
+        Some(certs) => {
+            serve_https(listener, app, certs, &cfg.http.tls, addr, shutdown.clone()).await
+        }
+    };
     tracing::info!("HTTP server stopped");
     shutdown.cancel();
     let _ = sip_task.await;
@@ -475,4 +492,55 @@ async fn recent_calls(db: &sqlx::PgPool) -> Result<Vec<(u64, bool)>, sqlx::Error
         .into_iter()
         .map(|(ago, answered)| (ago.max(0.0) as u64, answered))
         .collect())
+}
+
+/// Serves `app` over TLS on `listener` (with HSTS), reloads the certificate on SIGHUP, and
+/// answers `http.tls.redirect_from` with redirects to it, until `shutdown`.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    certs: std::sync::Arc<http::tls::Certificates>,
+    tls: &http::tls::TlsConfig,
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    certs.announce();
+    let config = certs.server_config().map_err(std::io::Error::other)?;
+    let reloader = http::tls::spawn_reloader(certs, shutdown.clone())?;
+    let redirect = match tls.redirect_from {
+        Some(from) => {
+            let plain = tokio::net::TcpListener::bind(from).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("http.tls.redirect_from {from}: {e}"))
+            })?;
+            let from = plain.local_addr()?;
+            tracing::info!(%from, "plain HTTP on {from} redirects to HTTPS");
+            let to = http::redirect_to_https(addr.port());
+            Some(tokio::spawn(
+                axum::serve(plain, to)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
+            ))
+        }
+        None => None,
+    };
+    let app = http::with_hsts(app, tls.hsts_max_age_secs);
+    let listener = http::tls::TlsListener::new(
+        listener,
+        config,
+        std::time::Duration::from_secs(tls.handshake_timeout_secs),
+        shutdown.clone(),
+    )?
+    .tap_io(|_| {});
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
+    let _ = reloader.await;
+    if let Some(r) = redirect {
+        let _ = r.await;
+    }
+    result
 }

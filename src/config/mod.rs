@@ -101,6 +101,8 @@ pub struct HttpConfig {
     /// Where the built pages are (`scripts/web.sh` builds `web/` into `web/dist`); the agent
     /// desktop is served from its `agent/` folder at `/agent/`.
     pub web_dir: PathBuf,
+    /// HTTPS: plain on loopback and a self-signed certificate elsewhere unless configured.
+    pub tls: crate::http::tls::TlsConfig,
 }
 
 impl Default for HttpConfig {
@@ -109,6 +111,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: None,
             web_dir: PathBuf::from("web/dist"),
+            tls: Default::default(),
         }
     }
 }
@@ -602,6 +605,14 @@ impl Config {
                 "`http.admin_token` is too weak: expected at least 16 characters without spaces"
                     .into(),
             );
+        }
+        out.extend(self.http.tls.problems(self.http.listen));
+        if let Some(r) = self.http.tls.redirect_from
+            && !self.http.tls.enabled(self.http.listen)
+        {
+            out.push(format!(
+                "`http.tls.redirect_from` is {r} but the server does not speak TLS (`http.tls.mode`): expected TLS on, or no redirect"
+            ));
         }
         let idle = self.rtp.inactivity_timeout_secs;
         if idle != 0 && !(5..=3600).contains(&idle) {

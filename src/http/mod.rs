@@ -15,6 +15,7 @@ mod public;
 mod service;
 pub mod sip_ws;
 mod tickets;
+pub mod tls;
 pub mod web;
 
 use std::sync::Arc;
@@ -70,6 +71,8 @@ impl AppState {
         }
     }
 }
+
+pub use tls::{redirect_to_https, with_hsts};
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {

@@ -19,7 +19,10 @@ use sqlx::Row;
 
 #[test]
 fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
-    let center = Center::start(QUEUE_SCRIPT);
+    // Over HTTPS at a name that is not loopback's (the browser maps it to the node on
+    // loopback and trusts only the node's certificate): the page is a secure context there,
+    // and the same page over plain HTTP at that name gets no microphone at all.
+    let center = Center::start_https(QUEUE_SCRIPT, HOST);
     let agent = center.agent("alice", "1001");
     // The catalogue the form offers.
     center.http.ok(
@@ -41,8 +44,14 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
             ("TONE", tone.to_str().unwrap()),
             ("CATEGORY", "noise"),
             ("DESCRIPTION", "夜间施工噪音扰民"),
+            ("PLAIN_ORIGIN", HOST),
+            ("CHROMIUM_ARGS", &chromium_trusts(&center.cert())),
         ],
     );
+    let plain = browser.expect("plain", 60);
+    assert_eq!(plain, r#"plain {"secure":false,"microphone":false}"#);
+    let secure = browser.expect("secure", 30);
+    assert_eq!(secure, r#"secure {"secure":true,"microphone":true}"#);
     browser.expect("ready", 60);
 
     // The caller speaks 300 Hz for 16 s after the answer: the greeting, the ring, the
@@ -135,6 +144,40 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
             .len();
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
+}
+
+/// The host name the HTTPS test serves the agent desktop at.
+const HOST: &str = "hotline.test";
+
+/// Chromium's arguments to reach [`HOST`] on loopback and trust only `cert` (by the SHA-256 of
+/// its public key, as `--ignore-certificate-errors-spki-list` takes it), one per line.
+fn chromium_trusts(cert: &std::path::Path) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = CertificateDer::from_pem_file(cert).unwrap();
+    let (_, x509) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let spki = sha2::Sha256::digest(x509.public_key().raw);
+    format!(
+        "--host-resolver-rules=MAP {HOST} 127.0.0.1\n--ignore-certificate-errors-spki-list={}",
+        base64(&spki)
+    )
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A port free on loopback now (for an HTTP address that must survive a restart).

@@ -121,6 +121,8 @@ pub struct Center {
     pub dir: tempfile::TempDir,
     /// Where the phones' and callers' SIPp run (their audio files and error logs).
     pub work: tempfile::TempDir,
+    /// The HTTPS certificate and key, when the center serves HTTPS.
+    pub certs: Option<tempfile::TempDir>,
 }
 
 impl Center {
@@ -131,6 +133,43 @@ impl Center {
 
     /// [`Center::start`] with more environment.
     pub fn start_with(script: &str, env: &[(&str, &std::ffi::OsStr)]) -> Center {
+        Self::start_inner(script, env, None)
+    }
+
+    /// [`Center::start`] serving HTTPS with a certificate for `host` (and `localhost`), which
+    /// the test's client resolves to the node on loopback and trusts; the certificate's PEM
+    /// file is at [`Center::cert`].
+    pub fn start_https(script: &str, host: &str) -> Center {
+        let certs = tempfile::tempdir().unwrap();
+        let made =
+            rcgen::generate_simple_self_signed(vec![host.to_string(), "localhost".into()]).unwrap();
+        let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let env: Vec<(&str, &std::ffi::OsStr)> = vec![
+            ("HOTLINE_HTTP__TLS__MODE", "files".as_ref()),
+            ("HOTLINE_HTTP__TLS__CERT", cert.as_os_str()),
+            ("HOTLINE_HTTP__TLS__KEY", key.as_os_str()),
+        ];
+        let mut center = Self::start_inner(script, &env, Some((host, &cert)));
+        center.certs = Some(certs);
+        center
+    }
+
+    /// The HTTPS certificate of a center started with [`Center::start_https`].
+    pub fn cert(&self) -> PathBuf {
+        self.certs
+            .as_ref()
+            .expect("an HTTPS center")
+            .path()
+            .join("cert.pem")
+    }
+
+    fn start_inner(
+        script: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        https: Option<(&str, &Path)>,
+    ) -> Center {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("script.toml");
         std::fs::write(&path, script).unwrap();
@@ -143,13 +182,26 @@ impl Center {
         ];
         vars.extend_from_slice(env);
         let mut node = start_sip_node_env("digest_algorithms = [\"MD5\"]", &vars);
-        let base = node.node.wait_http();
+        let mut base = node.node.wait_http();
+        let mut client = reqwest::blocking::Client::builder();
+        if let Some((host, cert)) = https {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let at: std::net::SocketAddr = base.trim_start_matches("https://").parse().unwrap();
+            base = format!("https://{host}:{}", at.port());
+            let pem = std::fs::read(cert).unwrap();
+            client = client
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                .resolve(host, at);
+        }
         let center = Center {
             node,
             http: Http {
                 base,
-                client: reqwest::blocking::Client::new(),
+                client: client.build().unwrap(),
             },
+            certs: None,
             admin: String::new(),
             dir,
             work: tempfile::tempdir().unwrap(),

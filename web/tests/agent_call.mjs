@@ -3,12 +3,26 @@
 // stdout, one line per step ("ready", "ringing", "in-call", "ticket <number>"), and reads
 // nothing: the test places the call once it sees "ready".
 //
-// Environment: BASE (http://127.0.0.1:port), AGENT and PASSWORD, TONE (a WAV the fake
+// Environment: BASE (http://127.0.0.1:port or https://name:port), AGENT and PASSWORD, TONE (a WAV the fake
 // microphone plays), OUT (where screenshots go), CATEGORY, DESCRIPTION.
-import { availableAgent, env, launch, step } from './common.mjs';
+// With PLAIN_ORIGIN (a host name the browser maps to loopback, not a loopback name), the same
+// page is first served over plain HTTP at that name and the test told what it may do there
+// ("plain {...}"); then what it may do over the node's HTTPS ("secure {...}").
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { availableAgent, env, launch, microphoneAccess, step } from './common.mjs';
 
 const browser = await launch();
 try {
+  if (env.PLAIN_ORIGIN) {
+    const html = readFileSync('dist/agent/index.html');
+    const plain = createServer((_, res) => res.end(html));
+    await new Promise((ok) => plain.listen(0, '127.0.0.1', ok));
+    const url = `http://${env.PLAIN_ORIGIN}:${plain.address().port}/agent/`;
+    step(`plain ${JSON.stringify(await microphoneAccess(browser, url))}`);
+    plain.close();
+    step(`secure ${JSON.stringify(await microphoneAccess(browser, `${env.BASE}/agent/`))}`);
+  }
   const page = await availableAgent(browser);
   step('ready');
 

@@ -14,8 +14,23 @@ export async function launch() {
       '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
       `--use-file-for-fake-audio-capture=${env.TONE}`,
       '--autoplay-policy=no-user-gesture-required',
+      // More from the test, one per line (a host name for the node, the certificate it trusts).
+      ...(env.CHROMIUM_ARGS ? env.CHROMIUM_ARGS.split('\n').filter(Boolean) : []),
     ],
   });
+}
+
+// What a page at `url` may do with the microphone: whether it is a secure context and
+// whether getUserMedia exists there at all.
+export async function microphoneAccess(browser, url) {
+  const page = await browser.newPage();
+  await page.goto(url);
+  const access = await page.evaluate(() => ({
+    secure: window.isSecureContext,
+    microphone: !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia),
+  }));
+  await page.close();
+  return access;
 }
 
 export async function availableAgent(browser) {

@@ -185,7 +185,6 @@ impl Center {
         let mut base = node.node.wait_http();
         let mut client = reqwest::blocking::Client::builder();
         if let Some((host, cert)) = https {
-            let _ = rustls::crypto::ring::default_provider().install_default();
             let at: std::net::SocketAddr = base.trim_start_matches("https://").parse().unwrap();
             base = format!("https://{host}:{}", at.port());
             let pem = std::fs::read(cert).unwrap();

@@ -54,7 +54,8 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// The private key in PEM (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
-    /// Names a generated certificate is for, besides `localhost` and the listen address.
+    /// The names agents' browsers use for this node: a generated certificate is for them
+    /// (besides `localhost` and the listen address), a configured one must cover them.
     pub names: Vec<String>,
     /// A plain-HTTP listener that only redirects to HTTPS (for example `0.0.0.0:80`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,7 +111,18 @@ impl TlsConfig {
             return Vec::new();
         }
         match check(&self.cert, &self.key, now_unix()) {
-            Ok(_) => Vec::new(),
+            Ok((_, info)) => self
+                .names
+                .iter()
+                .filter(|n| !info.covers(n))
+                .map(|n| {
+                    format!(
+                        "`http.tls`: {} is not for {n} (`http.tls.names`; it is for {})",
+                        self.cert.display(),
+                        info.names.join(", ")
+                    )
+                })
+                .collect(),
             Err(e) => vec![format!("`http.tls`: {e}")],
         }
     }
@@ -131,6 +143,20 @@ impl CertInfo {
     /// Whole days until it expires (negative once expired).
     pub fn days_left(&self, now: i64) -> i64 {
         (self.not_after - now).div_euclid(86_400)
+    }
+
+    /// Whether a browser reaching the node as `name` accepts it (a `*.` name covers one label).
+    pub fn covers(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            let n = n.to_ascii_lowercase();
+            match n.strip_prefix("*.") {
+                Some(parent) => name
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+                None => n == name,
+            }
+        })
     }
 
     /// Its expiry as a date and time in China time.
@@ -520,6 +546,36 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&cfg.key).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is private");
+    }
+
+    #[test]
+    fn a_configured_certificate_must_cover_the_names_browsers_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec![
+            "*.hotline.example.cn".to_string(),
+            "10.77.0.1".to_string(),
+        ])
+        .unwrap();
+        let cfg = TlsConfig {
+            mode: TlsMode::Files,
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("k.pem"),
+            names: vec!["desk.hotline.example.cn".into(), "10.77.0.1".into()],
+            ..TlsConfig::default()
+        };
+        std::fs::write(&cfg.cert, made.cert.pem()).unwrap();
+        std::fs::write(&cfg.key, made.signing_key.serialize_pem()).unwrap();
+        assert_eq!(cfg.problems(listen()), Vec::<String>::new());
+        let wrong = TlsConfig {
+            names: vec!["a.b.hotline.example.cn".into(), "hotline.example.cn".into()],
+            ..cfg
+        };
+        let problems = wrong.problems(listen());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("c.pem is not for a.b.hotline.example.cn (`http.tls.names`; it is for *.hotline.example.cn, 10.77.0.1)"),
+            "{problems:?}"
+        );
     }
 
     #[test]

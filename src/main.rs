@@ -129,14 +129,14 @@ fn main() -> ExitCode {
         if problems.is_empty() {
             let tls = &cfg.http.tls;
             if tls.enabled(cfg.http.listen) {
-                match hotline::http::tls::check(&tls.cert, &tls.key, chrono::Utc::now().timestamp())
-                {
+                let now = chrono::Utc::now().timestamp();
+                match hotline::http::tls::check(&tls.cert, &tls.key, now) {
                     Ok((_, info)) => println!(
                         "HTTPS certificate {}: for {}, expires {} ({} days), SHA-256 {}",
                         tls.cert.display(),
                         info.names.join(", "),
                         info.expires(),
-                        info.days_left(chrono::Utc::now().timestamp()),
+                        info.days_left(now),
                         info.fingerprint
                     ),
                     Err(_) => println!(

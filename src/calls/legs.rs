@@ -15,7 +15,7 @@ use hotline_sip::sdp::{self, Direction, Local, Negotiated, Sdp};
 use hotline_sip::transaction::{Peer, TransportKind, TxId};
 
 use super::admit::new_record;
-use super::media::{self, NewCall, ToMedia};
+use super::media::{self, MonitorJoin, NewCall, ToMedia};
 use super::messages::TransferRequest;
 use super::{Call, Calls, MonitorMode, Stage, record};
 use crate::acd::service::{CallbackDial, Command as Acd, RingAgents, StopRinging};
@@ -579,14 +579,14 @@ impl Calls {
                 if let Some(s) = sockets {
                     self.tell(
                         key,
-                        ToMedia::Monitor {
+                        ToMedia::Monitor(MonitorJoin {
                             dialog,
                             negotiated,
                             socket: s.socket,
                             rtcp_socket: s.rtcp_socket,
                             port: s.port,
                             mode,
-                        },
+                        }),
                     );
                 }
             }

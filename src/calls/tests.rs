@@ -103,7 +103,7 @@ fn describe(news: &ToMedia) -> String {
         ToMedia::PauseRecording(p) => format!("pause recording {p}"),
         ToMedia::Speak(_) => "speak".into(),
         ToMedia::AgentHold(h) => format!("agent hold {h}"),
-        ToMedia::Monitor { mode, .. } => format!("monitor {}", mode.name()),
+        ToMedia::Monitor(join) => format!("monitor {}", join.mode.name()),
         ToMedia::MonitorMode(m) => format!("monitor mode {}", m.name()),
         ToMedia::MonitorEnded => "monitor ended".into(),
     }

@@ -215,15 +215,13 @@ fn info_of(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
         for n in &san.value.general_names {
             match n {
                 x509_parser::extensions::GeneralName::DNSName(d) => names.push((*d).to_string()),
-                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
-                    4 => names.push(std::net::Ipv4Addr::from([b[0], b[1], b[2], b[3]]).to_string()),
-                    16 => {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(b);
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        names.push(std::net::Ipv4Addr::from(a).to_string());
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
                         names.push(std::net::Ipv6Addr::from(a).to_string());
                     }
-                    _ => {}
-                },
+                }
                 _ => {}
             }
         }
@@ -462,17 +460,14 @@ pub fn with_hsts(app: axum::Router, max_age: u64) -> axum::Router {
     if max_age == 0 {
         return app;
     }
-    let value = format!("max-age={max_age}");
+    let Ok(value) = axum::http::HeaderValue::from_str(&format!("max-age={max_age}")) else {
+        return app;
+    };
     app.layer(axum::middleware::map_response(
         move |mut r: axum::response::Response| {
-            let value = value.clone();
-            async move {
-                if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-                    r.headers_mut()
-                        .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, v);
-                }
-                r
-            }
+            r.headers_mut()
+                .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, value.clone());
+            std::future::ready(r)
         },
     ))
 }

@@ -421,7 +421,10 @@ impl KbIndex {
                     .unwrap_or_default()
                     .to_string()
             };
-            let body = text_of(f.body);
+            let body = doc
+                .get_first(f.body)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
             hits.push(Hit {
                 id: doc.get_first(f.id).and_then(|v| v.as_i64()).unwrap_or(0),
                 external_id: doc
@@ -431,8 +434,8 @@ impl KbIndex {
                 score,
                 title: text_of(f.title),
                 category: text_of(f.category),
-                snippet: snippet::passage(&mut body_words, &body, &words, PASSAGE_CHARS)
-                    .unwrap_or_else(|| snippet::opening(&body, OPENING_CHARS)),
+                snippet: snippet::passage(&mut body_words, body, &words, PASSAGE_CHARS)
+                    .unwrap_or_else(|| snippet::opening(body, OPENING_CHARS)),
             });
         }
         Ok(hits)

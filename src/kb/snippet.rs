@@ -30,12 +30,11 @@ pub fn passage(
     let mut found: Vec<(Range<usize>, String)> = Vec::new();
     let mut stream = analyzer.token_stream(body);
     while let Some(t) = stream.next() {
+        if found.len() == MAX_MATCHES {
+            break;
+        }
         let r = t.offset_from..t.offset_to;
-        if found.len() < MAX_MATCHES
-            && r.start < r.end
-            && body.is_char_boundary(r.start)
-            && body.is_char_boundary(r.end)
-        {
+        if r.start < r.end && body.is_char_boundary(r.start) && body.is_char_boundary(r.end) {
             let word = t.text.to_lowercase();
             if terms.contains(&word) {
                 found.push((r, word));

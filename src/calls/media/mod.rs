@@ -130,23 +130,26 @@ pub enum ToMedia {
     /// The agent puts the caller on hold (true: music for the caller, the agent's audio not
     /// passed on) or takes the caller back (false).
     AgentHold(bool),
-    /// A supervisor's phone answered: its leg joins the bridge in `mode` (listen, whisper,
-    /// barge).
-    Monitor {
-        /// The supervisor's leg.
-        dialog: DialogId,
-        /// What its answer agreed.
-        negotiated: Negotiated,
-        /// The leg's sockets (bound on the port the offer named) and the pair's port.
-        socket: std::net::UdpSocket,
-        rtcp_socket: std::net::UdpSocket,
-        port: u16,
-        mode: MonitorMode,
-    },
+    /// A supervisor's phone answered: its leg joins the bridge.
+    Monitor(MonitorJoin),
     /// The supervisor switches between listen, whisper and barge.
     MonitorMode(MonitorMode),
     /// The supervisor hung up (or was hung up): the leg leaves the bridge.
     MonitorEnded,
+}
+
+/// A supervisor's answered leg, joining a bridged call in `mode` (listen, whisper, barge).
+#[derive(Debug)]
+pub struct MonitorJoin {
+    /// The supervisor's leg.
+    pub dialog: DialogId,
+    /// What its answer agreed.
+    pub negotiated: Negotiated,
+    /// The leg's sockets (bound on the port the offer named) and the pair's port.
+    pub socket: std::net::UdpSocket,
+    pub rtcp_socket: std::net::UdpSocket,
+    pub port: u16,
+    pub mode: MonitorMode,
 }
 
 /// A call handed to a worker when it is answered.

@@ -179,15 +179,8 @@ impl Worker {
                     tracing::info!(call_id = %c.record.call_id, hold, "the agent holds the caller");
                 }
             }
-            ToMedia::Monitor {
-                dialog,
-                negotiated,
-                socket,
-                rtcp_socket,
-                port,
-                mode,
-            } => {
-                if !self.monitor_joined(key, dialog, negotiated, socket, rtcp_socket, port, mode) {
+            ToMedia::Monitor(join) => {
+                if !self.monitor_joined(key, join) {
                     return;
                 }
             }
@@ -282,17 +275,15 @@ impl Worker {
 
     /// A supervisor's phone answered: its leg joins the bridge in `mode` (`false`: the agent
     /// left meanwhile, or another supervisor is on, and the leg is hung up).
-    #[allow(clippy::too_many_arguments)]
-    fn monitor_joined(
-        &mut self,
-        key: u64,
-        dialog: DialogId,
-        negotiated: Negotiated,
-        socket: std::net::UdpSocket,
-        rtcp_socket: std::net::UdpSocket,
-        port: u16,
-        mode: MonitorMode,
-    ) -> bool {
+    fn monitor_joined(&mut self, key: u64, join: MonitorJoin) -> bool {
+        let MonitorJoin {
+            dialog,
+            negotiated,
+            socket,
+            rtcp_socket,
+            port,
+            mode,
+        } = join;
         let Some(c) = self.calls.get_mut(&key) else {
             return false;
         };

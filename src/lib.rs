@@ -16,6 +16,7 @@ pub mod ivr;
 pub mod kb;
 pub mod logging;
 pub mod mask;
+pub mod node;
 pub mod random;
 pub mod serve;
 pub mod telemetry;

@@ -31,6 +31,15 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Drain the running node (the one whose process id is in `node.pid_file`): it stops
+    /// taking new calls (503 with Retry-After; /ready answers 503), lets the calls in progress
+    /// end for `node.drain_secs` at most, keeps its callbacks owed, then stops. Waits until it
+    /// has stopped.
+    Drain {
+        /// Give up waiting after this many seconds (default: `node.drain_secs` plus 30).
+        #[arg(long)]
+        wait_secs: Option<u64>,
+    },
     /// Create or change an agent's SIP account; the password is read from standard input and
     /// only its digest hashes (HA1, MD5 and SHA-256) are stored.
     SipAccount {
@@ -154,6 +163,9 @@ fn main() -> ExitCode {
         eprintln!("{} problem(s) found", problems.len());
         return ExitCode::from(2);
     }
+    if let Command::Drain { wait_secs } = cli.command {
+        return drain(&cfg, wait_secs);
+    }
     if !problems.is_empty() {
         eprintln!("hotline: invalid configuration");
         for p in &problems {
@@ -174,9 +186,9 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let shutdown = serve::shutdown_token()?;
+        let signals = serve::stop_signals()?;
         match cli.command {
-            Command::Serve => serve::run(cfg, shutdown).await,
+            Command::Serve => serve::run(cfg, signals).await,
             Command::Migrate => migrate(&cfg).await,
             Command::User {
                 username,
@@ -196,9 +208,10 @@ fn main() -> ExitCode {
             Command::SipAccount { username, disable } => {
                 sip_account(&cfg, &username, disable).await
             }
-            Command::CheckConfig { .. } | Command::CheckIvr { .. } | Command::IvrWalk { .. } => {
-                Ok(())
-            }
+            Command::CheckConfig { .. }
+            | Command::CheckIvr { .. }
+            | Command::IvrWalk { .. }
+            | Command::Drain { .. } => Ok(()),
         }
     });
     match result {
@@ -209,6 +222,56 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hotline drain`: SIGTERM to the node in the pid file, then wait for it to be gone.
+fn drain(cfg: &Config, wait_secs: Option<u64>) -> ExitCode {
+    use hotline::node::{process_alive, read_pid};
+    let path = &cfg.node.pid_file;
+    let Some(pid) = read_pid(path) else {
+        eprintln!(
+            "hotline drain: no node's process id in {} (node.pid_file): is a node running with this configuration?",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    let Ok(raw) = i32::try_from(pid) else {
+        eprintln!("hotline drain: {} holds no process id", path.display());
+        return ExitCode::from(2);
+    };
+    if !process_alive(pid) {
+        eprintln!(
+            "hotline drain: process {pid} (from {}) is not running",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let target = nix::unistd::Pid::from_raw(raw);
+    if let Err(e) = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
+        eprintln!("hotline drain: cannot signal process {pid}: {e}");
+        return ExitCode::FAILURE;
+    }
+    let limit = std::time::Duration::from_secs(wait_secs.unwrap_or(cfg.node.drain_secs + 30));
+    println!(
+        "draining node {pid}: new calls are refused; waiting up to {}s for it to stop",
+        limit.as_secs()
+    );
+    let start = std::time::Instant::now();
+    while process_alive(pid) {
+        if start.elapsed() > limit {
+            eprintln!(
+                "hotline drain: node {pid} still runs after {}s",
+                limit.as_secs()
+            );
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!(
+        "node {pid} stopped after {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
 }
 
 fn check_ivr(file: &std::path::Path, queues: &[String], speak: bool) -> ExitCode {

@@ -161,6 +161,7 @@ fn call_handler(
     db: &sqlx::PgPool,
     acd: &crate::acd::service::AcdHandle,
     webrtc: Option<Arc<crate::engine::webrtc::Gateway>>,
+    node: Arc<crate::node::NodeState>,
 ) -> anyhow::Result<(Handler, Option<mpsc::UnboundedReceiver<record::CallEvent>>)> {
     let Some(scripts) = scripts else {
         tracing::warn!("no `ivr.script` configured: calls are refused (480)");
@@ -225,7 +226,8 @@ fn call_handler(
         Some(tts) => calls.with_lookups(crate::calls::lookup::spawn(db.clone(), tts, unavailable)),
         None => calls,
     }
-    .with_acd(acd.clone());
+    .with_acd(acd.clone())
+    .with_node(node);
     let calls = match webrtc {
         Some(gw) => calls.with_webrtc(gw),
         None => calls,
@@ -233,28 +235,119 @@ fn call_handler(
     Ok((Box::new(calls), Some(rx)))
 }
 
-/// Cancelled on the first SIGINT or SIGTERM. Installed before anything starts, so a signal
-/// during start-up still leads to an orderly stop.
-pub fn shutdown_token() -> anyhow::Result<CancellationToken> {
-    let token = CancellationToken::new();
+/// The stop signals: `first` is cancelled on the first SIGINT or SIGTERM, `second` on the
+/// next one. Installed before anything starts, so a signal during start-up still leads to an
+/// orderly stop.
+#[derive(Debug, Clone)]
+pub struct StopSignals {
+    /// A stop was asked for: `serve` drains, every other command stops.
+    pub first: CancellationToken,
+    /// Asked again: `serve` stops at once, whatever calls are left.
+    pub second: CancellationToken,
+}
+
+/// Installs the SIGINT and SIGTERM handlers.
+pub fn stop_signals() -> anyhow::Result<StopSignals> {
+    let first = CancellationToken::new();
+    let second = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let t = token.clone();
+    let (f, s) = (first.clone(), second.clone());
     tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "shutting down");
-        t.cancel();
+        for token in [f, s] {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stop requested");
+            token.cancel();
+        }
     });
-    Ok(token)
+    Ok(StopSignals { first, second })
+}
+
+/// What the drain needs of a node that has started: its ACD and its call handler.
+type Started = Arc<std::sync::OnceLock<(crate::acd::service::AcdHandle, EngineHandle<Control>)>>;
+
+/// Waits for the first stop signal, then drains: new calls are refused (503 with
+/// Retry-After) and `/ready` answers 503, kept callbacks stay owed, and the calls in progress
+/// may end for `drain_secs` at most (a second signal cuts it short); then `shutdown`. A signal
+/// before the node has started stops it at once.
+async fn drain_then_stop(
+    signals: StopSignals,
+    node: Arc<crate::node::NodeState>,
+    started: Started,
+    drain_secs: u64,
+    shutdown: CancellationToken,
+) {
+    tokio::select! {
+        _ = signals.first.cancelled() => {}
+        _ = shutdown.cancelled() => return,
+    }
+    if let (Some((acd, engine)), true) = (started.get(), drain_secs > 0) {
+        node.start_draining();
+        acd.send(crate::acd::service::Command::Drain);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(drain_secs);
+        let mut said = usize::MAX;
+        loop {
+            engine.tell(Control::Count).await;
+            let live = node.live_calls();
+            if live == 0 {
+                tracing::info!("drained: no call in progress");
+                break;
+            }
+            if live != said {
+                tracing::info!(
+                    calls = live,
+                    "draining: new calls are refused; waiting for {live} call(s) in progress"
+                );
+                said = live;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(calls = live, "drain limit (node.drain_secs) reached: {live} call(s) cut");
+                    break;
+                }
+                _ = signals.second.cancelled() => {
+                    tracing::warn!(calls = live, "stopping at once: {live} call(s) cut");
+                    break;
+                }
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+    shutdown.cancel();
 }
 
 /// Runs a node until `shutdown` is cancelled, then stops it in order: stop accepting, finish
 /// in-flight requests, close the database, stop the embedded server.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, signals: StopSignals) -> anyhow::Result<()> {
     let started = Arc::new(Instant::now());
+    let shutdown = CancellationToken::new();
+    let node = Arc::new(crate::node::NodeState::new(cfg.node.retry_after_secs));
+    let running: Started = Arc::default();
+    let drainer = tokio::spawn(drain_then_stop(
+        signals,
+        Arc::clone(&node),
+        Arc::clone(&running),
+        cfg.node.drain_secs,
+        shutdown.clone(),
+    ));
+    let result = run_node(cfg, node, running, started, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = drainer.await;
+    result
+}
+
+/// [`run`] once the drain watcher and the pid file are in place.
+async fn run_node(
+    cfg: Config,
+    node: Arc<crate::node::NodeState>,
+    running: Started,
+    started: Arc<Instant>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = telemetry::prometheus();
     let tickets = crate::tickets::store::Settings::from_config(&cfg.tickets)
         .context("loading the working-day calendar (tickets.calendar)")?;
@@ -386,6 +479,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         &database.pool,
         &acd,
         webrtc,
+        Arc::clone(&node),
     ) {
         Ok(x) => x,
         Err(e) => {
@@ -409,6 +503,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         sip.engine.clone(),
         shutdown.clone(),
     )));
+    let _ = running.set((acd.clone(), sip.engine.clone()));
+    // Written once the node runs (`hotline drain` reads it); removed when it stops.
+    let _pid = match crate::node::PidFile::write(&cfg.node.pid_file) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!("{e}: `hotline drain` cannot find this node");
+            None
+        }
+    };
     // The wall board's 24-hour connection rate goes on from the call records.
     match recent_calls(&database.pool).await {
         Ok(recent) => {
@@ -429,6 +532,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         tickets: Arc::new(tickets),
         kb: Some(kb),
         acd: Some(acd),
+        node,
     };
     if !cfg.http.web_dir.join("agent/index.html").is_file() {
         tracing::warn!(

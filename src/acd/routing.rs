@@ -141,6 +141,8 @@ pub struct Waiting {
     pub callback: Option<String>,
     /// Transferred to this agent: offered to nobody else (whatever its queues and skills).
     pub agent: Option<u64>,
+    /// Offered to nobody before then (a callback that failed waits for its next try).
+    pub not_before: Option<Instant>,
 }
 
 /// Ring these agents for this call.
@@ -223,6 +225,8 @@ pub struct Acd {
     waiting: Vec<Waiting>,
     /// Round robin: the agent offered last, per queue.
     last_offered: BTreeMap<String, u64>,
+    /// Kept callbacks are offered to nobody (the node drains: they stay owed in the table).
+    hold_callbacks: bool,
 }
 
 impl Acd {
@@ -340,7 +344,69 @@ impl Acd {
             ring_started: None,
             callback: None,
             agent: None,
+            not_before: None,
         });
+        Ok(())
+    }
+
+    /// A kept callback from before a restart, back in its queue at its place (`since`: when
+    /// the caller first queued), offered from `not_before` on.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_callback(
+        &mut self,
+        call: u64,
+        queue: &str,
+        priority: i32,
+        skills: &[&str],
+        number: &str,
+        since: Instant,
+        not_before: Option<Instant>,
+    ) -> Result<(), AcdError> {
+        if !self.queues.contains_key(queue) {
+            return Err(AcdError::NoQueue(queue.to_string()));
+        }
+        self.waiting.push(Waiting {
+            call,
+            queue: queue.to_string(),
+            priority,
+            since,
+            entered: since,
+            skills: skills.iter().map(|s| s.to_string()).collect(),
+            paused: false,
+            ringing: Vec::new(),
+            ring_started: None,
+            callback: Some(number.to_string()),
+            agent: None,
+            not_before,
+        });
+        Ok(())
+    }
+
+    /// From now on kept callbacks are offered to nobody (the node drains).
+    pub fn hold_callbacks(&mut self) {
+        self.hold_callbacks = true;
+    }
+
+    /// A callback that did not reach the caller is tried again from `at`: its place stays,
+    /// the agents kept ringing for it are free again.
+    pub fn retry_callback(&mut self, call: u64, at: Instant, now: Instant) -> Result<(), AcdError> {
+        let w = self
+            .waiting
+            .iter_mut()
+            .find(|w| w.call == call && w.callback.is_some())
+            .ok_or(AcdError::NoCall(call))?;
+        let agents = std::mem::take(&mut w.ringing);
+        w.ring_started = None;
+        w.not_before = Some(at);
+        for a in agents {
+            if self
+                .agents
+                .get(&a)
+                .is_some_and(|x| x.state == AgentState::Ringing { call })
+            {
+                self.set(a, AgentState::Available, now)?;
+            }
+        }
         Ok(())
     }
 
@@ -495,7 +561,11 @@ impl Acd {
                 break;
             }
             let w = &self.waiting[i];
-            if w.paused || !w.ringing.is_empty() {
+            if w.paused
+                || !w.ringing.is_empty()
+                || w.not_before.is_some_and(|t| t > now)
+                || (self.hold_callbacks && w.callback.is_some())
+            {
                 continue;
             }
             let Some(q) = self.queues.get(&w.queue) else {

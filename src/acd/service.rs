@@ -136,6 +136,9 @@ pub enum Command {
     /// Calls answered (true) or abandoned (false) this many seconds ago, from the call
     /// records at start-up: the 24-hour connection rate survives a restart.
     Recent(Vec<(u64, bool)>),
+    /// The node drains: kept callbacks are no longer placed (they stay owed in the table);
+    /// callers already waiting are still offered to agents.
+    Drain,
 }
 
 /// What the ACD asks of the call handler (on the SIP engine task): ring agents for a call,
@@ -747,6 +750,10 @@ impl Service {
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(now));
+            }
+            Command::Drain => {
+                tracing::info!("draining: kept callbacks wait for the next start");
+                self.acd.hold_callbacks();
             }
             Command::Recent(calls) => {
                 let mut seeded: Vec<(Instant, bool)> = calls

@@ -22,6 +22,21 @@ const RETRY_AFTER_SECS: u32 = 5;
 
 impl Calls {
     pub(super) fn invite(&mut self, ep: &mut Endpoint, now: Instant, tx: TxId, request: Message) {
+        if self.node.draining() {
+            // A front proxy or trunk tries another node (RFC 3261 21.5.4).
+            metrics::counter!("hotline_calls_refused_total", "reason" => "draining").increment(1);
+            let mut r = final_response(&request, 503, tx);
+            r.push_header(
+                HeaderName::RetryAfter,
+                &self.node.retry_after_secs().to_string(),
+            );
+            r.push_header(
+                HeaderName::Other("Warning".into()),
+                "399 hotline \"this node is draining: try another\"",
+            );
+            let _ = ep.respond(now, tx, r);
+            return;
+        }
         // The offer, if the INVITE has one.
         let offer = match body_sdp(&request) {
             Ok(o) => o,

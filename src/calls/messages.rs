@@ -26,6 +26,9 @@ pub enum Control {
     Offer(Offer),
     /// A media worker asks for a transfer call to be placed.
     PlaceTransfer(TransferRequest),
+    /// Forget the calls whose media has ended and tell the node how many are in progress
+    /// (a drain asks this while it waits for them).
+    Count,
 }
 
 /// An agent (or a supervisor) moves the caller of a call in progress elsewhere: to an

@@ -193,6 +193,8 @@ pub struct Calls {
     taken: u64,
     /// Browser agents' media (agents registered over WebSocket), when started.
     webrtc: Option<Arc<crate::engine::webrtc::Gateway>>,
+    /// The node: while it drains new calls are refused; told how many calls are in progress.
+    node: Arc<crate::node::NodeState>,
 }
 
 impl Calls {
@@ -227,7 +229,21 @@ impl Calls {
             music_on_hold: vec![Arc::new(default_music_on_hold())],
             taken: 0,
             webrtc: None,
+            node: Arc::default(),
         }
+    }
+
+    /// The node whose drain refuses new calls, and which learns how many are in progress.
+    pub fn with_node(mut self, node: Arc<crate::node::NodeState>) -> Self {
+        self.node = node;
+        self
+    }
+
+    /// Tells the node how many calls are in progress: callers' calls whose media runs, and
+    /// callbacks being dialled.
+    fn note_live(&self) {
+        let dialling = self.placed.values().filter(|l| l.is_callback()).count();
+        self.node.set_live_calls(self.calls.len() + dialling);
     }
 
     /// Ticket look-ups (the IVR's `ticket_status` node) go to `lookups`.
@@ -444,7 +460,9 @@ impl CallHandler for Calls {
             Control::Offer(Offer::Stop(s)) => self.stop_ringing(ep, now, s),
             Control::Offer(Offer::Announce(a)) => self.announce(a),
             Control::PlaceTransfer(t) => self.place_transfer(ep, now, t),
+            Control::Count => {}
         }
+        self.note_live();
     }
 
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
@@ -497,5 +515,6 @@ impl CallHandler for Calls {
             }
             other => log_event(other),
         }
+        self.note_live();
     }
 }

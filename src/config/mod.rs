@@ -45,6 +45,8 @@ pub struct Config {
     pub acd: AcdConfig,
     /// Logging format and privacy.
     pub log: LogConfig,
+    /// How the node stops: the drain on SIGTERM and the pid file.
+    pub node: crate::node::NodeConfig,
 }
 
 /// `[rtp]`: the port range media sessions take their ports from.
@@ -607,6 +609,7 @@ impl Config {
             );
         }
         out.extend(self.http.tls.problems(self.http.listen));
+        out.extend(self.node.problems());
         if let Some(r) = self.http.tls.redirect_from
             && !self.http.tls.enabled(self.http.listen)
         {

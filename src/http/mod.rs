@@ -51,6 +51,8 @@ pub struct AppState {
     pub kb: Option<Arc<crate::kb::service::Kb>>,
     /// The ACD task (queues and agents).
     pub acd: Option<crate::acd::service::AcdHandle>,
+    /// The node: draining or not, what it restored at start.
+    pub node: Arc<crate::node::NodeState>,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
             tickets: Arc::new(tickets),
             kb: None,
             acd: None,
+            node: Arc::default(),
         }
     }
 }

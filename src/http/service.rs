@@ -28,18 +28,23 @@ async fn health(State(st): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-/// Readiness: the database answers and every compiled-in migration is applied.
+/// Readiness: the database answers, every compiled-in migration is applied, and the node is
+/// not draining (a load balancer stops sending it new work).
 async fn ready(State(st): State<AppState>) -> impl IntoResponse {
     let db = db::readiness(&st.db, Duration::from_secs(2)).await;
-    let ready = db.is_ready();
+    let draining = st.node.draining();
+    let ready = db.is_ready() && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": if draining { "draining" } else if ready { "ready" } else { "not ready" },
         "database": db,
+        "draining": draining,
+        "calls_in_progress": st.node.live_calls(),
+        "restored": st.node.restored(),
     });
     (status, Json(body))
 }

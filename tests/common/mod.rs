@@ -79,7 +79,11 @@ embedded_dir = "{pg}"
 dir = "{rec}"
 [kb]
 index_dir = "{kb}"
+[node]
+pid_file = "{pid}"
+drain_secs = 10
 "#,
+        pid = dir.join("hotline.pid").display(),
         pg = dir.join("pg").display(),
         rec = dir.join("recordings").display(),
         kb = dir.join("kb-index").display()
@@ -352,6 +356,21 @@ impl SipNode {
     /// when the environment fixed it).
     pub fn restart(&mut self) {
         let _ = self.node.child.kill();
+        let _ = self.node.child.wait();
+        let (node, udp, tcp) = spawn_sip_node(&self.config, &self.db, &self.env);
+        self.node = node;
+        self.udp = udp;
+        self.tcp = tcp;
+    }
+
+    /// The node's configuration file.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// Starts the node again after it has stopped by itself (a drain), on the same
+    /// configuration and database.
+    pub fn start_again(&mut self) {
         let _ = self.node.child.wait();
         let (node, udp, tcp) = spawn_sip_node(&self.config, &self.db, &self.env);
         self.node = node;

@@ -412,10 +412,12 @@ async fn run_node(
     };
     let (history, history_writer) =
         crate::acd::history::spawn(database.pool.clone(), shutdown.clone());
+    let (store, store_writer) = crate::acd::store::spawn_writer(database.pool.clone());
     let acd = crate::acd::service::spawn(
         queue_names.iter().map(|q| cfg.acd.queue(q)).collect(),
         crate::acd::service::AcdSettings {
             history: Some(history),
+            store: Some(store),
             ..cfg.acd.settings()
         },
         shutdown.clone(),
@@ -446,6 +448,8 @@ async fn run_node(
     };
     // Recordings a crash left unfinished are made whole before new calls are taken, and the
     // calls they belong to are closed as cut off.
+    // Call records the last run spooled go in first: a call whose end is there was not cut.
+    record::replay_spool(&database.pool, &cfg.recordings.dir).await;
     let repaired = repair_all(&cfg.recordings.dir);
     if !repaired.is_empty() {
         let closed = record::close_cut_off(&database.pool, &repaired).await;
@@ -454,6 +458,18 @@ async fn run_node(
             calls = closed,
             "recordings of calls cut off by the last stop repaired"
         );
+    }
+    // Every call still open was cut by the last stop: its caller goes on the missed-call list.
+    match crate::acd::store::close_cut_off(&database.pool).await {
+        Ok(0) => {}
+        Ok(n) => {
+            node.add_restored(|r| r.missed = n as usize);
+            tracing::warn!(
+                calls = n,
+                "calls cut off by the last stop are on the missed-call list"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list the calls the last stop cut off"),
     }
     // Browser agents' media: one UDP port for all of them.
     let webrtc = match crate::engine::webrtc::Gateway::start(
@@ -490,19 +506,79 @@ async fn run_node(
     };
     let record_writer = records
         .map(|rx| record::spawn_writer(database.pool.clone(), rx, Some(&cfg.recordings.dir)));
-    let (sip, sip_task) =
-        match engine::start_with_handler(&cfg.sip, creds, handler, shutdown.clone()).await {
-            Ok(x) => x,
-            Err(e) => {
-                shutdown.cancel();
-                database.close().await;
-                return Err(e);
-            }
-        };
+    // Phones registered before a restart are reachable at once.
+    let restore = match engine::bindings::load(&database.pool, chrono::Utc::now()).await {
+        Ok((saved, skipped)) => {
+            node.add_restored(|r| {
+                r.bindings = saved.len();
+                r.skipped += skipped;
+            });
+            saved
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the saved SIP registrations: phones must register again");
+            Vec::new()
+        }
+    };
+    let (bindings_tx, bindings_rx) = mpsc::unbounded_channel();
+    let bindings_writer = engine::bindings::spawn_writer(database.pool.clone(), bindings_rx);
+    let registrations = engine::Registrations {
+        restore,
+        changed: Some(bindings_tx),
+    };
+    let (sip, sip_task) = match engine::start_with_registrations(
+        &cfg.sip,
+        creds,
+        handler,
+        registrations,
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            shutdown.cancel();
+            database.close().await;
+            return Err(e);
+        }
+    };
     acd.send(crate::acd::service::Command::Attach(offers_to(
         sip.engine.clone(),
         shutdown.clone(),
     )));
+    // Agents and kept callbacks of the last run come back.
+    match crate::acd::store::load(&database.pool).await {
+        Ok(saved) => {
+            let skipped = saved.skipped;
+            let registered = sip.engine.registered().await.unwrap_or_default();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            acd.send(crate::acd::service::Command::Restore {
+                saved,
+                registered,
+                reply: tx,
+            });
+            let (agents, callbacks) = rx.await.unwrap_or_default();
+            node.add_restored(|r| {
+                r.agents = agents;
+                r.callbacks = callbacks;
+                r.skipped += skipped;
+            });
+            let r = node.restored();
+            if r != crate::node::Restored::default() {
+                tracing::info!(
+                    bindings = r.bindings,
+                    agents = r.agents,
+                    callbacks = r.callbacks,
+                    missed = r.missed,
+                    skipped = r.skipped,
+                    "restored from the last run"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the saved ACD state: agents must log in again")
+        }
+    }
     let _ = running.set((acd.clone(), sip.engine.clone()));
     // Written once the node runs (`hotline drain` reads it); removed when it stops.
     let _pid = match crate::node::PidFile::write(&cfg.node.pid_file) {
@@ -563,6 +639,7 @@ async fn run_node(
     tracing::info!("HTTP server stopped");
     shutdown.cancel();
     let _ = sip_task.await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), bindings_writer).await;
     // The handler (and with it every call's record sender) is gone with the engine task, so
     // the writer ends once the last media task has handed in its record.
     if let Some(w) = record_writer {
@@ -572,6 +649,7 @@ async fn run_node(
     let _ = kb_follower.await;
     let _ = term_indexer.await;
     let _ = history_writer.await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), store_writer).await;
     if let Some((_, task)) = ivr {
         let _ = task.await;
     }

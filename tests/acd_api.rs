@@ -176,6 +176,7 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
         acd.send(Command::Enqueue {
             call,
             call_id: format!("call-{call}"),
+            caller: "13800000000".into(),
             queue: "general".into(),
             priority: 0,
             skills: vec![],
@@ -185,6 +186,7 @@ async fn callers_the_ivr_queues_show_in_the_snapshot_until_they_leave() {
     acd.send(Command::Enqueue {
         call: 3,
         call_id: "call-3".into(),
+        caller: "13800000000".into(),
         queue: "nowhere".into(),
         priority: 0,
         skills: vec![],

@@ -306,28 +306,6 @@ fn self_service_while_queued_keeps_the_place_and_a_caller_who_hangs_up_is_missed
     assert_eq!(q["abandon_rate_pct"], json!(50.0), "{snap}");
 }
 
-const CALLBACK_SCRIPT: &str = r##"
-start = "hello"
-
-[nodes.hello]
-type = "play"
-prompt = { text = "您好" }
-next = "queue"
-
-[nodes.queue]
-type = "queue"
-queue = "general"
-callback = { after = 5, prompt = { text = "按1回拨" }, next = "thanks" }
-
-[nodes.thanks]
-type = "play"
-prompt = { text = "稍后回电" }
-next = "bye"
-
-[nodes.bye]
-type = "hangup"
-"##;
-
 /// With no agent free, the caller takes the callback offer (press 1 after 5 s) and hangs up
 /// keeping its place. When an agent logs in, the engine calls the caller back through the
 /// callback route (a SIPp phone speaking 300 Hz), then rings the agent (speaking 1 kHz), and
@@ -356,7 +334,7 @@ fn a_caller_who_takes_the_callback_is_called_back_and_bridged_to_the_agent() {
         center.node.udp,
         &scenario("uac_callback.xml"),
         "12345",
-        &[],
+        &["-key", "caller", "13812345678"],
     );
     assert_eq!(code, 0, "the caller's call failed: {errors}");
     let rows = center.node.ended_calls(1, "outcome, ivr_path, agent_id");

@@ -1,10 +1,12 @@
 //! 24/7 on one node (issue 24), end to end with real SIPp callers and a real PostgreSQL: a
 //! node drains without cutting a call (new calls get 503 with Retry-After, /ready answers 503,
-//! the calls in progress end normally, the node exits 0) and a restarted node serves again.
+//! the calls in progress end normally, the node exits 0) and a restarted node serves again;
+//! a node killed mid-work comes back with its registrations, agents and kept callbacks.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
 
 mod common;
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::center::*;
@@ -134,4 +136,239 @@ fn a_drain_refuses_new_calls_lets_the_calls_in_progress_end_and_exits_0() {
     );
     let (code, errors) = caller(&center, "13800000009", 500).join().unwrap();
     assert_eq!(code, 0, "the restarted node answers: {errors}");
+}
+
+/// A SIPp caller as a process (killed when the node it called dies).
+fn caller_process(center: &Center, scenario_name: &str, number: &str, extra: &[&str]) -> Child {
+    Command::new("sipp")
+        .current_dir(center.work.path())
+        .arg(center.node.udp.to_string())
+        .arg("-sf")
+        .arg(scenario(scenario_name))
+        .args(["-s", "12345", "-m", "1", "-i", "127.0.0.1", "-p"])
+        .arg(free_udp_port().to_string())
+        .args([
+            "-key",
+            "caller",
+            number,
+            "-timeout",
+            "60s",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("SIPp is installed")
+}
+
+fn snapshot(center: &Center) -> Value {
+    center
+        .http
+        .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null)
+}
+
+/// Polls until `what` holds of the snapshot (up to `secs`).
+fn wait_snapshot(center: &Center, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let snap = snapshot(center);
+        if ok(&snap) {
+            return snap;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {snap}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The node is killed (SIGKILL) while two callers talk to agents, two callers' callbacks are
+/// kept and three callers wait. Started again, without any phone registering again: the two
+/// agents come back available, the two kept callbacks are placed (the citizen's SIPp phone
+/// answers) and bridged to them, recorded; the five callers whose calls died are on the
+/// missed-call list with their numbers and the reason, the kept callbacks are not; every call
+/// answered before the crash has a playable recording; /ready counts what was restored.
+#[test]
+fn a_killed_node_restarts_with_its_registrations_agents_and_kept_callbacks() {
+    let http = free_udp_port();
+    let listen = format!("127.0.0.1:{http}");
+    let citizen_dir = tempfile::tempdir().unwrap();
+    std::fs::write(citizen_dir.path().join("agent.ulaw"), tone(300.0, 20)).unwrap();
+    let citizen_port = free_udp_port();
+    let route = format!("sip:{{number}}@127.0.0.1:{citizen_port}");
+    let mut center = Center::start_with(
+        CALLBACK_SCRIPT,
+        &[
+            ("HOTLINE_HTTP__LISTEN", listen.as_ref()),
+            ("HOTLINE_ACD__CALLBACK_ROUTE", route.as_ref()),
+        ],
+    );
+    let alice = center.agent("alice", "1001");
+    let bob = center.agent("bob", "1002");
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let mut phones = vec![
+        phone(center.work.path(), "uas_agent_talks.xml", pa),
+        phone(center.work.path(), "uas_agent_talks.xml", pb),
+    ];
+    center.register("1001", pa);
+    center.register("1002", pb);
+    center.agent_does("alice", "login", Value::Null);
+    center.agent_does("bob", "login", Value::Null);
+
+    // Two callers talk to the agents.
+    let mut callers = vec![
+        caller_process(&center, "uac_talks.xml", "13900000001", &["-d", "60000"]),
+        caller_process(&center, "uac_talks.xml", "13900000002", &["-d", "60000"]),
+    ];
+    center.on_call(alice);
+    center.on_call(bob);
+    // Two take the callback and hang up; their places are kept.
+    let kept: Vec<_> = ["13700000001", "13700000002"]
+        .iter()
+        .map(|n| {
+            let (dir, udp) = (center.work.path().to_path_buf(), center.node.udp);
+            let n = n.to_string();
+            std::thread::spawn(move || {
+                sipp_in(
+                    &dir,
+                    udp,
+                    &scenario("uac_callback.xml"),
+                    "12345",
+                    &["-key", "caller", &n],
+                )
+            })
+        })
+        .collect();
+    for k in kept {
+        let (code, errors) = k.join().unwrap();
+        assert_eq!(code, 0, "a caller taking the callback: {errors}");
+    }
+    // Three wait.
+    for n in ["13600000001", "13600000002", "13600000003"] {
+        callers.push(caller_process(
+            &center,
+            "uac_talks.xml",
+            n,
+            &["-d", "60000"],
+        ));
+    }
+    wait_snapshot(&center, 15, "5 waiting, 2 with callbacks", |s| {
+        let w = s["waiting"].as_array().cloned().unwrap_or_default();
+        w.len() == 5 && w.iter().filter(|w| w["callback"] == true).count() == 2
+    });
+
+    // The crash. The callers' and phones' calls die with it.
+    center.node.kill();
+    for mut c in callers.drain(..).chain(phones.drain(..)) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // The phones are back on their ports (they do not register again); the citizen answers
+    // the callbacks.
+    let phone_a = phone(center.work.path(), "uas_agent_hangs_up.xml", pa);
+    let phone_b = phone(center.work.path(), "uas_agent_hangs_up.xml", pb);
+    let citizen = Command::new("sipp")
+        .current_dir(citizen_dir.path())
+        .arg("-sf")
+        .arg(scenario("uas_agent_talks.xml"))
+        .args(["-i", "127.0.0.1", "-p", &citizen_port.to_string()])
+        .args(["-mp", &common::baresip::free_port().to_string()])
+        .args(["-m", "2", "-nostdin", "-timeout", "60s", "-trace_err"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    center.node.start_again();
+    center.node.node.wait_http();
+
+    let a = phone_a.wait_with_output().unwrap();
+    let b = phone_b.wait_with_output().unwrap();
+    assert!(
+        a.status.success() && b.status.success(),
+        "the agents' phones took the callbacks: {}",
+        center.sipp_errors()
+    );
+    let c = citizen.wait_with_output().unwrap();
+    assert!(
+        c.status.success(),
+        "the citizen answered both callbacks: {}",
+        common::sipp::errors_in(citizen_dir.path())
+    );
+
+    let (code, ready) = center.http.send("GET", "/ready", None, Value::Null);
+    assert_eq!(code, 200, "{ready}");
+    let r = &ready["restored"];
+    assert_eq!(
+        (
+            &r["bindings"],
+            &r["agents"],
+            &r["callbacks"],
+            &r["missed"],
+            &r["skipped"]
+        ),
+        (&2.into(), &2.into(), &2.into(), &5.into(), &0.into()),
+        "{ready}"
+    );
+
+    // The callbacks' records: answered by the agents, recorded with both sides.
+    let rows = center.node.db.rows(
+        "SELECT caller, agent_id, recording FROM calls WHERE callback AND ended_at IS NOT NULL
+          ORDER BY caller",
+    );
+    let called_back: Vec<String> = rows.iter().map(|r| r.get("caller")).collect();
+    assert_eq!(called_back, ["13700000001", "13700000002"]);
+    let mut agents: Vec<Option<i64>> = rows.iter().map(|r| r.get("agent_id")).collect();
+    agents.sort();
+    assert_eq!(agents, [Some(alice), Some(bob)]);
+    for r in &rows {
+        let path: String = r.get::<Option<String>, _>("recording").expect("recorded");
+        let (left, right) = channels(&path);
+        assert!(left.len() > 8000 && right.len() > 8000, "{path}");
+    }
+
+    // The missed-call list: the five cut off, not the kept callbacks.
+    let intake = center.http.login("alice", "agent's password");
+    let missed = center
+        .http
+        .ok("GET", "/api/acd/missed", Some(&intake), Value::Null);
+    let mut cut: Vec<(String, String)> = missed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["caller"].as_str().unwrap().to_string(),
+                m["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    cut.sort();
+    let expected: Vec<(String, String)> = [
+        "13600000001",
+        "13600000002",
+        "13600000003",
+        "13900000001",
+        "13900000002",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), "cut_off".to_string()))
+    .collect();
+    assert_eq!(cut, expected, "{missed}");
+    // Every call answered before the crash has a playable recording.
+    let rows = center.node.db.rows(
+        "SELECT caller, recording, end_reason FROM calls
+          WHERE caller LIKE '139%' OR caller LIKE '136%' ORDER BY caller",
+    );
+    assert_eq!(rows.len(), 5);
+    for r in &rows {
+        assert_eq!(
+            r.get::<Option<String>, _>("end_reason").as_deref(),
+            Some("cut off")
+        );
+        let path: String = r.get::<Option<String>, _>("recording").expect("recorded");
+        let (left, _) = channels(&path);
+        assert!(left.len() > 8000, "{path}: {} samples", left.len());
+    }
+    // Nothing is owed any more.
+    assert!(center.node.db.rows("SELECT 1 FROM acd_entries").is_empty());
 }

@@ -262,6 +262,19 @@ impl Endpoint {
         self.secs(now)
     }
 
+    /// Takes back a binding kept from before a restart, `left` seconds from lapsing at `now`
+    /// (its `expires_at` is set from it); false when the registrar does not take it.
+    pub fn restore_binding(
+        &mut self,
+        now: Instant,
+        mut binding: crate::registrar::Binding,
+        left: u64,
+    ) -> bool {
+        let secs = self.secs(now);
+        binding.expires_at = secs + left;
+        self.registrar.restore(secs, binding)
+    }
+
     /// Bytes from the network.
     pub fn handle_input(
         &mut self,

@@ -326,9 +326,30 @@ impl Registrar {
         gone
     }
 
+    /// The agents with at least one binding (lapsed ones not yet expired included).
+    pub fn aors(&self) -> impl Iterator<Item = &str> {
+        self.bindings.keys().map(String::as_str)
+    }
+
     /// Number of agents with at least one binding.
     pub fn registered_agents(&self) -> usize {
         self.bindings.len()
+    }
+
+    /// Takes back a binding kept from before a restart (its `expires_at` on this registrar's
+    /// clock). A lapsed one, or one past the agent's `max_bindings`, is not taken: false.
+    pub fn restore(&mut self, now: u64, binding: Binding) -> bool {
+        if binding.expires_at <= now {
+            return false;
+        }
+        let max = self.config.max_bindings;
+        let list = self.bindings.entry(binding.aor.clone()).or_default();
+        list.retain(|b| b.contact != binding.contact);
+        if list.len() >= max {
+            return false;
+        }
+        list.push(binding);
+        true
     }
 }
 
@@ -587,6 +608,27 @@ mod tests {
             &Agents,
         );
         assert_eq!(again.status(), Some(403));
+    }
+
+    #[test]
+    fn a_restored_binding_is_looked_up_until_it_lapses_and_a_lapsed_one_is_not_taken() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let b = |contact: &str, expires_at| Binding {
+            aor: "1001".into(),
+            contact: contact.into(),
+            expires_at,
+            call_id: "c1".into(),
+            cseq: 7,
+            source: peer("192.0.2.7"),
+        };
+        assert!(r.restore(100, b("sip:1001@192.0.2.7:5062", 400)));
+        assert!(!r.restore(100, b("sip:1001@192.0.2.7:5064", 100)), "lapsed");
+        let found = r.lookup(100, "1001");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].source.addr, peer("192.0.2.7").addr);
+        assert_eq!(r.registered_agents(), 1);
+        assert_eq!(r.expire(400).len(), 1);
+        assert!(r.lookup(400, "1001").is_empty());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum Command {
         call: u64,
         /// Its SIP Call-ID (agents and supervisors act on calls by it).
         call_id: String,
+        /// The caller's number (kept with the place, for the missed-call list).
+        caller: String,
         /// Queue.
         queue: String,
         /// Priority.
@@ -139,7 +141,32 @@ pub enum Command {
     /// The node drains: kept callbacks are no longer placed (they stay owed in the table);
     /// callers already waiting are still offered to agents.
     Drain,
+    /// What the last process saved: its agents come back in the state they chose (an
+    /// available agent whose phone (`registered`: the SIP accounts with a binding) is not
+    /// registered waits paused as [`PHONE_WAIT`] until it is), its kept callbacks in their
+    /// places.
+    Restore {
+        /// The agents and callbacks.
+        saved: super::store::Saved,
+        /// SIP accounts registered now.
+        registered: std::collections::HashSet<String>,
+        /// How many were restored.
+        reply: oneshot::Sender<(usize, usize)>,
+    },
+    /// A SIP account registered a phone: an agent waiting for it ([`PHONE_WAIT`]) takes calls.
+    PhoneAttached {
+        /// The SIP account.
+        device: String,
+    },
 }
+
+/// The pause reason of an agent restored as available whose phone has not registered again
+/// yet: no call is offered to it until its phone registers (then it is available again).
+pub const PHONE_WAIT: &str = "waiting for the phone to register";
+
+/// Call keys of callbacks restored at start: far above any key the call handler counts to
+/// (and below the media workers' token flags).
+const RESTORED_KEYS: u64 = 1 << 40;
 
 /// What the ACD asks of the call handler (on the SIP engine task): ring agents for a call,
 /// stop ringing them, tell a waiting caller its place. `serve` wires the channel.
@@ -252,6 +279,65 @@ pub struct AcdSettings {
     pub alerts: super::alerts::AlertSettings,
     /// Where agents' state changes go (the state history's writer), if anywhere.
     pub history: Option<mpsc::UnboundedSender<StateChange>>,
+    /// Where the state that outlives the process goes ([`super::store`]), if anywhere.
+    pub store: Option<mpsc::UnboundedSender<super::store::Write>>,
+    /// How failed callbacks are tried again.
+    pub callback_retry: CallbackRetry,
+}
+
+/// How a callback that did not reach the caller (busy, no answer, refused) is tried again:
+/// `attempts` tries in all, `spacing` apart, each inside the calling hours (China time; a try
+/// due outside them waits for the next opening); after the last the caller goes on the
+/// missed-call list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRetry {
+    /// Tries in all (1: no retry).
+    pub attempts: u32,
+    /// Time between tries.
+    pub spacing: Duration,
+    /// Calling hours, China time: from, until (`None`: any time).
+    pub hours: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
+}
+
+impl Default for CallbackRetry {
+    fn default() -> Self {
+        CallbackRetry {
+            attempts: 3,
+            spacing: Duration::from_secs(600),
+            hours: chrono::NaiveTime::from_hms_opt(8, 0, 0)
+                .zip(chrono::NaiveTime::from_hms_opt(21, 0, 0)),
+        }
+    }
+}
+
+impl CallbackRetry {
+    /// When the next try may be made after one failed at `now`: `spacing` later, moved to the
+    /// next opening of the calling hours when it falls outside them.
+    pub fn next_try(&self, now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+        let at = now + chrono::Duration::from_std(self.spacing).unwrap_or_default();
+        let Some((from, until)) = self.hours else {
+            return at;
+        };
+        let tz = crate::china::calendar::china_time();
+        let local = at.with_timezone(&tz);
+        let time = local.time();
+        let inside = if from <= until {
+            time >= from && time < until
+        } else {
+            time >= from || time < until // hours across midnight
+        };
+        if inside {
+            return at;
+        }
+        let mut day = local.date_naive();
+        if time >= from {
+            day = day.succ_opt().unwrap_or(day);
+        }
+        day.and_time(from)
+            .and_local_timezone(tz)
+            .single()
+            .map_or(at, |t| t.with_timezone(&Utc))
+    }
 }
 
 /// An agent's state (or the queues it is logged into) changed.
@@ -276,6 +362,8 @@ impl Default for AcdSettings {
             default_talk_time: Duration::from_secs(180),
             alerts: Default::default(),
             history: None,
+            store: None,
+            callback_retry: CallbackRetry::default(),
         }
     }
 }
@@ -342,6 +430,10 @@ struct Service {
     recent: VecDeque<(Instant, bool)>,
     /// Each agent's state, reason and queues as last sent to the history.
     noted: HashMap<u64, (&'static str, Option<String>, Vec<String>)>,
+    /// Each waiting caller's place as saved ([`super::store`]), by call key.
+    entries: HashMap<u64, super::store::Entry>,
+    /// Keys given to restored callbacks so far.
+    restored: u64,
 }
 
 impl Service {
@@ -399,6 +491,162 @@ impl Service {
                 at,
             });
         }
+    }
+
+    fn save(&self, w: super::store::Write) {
+        if let Some(tx) = &self.settings.store {
+            let _ = tx.send(w);
+        }
+    }
+
+    /// Saves an agent's chosen state, queues, skills and phone (or its logout) after a change.
+    /// Ringing, talking and wrap-up are the moment's, not a choice: they save as available;
+    /// so does waiting for the phone.
+    fn save_agent(&self, agent: u64) {
+        use super::store::{Chosen, SavedAgent, Write};
+        let Some(a) = self.acd.agent(agent) else {
+            return self.save(Write::AgentGone(agent));
+        };
+        let chosen = match &a.state {
+            AgentState::Offline => return self.save(Write::AgentGone(agent)),
+            AgentState::Paused { reason } if reason != PHONE_WAIT => Chosen::Paused(reason.clone()),
+            _ => Chosen::Available,
+        };
+        self.save(Write::Agent(SavedAgent {
+            agent,
+            device: self.devices.get(&agent).cloned().flatten(),
+            queues: a.queues.iter().cloned().collect(),
+            skills: self.skills_of.get(&agent).cloned().unwrap_or_default(),
+            chosen,
+        }));
+    }
+
+    fn save_entry(&self, call: u64) {
+        if let Some(e) = self.entries.get(&call) {
+            self.save(super::store::Write::Entry(e.clone()));
+        }
+    }
+
+    /// The caller left its queue: its saved place goes.
+    fn drop_entry(&mut self, call: u64) {
+        if let Some(e) = self.entries.remove(&call) {
+            self.save(super::store::Write::EntryGone(e.call_id));
+        }
+    }
+
+    /// A callback did not reach the caller: tried again by the rule, or after the last try the
+    /// caller goes on the missed-call list and the place is given up.
+    async fn callback_failed(&mut self, call: u64, status: u16, now: Instant) {
+        let retry = self.settings.callback_retry.clone();
+        let wall = Utc::now();
+        let again = self.entries.get_mut(&call).and_then(|e| {
+            let cb = e.callback.as_mut()?;
+            cb.tries += 1;
+            (cb.tries < retry.attempts).then(|| {
+                let next = retry.next_try(wall);
+                cb.next_try_at = Some(next);
+                (cb.tries, next)
+            })
+        });
+        if let Some((tries, next)) = again {
+            let wait = (next - wall).to_std().unwrap_or_default();
+            if self.acd.retry_callback(call, now + wait, now).is_ok() {
+                tracing::warn!(call, status, tries, next = %next, "the callback did not reach the caller; it is tried again");
+                metrics::counter!("hotline_callbacks_failed_total", "then" => "retry").increment(1);
+                self.save_entry(call);
+                return;
+            }
+        }
+        tracing::warn!(
+            call,
+            status,
+            "the callback did not reach the caller; it goes on the missed-call list"
+        );
+        metrics::counter!("hotline_callbacks_failed_total", "then" => "missed").increment(1);
+        if let Some(e) = self.entries.remove(&call) {
+            let waited = (wall - e.queued_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.save(super::store::Write::CallbackFailed {
+                call_id: e.call_id,
+                queue: e.queue,
+                waited_secs: waited,
+            });
+        }
+        self.callbacks.remove(&call);
+        self.call_ids.remove(&call);
+        self.announced.remove(&call);
+        if let Ok(events) = self.acd.abandoned(call, now) {
+            self.events(events).await;
+        }
+    }
+
+    /// Takes back what the last process saved; returns the agents and callbacks restored.
+    async fn restore(
+        &mut self,
+        saved: super::store::Saved,
+        registered: &std::collections::HashSet<String>,
+        now: Instant,
+    ) -> (usize, usize) {
+        use super::store::Chosen;
+        let mut agents = 0;
+        for a in saved.agents {
+            let skills: Vec<(&str, u8)> = a.skills.iter().map(|(k, p)| (k.as_str(), *p)).collect();
+            self.acd.add_agent(a.agent, &skills, now);
+            self.skills_of.insert(a.agent, a.skills.clone());
+            self.devices.insert(a.agent, a.device.clone());
+            let queues: Vec<&str> = a.queues.iter().map(String::as_str).collect();
+            if let Err(e) = self.acd.login(a.agent, &queues, now) {
+                tracing::warn!(agent = a.agent, error = %e, "a saved agent cannot log in again: logged out");
+                let _ = self.acd.logout(a.agent, now);
+                self.save_agent(a.agent);
+                continue;
+            }
+            let phone = a.device.as_ref().is_some_and(|d| registered.contains(d));
+            let r = match &a.chosen {
+                Chosen::Paused(reason) => self.acd.pause(a.agent, reason, now),
+                Chosen::Available if phone => Ok(()),
+                Chosen::Available => self.acd.pause(a.agent, PHONE_WAIT, now),
+            };
+            if let Err(e) = r {
+                tracing::warn!(agent = a.agent, error = %e, "a saved agent's state");
+            }
+            agents += 1;
+        }
+        let mut callbacks = 0;
+        let wall = Utc::now();
+        for e in saved.callbacks {
+            let Some(cb) = e.callback.clone() else {
+                continue;
+            };
+            let age = (wall - e.queued_at).to_std().unwrap_or_default();
+            let since = now.checked_sub(age).unwrap_or(now);
+            let not_before = cb
+                .next_try_at
+                .and_then(|t| (t - wall).to_std().ok())
+                .map(|d| now + d);
+            self.restored += 1;
+            let key = RESTORED_KEYS + self.restored;
+            let skills: Vec<&str> = e.skills.iter().map(String::as_str).collect();
+            match self.acd.restore_callback(
+                key, &e.queue, e.priority, &skills, &cb.number, since, not_before,
+            ) {
+                Ok(()) => {
+                    self.callbacks.insert(key, cb.called.clone());
+                    self.call_ids.insert(key, e.call_id.clone());
+                    self.entries.insert(key, e);
+                    callbacks += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(call_id = %e.call_id, error = %err, "a kept callback whose queue is gone: on the missed-call list");
+                    self.save(super::store::Write::CallbackFailed {
+                        call_id: e.call_id,
+                        queue: e.queue,
+                        waited_secs: age.as_secs_f64(),
+                    });
+                }
+            }
+        }
+        self.note_states();
+        (agents, callbacks)
     }
 
     /// The queue a call waits in now (overflow moves it).
@@ -505,9 +753,14 @@ impl Service {
                 }
                 Event::AutoPaused { agent, misses } => {
                     tracing::warn!(agent, misses, "agent paused after missing calls in a row");
+                    self.save_agent(agent);
                 }
                 Event::Overflowed { call, from, to } => {
                     tracing::info!(call, %from, %to, "caller moved to the overflow queue");
+                    if let Some(e) = self.entries.get_mut(&call) {
+                        e.queue = to;
+                    }
+                    self.save_entry(call);
                 }
             }
         }
@@ -586,6 +839,7 @@ impl Service {
             Command::Enqueue {
                 call,
                 call_id,
+                caller,
                 queue,
                 priority,
                 skills,
@@ -599,6 +853,19 @@ impl Service {
                         {
                             tracing::warn!(error = %e, call, "a transfer to an unknown agent");
                         }
+                        self.entries.insert(
+                            call,
+                            super::store::Entry {
+                                call_id: call_id.clone(),
+                                caller,
+                                queue: queue.clone(),
+                                priority,
+                                skills: skills.clone(),
+                                queued_at: Utc::now(),
+                                callback: None,
+                            },
+                        );
+                        self.save_entry(call);
                         self.call_ids.insert(call, call_id);
                         self.count(&queue).offered += 1;
                         self.announced.insert(call, now);
@@ -634,6 +901,15 @@ impl Service {
                     if let Some(q) = self.queue_of(call) {
                         self.count(&q).callbacks += 1;
                     }
+                    if let Some(e) = self.entries.get_mut(&call) {
+                        e.callback = Some(super::store::Callback {
+                            number,
+                            called: called.clone(),
+                            tries: 0,
+                            next_try_at: None,
+                        });
+                    }
+                    self.save_entry(call);
                     self.callbacks.insert(call, called);
                     self.events(events).await;
                 }
@@ -644,15 +920,10 @@ impl Service {
                 self.acd.ringing_now(call, now);
             }
             Command::CallbackFailed { call, status } => {
-                tracing::warn!(call, status, "the callback did not reach the caller");
-                self.callbacks.remove(&call);
-                self.call_ids.remove(&call);
-                self.announced.remove(&call);
-                if let Ok(events) = self.acd.abandoned(call, now) {
-                    self.events(events).await;
-                }
+                self.callback_failed(call, status, now).await;
             }
             Command::Leave { call, hung_up } => {
+                self.drop_entry(call);
                 self.callbacks.remove(&call);
                 self.call_ids.remove(&call);
                 self.announced.remove(&call);
@@ -666,6 +937,7 @@ impl Service {
                 }
             }
             Command::Answered { call, agent } => {
+                self.drop_entry(call);
                 self.callbacks.remove(&call);
                 let waited = self.acd.position(call, now).map(|(_, w)| w);
                 self.announced.remove(&call);
@@ -730,7 +1002,11 @@ impl Service {
                 }
                 self.devices.insert(agent, device);
                 let q: Vec<&str> = queues.iter().map(String::as_str).collect();
-                let _ = reply.send(self.acd.login(agent, &q, now));
+                let r = self.acd.login(agent, &q, now);
+                if r.is_ok() {
+                    self.save_agent(agent);
+                }
+                let _ = reply.send(r);
             }
             Command::AgentState {
                 agent,
@@ -746,10 +1022,37 @@ impl Service {
                         None => self.acd.resume(agent, now),
                     }
                 };
+                if r.is_ok() {
+                    self.save_agent(agent);
+                }
                 let _ = reply.send(r);
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(now));
+            }
+            Command::Restore {
+                saved,
+                registered,
+                reply,
+            } => {
+                let restored = self.restore(saved, &registered, now).await;
+                let _ = reply.send(restored);
+            }
+            Command::PhoneAttached { device } => {
+                let waiting: Vec<u64> = self
+                    .acd
+                    .agents()
+                    .filter(|a| {
+                        matches!(&a.state, AgentState::Paused { reason } if reason == PHONE_WAIT)
+                            && self.devices.get(&a.id).and_then(Option::as_deref)
+                                == Some(device.as_str())
+                    })
+                    .map(|a| a.id)
+                    .collect();
+                for agent in waiting {
+                    tracing::info!(agent, "the agent's phone registered: it takes calls again");
+                    let _ = self.acd.resume(agent, now);
+                }
             }
             Command::Drain => {
                 tracing::info!("draining: kept callbacks wait for the next start");
@@ -794,6 +1097,8 @@ pub fn spawn(
         call_ids: HashMap::new(),
         recent: VecDeque::new(),
         noted: HashMap::new(),
+        entries: HashMap::new(),
+        restored: 0,
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -816,4 +1121,57 @@ pub fn spawn(
         }
     });
     AcdHandle { tx }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn china(s: &str) -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_callback_is_tried_again_inside_the_calling_hours_in_china_time() {
+        let rule = CallbackRetry::default(); // 10 minutes apart, 08:00-21:00
+        assert_eq!(
+            rule.next_try(china("2026-12-03T10:00:00+08:00")),
+            china("2026-12-03T10:10:00+08:00")
+        );
+        // 20:55 + 10 min is past 21:00: tomorrow at 08:00.
+        assert_eq!(
+            rule.next_try(china("2026-12-03T20:55:00+08:00")),
+            china("2026-12-04T08:00:00+08:00")
+        );
+        // 03:00 (a restart at night): this morning at 08:00.
+        assert_eq!(
+            rule.next_try(china("2026-12-03T03:00:00+08:00")),
+            china("2026-12-03T08:00:00+08:00")
+        );
+        let night = CallbackRetry {
+            hours: chrono::NaiveTime::from_hms_opt(22, 0, 0)
+                .zip(chrono::NaiveTime::from_hms_opt(6, 0, 0)),
+            ..CallbackRetry::default()
+        };
+        assert_eq!(
+            night.next_try(china("2026-12-03T23:55:00+08:00")),
+            china("2026-12-04T00:05:00+08:00"),
+            "hours across midnight"
+        );
+        assert_eq!(
+            night.next_try(china("2026-12-03T12:00:00+08:00")),
+            china("2026-12-03T22:00:00+08:00")
+        );
+        let any = CallbackRetry {
+            hours: None,
+            ..CallbackRetry::default()
+        };
+        assert_eq!(
+            any.next_try(china("2026-12-03T03:00:00+08:00")),
+            china("2026-12-03T03:10:00+08:00")
+        );
+    }
 }

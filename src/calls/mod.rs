@@ -513,6 +513,13 @@ impl CallHandler for Calls {
                     self.tell(key, ToMedia::Key(digit));
                 }
             }
+            EndpointEvent::Registration { aor, contacts } if contacts > 0 => {
+                // An agent restored at start waits for its phone: now it has one.
+                self.acd_send(crate::acd::service::Command::PhoneAttached {
+                    device: aor.clone(),
+                });
+                log_event(EndpointEvent::Registration { aor, contacts });
+            }
             other => log_event(other),
         }
         self.note_live();

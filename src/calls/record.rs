@@ -451,6 +451,22 @@ impl Writer {
     }
 }
 
+/// Replays the spool the last process left in `spool_dir` (if any) into the database, before
+/// the start-up decides which calls were cut off: a call whose end is in the spool was not.
+pub async fn replay_spool(pool: &PgPool, spool_dir: &std::path::Path) {
+    let spool = spool_path(spool_dir);
+    if !spool.exists() {
+        return;
+    }
+    let mut w = Writer {
+        pool: pool.clone(),
+        rows: HashMap::new(),
+        spool: Some(spool),
+        spooled: true,
+    };
+    w.replay().await;
+}
+
 /// Writes records as calls start and end, never on a media thread. While the database is away
 /// records go to the spool in `spool_dir` (replayed every few seconds, at the end and at the
 /// next start); without a spool directory a failed write is retried for about a minute.

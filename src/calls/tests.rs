@@ -229,6 +229,16 @@ impl Net {
         net.register("1001", AGENT1);
         net.register("1002", AGENT2);
         net.register("1009", SUPERVISOR);
+        // Each phone's registration is news for the ACD (an agent restored at start waits
+        // for it); the tests below look at what comes after.
+        assert_eq!(
+            net.acd_heard(),
+            [
+                "PhoneAttached { device: \"1001\" }",
+                "PhoneAttached { device: \"1002\" }",
+                "PhoneAttached { device: \"1009\" }"
+            ]
+        );
         net
     }
 

@@ -221,6 +221,14 @@ pub struct AcdConfig {
     /// IP address for host (the carrier gateway), e.g. `sip:{number}@10.0.0.1:5060`; empty:
     /// no callbacks.
     pub callback_route: String,
+    /// Tries in all of a callback that does not reach the caller (busy, no answer, refused)
+    /// before the caller goes on the missed-call list (1: no retry).
+    pub callback_attempts: u32,
+    /// Seconds between those tries.
+    pub callback_retry_secs: u64,
+    /// When callbacks may be tried again, China time, `HH:MM-HH:MM` (empty: any time); a try
+    /// due outside waits for the next opening.
+    pub callback_hours: String,
     /// Where agents may send a caller in an emergency, by name: `{ "110" = "sip:110@10.0.0.1" }`
     /// (police 110, fire 119, ambulance 120, traffic 122; IP addresses, no DNS).
     pub emergency_routes: std::collections::BTreeMap<String, String>,
@@ -282,6 +290,9 @@ impl Default for AcdConfig {
             service_level_secs: 15,
             announce_secs: 60,
             callback_route: String::new(),
+            callback_attempts: 3,
+            callback_retry_secs: 600,
+            callback_hours: "08:00-21:00".into(),
             emergency_routes: Default::default(),
             queues: Default::default(),
             alerts: Default::default(),
@@ -329,9 +340,29 @@ impl AcdConfig {
                 stuck_secs: self.alerts.stuck_secs.clone(),
                 min_connection_pct: self.alerts.min_connection_pct,
             },
+            callback_retry: crate::acd::service::CallbackRetry {
+                attempts: self.callback_attempts.max(1),
+                spacing: std::time::Duration::from_secs(self.callback_retry_secs),
+                hours: callback_hours(&self.callback_hours).ok().flatten(),
+            },
             ..Default::default()
         }
     }
+}
+
+/// `HH:MM-HH:MM` as two times (empty: any time).
+fn callback_hours(text: &str) -> Result<Option<(chrono::NaiveTime, chrono::NaiveTime)>, ()> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (a, b) = text.split_once('-').ok_or(())?;
+    let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| ());
+    let (from, until) = (t(a)?, t(b)?);
+    if from == until {
+        return Err(());
+    }
+    Ok(Some((from, until)))
 }
 
 /// The routing strategy of a name.
@@ -761,6 +792,24 @@ impl Config {
                     self.acd.callback_route
                 ));
             }
+        }
+        if !(1..=10).contains(&self.acd.callback_attempts) {
+            out.push(format!(
+                "`acd.callback_attempts` is {}: expected 1 (no retry) to 10",
+                self.acd.callback_attempts
+            ));
+        }
+        if !(30..=86_400).contains(&self.acd.callback_retry_secs) {
+            out.push(format!(
+                "`acd.callback_retry_secs` is {}: expected 30 to 86400 seconds",
+                self.acd.callback_retry_secs
+            ));
+        }
+        if callback_hours(&self.acd.callback_hours).is_err() {
+            out.push(format!(
+                "`acd.callback_hours` is {:?}: expected HH:MM-HH:MM in China time (e.g. \"08:00-21:00\"), two different times, or empty for any time",
+                self.acd.callback_hours
+            ));
         }
         let known: Vec<String> = if self.ivr.queues.is_empty() {
             vec!["general".into()]

@@ -183,4 +183,38 @@ overflow = "backup"
         assert_eq!(backup.overflow, None);
         assert_eq!(backup.wrap_up, std::time::Duration::from_secs(30));
     }
+
+    #[test]
+    fn the_callback_retry_rule_is_read_and_a_bad_one_named() {
+        let acd: AcdConfig = toml::from_str(
+            "callback_attempts = 2\ncallback_retry_secs = 300\ncallback_hours = \"09:00-18:00\"\n",
+        )
+        .unwrap();
+        let rule = acd.settings().callback_retry;
+        assert_eq!(rule.attempts, 2);
+        assert_eq!(rule.spacing, std::time::Duration::from_secs(300));
+        assert_eq!(
+            rule.hours,
+            chrono::NaiveTime::from_hms_opt(9, 0, 0).zip(chrono::NaiveTime::from_hms_opt(18, 0, 0))
+        );
+        let cfg = Config {
+            acd: AcdConfig {
+                callback_attempts: 0,
+                callback_retry_secs: 5,
+                callback_hours: "9-18".into(),
+                ..AcdConfig::default()
+            },
+            ..Config::default()
+        };
+        let p = cfg.problems().join("\n");
+        for key in [
+            "acd.callback_attempts",
+            "acd.callback_retry_secs",
+            "acd.callback_hours",
+        ] {
+            assert!(p.contains(key), "{key}: {p}");
+        }
+        let any: AcdConfig = toml::from_str("callback_hours = \"\"\n").unwrap();
+        assert_eq!(any.settings().callback_retry.hours, None);
+    }
 }

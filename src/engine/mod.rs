@@ -14,6 +14,7 @@
 //! configured, else [`RefuseCalls`]: an INVITE is answered 480 with Retry-After, so carriers and
 //! phones see a clean refusal, not silence.
 
+pub mod bindings;
 pub mod credentials;
 pub mod settings;
 mod tcp;
@@ -103,6 +104,27 @@ impl<M: Send + 'static> EngineHandle<M> {
     /// Queues `f` to run on the engine task; `false` when the engine has stopped.
     pub async fn run(&self, f: impl FnOnce(&mut Endpoint, Instant) + Send + 'static) -> bool {
         self.tx.send(Input::Command(Box::new(f))).await.is_ok()
+    }
+
+    /// The SIP accounts with a live binding now; `None` when the engine has stopped.
+    pub async fn registered(&self) -> Option<std::collections::HashSet<String>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let asked = self
+            .run(move |ep, now| {
+                let secs = ep.registrar_time(now);
+                let live = ep
+                    .registrar()
+                    .aors()
+                    .filter(|aor| !ep.registrar().lookup(secs, aor).is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let _ = tx.send(live);
+            })
+            .await;
+        if !asked {
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// Hands `message` to the call handler on the engine task ([`CallHandler::message`]).
@@ -242,11 +264,32 @@ pub async fn start(
     start_with_handler(cfg, creds, RefuseCalls::default(), shutdown).await
 }
 
+/// Registrations beyond the process: the bindings to take back at start, and where each
+/// agent's bindings go after a change ([`bindings`]). The default keeps them in memory only.
+#[derive(Debug, Default)]
+pub struct Registrations {
+    /// Bindings saved by the last process, still valid.
+    pub restore: Vec<bindings::SavedBinding>,
+    /// Where an agent's bindings go after each change.
+    pub changed: Option<mpsc::UnboundedSender<bindings::AorBindings>>,
+}
+
 /// [`start`] with the application's call handler.
 pub async fn start_with_handler<H: CallHandler>(
     cfg: &SipConfig,
     creds: Arc<Credentials>,
+    handler: H,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SignalingAddrs<H::Msg>, tokio::task::JoinHandle<()>)> {
+    start_with_registrations(cfg, creds, handler, Registrations::default(), shutdown).await
+}
+
+/// [`start_with_handler`] whose registrations outlive the process.
+pub async fn start_with_registrations<H: CallHandler>(
+    cfg: &SipConfig,
+    creds: Arc<Credentials>,
     mut handler: H,
+    registrations: Registrations,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SignalingAddrs<H::Msg>, tokio::task::JoinHandle<()>)> {
     let udp = bind_udp(SocketAddr::new(cfg.listen, cfg.udp_port.0))
@@ -286,11 +329,35 @@ pub async fn start_with_handler<H: CallHandler>(
         creds,
         handler,
         max,
+        registrations,
         shutdown,
     ));
     Ok((addrs, task))
 }
 
+/// An agent's live bindings now, with their expiry on the wall clock.
+fn saved_bindings(endpoint: &Endpoint, aor: &str) -> bindings::AorBindings {
+    let now = Instant::now();
+    let (secs, wall) = (endpoint.registrar_time(now), chrono::Utc::now());
+    let bindings = endpoint
+        .registrar()
+        .lookup(secs, aor)
+        .into_iter()
+        .map(|b| {
+            let left = i64::try_from(b.expires_at.saturating_sub(secs)).unwrap_or(i64::MAX);
+            bindings::SavedBinding {
+                binding: b.clone(),
+                expires_at: wall + chrono::Duration::seconds(left.min(86_400 * 365)),
+            }
+        })
+        .collect();
+    bindings::AorBindings {
+        aor: aor.to_string(),
+        bindings,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn engine_loop<H: CallHandler>(
     udp: UdpSocket,
     mut rx: mpsc::Receiver<Input<H::Msg>>,
@@ -298,12 +365,32 @@ async fn engine_loop<H: CallHandler>(
     creds: Arc<Credentials>,
     mut handler: H,
     max_message: usize,
+    registrations: Registrations,
     shutdown: CancellationToken,
 ) {
     let mut endpoint = Endpoint::new(config, Instant::now());
     if let Ok(addr) = udp.local_addr() {
         endpoint.set_local_addr(addr);
     }
+    let (started, wall) = (Instant::now(), chrono::Utc::now());
+    let mut restored = 0;
+    for saved in registrations.restore {
+        let left = (saved.expires_at - wall).num_seconds();
+        if let Ok(left) = u64::try_from(left)
+            && left > 0
+            && endpoint.restore_binding(started, saved.binding, left)
+        {
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(
+            bindings = restored,
+            agents = endpoint.registrar().registered_agents(),
+            "SIP registrations of the last run restored: these phones need not register again"
+        );
+    }
+    let changed = registrations.changed;
     let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -339,6 +426,9 @@ async fn engine_loop<H: CallHandler>(
             _ = tokio::time::sleep_until(deadline) => endpoint.handle_timeout(Instant::now(), creds.as_ref()),
         }
         while let Some(ev) = endpoint.poll_event() {
+            if let (Some(tx), EndpointEvent::Registration { aor, .. }) = (&changed, &ev) {
+                let _ = tx.send(saved_bindings(&endpoint, aor));
+            }
             handler.handle(&mut endpoint, Instant::now(), ev);
         }
         while let Some(t) = endpoint.poll_transmit() {

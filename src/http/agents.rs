@@ -10,8 +10,9 @@
 //!   `POST /api/agents/me/logout`; a supervisor may do the same for anyone with
 //!   `/api/agents/{username}/...` (forced state, audited)
 //! - `GET /api/acd/snapshot`: queues (waiting, longest wait) and agents (state, time in it)
-//! - `GET /api/acd/missed[?all=true]`: callers who hung up while waiting (abandoned), for
-//!   calling back; the office sees the numbers (the read is audited), analysts masked ones;
+//! - `GET /api/acd/missed[?all=true]`: callers to call back, each with its `reason`: hung up
+//!   while waiting (`abandoned`), cut off by the node stopping (`cut_off`), or every callback
+//!   owed failed (`callback_failed`); the office sees the numbers (the read is audited), analysts masked ones;
 //!   `POST /api/acd/missed/{id}/done` `{"outcome"}` closes one
 //! - `POST /api/calls/{call_id}/transfer` `{"emergency": "110"}`, `{"queue": "general"}` or
 //!   `{"agent": "alice"}`: the agent on the call (or a supervisor) sends the caller to a
@@ -393,6 +394,8 @@ struct Missed {
     caller: String,
     queue: String,
     waited_secs: f64,
+    /// `abandoned`, `cut_off` or `callback_failed`.
+    reason: String,
     missed_at: chrono::DateTime<chrono::Utc>,
     done_at: Option<chrono::DateTime<chrono::Utc>>,
     done_by: Option<String>,
@@ -414,7 +417,8 @@ async fn missed(
         "the missed-call list",
     )?;
     let mut rows = sqlx::query_as::<_, Missed>(
-        "SELECT call_row_id AS id, caller, queue, waited_secs, missed_at, done_at, done_by, outcome
+        "SELECT call_row_id AS id, caller, queue, waited_secs, reason, missed_at, done_at, done_by,
+                outcome
          FROM missed_calls WHERE $1 OR done_at IS NULL ORDER BY missed_at LIMIT 500",
     )
     .bind(q.all.unwrap_or(false))

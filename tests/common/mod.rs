@@ -253,6 +253,30 @@ type = "queue"
 queue = "general"
 "##;
 
+/// The greeting, then the queue, which offers a callback (press 1) after 5 s; the caller who
+/// takes it hears thanks and is hung up, keeping its place.
+pub const CALLBACK_SCRIPT: &str = r##"
+start = "hello"
+
+[nodes.hello]
+type = "play"
+prompt = { text = "您好" }
+next = "queue"
+
+[nodes.queue]
+type = "queue"
+queue = "general"
+callback = { after = 5, prompt = { text = "按1回拨" }, next = "thanks" }
+
+[nodes.thanks]
+type = "play"
+prompt = { text = "稍后回电" }
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"##;
+
 /// A scratch database on the `DATABASE_URL` server, dropped when the guard goes.
 pub struct TestDb {
     pub url: String,
@@ -366,6 +390,12 @@ impl SipNode {
     /// The node's configuration file.
     pub fn config(&self) -> &Path {
         &self.config
+    }
+
+    /// Kills the node (SIGKILL, as a crash would) without starting it again.
+    pub fn kill(&mut self) {
+        let _ = self.node.child.kill();
+        let _ = self.node.child.wait();
     }
 
     /// Starts the node again after it has stopped by itself (a drain), on the same

@@ -346,3 +346,47 @@ fn a_caller_transferred_to_one_agent_waits_for_that_agent_only() {
     assert_eq!(offered(&acd.route(t(20))), [(1, vec![3])]);
     assert_eq!(acd.direct(1, 9), Err(AcdError::NoAgent(9)));
 }
+
+#[test]
+fn a_restored_callback_keeps_its_place_ahead_of_later_callers() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 1, &t);
+    acd.pause(1, "meal", t(0)).unwrap();
+    acd.enqueue(7, "general", 0, &[], t(50)).unwrap();
+    // Queued at t(20) before the restart: ahead of call 7, queued at t(50).
+    acd.restore_callback(1 << 40, "general", 0, &[], "13812345678", t(20), None)
+        .unwrap();
+    acd.resume(1, t(60)).unwrap();
+    let o = acd.route(t(60));
+    assert_eq!(offered(&o), [(1 << 40, vec![1])]);
+    assert_eq!(o[0].callback.as_deref(), Some("13812345678"));
+    assert_eq!(
+        acd.restore_callback(2, "gone", 0, &[], "1", t(0), None),
+        Err(AcdError::NoQueue("gone".into()))
+    );
+}
+
+#[test]
+fn a_failed_callback_waits_for_its_retry_and_a_draining_node_holds_callbacks() {
+    let t = clock();
+    let mut acd = acd(Strategy::LongestIdle, 1, &t);
+    acd.enqueue(1, "general", 0, &[], t(10)).unwrap();
+    acd.to_callback(1, "13812345678").unwrap();
+    acd.callback_ready(1).unwrap();
+    assert_eq!(offered(&acd.route(t(11))), [(1, vec![1])]);
+    // The caller did not answer: the agent is free, the place stays, not offered before t(600).
+    acd.retry_callback(1, t(600), t(40)).unwrap();
+    assert_eq!(acd.agent(1).unwrap().state, AgentState::Available);
+    assert!(acd.route(t(599)).is_empty());
+    assert_eq!(acd.waiting().count(), 1);
+    assert_eq!(offered(&acd.route(t(600))), [(1, vec![1])]);
+    acd.retry_callback(1, t(700), t(610)).unwrap();
+    // Draining: the callback is owed, not placed; a caller on the line still is.
+    acd.hold_callbacks();
+    acd.enqueue(2, "general", 0, &[], t(650)).unwrap();
+    assert_eq!(offered(&acd.route(t(800))), [(2, vec![1])]);
+    assert_eq!(
+        acd.retry_callback(2, t(900), t(800)),
+        Err(AcdError::NoCall(2))
+    );
+}

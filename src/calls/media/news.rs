@@ -123,6 +123,7 @@ impl Worker {
                 self.out.push(Effect::Acd(AcdCommand::Enqueue {
                     call: key,
                     call_id: c.record.call_id.clone(),
+                    caller: c.record.caller.clone(),
                     queue,
                     priority: 100,
                     skills: Vec::new(),

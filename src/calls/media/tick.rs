@@ -220,6 +220,7 @@ impl Worker {
                     self.out.push(Effect::Acd(AcdCommand::Enqueue {
                         call: key,
                         call_id: c.record.call_id.clone(),
+                        caller: c.record.caller.clone(),
                         queue: queue.clone(),
                         priority,
                         skills,

@@ -141,6 +141,15 @@ impl NodeState {
     pub fn restored(&self) -> Restored {
         self.restored.lock().map(|r| *r).unwrap_or_default()
     }
+
+    /// The node as the wall board shows it.
+    pub fn view(&self) -> crate::acd::service::NodeView {
+        crate::acd::service::NodeView {
+            draining: self.draining(),
+            calls_in_progress: self.live_calls(),
+            restored: self.restored(),
+        }
+    }
 }
 
 /// The process id written at `path` by a node starting; removed again by [`PidFile::drop`]

@@ -73,6 +73,13 @@ fn a_drain_refuses_new_calls_lets_the_calls_in_progress_end_and_exits_0() {
             assert_eq!(body["status"], "draining", "{body}");
             assert_eq!(body["draining"], true);
             assert_eq!(body["calls_in_progress"], 3, "{body}");
+            let snap = center
+                .http
+                .ok("GET", "/api/acd/snapshot", Some(&center.admin), Value::Null);
+            assert_eq!(
+                snap["node"]["draining"], true,
+                "the wall board's feed: {snap}"
+            );
             break;
         }
         assert!(
@@ -309,6 +316,11 @@ fn a_killed_node_restarts_with_its_registrations_agents_and_kept_callbacks() {
         (&2.into(), &2.into(), &2.into(), &5.into(), &0.into()),
         "{ready}"
     );
+    let snap = snapshot(&center);
+    assert_eq!(
+        &snap["node"]["restored"], r,
+        "the wall board shows it: {snap}"
+    );
 
     // The callbacks' records: answered by the agents, recorded with both sides.
     let rows = center.node.db.rows(
@@ -371,4 +383,141 @@ fn a_killed_node_restarts_with_its_registrations_agents_and_kept_callbacks() {
     }
     // Nothing is owed any more.
     assert!(center.node.db.rows("SELECT 1 FROM acd_entries").is_empty());
+}
+
+/// A kept callback whose caller is busy is tried again by the rule (here 2 tries, 5 s apart,
+/// any hour), and after the last try the caller is on the missed-call list as
+/// `callback_failed`; nothing is owed any more.
+#[test]
+fn a_busy_callback_is_retried_by_the_rule_then_listed_as_missed() {
+    let citizen_dir = tempfile::tempdir().unwrap();
+    let citizen_port = free_udp_port();
+    let route = format!("sip:{{number}}@127.0.0.1:{citizen_port}");
+    let mut center = Center::start_with(
+        CALLBACK_SCRIPT,
+        &[
+            ("HOTLINE_ACD__CALLBACK_ROUTE", route.as_ref()),
+            ("HOTLINE_ACD__CALLBACK_ATTEMPTS", "2".as_ref()),
+            ("HOTLINE_ACD__CALLBACK_RETRY_SECS", "5".as_ref()),
+            ("HOTLINE_ACD__CALLBACK_HOURS", "".as_ref()),
+        ],
+    );
+    // No agent is logged in yet: the caller takes the callback.
+    center.agent("bob", "1002");
+    center.register("1002", free_udp_port());
+    let (code, errors) = sipp_in(
+        center.work.path(),
+        center.node.udp,
+        &scenario("uac_callback.xml"),
+        "12345",
+        &["-key", "caller", "13512345678"],
+    );
+    assert_eq!(code, 0, "the caller taking the callback: {errors}");
+    let citizen = Command::new("sipp")
+        .current_dir(citizen_dir.path())
+        .arg("-sf")
+        .arg(scenario("uas_busy.xml"))
+        .args(["-i", "127.0.0.1", "-p", &citizen_port.to_string()])
+        .args(["-m", "2", "-nostdin", "-timeout", "40s", "-trace_err"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bob comes: the callback is placed at once, busy; again 5 s later, busy.
+    center.agent_does("bob", "login", Value::Null);
+    let first = center
+        .node
+        .node
+        .wait_for_line("it is tried again", Duration::from_secs(20));
+    let last = center
+        .node
+        .node
+        .wait_for_line("it goes on the missed-call list", Duration::from_secs(30));
+    let c = citizen.wait_with_output().unwrap();
+    assert!(
+        c.status.success(),
+        "the callee was called twice: {}",
+        common::sipp::errors_in(citizen_dir.path())
+    );
+    let at = |line: &str| {
+        chrono::DateTime::parse_from_rfc3339(line.split_whitespace().next().unwrap()).unwrap()
+    };
+    let gap = (at(&last) - at(&first)).num_milliseconds();
+    assert!(
+        (4500..15_000).contains(&gap),
+        "the second try came {gap} ms after the first"
+    );
+    assert!(first.contains("status=486"), "{first}");
+
+    let intake = center.http.login("bob", "agent's password");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let missed = loop {
+        let m = center
+            .http
+            .ok("GET", "/api/acd/missed", Some(&intake), Value::Null);
+        if m.as_array().is_some_and(|a| !a.is_empty()) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "never on the missed-call list");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(missed[0]["caller"], "13512345678", "{missed}");
+    assert_eq!(missed[0]["reason"], "callback_failed", "{missed}");
+    assert!(center.node.db.rows("SELECT 1 FROM acd_entries").is_empty());
+    let snap = snapshot(&center);
+    assert_eq!(snap["waiting"], serde_json::json!([]), "{snap}");
+}
+
+/// Saved rows a node cannot read (an unknown state, a newer format, an address that is none, a
+/// callback without its number) are logged with their keys and skipped: the node starts, takes
+/// the good rows back, and counts the skipped ones.
+#[test]
+fn unreadable_saved_rows_are_logged_and_skipped_never_a_failed_start() {
+    let http = free_udp_port();
+    let listen = format!("127.0.0.1:{http}");
+    let mut center = Center::start_with(QUEUE_SCRIPT, &[("HOTLINE_HTTP__LISTEN", listen.as_ref())]);
+    let alice = center.agent("alice", "1001");
+    center.agent_does("alice", "login", Value::Null);
+    // Written by the ACD on login.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while center.node.db.rows("SELECT 1 FROM acd_agents").is_empty() {
+        assert!(Instant::now() < deadline, "the login was not saved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for sql in [
+        "INSERT INTO acd_agents (agent_id, queues, chosen) VALUES (9001, '{general}', 'dancing')",
+        "INSERT INTO acd_agents (agent_id, queues, chosen, version) VALUES (9002, '{general}', 'available', 7)",
+        "INSERT INTO acd_entries (call_id, caller, queue, queued_at, callback) VALUES ('half-written', '1', 'general', now(), '139')",
+        "INSERT INTO sip_bindings (aor, contact, source, transport, call_id, cseq, expires_at) VALUES ('1001', 'sip:1001@x', 'nowhere', 'udp', 'c', 1, now() + interval '1 hour')",
+    ] {
+        center.node.db.execute(sql.to_string());
+    }
+    center.node.restart();
+    center.node.node.wait_http();
+    let log = center.node.node.log.join("\n");
+    for needle in [
+        "acd_agents row skipped: unknown state \"dancing\"",
+        "agent=Some(9001)",
+        "acd_agents row skipped: written in format 7",
+        "call_id=Some(\"half-written\")",
+        "source \"nowhere\" is not an address and port",
+    ] {
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+    let (code, ready) = center.http.send("GET", "/ready", None, Value::Null);
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(ready["restored"]["skipped"], 4, "{ready}");
+    assert_eq!(ready["restored"]["agents"], 1, "{ready}");
+    // Alice came back (waiting for her phone, which has not registered).
+    let snap = snapshot(&center);
+    let me = snap["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == alice)
+        .cloned()
+        .unwrap();
+    assert_eq!(me["state"], "paused", "{snap}");
+    assert_eq!(me["reason"], "waiting for the phone to register", "{snap}");
+    assert_eq!(snap["node"]["restored"]["skipped"], 4, "{snap}");
 }

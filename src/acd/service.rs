@@ -239,6 +239,20 @@ pub struct Snapshot {
     pub connection_rate_24h_pct: Option<f64>,
     /// What needs a supervisor's eye now.
     pub alerts: Vec<super::alerts::Alert>,
+    /// The node's own state (draining, restored at start): filled in by the HTTP layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeView>,
+}
+
+/// The node as the wall board shows it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct NodeView {
+    /// New calls are refused while the calls in progress end.
+    pub draining: bool,
+    /// Calls in progress.
+    pub calls_in_progress: usize,
+    /// What the node restored from the last run at start.
+    pub restored: crate::node::Restored,
 }
 
 /// Sends commands to the task.
@@ -735,6 +749,7 @@ impl Service {
             abandoned_24h,
             connection_rate_24h_pct,
             alerts,
+            node: None,
         }
     }
 

@@ -799,9 +799,9 @@ impl Config {
                 self.acd.callback_attempts
             ));
         }
-        if !(30..=86_400).contains(&self.acd.callback_retry_secs) {
+        if !(5..=86_400).contains(&self.acd.callback_retry_secs) {
             out.push(format!(
-                "`acd.callback_retry_secs` is {}: expected 30 to 86400 seconds",
+                "`acd.callback_retry_secs` is {}: expected 5 to 86400 seconds",
                 self.acd.callback_retry_secs
             ));
         }

@@ -200,7 +200,7 @@ overflow = "backup"
         let cfg = Config {
             acd: AcdConfig {
                 callback_attempts: 0,
-                callback_retry_secs: 5,
+                callback_retry_secs: 4,
                 callback_hours: "9-18".into(),
                 ..AcdConfig::default()
             },

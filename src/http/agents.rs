@@ -285,11 +285,12 @@ async fn snapshot(user: Authed, State(state): State<AppState>) -> Result<Json<Sn
         ],
         "the ACD snapshot",
     )?;
-    acd(&state)?
+    let mut snap = acd(&state)?
         .snapshot()
         .await
-        .map(Json)
-        .ok_or_else(|| ApiError::Unavailable("the ACD has stopped".into()))
+        .ok_or_else(|| ApiError::Unavailable("the ACD has stopped".into()))?;
+    snap.node = Some(state.node.view());
+    Ok(Json(snap))
 }
 
 #[derive(Deserialize)]
@@ -321,17 +322,23 @@ async fn events(
         ));
     }
     let acd = acd(&state)?;
-    Ok(ws.on_upgrade(move |socket| feed(socket, acd)))
+    let node = std::sync::Arc::clone(&state.node);
+    Ok(ws.on_upgrade(move |socket| feed(socket, acd, node)))
 }
 
-async fn feed(mut socket: axum::extract::ws::WebSocket, acd: AcdHandle) {
+async fn feed(
+    mut socket: axum::extract::ws::WebSocket,
+    acd: AcdHandle,
+    node: std::sync::Arc<crate::node::NodeState>,
+) {
     use axum::extract::ws::Message;
     let mut last: Option<Snapshot> = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let Some(snap) = acd.snapshot().await else { return };
+                let Some(mut snap) = acd.snapshot().await else { return };
+                snap.node = Some(node.view());
                 // Seconds in state and waits tick on their own: only changes of who is where
                 // are sent, with the times as they are at that moment.
                 let changed = last.as_ref().is_none_or(|l| !same_shape(l, &snap));
@@ -374,6 +381,7 @@ fn same_shape(a: &Snapshot, b: &Snapshot) -> bool {
                 == (&y.call_id, &y.queue, y.ringing, y.callback, y.self_service)
         })
         && (a.answered_24h, a.abandoned_24h) == (b.answered_24h, b.abandoned_24h)
+        && a.node.map(|n| (n.draining, n.restored)) == b.node.map(|n| (n.draining, n.restored))
         && a.alerts.len() == b.alerts.len()
         && a.alerts
             .iter()

@@ -118,6 +118,7 @@ function render() {
   $('alerts').innerHTML = s.alerts
     .map((a) => `<div class="alert" data-kind="${esc(a.kind)}" data-subject="${esc(a.subject)}">⚠ ${esc(alertText(a))}</div>`)
     .join('');
+  renderNode(s.node);
   // Totals.
   $('waiting-total').textContent = s.waiting.length;
   $('talking-total').textContent = s.agents.filter((a) => a.state === 'on_call').length;
@@ -162,6 +163,25 @@ function render() {
       + `<td class="num">${a.answered_today}</td><td>${force}</td></tr>`;
   }).join('');
   renderClocks();
+}
+
+// The node: draining (new calls go to another node) and what it restored at its last start.
+function renderNode(n) {
+  const el = $('node-state');
+  if (!n) { el.hidden = true; return; }
+  const r = n.restored || {};
+  const parts = [];
+  if (n.draining) {
+    parts.push(`本节点正在排空：不再接入新呼叫，剩余 ${n.calls_in_progress} 路通话结束后停止 / draining: no new calls, stops after the ${n.calls_in_progress} call(s) in progress`);
+  }
+  if (r.bindings || r.agents || r.callbacks || r.missed || r.skipped) {
+    parts.push(`重启恢复 / restored at start: 注册 ${r.bindings} 个 (registrations), 座席 ${r.agents} 名 (agents), `
+      + `回拨 ${r.callbacks} 个 (callbacks), 中断呼叫转入未接 ${r.missed} 个 (cut calls listed as missed)`
+      + (r.skipped ? `, 无法读取已跳过 ${r.skipped} 行 (rows skipped)` : ''));
+  }
+  el.hidden = parts.length === 0;
+  el.dataset.draining = String(!!n.draining);
+  el.innerHTML = parts.map((p) => `<div>${esc(p)}</div>`).join('');
 }
 
 function alertText(a) {

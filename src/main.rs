@@ -28,7 +28,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start everything: database (embedded unless configured), migrations, HTTP, SIP.
-    Serve,
+    Serve {
+        /// On SIGTERM, let the calls in progress end for at most this many seconds (overrides
+        /// `node.drain_secs`; 0 stops at once).
+        #[arg(long)]
+        drain_secs: Option<u64>,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Drain the running node (the one whose process id is in `node.pid_file`): it stops
@@ -188,7 +193,12 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         let signals = serve::stop_signals()?;
         match cli.command {
-            Command::Serve => serve::run(cfg, signals).await,
+            Command::Serve { drain_secs } => {
+                if let Some(secs) = drain_secs {
+                    cfg.node.drain_secs = secs;
+                }
+                serve::run(cfg, signals).await
+            }
             Command::Migrate => migrate(&cfg).await,
             Command::User {
                 username,

@@ -52,6 +52,11 @@ pub async fn load(
     pool: &PgPool,
     now: DateTime<Utc>,
 ) -> Result<(Vec<SavedBinding>, usize), sqlx::Error> {
+    // Bindings that lapsed while no node ran are of no use to anyone.
+    sqlx::query("DELETE FROM sip_bindings WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
     let rows = sqlx::query(
         "SELECT aor, contact, source, transport, call_id, cseq, expires_at, version
            FROM sip_bindings WHERE expires_at > $1 ORDER BY expires_at",

@@ -470,7 +470,8 @@ fn a_busy_callback_is_retried_by_the_rule_then_listed_as_missed() {
 
 /// Saved rows a node cannot read (an unknown state, a newer format, an address that is none, a
 /// callback without its number) are logged with their keys and skipped: the node starts, takes
-/// the good rows back, and counts the skipped ones.
+/// the good rows back, and counts the skipped ones. The agent restored without a registered
+/// phone waits paused until her phone registers.
 #[test]
 fn unreadable_saved_rows_are_logged_and_skipped_never_a_failed_start() {
     let http = free_udp_port();
@@ -520,4 +521,12 @@ fn unreadable_saved_rows_are_logged_and_skipped_never_a_failed_start() {
     assert_eq!(me["state"], "paused", "{snap}");
     assert_eq!(me["reason"], "waiting for the phone to register", "{snap}");
     assert_eq!(snap["node"]["restored"]["skipped"], 4, "{snap}");
+    // Her phone registers: she takes calls again.
+    center.register("1001", free_udp_port());
+    wait_snapshot(&center, 10, "alice available", |s| {
+        s["agents"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["id"] == alice && a["state"] == "available")
+        })
+    });
 }

@@ -68,6 +68,17 @@ pub struct Restored {
     pub skipped: usize,
 }
 
+/// The node as the wall board shows it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct NodeView {
+    /// New calls are refused while the calls in progress end.
+    pub draining: bool,
+    /// Calls in progress.
+    pub calls_in_progress: usize,
+    /// What the node restored from the last run at start.
+    pub restored: Restored,
+}
+
 /// The node's state as every part sees it.
 #[derive(Debug)]
 pub struct NodeState {
@@ -143,8 +154,8 @@ impl NodeState {
     }
 
     /// The node as the wall board shows it.
-    pub fn view(&self) -> crate::acd::service::NodeView {
-        crate::acd::service::NodeView {
+    pub fn view(&self) -> NodeView {
+        NodeView {
             draining: self.draining(),
             calls_in_progress: self.live_calls(),
             restored: self.restored(),

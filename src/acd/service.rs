@@ -241,19 +241,9 @@ pub struct Snapshot {
     pub alerts: Vec<super::alerts::Alert>,
     /// The node's own state (draining, restored at start): filled in by the HTTP layer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub node: Option<NodeView>,
+    pub node: Option<crate::node::NodeView>,
 }
 
-/// The node as the wall board shows it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct NodeView {
-    /// New calls are refused while the calls in progress end.
-    pub draining: bool,
-    /// Calls in progress.
-    pub calls_in_progress: usize,
-    /// What the node restored from the last run at start.
-    pub restored: crate::node::Restored,
-}
 
 /// Sends commands to the task.
 #[derive(Debug, Clone)]

@@ -244,7 +244,6 @@ pub struct Snapshot {
     pub node: Option<crate::node::NodeView>,
 }
 
-
 /// Sends commands to the task.
 #[derive(Debug, Clone)]
 pub struct AcdHandle {

@@ -69,3 +69,36 @@ async fn health_answers_and_unknown_paths_get_a_json_404(db: PgPool) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "no such endpoint");
 }
+
+/// Every answer says not to sniff, frame or leak the path; pages also carry a policy that runs
+/// only their own scripts (issue 22, item 16).
+#[sqlx::test]
+async fn answers_carry_the_safety_headers_and_pages_a_content_security_policy(db: PgPool) {
+    let resp = hotline::http::app(state(db))
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let h = resp.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("agent")).unwrap();
+    std::fs::write(dir.path().join("agent/index.html"), "<!doctype html>").unwrap();
+    let resp = hotline::http::web::routes(dir.path().to_path_buf())
+        .oneshot(Request::get("/agent/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    for part in [
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("script-src 'self' 'unsafe-inline'"), "{csp}");
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+}

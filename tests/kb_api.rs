@@ -294,6 +294,32 @@ async fn imports_land_whole_or_not_at_all_and_export_round_trips(db: PgPool) {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    // Nor may it take over the office's article by its external id (issue 22, item 11): it
+    // would become the unit's draft and leave search.
+    let (s, r) = import(&api, &water, "jsonl", &good.replace("96606", "00000")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(
+        r.to_string().contains("the hotline office's article"),
+        "{r}"
+    );
+    let hits = search(&api, &sup, "没水了找谁").await;
+    assert_eq!(hits[0]["external_id"], "gov-1", "still published as it was");
+    // A whole ticket's text to suggest articles for, however long (1.4 MB here; the body limit is 2 MB), is read from
+    // its start (issue 22, item 12).
+    let long = format!(
+        "家里停水了，没水了找谁。{}",
+        "市民反映情况较多".repeat(60_000)
+    );
+    let (s, r) = api
+        .send(
+            "POST",
+            "/api/kb/suggest",
+            Some(&sup),
+            serde_json::json!({ "text": long }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["hits"][0]["external_id"], "gov-1", "{r}");
 
     // CSV out and back in.
     let (s, csv) = api.get("/api/kb/export?format=csv", &sup).await;

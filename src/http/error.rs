@@ -121,6 +121,27 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The dates the statistics and searches take: from 2000 to 2199. Beyond them lie only typing
+/// mistakes and attempts to overflow date arithmetic (a panic in the handler).
+pub fn date_in_range(day: chrono::NaiveDate, name: &str) -> Result<chrono::NaiveDate, ApiError> {
+    use chrono::Datelike;
+    if (2000..2200).contains(&day.year()) {
+        Ok(day)
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "{name} {day}: expected a date from 2000 to 2199"
+        )))
+    }
+}
+
+/// [`date_in_range`] for a moment.
+pub fn time_in_range(
+    t: chrono::DateTime<chrono::Utc>,
+    name: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    date_in_range(t.date_naive(), name).map(|_| t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

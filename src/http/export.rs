@@ -38,12 +38,13 @@ pub fn csv(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Stri
                 out.push(',');
             }
             first = false;
+            let f = neutralised(f);
             if f.contains([',', '"', '\n', '\r']) {
                 out.push('"');
                 out.push_str(&f.replace('"', "\"\""));
                 out.push('"');
             } else {
-                out.push_str(f);
+                out.push_str(&f);
             }
         }
         out.push_str("\r\n");
@@ -53,6 +54,18 @@ pub fn csv(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Stri
         line(&mut out, &mut row.iter().map(String::as_str));
     }
     out
+}
+
+/// A field a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab or CR first: a
+/// citizen's text can carry `=HYPERLINK(...)`), prefixed with `'` so it shows as text; numbers
+/// (`-5`, `+3.5`) stay numbers.
+fn neutralised(f: &str) -> std::borrow::Cow<'_, str> {
+    let risky = f.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && f.trim().parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{f}"))
+    } else {
+        std::borrow::Cow::Borrowed(f)
+    }
 }
 
 /// A CSV download named `name`.
@@ -196,6 +209,22 @@ mod tests {
         assert_eq!(
             out,
             "\u{feff}unit,tickets\r\n水务局,12\r\n\"A, \"\"B\"\"\",3\r\n"
+        );
+    }
+
+    #[test]
+    fn a_field_a_spreadsheet_would_run_as_a_formula_is_shown_as_text() {
+        let out = csv(
+            &["text", "n"],
+            vec![
+                vec!["=HYPERLINK(\"http://x\",\"点击\")".into(), "-5".into()],
+                vec!["+86 138".into(), "+3.5".into()],
+                vec!["@SUM(A1)".into(), "-".into()],
+            ],
+        );
+        assert_eq!(
+            out,
+            "\u{feff}text,n\r\n\"'=HYPERLINK(\"\"http://x\"\",\"\"点击\"\")\",-5\r\n'+86 138,+3.5\r\n'@SUM(A1),'-\r\n"
         );
     }
 

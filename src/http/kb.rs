@@ -132,7 +132,8 @@ async fn search(
     };
     let t = std::time::Instant::now();
     let hits = kb
-        .search(&q.q, &filter, q.limit.unwrap_or(10).clamp(1, 50))
+        .search_off(q.q, filter, q.limit.unwrap_or(10).clamp(1, 50))
+        .await
         .map_err(index_error)?;
     Ok(Json(
         json!({ "hits": hits, "micros": t.elapsed().as_micros() as u64 }),
@@ -153,11 +154,8 @@ async fn suggest(
 ) -> Result<Json<Value>, ApiError> {
     let kb = kb(&state)?;
     let hits = kb
-        .search(
-            &b.text,
-            &Filter::default(),
-            b.limit.unwrap_or(5).clamp(1, 20),
-        )
+        .search_off(b.text, Filter::default(), b.limit.unwrap_or(5).clamp(1, 20))
+        .await
         .map_err(index_error)?;
     Ok(Json(json!({ "hits": hits })))
 }

@@ -67,8 +67,11 @@ async fn calls(
             )));
         }
     };
-    let to = q.to.unwrap_or_else(Utc::now);
-    let from = q.from.unwrap_or(to - chrono::TimeDelta::hours(24));
+    let to = super::error::time_in_range(q.to.unwrap_or_else(Utc::now), "to")?;
+    let from = match q.from {
+        Some(f) => super::error::time_in_range(f, "from")?,
+        None => to - chrono::TimeDelta::hours(24),
+    };
     if from >= to || (to - from).num_days() > MAX_DAYS {
         return Err(ApiError::Unprocessable(format!(
             "from {from} to {to}: expected from before to, at most {MAX_DAYS} days apart"

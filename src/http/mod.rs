@@ -93,7 +93,28 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(track_metrics))
+        .layer(middleware::map_response(|r: Response| {
+            std::future::ready(with_safety_headers(r))
+        }))
         .with_state(state)
+}
+
+/// Headers every response carries: no MIME sniffing (a JSON answer or an upload is never run
+/// as a script), no framing by another site (click-jacking), no Referer with the path (ticket
+/// numbers) to other sites.
+pub fn with_safety_headers(mut r: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
 }
 
 async fn not_found() -> ApiError {

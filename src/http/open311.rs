@@ -237,6 +237,10 @@ fn parse_time(f: &HashMap<String, String>, k: &str) -> Result<Option<DateTime<Ut
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| bad(format!("{k} is not a W3C (RFC 3339) date-time")))
+                .and_then(|t| {
+                    super::error::time_in_range(t, k)
+                        .map_err(|_| bad(format!("{k} {s}: expected a date from 2000 to 2199")))
+                })
         })
         .transpose()
 }

@@ -291,6 +291,8 @@ const STATS: [Role; 4] = [
 ];
 
 fn period(from: NaiveDate, to: NaiveDate) -> Result<(), ApiError> {
+    super::error::date_in_range(from, "from")?;
+    super::error::date_in_range(to, "to")?;
     if to < from {
         return Err(ApiError::BadRequest("to is before from".into()));
     }

@@ -1,7 +1,9 @@
 //! The pages people work in (the agent desktop at `/agent/`, the supervisors' wall board at
 //! `/board/`), served from `http.web_dir`: the
 //! project's own HTML, CSS and JavaScript with the SIP library bundled beside them by
-//! `scripts/web.sh` (npm, pinned by `web/package-lock.json`).
+//! `scripts/web.sh` (npm, pinned by `web/package-lock.json`). Every page carries a
+//! Content-Security-Policy that runs only the pages' own scripts (no inline script, no other
+//! origin but the node's own WebSocket), and may not be framed by another site.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -21,7 +23,20 @@ pub fn routes(dir: PathBuf) -> Router {
         .route("/board/", get(file))
         .route("/board/{*path}", get(file))
         .with_state(dir)
+        .layer(axum::middleware::map_response(|mut r: Response| {
+            r.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static(CSP),
+            );
+            std::future::ready(super::with_safety_headers(r))
+        }))
 }
+
+/// What a page may load: its own scripts, styles, images and media; its own origin's API and
+/// SIP WebSocket; nothing framed, no plugins, forms only to itself.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 async fn file(State(dir): State<PathBuf>, uri: Uri) -> Response {
     let rel = uri.path().trim_start_matches('/');

@@ -38,6 +38,9 @@ pub enum IndexError {
     /// The directory could not be prepared.
     #[error("search index directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The search thread stopped.
+    #[error("search stopped: {0}")]
+    Stopped(String),
 }
 
 #[derive(Clone, Copy)]
@@ -281,11 +284,12 @@ impl KbIndex {
     /// jieba's words of `q` as the title field's analyzer cuts them, without stopwords.
     fn words(&self, q: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         if let Ok(mut analyzer) = self.index.tokenizer_for_field(self.f.title) {
             let mut stream = analyzer.token_stream(q);
             while let Some(t) = stream.next() {
                 let w = t.text.to_lowercase();
-                if !crate::china::text::is_stopword(&w) && !out.contains(&w) {
+                if !crate::china::text::is_stopword(&w) && seen.insert(w.clone()) {
                     out.push(w);
                 }
             }
@@ -314,8 +318,9 @@ impl KbIndex {
                 extra.push((*s).to_string());
             }
         }
+        let mut seen: std::collections::HashSet<String> = words.iter().cloned().collect();
         for e in extra {
-            if !words.contains(&e) {
+            if seen.insert(e.clone()) {
                 words.push(e);
             }
         }

@@ -35,6 +35,9 @@ pub enum ServiceError {
     Stopped(String),
 }
 
+/// Characters of a query the search reads (a suggestion reads the start of a ticket's text).
+pub const MAX_QUERY_CHARS: usize = 1000;
+
 /// The knowledge base of one node: the database and this node's index of it.
 pub struct Kb {
     /// The database.
@@ -196,9 +199,28 @@ impl Kb {
         Ok(())
     }
 
-    /// Searches this node's index (China's today for validity).
+    /// Searches this node's index (China's today for validity), on the first
+    /// [`MAX_QUERY_CHARS`] characters of `q`.
     pub fn search(&self, q: &str, filter: &Filter, limit: usize) -> Result<Vec<Hit>, IndexError> {
+        let q = match q.char_indices().nth(MAX_QUERY_CHARS) {
+            Some((end, _)) => &q[..end],
+            None => q,
+        };
         self.index.search(q, filter, today(), limit)
+    }
+
+    /// [`Kb::search`] on a blocking thread: a long text (a whole ticket to suggest articles
+    /// for) never stalls the async workers that also carry SIP and the ACD.
+    pub async fn search_off(
+        self: &Arc<Self>,
+        q: String,
+        filter: Filter,
+        limit: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let kb = Arc::clone(self);
+        tokio::task::spawn_blocking(move || kb.search(&q, &filter, limit))
+            .await
+            .unwrap_or_else(|e| Err(IndexError::Stopped(e.to_string())))
     }
 
     /// Articles in this node's index.

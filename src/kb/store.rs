@@ -422,14 +422,21 @@ pub async fn import(
         };
         let a = match existing {
             Some((id, owner)) => {
-                if let (Some(mine), Some(o)) = (only_unit, owner)
-                    && mine != o
+                // A unit may update only its own articles: not another unit's, and not the
+                // office's (no owner), which would otherwise become the unit's draft.
+                if let Some(mine) = only_unit
+                    && owner != Some(mine)
                 {
                     tx.rollback().await?;
+                    let whose = if owner.is_some() {
+                        "another unit's"
+                    } else {
+                        "the hotline office's"
+                    };
                     return Ok(Err(vec![RowError {
                         line: 0,
                         error: format!(
-                            "external_id {:?} belongs to another unit's article",
+                            "external_id {:?} belongs to {whose} article",
                             d.external_id
                         ),
                     }]));

@@ -412,7 +412,8 @@ pub fn apply(
                     "an extension is already waiting for review".into(),
                 ));
             }
-            if *days == 0 || t.extension_days + days > rules.max_extension_days {
+            let total = t.extension_days.checked_add(*days);
+            if *days == 0 || total.is_none_or(|d| d > rules.max_extension_days) {
                 return Err(WorkflowError::Rule(format!(
                     "extensions may total at most {} working days ({} granted so far)",
                     rules.max_extension_days, t.extension_days
@@ -624,6 +625,14 @@ mod tests {
             at(2, 26),
         );
         assert!(matches!(too_much, Err(WorkflowError::Rule(m)) if m.contains("at most 10")));
+        // A number of days that would overflow the total is refused the same way.
+        let overflow = run(
+            &t,
+            Action::RequestExtension { days: u32::MAX },
+            Actor::UnitStaff(7),
+            at(2, 26),
+        );
+        assert!(matches!(overflow, Err(WorkflowError::Rule(m)) if m.contains("at most 10")));
     }
 
     #[test]

@@ -214,6 +214,7 @@ fn call_handler(
             realtime: cfg.rtp.realtime,
             callback_route: (!cfg.acd.callback_route.is_empty())
                 .then(|| cfg.acd.callback_route.clone()),
+            callback_numbers: cfg.acd.callback_numbers().context("acd.callback_numbers")?,
             emergency_routes: cfg.acd.emergency_routes.clone(),
         },
         scripts,

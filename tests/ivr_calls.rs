@@ -168,6 +168,7 @@ impl Engine {
                 workers: 2,
                 realtime: false,
                 callback_route: None,
+                callback_numbers: None,
                 emergency_routes: Default::default(),
             },
             Arc::clone(&scripts),

@@ -387,6 +387,14 @@ impl Calls {
         dial: CallbackDial,
     ) {
         let fail = |status: u16| Acd::CallbackFailed { call: key, status };
+        if let Some(allowed) = &self.cfg.callback_numbers
+            && !allowed.is_match(&dial.number)
+        {
+            // Toll fraud: never dial what a peer put in its From (international, premium).
+            tracing::warn!(number = %dial.number, "a callback to a number outside acd.callback_numbers refused");
+            metrics::counter!("hotline_callbacks_refused_total").increment(1);
+            return self.acd_send(fail(0));
+        }
         let uri = self
             .cfg
             .callback_route

@@ -85,6 +85,9 @@ pub struct CallsConfig {
     /// Where callbacks are placed: a SIP URI with `{number}` for the caller's number (the
     /// carrier gateway); `None`: callbacks fail (and the ACD drops them).
     pub callback_route: Option<String>,
+    /// The numbers that may be called back (`acd.callback_numbers`; `None`: any): the
+    /// callback is offered to no other caller, and no other number is dialled.
+    pub callback_numbers: Option<Arc<regex::Regex>>,
     /// Where an agent may send a caller in an emergency: a name (110, 119, 120, 122) to a
     /// SIP URI with an IP address.
     pub emergency_routes: std::collections::BTreeMap<String, String>,
@@ -284,6 +287,7 @@ impl Calls {
                 realtime: self.cfg.realtime,
                 bind: self.cfg.bind,
                 announce: self.cfg.announce,
+                callback_numbers: self.cfg.callback_numbers.clone(),
                 music_on_hold: self.music_on_hold.clone(),
                 ringback: vec![Arc::new(ringback_tone())],
             };

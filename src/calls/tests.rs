@@ -190,6 +190,9 @@ impl Net {
             workers: 1,
             realtime: false,
             callback_route: Some(format!("sip:{{number}}@{CARRIER}")),
+            callback_numbers: crate::config::AcdConfig::default()
+                .callback_numbers()
+                .unwrap(),
             emergency_routes: [("110".to_string(), format!("sip:110@{EMERGENCY}"))].into(),
         };
         let media = MediaLog::default();
@@ -894,6 +897,26 @@ fn a_callback_nobody_answers_is_reported_to_the_acd_and_its_port_given_back() {
     assert_eq!(net.acd_heard(), ["callback failed 8 486"]);
     assert_eq!(net.calls.ports.lock().unwrap().in_use(), held - 1);
     assert!(net.received(AGENT1).is_empty());
+}
+
+/// Toll fraud (issue 22, item 7): a kept callback to a number outside `acd.callback_numbers`
+/// (an international number an unauthenticated INVITE put in its From) is never dialled.
+#[test]
+fn a_callback_to_an_international_number_is_not_dialled() {
+    let mut net = Net::new(46460);
+    let held = net.calls.ports.lock().unwrap().in_use();
+    net.tell(Control::Offer(Offer::Ring(RingAgents {
+        call: 9,
+        agents: vec![(1, Some("1001".into()))],
+        callback: Some(CallbackDial {
+            number: "0088216123456".into(),
+            called: "12345".into(),
+            queue: "general".into(),
+        }),
+    })));
+    assert_eq!(net.acd_heard(), ["callback failed 9 0"]);
+    assert!(net.received(CARRIER).is_empty(), "nothing dialled");
+    assert_eq!(net.calls.ports.lock().unwrap().in_use(), held);
 }
 
 #[test]

@@ -221,6 +221,11 @@ pub struct AcdConfig {
     /// IP address for host (the carrier gateway), e.g. `sip:{number}@10.0.0.1:5060`; empty:
     /// no callbacks.
     pub callback_route: String,
+    /// The numbers the hotline may call back, a regular expression over the whole caller
+    /// number (default: mainland mobile and landline numbers, with or without the area code;
+    /// never international, premium or short codes). A caller with another number is not
+    /// offered the callback. Empty: any number.
+    pub callback_numbers: String,
     /// Tries in all of a callback that does not reach the caller (busy, no answer, refused)
     /// before the caller goes on the missed-call list (1: no retry).
     pub callback_attempts: u32,
@@ -290,6 +295,7 @@ impl Default for AcdConfig {
             service_level_secs: 15,
             announce_secs: 60,
             callback_route: String::new(),
+            callback_numbers: DOMESTIC_NUMBERS.into(),
             callback_attempts: 3,
             callback_retry_secs: 600,
             callback_hours: "08:00-21:00".into(),
@@ -347,6 +353,22 @@ impl AcdConfig {
             },
             ..Default::default()
         }
+    }
+}
+
+/// Mainland China numbers a callback may dial: mobile (1[3-9] and 9 digits), landline with
+/// its area code (0, then 9 to 11 digits), or a local landline (7 or 8 digits, not 0 or 1
+/// first).
+pub const DOMESTIC_NUMBERS: &str = r"^(?:1[3-9]\d{9}|0[1-9]\d{8,10}|[2-9]\d{6,7})$";
+
+impl AcdConfig {
+    /// `callback_numbers` compiled, anchored to the whole number (`None`: any number).
+    pub fn callback_numbers(&self) -> Result<Option<std::sync::Arc<regex::Regex>>, regex::Error> {
+        let p = self.callback_numbers.trim();
+        if p.is_empty() {
+            return Ok(None);
+        }
+        regex::Regex::new(&format!("^(?:{p})$")).map(|r| Some(std::sync::Arc::new(r)))
     }
 }
 
@@ -792,6 +814,13 @@ impl Config {
                     self.acd.callback_route
                 ));
             }
+        }
+        if !self.acd.callback_numbers.trim().is_empty()
+            && let Err(e) = regex::Regex::new(&self.acd.callback_numbers)
+        {
+            out.push(format!(
+                "`acd.callback_numbers` is not a regular expression: {e}"
+            ));
         }
         if !(1..=10).contains(&self.acd.callback_attempts) {
             out.push(format!(

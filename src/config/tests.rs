@@ -217,4 +217,44 @@ overflow = "backup"
         let any: AcdConfig = toml::from_str("callback_hours = \"\"\n").unwrap();
         assert_eq!(any.settings().callback_retry.hours, None);
     }
+
+    #[test]
+    fn callbacks_dial_only_mainland_numbers_by_default() {
+        let allowed = AcdConfig::default().callback_numbers().unwrap().unwrap();
+        for n in [
+            "13812345678",
+            "19912345678",
+            "02012345678",
+            "051012345678",
+            "88886666",
+        ] {
+            assert!(allowed.is_match(n), "{n} may be called back");
+        }
+        for n in [
+            "008613812345678",
+            "+8613812345678",
+            "0044207946000",
+            "95588",
+            "12345",
+            "1381234567",
+            "13812345678;phone-context=x",
+            "",
+            "anonymous",
+        ] {
+            assert!(!allowed.is_match(n), "{n:?} may not");
+        }
+        let any = AcdConfig {
+            callback_numbers: String::new(),
+            ..AcdConfig::default()
+        };
+        assert!(any.callback_numbers().unwrap().is_none());
+        let cfg = Config {
+            acd: AcdConfig {
+                callback_numbers: "(".into(),
+                ..AcdConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(cfg.problems().join("\n").contains("acd.callback_numbers"));
+    }
 }

@@ -19,6 +19,8 @@ pub struct CallFacts {
     pub workday: bool,
     /// Callers waiting, by queue.
     pub waiting: HashMap<String, u32>,
+    /// The hotline may call this caller back.
+    pub may_call_back: bool,
 }
 
 impl CallFacts {
@@ -44,6 +46,7 @@ impl CallFacts {
             minute_of_day,
             workday,
             waiting,
+            may_call_back: true,
         }
     }
 }
@@ -57,6 +60,9 @@ impl Facts for CallFacts {
     }
     fn workday(&self) -> bool {
         self.workday
+    }
+    fn may_call_back(&self) -> bool {
+        self.may_call_back
     }
     fn waiting(&self, queue: &str) -> u32 {
         self.waiting.get(queue).copied().unwrap_or(0)

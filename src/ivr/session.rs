@@ -45,6 +45,12 @@ pub trait Facts {
     fn workday(&self) -> bool;
     /// Callers waiting in a queue.
     fn waiting(&self, queue: &str) -> u32;
+    /// Whether the hotline may call this caller back (`acd.callback_numbers`: a domestic
+    /// number by default, never an international or premium one): the queue's callback is
+    /// offered only then.
+    fn may_call_back(&self) -> bool {
+        true
+    }
 }
 
 /// Something that happened to the call.
@@ -458,7 +464,7 @@ impl Session {
                     }
                     self.typed.clear();
                     let offer = match callback {
-                        Some(c) => {
+                        Some(c) if facts.may_call_back() => {
                             self.next_token += 1;
                             out.push(Action::Timer {
                                 token: self.next_token,
@@ -466,7 +472,7 @@ impl Session {
                             });
                             self.next_token
                         }
-                        None => 0,
+                        _ => 0,
                     };
                     self.wait = Wait::Queued {
                         node: name,

@@ -60,6 +60,7 @@ mod tests {
             minute_of_day: 600,
             workday: true,
             waiting: Default::default(),
+            may_call_back: true,
         }
     }
 

@@ -146,6 +146,7 @@ mod tests {
             minute_of_day: 23 * 60,
             workday: false,
             waiting: Default::default(),
+            may_call_back: true,
         }
     }
 

@@ -206,6 +206,8 @@ pub struct Shared {
     pub ringback: Vec<Arc<Prompt>>,
     /// The address written in SDP (transfer legs).
     pub announce: std::net::IpAddr,
+    /// The numbers the hotline may call back (`None`: any).
+    pub callback_numbers: Option<Arc<regex::Regex>>,
 }
 
 /// Real-time priority for the calling thread (SCHED_FIFO 10, as PBXes run their media
@@ -534,7 +536,13 @@ impl Worker {
             RTCP_INTERVAL,
             key,
         );
-        let facts = Facts::new(&record.caller, &self.shared.calendar, now);
+        let mut facts = Facts::new(&record.caller, &self.shared.calendar, now);
+        facts.may_call_back = self
+            .shared
+            .callback_numbers
+            .as_ref()
+            .is_none_or(|r| r.is_match(&record.caller));
+        facts.facts.may_call_back = facts.may_call_back;
         let state = CallState {
             socket,
             rtcp_socket,
@@ -760,6 +768,8 @@ fn receives(d: Direction) -> bool {
 struct Facts {
     at: Instant,
     facts: CallFacts,
+    /// Whether the caller's number may be called back (kept across refreshes).
+    may_call_back: bool,
 }
 
 impl Facts {
@@ -767,6 +777,7 @@ impl Facts {
         Facts {
             at: now,
             facts: CallFacts::new(caller, Utc::now(), calendar, Default::default()),
+            may_call_back: true,
         }
     }
 
@@ -775,6 +786,7 @@ impl Facts {
             self.at = now;
             let caller = std::mem::take(&mut self.facts.caller);
             self.facts = CallFacts::new(&caller, Utc::now(), calendar, Default::default());
+            self.facts.may_call_back = self.may_call_back;
         }
         &self.facts
     }

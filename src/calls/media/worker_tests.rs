@@ -82,6 +82,7 @@ fn worker(script_text: &str) -> (Worker, tempfile::TempDir) {
         music_on_hold: Vec::new(),
         ringback: Vec::new(),
         announce: "127.0.0.1".parse().unwrap(),
+        callback_numbers: None,
     };
     let mut w = Worker::new(0, poll, rx, me, Arc::new(shared));
     let (socket, rtcp_socket) = pair();

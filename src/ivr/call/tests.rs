@@ -14,6 +14,7 @@ fn day() -> CallFacts {
         minute_of_day: 600,
         workday: true,
         waiting: Default::default(),
+        may_call_back: true,
     }
 }
 

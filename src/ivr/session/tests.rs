@@ -12,6 +12,7 @@ fn world() -> CallFacts {
         minute_of_day: 10 * 60,
         workday: true,
         waiting: HashMap::new(),
+        may_call_back: true,
     }
 }
 
@@ -666,6 +667,28 @@ fn the_callback_offer_comes_after_the_wait_and_its_key_keeps_the_place() {
     );
     // Said goodbye, the call ends; the place is the ACD's to keep (no Dequeue).
     assert_eq!(s.handle(Event::PromptDone, &w), [Action::Hangup]);
+}
+
+#[test]
+fn a_caller_the_hotline_may_not_call_back_is_not_offered_the_callback() {
+    let sc = script(CALLBACK_SCRIPT);
+    let w = CallFacts {
+        caller: "0044207946000".into(),
+        may_call_back: false,
+        ..world()
+    };
+    let mut s = Session::new(sc);
+    let a = s.handle(Event::Start, &w);
+    assert_eq!(enqueued(&a), Some("general"));
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Timer { .. })),
+        "no offer: {a:?}"
+    );
+    assert!(
+        s.handle(Event::Digit('1'), &w).is_empty(),
+        "1 keeps nothing"
+    );
+    assert!(s.is_queued());
 }
 
 #[test]

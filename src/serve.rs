@@ -610,6 +610,7 @@ async fn run_node(
         kb: Some(kb),
         acd: Some(acd),
         node,
+        logins: Arc::default(),
     };
     if !cfg.http.web_dir.join("agent/index.html").is_file() {
         tracing::warn!(

@@ -92,6 +92,9 @@ pub enum UserError {
     /// Hashing failed (never with valid parameters).
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    /// Too many logins at once: every hashing slot stayed taken.
+    #[error("too many logins at once; try again in a few seconds")]
+    Busy,
     /// The database refused.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -124,13 +127,39 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Hashes on a blocking thread: argon2id takes tens of milliseconds of CPU by design, which
-/// must not hold up the async workers answering other requests.
+/// At most one password hash per core at once: each takes 19 MiB and tens of milliseconds,
+/// so a flood of logins (hundreds at once) would otherwise take every core and gigabytes.
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// How long a login waits for its turn to hash before the node answers that it is busy.
+const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `f` (argon2id) on a blocking thread, once a hashing permit is free: never on the
+/// async workers answering other requests, never more than one per core.
+async fn hashing_off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, UserError> {
+    let permit = tokio::time::timeout(HASH_QUEUE_WAIT, hashing().acquire())
+        .await
+        .map_err(|_| UserError::Busy)?
+        .map_err(|e| UserError::Hash(e.to_string()))?;
+    let out = tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UserError::Hash(e.to_string()));
+    drop(permit);
+    out
+}
+
+/// Hashes on a blocking thread (see [`hashing_off_runtime`]).
 async fn hash_off_runtime(password: &str) -> Result<String, UserError> {
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| UserError::Hash(e.to_string()))?
+    hashing_off_runtime(move || hash_password(&password)).await?
 }
 
 /// A hash that no password matches, verified against when the user does not exist so that
@@ -222,9 +251,7 @@ pub async fn login(
         None => (decoy_hash().to_string(), None),
     };
     let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = hashing_off_runtime(move || verify_password(&password, &stored)).await?;
     let Some(row) = row.filter(|r| ok && r.enabled) else {
         return Ok(None);
     };

@@ -72,13 +72,42 @@ struct Login {
     password: String,
 }
 
+/// The longest user name and password a login reads (a longer one is no one's).
+const MAX_USERNAME_CHARS: usize = 64;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
 async fn login(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     Json(req): Json<Login>,
-) -> Result<Json<users::Session>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if req.username.chars().count() > MAX_USERNAME_CHARS || req.password.len() > MAX_PASSWORD_BYTES
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "a user name has at most {MAX_USERNAME_CHARS} characters and a password at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let ip = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = std::time::Instant::now();
+    if let Err(wait) = state.logins.check(ip, &req.username, now) {
+        // Refused before any password is hashed; nothing is written either.
+        let secs = wait.as_secs().max(1);
+        metrics::counter!("hotline_logins_throttled_total").increment(1);
+        let mut r =
+            ApiError::TooManyRequests(format!("too many failed logins: try again in {secs} s"))
+                .into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
     let hours = state.tickets.session_hours;
     match users::login(&state.db, &req.username, &req.password, hours).await? {
         Some(session) => {
+            state.logins.succeeded(ip, &req.username);
             crate::audit::record(
                 &state.db,
                 &session.user.username,
@@ -87,9 +116,12 @@ async fn login(
                 serde_json::json!({}),
             )
             .await?;
-            Ok(Json(session))
+            Ok(Json(session).into_response())
         }
         None => {
+            state
+                .logins
+                .failed(ip, &req.username, std::time::Instant::now());
             crate::audit::record(
                 &state.db,
                 &req.username,

@@ -103,6 +103,7 @@ impl From<crate::users::UserError> for ApiError {
         match e {
             U::WeakPassword | U::UnitMismatch => ApiError::Unprocessable(e.to_string()),
             U::Hash(m) => ApiError::Internal(anyhow::anyhow!(m)),
+            U::Busy => ApiError::Unavailable(e.to_string()),
             U::Db(d) => d.into(),
         }
     }

@@ -14,6 +14,7 @@ mod openapi;
 mod public;
 mod service;
 pub mod sip_ws;
+pub mod throttle;
 mod tickets;
 pub mod tls;
 pub mod web;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub acd: Option<crate::acd::service::AcdHandle>,
     /// The node: draining or not, what it restored at start.
     pub node: Arc<crate::node::NodeState>,
+    /// Failed logins by address and user name.
+    pub logins: Arc<throttle::LoginThrottle>,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             kb: None,
             acd: None,
             node: Arc::default(),
+            logins: Arc::default(),
         }
     }
 }

@@ -196,18 +196,58 @@ pub async fn create(
     Ok(id)
 }
 
-/// Sets a new password (the `hotline user` command); returns whether the user exists.
+/// Sets a new password (the `hotline user` command, an administrator); returns whether the
+/// user exists. Every session opened with the old password ends: whoever learnt it is out.
 pub async fn set_password(db: &PgPool, username: &str, password: &str) -> Result<bool, UserError> {
     let hash = hash_off_runtime(password).await?;
-    let n = sqlx::query!(
-        "UPDATE users SET password_hash = $2 WHERE username = $1",
-        username,
-        hash
-    )
-    .execute(db)
-    .await?
-    .rows_affected();
+    let mut tx = db.begin().await?;
+    let n = sqlx::query("UPDATE users SET password_hash = $2 WHERE username = $1")
+        .bind(username)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    end_sessions(&mut tx, username).await?;
+    tx.commit().await?;
     Ok(n == 1)
+}
+
+/// Enables or disables a login; a disabled one's sessions end at once. Returns whether the
+/// user exists.
+pub async fn set_enabled(db: &PgPool, username: &str, enabled: bool) -> Result<bool, UserError> {
+    let mut tx = db.begin().await?;
+    let n = sqlx::query("UPDATE users SET enabled = $2 WHERE username = $1")
+        .bind(username)
+        .bind(enabled)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if !enabled {
+        end_sessions(&mut tx, username).await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+async fn end_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    username: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = $1)")
+        .bind(username)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Forgets sessions that expired (they no longer work, but their rows would pile up).
+pub async fn purge_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= now()")
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// A session just opened.
@@ -259,6 +299,7 @@ pub async fn login(
         return Ok(None);
     };
     let token = random_secret(32)?;
+    purge_expired(db).await?;
     let expires_at = Utc::now() + Duration::hours(hours.max(1));
     sqlx::query!(
         "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",

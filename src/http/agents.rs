@@ -323,19 +323,40 @@ async fn events(
     }
     let acd = acd(&state)?;
     let node = std::sync::Arc::clone(&state.node);
-    Ok(ws.on_upgrade(move |socket| feed(socket, acd, node)))
+    let db = state.db.clone();
+    Ok(ws.on_upgrade(move |socket| feed(socket, acd, node, db, token)))
 }
+
+/// How often the live feed checks that its session still holds (logout, expiry, a disabled
+/// login or a new password end it).
+const FEED_SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn feed(
     mut socket: axum::extract::ws::WebSocket,
     acd: AcdHandle,
     node: std::sync::Arc<crate::node::NodeState>,
+    db: sqlx::PgPool,
+    token: String,
 ) {
-    use axum::extract::ws::Message;
+    use axum::extract::ws::{CloseFrame, Message};
     let mut last: Option<Snapshot> = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut check = tokio::time::interval(FEED_SESSION_CHECK);
+    check.tick().await; // checked at the upgrade
     loop {
         tokio::select! {
+            _ = check.tick() => {
+                // A database that does not answer keeps the feed going; an ended session not.
+                if let Ok(None) = crate::users::by_token(&db, &token).await {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 4401,
+                            reason: "the session has ended".into(),
+                        })))
+                        .await;
+                    return;
+                }
+            }
             _ = tick.tick() => {
                 let Some(mut snap) = acd.snapshot().await else { return };
                 snap.node = Some(node.view());

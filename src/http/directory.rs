@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/units", get(list_units).post(create_unit))
         .route("/api/users", get(list_users).post(create_user))
+        .route("/api/users/{username}", axum::routing::patch(change_user))
         .route(
             "/api/categories",
             get(list_categories).post(create_category),
@@ -153,6 +154,55 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": id, "username": u.username, "role": u.role })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    /// Disable (false) or enable (true) the login.
+    enabled: Option<bool>,
+    /// A new password (at least 10 characters).
+    password: Option<String>,
+}
+
+/// An administrator disables or enables a login, or gives it a new password; either way the
+/// sessions opened before end (a disabled login's, or those of whoever knew the old password).
+async fn change_user(
+    user: Authed,
+    State(state): State<AppState>,
+    axum::extract::Path(username): axum::extract::Path<String>,
+    Json(c): Json<UserChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = user.require(&[Role::Admin], "managing users")?;
+    if c.enabled.is_none() && c.password.is_none() {
+        return Err(ApiError::Unprocessable(
+            "say what changes: enabled, password or both".into(),
+        ));
+    }
+    if let Some(p) = &c.password {
+        if p.chars().count() < 10 {
+            return Err(users::UserError::WeakPassword.into());
+        }
+        if !users::set_password(&state.db, &username, p).await? {
+            return Err(ApiError::NotFound(format!("no user {username:?}")));
+        }
+    }
+    if let Some(enabled) = c.enabled
+        && !users::set_enabled(&state.db, &username, enabled).await?
+    {
+        return Err(ApiError::NotFound(format!("no user {username:?}")));
+    }
+    audit_change(
+        &state,
+        &who.username,
+        "user.change",
+        format!("user:{username}"),
+        serde_json::json!({ "enabled": c.enabled, "password_changed": c.password.is_some() }),
+    )
+    .await?;
+    Ok(Json(
+        serde_json::json!({ "username": username, "enabled": c.enabled, "sessions_ended": true }),
     ))
 }
 

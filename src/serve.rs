@@ -619,11 +619,7 @@ async fn run_node(
         );
     }
     let app = http::app(state)
-        .merge(http::sip_ws::routes(
-            &cfg.sip.ws_path,
-            sip.engine.clone(),
-            cfg.sip.max_message_bytes,
-        ))
+        .merge(http::sip_ws::routes(&cfg.sip, sip.engine.clone()))
         .merge(http::web::routes(cfg.http.web_dir.clone()));
     let result = match certs {
         None => {

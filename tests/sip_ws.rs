@@ -100,3 +100,71 @@ fn sip_over_websocket_needs_its_subprotocol_and_challenges_jssip_with_md5_first(
         );
     });
 }
+
+/// The bounds of TCP hold for SIP over WebSocket too (issue 22, item 8): a frame larger than
+/// `sip.max_message_bytes` ends the connection, connections past
+/// `sip.max_tcp_connections_per_ip` are refused (503) at the upgrade, and a connection that
+/// answers nothing, not even the node's pings, is closed after `sip.ws_idle_secs`.
+#[test]
+fn websocket_connections_are_bounded_in_size_number_and_silence() {
+    let mut node = start_sip_node(
+        "max_message_bytes = 4096\nmax_tcp_connections_per_ip = 2\nws_idle_secs = 3",
+    );
+    let base = node.node.wait_http();
+    let url = format!("{}/sip", base.replace("http://", "ws://"));
+    block_on(async move {
+        let open = || async {
+            let mut req = url.as_str().into_client_request().unwrap();
+            req.headers_mut()
+                .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+            tokio_tungstenite::connect_async(req).await
+        };
+        // Too large: 64 KiB where 4 KiB is the most.
+        let (mut big, _) = open().await.unwrap();
+        let _ = big
+            .send(Message::Text(format!("{}\r\n\r\n", "X".repeat(65_536)).into()))
+            .await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match big.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a 64 KiB frame ends the connection");
+
+        // Two at once from one address, not three.
+        let (mut a, _) = open().await.unwrap();
+        let (_b, _) = open().await.unwrap();
+        match open().await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 503);
+            }
+            other => panic!("a third connection: {other:?}"),
+        }
+        // `a` is read (its client answers the pings) and stays; `_b` is never read, so it
+        // answers no ping and is closed after 3 s, which makes room again.
+        let read_for = async {
+            loop {
+                match a.next().await {
+                    Some(Ok(Message::Ping(_))) => {}
+                    other => return other,
+                }
+            }
+        };
+        let a_ended = tokio::time::timeout(Duration::from_secs(5), read_for).await;
+        assert!(a_ended.is_err(), "a connection that answers the pings stays: {a_ended:?}");
+        let again = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                if open().await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+        assert!(again.is_ok(), "the silent connection was closed, making room");
+    });
+}

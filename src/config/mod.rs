@@ -740,6 +740,12 @@ impl Config {
                 self.sip.max_message_bytes
             ));
         }
+        if !(3..=3600).contains(&self.sip.ws_idle_secs) {
+            out.push(format!(
+                "`sip.ws_idle_secs` is {}: expected 3 to 3600 seconds",
+                self.sip.ws_idle_secs
+            ));
+        }
         if self.sip.max_tcp_connections == 0 || self.sip.max_tcp_connections_per_ip == 0 {
             out.push("`sip.max_tcp_connections` and `sip.max_tcp_connections_per_ip`: expected at least 1".into());
         }

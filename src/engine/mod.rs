@@ -17,7 +17,7 @@
 pub mod bindings;
 pub mod credentials;
 pub mod settings;
-mod tcp;
+pub mod tcp;
 pub mod webrtc;
 
 use std::collections::HashMap;

@@ -24,10 +24,14 @@ pub struct SipConfig {
     pub realm: String,
     /// Largest SIP message accepted, in bytes (larger: 513, and a TCP connection is closed).
     pub max_message_bytes: usize,
-    /// Most TCP connections open at once, and from one address.
+    /// Most TCP connections open at once, and from one address (SIP over WebSocket counts
+    /// its own connections against the same limits).
     pub max_tcp_connections: usize,
     /// See `max_tcp_connections`.
     pub max_tcp_connections_per_ip: usize,
+    /// A SIP WebSocket connection that sends nothing (not even the answer to the node's ping
+    /// every third of this) for this many seconds is closed.
+    pub ws_idle_secs: u64,
     /// Digest algorithms offered to registering phones, most preferred first: `SHA-256`,
     /// `MD5`. Some old phones (and SIPp 3.6) read only the first challenge; put `MD5` first,
     /// or alone, for them.
@@ -45,6 +49,7 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             max_tcp_connections: 4096,
             max_tcp_connections_per_ip: 32,
+            ws_idle_secs: 90,
             digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }

@@ -16,6 +16,61 @@ use tokio_util::sync::CancellationToken;
 
 use super::Input;
 
+/// Connections open at once, in all and from one address: SIP over TCP and over WebSocket
+/// each keep one (`sip.max_tcp_connections`, `sip.max_tcp_connections_per_ip`).
+#[derive(Debug)]
+pub struct ConnectionLimits {
+    max: usize,
+    max_per_ip: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection admitted; given back when dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.limits.counts.lock()
+            && let Some(n) = c.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// At most `max` connections, `max_per_ip` from one address.
+    pub fn new(max: usize, max_per_ip: usize) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            max,
+            max_per_ip,
+            counts: Mutex::default(),
+        })
+    }
+
+    /// A place for a connection from `ip`, or `None` when the limits are reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
+        let mut c = self.counts.lock().ok()?;
+        let total: usize = c.values().sum();
+        let mine = c.entry(ip).or_insert(0);
+        if total >= self.max || *mine >= self.max_per_ip {
+            return None;
+        }
+        *mine += 1;
+        Some(Admitted {
+            limits: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
 pub(super) async fn accept_loop<M: Send + 'static>(
     listener: TcpListener,
     engine: mpsc::Sender<Input<M>>,
@@ -24,7 +79,7 @@ pub(super) async fn accept_loop<M: Send + 'static>(
     max_per_ip: usize,
     shutdown: CancellationToken,
 ) {
-    let counts: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let limits = ConnectionLimits::new(max_conns, max_per_ip);
     loop {
         let (stream, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -37,37 +92,16 @@ pub(super) async fn accept_loop<M: Send + 'static>(
                 }
             },
         };
-        let admitted = match counts.lock() {
-            Ok(mut c) => {
-                let total: usize = c.values().sum();
-                let mine = c.entry(addr.ip()).or_insert(0);
-                if total >= max_conns || *mine >= max_per_ip {
-                    false
-                } else {
-                    *mine += 1;
-                    true
-                }
-            }
-            Err(_) => false,
-        };
-        if !admitted {
+        let Some(admitted) = limits.admit(addr.ip()) else {
             metrics::counter!("hotline_sip_dropped_total", "reason" => "tcp_limit").increment(1);
             drop(stream);
             continue;
-        }
-        let counts = Arc::clone(&counts);
+        };
         let engine = engine.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             connection(stream, addr, engine, max_message, shutdown).await;
-            if let Ok(mut c) = counts.lock()
-                && let Some(n) = c.get_mut(&addr.ip())
-            {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    c.remove(&addr.ip());
-                }
-            }
+            drop(admitted);
         });
     }
 }

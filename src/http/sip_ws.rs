@@ -4,6 +4,10 @@
 //! WebSocket message carries one SIP message, in either direction; the engine task treats the
 //! connection like a TCP one ([`crate::engine::EngineHandle::ws_opened`]): same
 //! transactions, dialogs and registrar, responses back on the connection it came on.
+//!
+//! Bounds, as for TCP: connections in all and per address (`sip.max_tcp_connections`, refused
+//! with 503 at the upgrade), messages and frames no larger than `sip.max_message_bytes`, and a
+//! connection silent for `sip.ws_idle_secs` (the node pings it every third of that) is closed.
 
 use std::net::SocketAddr;
 
@@ -19,6 +23,8 @@ use crate::engine::EngineHandle;
 struct WsState<M> {
     engine: EngineHandle<M>,
     max_message: usize,
+    idle: std::time::Duration,
+    limits: std::sync::Arc<crate::engine::tcp::ConnectionLimits>,
 }
 
 impl<M> Clone for WsState<M> {
@@ -26,21 +32,27 @@ impl<M> Clone for WsState<M> {
         WsState {
             engine: self.engine.clone(),
             max_message: self.max_message,
+            idle: self.idle,
+            limits: std::sync::Arc::clone(&self.limits),
         }
     }
 }
 
-/// The route at `path` (`sip.ws_path`), for an engine whose call handler takes `M`.
+/// The route at `sip.ws_path`, for an engine whose call handler takes `M`.
 pub fn routes<M: Send + 'static>(
-    path: &str,
+    cfg: &crate::engine::SipConfig,
     engine: EngineHandle<M>,
-    max_message: usize,
 ) -> Router {
     Router::new()
-        .route(path, get(upgrade::<M>))
+        .route(&cfg.ws_path, get(upgrade::<M>))
         .with_state(WsState {
             engine,
-            max_message,
+            max_message: cfg.max_message_bytes,
+            idle: std::time::Duration::from_secs(cfg.ws_idle_secs.max(3)),
+            limits: crate::engine::tcp::ConnectionLimits::new(
+                cfg.max_tcp_connections,
+                cfg.max_tcp_connections_per_ip,
+            ),
         })
 }
 
@@ -63,9 +75,21 @@ async fn upgrade<M: Send + 'static>(
         )
             .into_response();
     }
+    let Some(admitted) = state.limits.admit(addr.ip()) else {
+        metrics::counter!("hotline_sip_dropped_total", "reason" => "ws_limit").increment(1);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many SIP WebSocket connections (sip.max_tcp_connections_per_ip)",
+        )
+            .into_response();
+    };
     ws.protocols(["sip"])
         .max_message_size(state.max_message)
-        .on_upgrade(move |socket| connection(socket, addr, state))
+        .max_frame_size(state.max_message)
+        .on_upgrade(move |socket| async move {
+            connection(socket, addr, state).await;
+            drop(admitted);
+        })
 }
 
 async fn connection<M: Send + 'static>(mut socket: WebSocket, addr: SocketAddr, state: WsState<M>) {
@@ -73,8 +97,21 @@ async fn connection<M: Send + 'static>(mut socket: WebSocket, addr: SocketAddr, 
         return;
     };
     tracing::debug!(%addr, "SIP WebSocket connection opened");
+    let mut ping = tokio::time::interval(state.idle / 3);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if heard.elapsed() >= state.idle {
+                    tracing::debug!(%addr, "SIP WebSocket connection idle: closed");
+                    metrics::counter!("hotline_sip_dropped_total", "reason" => "ws_idle").increment(1);
+                    break;
+                }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
             out = outgoing.recv() => {
                 let Some(bytes) = out else { break };
                 // SIP is UTF-8 text; a body that is not goes as a binary message.
@@ -86,7 +123,11 @@ async fn connection<M: Send + 'static>(mut socket: WebSocket, addr: SocketAddr, 
                     break;
                 }
             }
-            msg = socket.recv() => match msg {
+            msg = socket.recv() => {
+                if matches!(msg, Some(Ok(_))) {
+                    heard = tokio::time::Instant::now();
+                }
+                match msg {
                 Some(Ok(Message::Text(t))) => {
                     let bytes = t.as_str().as_bytes().to_vec();
                     if bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) {
@@ -103,7 +144,8 @@ async fn connection<M: Send + 'static>(mut socket: WebSocket, addr: SocketAddr, 
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            },
+                }
+            }
         }
     }
     tracing::debug!(%addr, "SIP WebSocket connection closed");

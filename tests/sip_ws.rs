@@ -122,7 +122,9 @@ fn websocket_connections_are_bounded_in_size_number_and_silence() {
         // Too large: 64 KiB where 4 KiB is the most.
         let (mut big, _) = open().await.unwrap();
         let _ = big
-            .send(Message::Text(format!("{}\r\n\r\n", "X".repeat(65_536)).into()))
+            .send(Message::Text(
+                format!("{}\r\n\r\n", "X".repeat(65_536)).into(),
+            ))
             .await;
         let ended = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -155,7 +157,10 @@ fn websocket_connections_are_bounded_in_size_number_and_silence() {
             }
         };
         let a_ended = tokio::time::timeout(Duration::from_secs(5), read_for).await;
-        assert!(a_ended.is_err(), "a connection that answers the pings stays: {a_ended:?}");
+        assert!(
+            a_ended.is_err(),
+            "a connection that answers the pings stays: {a_ended:?}"
+        );
         let again = tokio::time::timeout(Duration::from_secs(8), async {
             loop {
                 if open().await.is_ok() {
@@ -165,6 +170,9 @@ fn websocket_connections_are_bounded_in_size_number_and_silence() {
             }
         })
         .await;
-        assert!(again.is_ok(), "the silent connection was closed, making room");
+        assert!(
+            again.is_ok(),
+            "the silent connection was closed, making room"
+        );
     });
 }

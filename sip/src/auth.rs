@@ -189,6 +189,14 @@ impl Challenger {
             .collect()
     }
 
+    /// Whether `nonce` is one this challenger issued and still holds, unexpired at `now`: a
+    /// failure with it is a real guess, not a spoofed or stale request.
+    pub fn is_live(&self, now: u64, nonce: &str) -> bool {
+        self.nonces
+            .get(nonce)
+            .is_some_and(|s| now.saturating_sub(s.issued) <= self.ttl)
+    }
+
     /// Checks Authorization credentials of a request with `method`.
     pub fn verify(
         &mut self,

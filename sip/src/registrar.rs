@@ -3,8 +3,12 @@
 //!
 //! Sans-IO like the rest of the engine: time is seconds passed in, the request comes in as a
 //! [`Message`], the response goes out as one. Credentials come from the application through
-//! [`CredentialStore`]. A source address that fails authentication too often is refused for a
-//! while without being challenged (brute-force throttling).
+//! [`CredentialStore`]. Failed authentications count only when they are real guesses (a wrong
+//! password or user against a nonce this registrar issued and still holds: a spoofed or
+//! half-written Authorization counts nothing), per source address and account: an account
+//! guessed too often from one address is refused there for a while without a challenge, and an
+//! address guessing many accounts is refused as a whole. The answer to a failure never says
+//! whether the account exists.
 //!
 //! The address of record is the user part of the To URI: one hotline serves one domain.
 
@@ -87,9 +91,16 @@ pub struct Registrar {
     config: RegistrarConfig,
     challenger: Challenger,
     bindings: HashMap<String, Vec<Binding>>,
-    failures: HashMap<IpAddr, Failures>,
+    /// Guesses by source address and account.
+    failures: HashMap<(IpAddr, String), Failures>,
+    /// Guesses by source address, all accounts together.
+    address_failures: HashMap<IpAddr, Failures>,
     tag_counter: u64,
 }
+
+/// An address is blocked as a whole after this many times `max_failures` guesses (many
+/// agents share one NAT, and one of them mistyping must not block the rest).
+const ADDRESS_FACTOR: u32 = 4;
 
 impl Registrar {
     /// A registrar with a random nonce secret.
@@ -100,6 +111,7 @@ impl Registrar {
             challenger,
             bindings: HashMap::new(),
             failures: HashMap::new(),
+            address_failures: HashMap::new(),
             tag_counter: 0,
         }
     }
@@ -119,8 +131,14 @@ impl Registrar {
         peer: Peer,
         store: &dyn CredentialStore,
     ) -> Message {
-        if let Some(f) = self.failures.get(&peer.addr.ip())
-            && f.blocked_until > now
+        let ip = peer.addr.ip();
+        let account = req
+            .to_header()
+            .and_then(|t| t.uri.as_sip().and_then(|u| u.user).map(str::to_string))
+            .unwrap_or_default();
+        let blocked = |f: Option<&Failures>| f.is_some_and(|f| f.blocked_until > now);
+        if blocked(self.failures.get(&(ip, account.clone())))
+            || blocked(self.address_failures.get(&ip))
         {
             return self.reply(req, 403, Some("too many failed attempts; try later"));
         }
@@ -137,11 +155,24 @@ impl Registrar {
             Verdict::Challenge => return self.challenge(now, req, false),
             Verdict::Stale => return self.challenge(now, req, true),
             Verdict::Fail(why) => {
-                self.note_failure(now, peer.addr.ip());
-                return self.reply(req, 403, Some(why));
+                let guess = matches!(why, "wrong credentials" | "unknown user")
+                    && creds
+                        .as_ref()
+                        .and_then(|c| c.param("nonce"))
+                        .is_some_and(|n| self.challenger.is_live(now, &n));
+                if guess {
+                    self.note_failure(now, ip, &account);
+                }
+                // One answer for a wrong password and an account that does not exist.
+                let said = if matches!(why, "wrong credentials" | "unknown user") {
+                    "authentication failed"
+                } else {
+                    why
+                };
+                return self.reply(req, 403, Some(said));
             }
         };
-        self.failures.remove(&peer.addr.ip());
+        self.failures.remove(&(ip, account));
         let Some(aor) = req
             .to_header()
             .and_then(|t| t.uri.as_sip().and_then(|u| u.user).map(str::to_string))
@@ -260,23 +291,39 @@ impl Registrar {
         r
     }
 
-    fn note_failure(&mut self, now: u64, ip: IpAddr) {
-        let cfg = &self.config;
-        let f = self.failures.entry(ip).or_insert(Failures {
+    fn note_failure(&mut self, now: u64, ip: IpAddr, account: &str) {
+        let cfg = self.config.clone();
+        let bump = |f: &mut Failures, max: u32| {
+            if now.saturating_sub(f.window_start) > cfg.failure_window {
+                f.window_start = now;
+                f.count = 0;
+            }
+            f.count += 1;
+            if f.count >= max {
+                f.blocked_until = now + cfg.block_for;
+            }
+        };
+        let fresh = Failures {
             window_start: now,
             count: 0,
             blocked_until: 0,
-        });
-        if now.saturating_sub(f.window_start) > cfg.failure_window {
-            f.window_start = now;
-            f.count = 0;
-        }
-        f.count += 1;
-        if f.count >= cfg.max_failures {
-            f.blocked_until = now + cfg.block_for;
-        }
-        if self.failures.len() > 100_000 {
-            self.failures.retain(|_, f| f.blocked_until > now);
+        };
+        bump(
+            self.failures
+                .entry((ip, account.to_string()))
+                .or_insert(fresh),
+            cfg.max_failures,
+        );
+        bump(
+            self.address_failures.entry(ip).or_insert(fresh),
+            cfg.max_failures.saturating_mul(ADDRESS_FACTOR),
+        );
+        if self.failures.len() + self.address_failures.len() > 100_000 {
+            let live = |f: &Failures| {
+                f.blocked_until > now || now.saturating_sub(f.window_start) <= cfg.failure_window
+            };
+            self.failures.retain(|_, f| live(f));
+            self.address_failures.retain(|_, f| live(f));
         }
     }
 
@@ -504,6 +551,115 @@ mod tests {
             "10.0.0.9",
         );
         assert_eq!(later.status(), Some(200));
+    }
+
+    /// The REGISTER of `user` with `password` against the nonce of a fresh challenge.
+    fn guess(r: &mut Registrar, now: u64, user: &str, password: &str, from: &str) -> Message {
+        let text = |auth: Option<&str>| {
+            static CSEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+            let cseq = CSEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let m = register(cseq, "<sip:x@10.0.0.9>", None, auth);
+            let t = String::from_utf8_lossy(&m.to_bytes())
+                .replace("1001@hotline", &format!("{user}@hotline"));
+            Message::parse(t.as_bytes(), Delivery::Datagram).unwrap()
+        };
+        let first = r.handle(now, &text(None), peer(from), &Agents);
+        if first.status() != Some(401) {
+            return first;
+        }
+        let nonce = first
+            .auths(&HeaderName::WwwAuthenticate)
+            .next()
+            .map(|a: Auth<'_>| a.param("nonce").unwrap())
+            .unwrap();
+        let cred = authorization(
+            Algorithm::Sha256,
+            user,
+            "hotline",
+            password,
+            &nonce,
+            1,
+            "cn",
+            "REGISTER",
+            "sip:hotline",
+        );
+        r.handle(now, &text(Some(&cred)), peer(from), &Agents)
+    }
+
+    fn warning(m: &Message) -> String {
+        m.header(&HeaderName::Other("Warning".into()))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn only_real_guesses_count_per_account_and_the_answer_hides_which_accounts_exist() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [2; 32]);
+        // Spoofed REGISTERs with a made-up nonce or a half-written Authorization: refused, but
+        // they block nobody (a spoofer could otherwise lock out a whole NAT).
+        for i in 0..10 {
+            let forged = authorization(
+                Algorithm::Sha256,
+                "1001",
+                "hotline",
+                "guess",
+                "not-our-nonce",
+                1,
+                "cn",
+                "REGISTER",
+                "sip:hotline",
+            );
+            let resp = r.handle(
+                100,
+                &register(i, "<sip:1001@10.0.0.9>", None, Some(&forged)),
+                peer("10.0.0.9"),
+                &Agents,
+            );
+            assert_ne!(resp.status(), Some(200));
+            let half = "Digest username=\"1001\", realm=\"hotline\"";
+            let resp = r.handle(
+                100,
+                &register(i, "<sip:1001@10.0.0.9>", None, Some(half)),
+                peer("10.0.0.9"),
+                &Agents,
+            );
+            assert_eq!(resp.status(), Some(403));
+        }
+        assert_eq!(
+            guess(&mut r, 100, "1001", "pw1001", "10.0.0.9").status(),
+            Some(200)
+        );
+
+        // A wrong password and an unknown account read the same.
+        let wrong = guess(&mut r, 100, "1001", "guess", "10.0.0.9");
+        let unknown = guess(&mut r, 100, "1007", "guess", "10.0.0.9");
+        assert_eq!((wrong.status(), unknown.status()), (Some(403), Some(403)));
+        assert_eq!(warning(&wrong), warning(&unknown));
+        assert!(
+            warning(&wrong).contains("authentication failed"),
+            "{}",
+            warning(&wrong)
+        );
+
+        // Five real guesses at 1001 block 1001 from that address, not other accounts there.
+        for _ in 0..4 {
+            guess(&mut r, 101, "1001", "guess", "10.0.0.9");
+        }
+        assert!(warning(&guess(&mut r, 102, "1001", "pw1001", "10.0.0.9")).contains("too many"));
+        assert_eq!(
+            guess(&mut r, 102, "1007", "x", "10.0.0.9").status(),
+            Some(403)
+        );
+        assert!(!warning(&guess(&mut r, 102, "1008", "x", "10.0.0.9")).contains("too many"));
+        // An address guessing many accounts is blocked as a whole (4 x 5 guesses).
+        for i in 0..20 {
+            guess(&mut r, 103, &format!("20{i:02}"), "x", "10.0.0.9");
+        }
+        assert!(warning(&guess(&mut r, 104, "3001", "x", "10.0.0.9")).contains("too many"));
+        assert_eq!(
+            guess(&mut r, 104, "1001", "pw1001", "10.0.0.8").status(),
+            Some(200)
+        );
     }
 
     #[test]

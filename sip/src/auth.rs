@@ -5,7 +5,7 @@
 //! [`CredentialStore`]. Nonces are issued by a [`Challenger`], expire after a configured time,
 //! and every nonce-count is accepted once only, so a captured REGISTER cannot be replayed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 
 use md5::Md5;
@@ -109,6 +109,9 @@ pub struct Challenger {
     counter: u64,
     ttl: u64,
     nonces: HashMap<String, NonceState>,
+    /// Nonces in the order they were issued (time order): expiry and eviction take from the
+    /// front, so a challenge costs the same with one nonce held or with the table full.
+    issued: VecDeque<(u64, String)>,
     max_nonces: usize,
 }
 
@@ -129,8 +132,19 @@ impl Challenger {
             counter: 0,
             ttl: ttl_secs,
             nonces: HashMap::new(),
+            issued: VecDeque::new(),
             max_nonces: 100_000,
         }
+    }
+
+    /// Nonces held (issued, not yet expired or evicted).
+    pub fn held(&self) -> usize {
+        self.nonces.len()
+    }
+
+    /// A challenger holding at most `max` nonces at once (default 100,000).
+    pub fn set_max_nonces(&mut self, max: usize) {
+        self.max_nonces = max.max(1);
     }
 
     /// The realm.
@@ -139,17 +153,15 @@ impl Challenger {
     }
 
     fn new_nonce(&mut self, now: u64) -> String {
-        self.nonces
-            .retain(|_, st| now.saturating_sub(st.issued) <= self.ttl);
-        if self.nonces.len() >= self.max_nonces {
-            // Under a flood of unanswered challenges the oldest nonces go first.
-            let oldest = self
-                .nonces
-                .iter()
-                .min_by_key(|(_, st)| st.issued)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.nonces.remove(&k);
+        // Expired nonces first, then (under a flood of unanswered challenges) the oldest; a
+        // nonce already dropped by `verify` is skipped when its turn comes.
+        while let Some((issued, _)) = self.issued.front() {
+            let expired = now.saturating_sub(*issued) > self.ttl;
+            if !expired && self.issued.len() < self.max_nonces {
+                break;
+            }
+            if let Some((_, nonce)) = self.issued.pop_front() {
+                self.nonces.remove(&nonce);
             }
         }
         self.counter += 1;
@@ -169,6 +181,7 @@ impl Challenger {
                 last_nc: 0,
             },
         );
+        self.issued.push_back((now, nonce.clone()));
         nonce
     }
 
@@ -461,5 +474,43 @@ mod tests {
             Verdict::Challenge
         );
         assert_eq!(c.verify(1, "REGISTER", None, &Users), Verdict::Challenge);
+    }
+
+    #[test]
+    fn a_full_nonce_table_drops_the_oldest_and_expired_ones_first() {
+        let mut c = Challenger::with_secret("hotline", 300, [7; 32]);
+        c.set_max_nonces(3);
+        let first = nonce_of(&c.challenge(1000, false, &[Algorithm::Md5])[0]);
+        let second = nonce_of(&c.challenge(1001, false, &[Algorithm::Md5])[0]);
+        let third = nonce_of(&c.challenge(1002, false, &[Algorithm::Md5])[0]);
+        let fourth = nonce_of(&c.challenge(1003, false, &[Algorithm::Md5])[0]);
+        assert_eq!(c.held(), 3);
+        assert!(
+            !c.is_live(1003, &first),
+            "the oldest goes when the table is full"
+        );
+        for n in [&second, &third, &fourth] {
+            assert!(c.is_live(1003, n));
+        }
+        // Past the lifetime of the second and third, a new challenge leaves the fourth and
+        // itself.
+        let fifth = nonce_of(&c.challenge(1303, false, &[Algorithm::Md5])[0]);
+        assert_eq!(c.held(), 2);
+        assert!(c.is_live(1303, &fourth) && c.is_live(1303, &fifth));
+        // A nonce used up as stale by verify is skipped when its turn comes.
+        let a = authorization(
+            Algorithm::Md5,
+            "agent1001",
+            "hotline",
+            "s3cret",
+            &fourth,
+            1,
+            "c",
+            "REGISTER",
+            "sip:hotline",
+        );
+        assert_eq!(check(&mut c, 1400, &a), Verdict::Stale);
+        let _ = c.challenge(1401, false, &[Algorithm::Md5]);
+        assert_eq!(c.held(), 2);
     }
 }

@@ -42,6 +42,11 @@ pub struct RegistrarConfig {
     pub max_bindings: usize,
     /// Digest algorithms offered, most preferred first (one WWW-Authenticate each).
     pub algorithms: Vec<Algorithm>,
+    /// Challenges (nonces issued) to one address within `challenge_window`; past it the
+    /// address gets 503 with Retry-After and no nonce is stored.
+    pub max_challenges: u32,
+    /// Seconds over which challenges are counted.
+    pub challenge_window: u64,
 }
 
 impl Default for RegistrarConfig {
@@ -57,6 +62,10 @@ impl Default for RegistrarConfig {
             block_for: 300,
             max_bindings: 5,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            // A call center behind one NAT re-registers a few hundred phones an hour, and all
+            // of them at once after a restart: 200 in 10 s lets them in within a minute.
+            max_challenges: 200,
+            challenge_window: 10,
         }
     }
 }
@@ -95,6 +104,8 @@ pub struct Registrar {
     failures: HashMap<(IpAddr, String), Failures>,
     /// Guesses by source address, all accounts together.
     address_failures: HashMap<IpAddr, Failures>,
+    /// Challenges by source address: (start of the window, challenges in it).
+    challenges: HashMap<IpAddr, (u64, u32)>,
     tag_counter: u64,
 }
 
@@ -112,6 +123,7 @@ impl Registrar {
             bindings: HashMap::new(),
             failures: HashMap::new(),
             address_failures: HashMap::new(),
+            challenges: HashMap::new(),
             tag_counter: 0,
         }
     }
@@ -152,8 +164,8 @@ impl Registrar {
         let method = req.method().map_or("REGISTER", |m| m.as_str());
         let user = match self.challenger.verify(now, method, creds.as_ref(), store) {
             Verdict::Ok(user) => user,
-            Verdict::Challenge => return self.challenge(now, req, false),
-            Verdict::Stale => return self.challenge(now, req, true),
+            Verdict::Challenge => return self.challenge(now, req, peer, false),
+            Verdict::Stale => return self.challenge(now, req, peer, true),
             Verdict::Fail(why) => {
                 let guess = matches!(why, "wrong credentials" | "unknown user")
                     && creds
@@ -274,7 +286,31 @@ impl Registrar {
         r
     }
 
-    fn challenge(&mut self, now: u64, req: &Message, stale: bool) -> Message {
+    /// Counts a challenge to `ip`; the seconds to wait when it is one too many.
+    fn challenge_refused(&mut self, now: u64, ip: IpAddr) -> Option<u64> {
+        let window = self.config.challenge_window.max(1);
+        if self.challenges.len() >= 100_000 {
+            self.challenges
+                .retain(|_, (start, _)| now.saturating_sub(*start) < window);
+        }
+        let (start, count) = self.challenges.entry(ip).or_insert((now, 0));
+        if now.saturating_sub(*start) >= window {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= self.config.max_challenges {
+            return Some((*start + window).saturating_sub(now).max(1));
+        }
+        *count += 1;
+        None
+    }
+
+    fn challenge(&mut self, now: u64, req: &Message, peer: Peer, stale: bool) -> Message {
+        if let Some(wait) = self.challenge_refused(now, peer.addr.ip()) {
+            let mut r = self.reply(req, 503, Some("too many registrations; try later"));
+            r.push_header(HeaderName::RetryAfter, &wait.to_string());
+            return r;
+        }
         let mut r = self.reply(req, 401, None);
         // JsSIP (the browser softphones' library, 3.x) reads only the first WWW-Authenticate
         // and gives up unless it is MD5: it gets MD5 first when MD5 is offered at all.
@@ -376,6 +412,11 @@ impl Registrar {
     /// The agents with at least one binding (lapsed ones not yet expired included).
     pub fn aors(&self) -> impl Iterator<Item = &str> {
         self.bindings.keys().map(String::as_str)
+    }
+
+    /// Nonces the registrar holds for challenges not yet answered or expired.
+    pub fn nonces_held(&self) -> usize {
+        self.challenger.held()
     }
 
     /// Number of agents with at least one binding.
@@ -819,5 +860,49 @@ mod tests {
             r.handle(1, &req, peer("10.0.0.5"), &Agents).status(),
             Some(403)
         );
+    }
+
+    #[test]
+    fn a_flood_of_challenges_from_one_address_is_refused_without_storing_nonces() {
+        let mut r = Registrar::with_secret(RegistrarConfig::default(), [1; 32]);
+        let flood = |r: &mut Registrar, now: u64, n: u32| {
+            (0..n)
+                .map(|i| {
+                    let req = register(i + 1, "<sip:1001@10.0.0.66>", None, None);
+                    r.handle(now, &req, peer("10.0.0.66"), &Agents)
+                })
+                .collect::<Vec<_>>()
+        };
+        let answers = flood(&mut r, 100, 250);
+        assert!(answers[..200].iter().all(|a| a.status() == Some(401)));
+        let refused = &answers[200..];
+        assert!(refused.iter().all(|a| a.status() == Some(503)));
+        assert!(
+            refused
+                .iter()
+                .all(|a| a.header(&HeaderName::WwwAuthenticate).is_none())
+        );
+        assert_eq!(refused[0].header(&HeaderName::RetryAfter), Some("10"));
+        assert_eq!(
+            r.nonces_held(),
+            200,
+            "no nonce stored for a refused challenge"
+        );
+        // Another address is challenged and registers as usual.
+        let ok = register_with(
+            &mut r,
+            101,
+            1,
+            "<sip:1001@10.0.0.5>",
+            None,
+            "pw1001",
+            "10.0.0.5",
+        );
+        assert_eq!(ok.status(), Some(200));
+        // A few seconds on the wait is shorter; after the window the address is served again.
+        let later = flood(&mut r, 105, 1);
+        assert_eq!(later[0].header(&HeaderName::RetryAfter), Some("5"));
+        let next = flood(&mut r, 110, 1);
+        assert_eq!(next[0].status(), Some(401));
     }
 }

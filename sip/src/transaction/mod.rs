@@ -230,6 +230,9 @@ pub struct Transactions {
     /// retransmissions and cost little, so a busy trunk is not limited by them).
     per_source: HashMap<IpAddr, usize>,
     max_per_source: usize,
+    /// The most transactions held at once, answered ones included: spoofed sources each
+    /// under `max_per_source` still cannot grow the table without bound.
+    max_transactions: usize,
     queue: TimerQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -271,6 +274,7 @@ impl Transactions {
             merge_index: HashMap::new(),
             per_source: HashMap::new(),
             max_per_source: 1000,
+            max_transactions: 100_000,
             queue: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -282,6 +286,12 @@ impl Transactions {
     /// (default 1000).
     pub fn set_max_per_source(&mut self, max: usize) {
         self.max_per_source = max.max(1);
+    }
+
+    /// The most transactions held at once; beyond it new requests are answered 503 with
+    /// Retry-After and hold nothing (default 100,000).
+    pub fn set_max_transactions(&mut self, max: usize) {
+        self.max_transactions = max.max(1);
     }
 
     /// Live transactions.
@@ -420,8 +430,9 @@ impl Transactions {
         let invite = msg.method() == Some(&Method::Invite);
         let reply_peer = response_peer(&msg, peer);
         let held = self.per_source.get(&peer.addr.ip()).copied().unwrap_or(0);
-        if held >= self.max_per_source {
-            // One address flooding us gets a stateless 503; everyone else is served.
+        if held >= self.max_per_source || self.txs.len() >= self.max_transactions {
+            // One address flooding us gets a stateless 503; everyone else is served. Past the
+            // global cap everyone is refused until transactions end.
             let mut busy = Message::response_to(&msg, 503);
             busy.push_header(HeaderName::RetryAfter, "5");
             busy.set_body(None, Vec::new());

@@ -685,3 +685,48 @@ fn one_source_cannot_hold_more_than_its_share_of_transactions() {
     assert!(ep.poll_transmit().is_none(), "served, not refused");
     assert_eq!(ep.len(), 1);
 }
+
+#[test]
+fn the_table_of_transactions_has_a_global_cap() {
+    let mut ep = Transactions::new(TimerConfig::default());
+    ep.set_max_transactions(20);
+    let now = Instant::now();
+    // Spoofed sources, each far under the per-address share, answered at once (held by
+    // timer J for 32 s).
+    for i in 0..30u32 {
+        let from = peer(&format!("198.51.100.{}:5060", i + 1), TransportKind::Udp);
+        let mut m = request(Method::Options, &format!("z9hG4bKspoof{i}"), i + 1);
+        m.replace_first_value(&HeaderName::CallId, &format!("spoof-{i}"));
+        ep.handle_input(now, from, &m.to_bytes());
+        while let Some(e) = ep.poll_event() {
+            if let Event::Request { tx, request, .. } = e {
+                ep.respond(now, tx, answer(&request, 200)).unwrap();
+            }
+        }
+    }
+    assert_eq!(ep.len(), 20);
+    let sent: Vec<Vec<u8>> = std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| t.bytes)
+        .collect();
+    assert_eq!(
+        sent.iter()
+            .filter(|b| b.starts_with(b"SIP/2.0 200 "))
+            .count(),
+        20
+    );
+    let busy: Vec<&Vec<u8>> = sent
+        .iter()
+        .filter(|b| b.starts_with(b"SIP/2.0 503 "))
+        .collect();
+    assert_eq!(busy.len(), 10);
+    assert!(
+        busy.iter()
+            .all(|b| String::from_utf8_lossy(b).contains("Retry-After: 5"))
+    );
+    // Once they end, requests are taken again.
+    let later = now + Duration::from_secs(33);
+    ep.handle_timeout(later);
+    let m = request(Method::Options, "z9hG4bKback", 99);
+    ep.handle_input(later, peer(ALICE, TransportKind::Udp), &m.to_bytes());
+    assert_eq!(ep.len(), 1);
+}

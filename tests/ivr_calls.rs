@@ -537,6 +537,69 @@ fn keys_sent_as_tones_in_the_audio_are_heard() {
 /// playing `agent` (answering in A-law, echoing what it gets); returns the call's record and
 /// the directory its recording is in.
 fn transfer_call(agent: &str, ports: (u16, u16)) -> (CallRecord, tempfile::TempDir) {
+    transfer_call_with(agent, ports, false).0
+}
+
+/// A third party on another address (127.0.0.2) that sends RTP (a 2 kHz tone, SSRCs and
+/// sequence numbers of its own, in order) and RTCP to every port of `ports` every 20 ms until
+/// stopped, and counts what comes back to it.
+struct Attacker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Attacker {
+    fn start(ports: (u16, u16)) -> Attacker {
+        let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut got = 0;
+            let mut buf = [0u8; 2048];
+            let mut seq: u16 = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                seq = seq.wrapping_add(1);
+                let mut rtp = vec![0x80, 0x00];
+                rtp.extend_from_slice(&seq.to_be_bytes());
+                rtp.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+                rtp.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+                rtp.extend((0..160).map(|i| {
+                    let t = f64::from(i) / 8000.0;
+                    ulaw_encode((8000.0 * (2.0 * std::f64::consts::PI * 2000.0 * t).sin()) as i16)
+                }));
+                // A receiver report (RFC 3550 6.4.2) with no report blocks.
+                let rtcp = [0x80, 201, 0, 1, 0x0b, 0xad, 0xca, 0xfe];
+                for port in (ports.0..=ports.1).step_by(2) {
+                    let _ = socket.send_to(&rtp, ("127.0.0.1", port));
+                    let _ = socket.send_to(&rtcp, ("127.0.0.1", port + 1));
+                }
+                while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    if n > 0 {
+                        got += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            got
+        });
+        Attacker { stop, thread }
+    }
+
+    /// Stops; how many datagrams the hotline sent it.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// [`transfer_call`], with an [`Attacker`] on the RTP range from before the call starts to
+/// after it ends when `attack`: also what the attacker received.
+fn transfer_call_with(
+    agent: &str,
+    ports: (u16, u16),
+    attack: bool,
+) -> ((CallRecord, tempfile::TempDir), usize) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("prompts")).unwrap();
     write_wav(&dir.path().join("prompts/hello.wav"), &chirp(0.5));
@@ -581,9 +644,11 @@ fn transfer_call(agent: &str, ports: (u16, u16)) -> (CallRecord, tempfile::TempD
         .spawn()
         .expect("SIPp is installed");
     let mut engine = Engine::start(dir.path(), ports.0, ports.1);
+    let attacker = attack.then(|| Attacker::start(ports));
     let caller = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp/uac_media_load.xml");
     let (code, errors) = sipp_in(work.path(), engine.addr, &caller, "12345", &["-d", "4000"]);
     let record = engine.record(Duration::from_secs(10));
+    let stolen = attacker.map_or(0, Attacker::stop);
     let agent = agent.wait_with_output().unwrap();
     engine.stop();
     let agent_errors = common::sipp::errors_in(work.path());
@@ -595,7 +660,58 @@ fn transfer_call(agent: &str, ports: (u16, u16)) -> (CallRecord, tempfile::TempD
     let record = record.expect("a record of the transferred call");
     assert_eq!(record.transfer_to.as_deref(), Some(uri.as_str()));
     // The directory holds the recording.
-    (record, dir)
+    ((record, dir), stolen)
+}
+
+/// Zero crossings of a stretch of audio (a 300 Hz tone: 600 a second).
+fn crossings(s: &[i16]) -> usize {
+    s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
+}
+
+/// Issue 22, item 1: a third party sending RTP and RTCP to every port of the range from
+/// before the call starts (so its packets are the first each port gets) is neither heard by
+/// the agent nor by the caller, not recorded, and not followed: nothing of the call is sent
+/// to it, and its packets are counted as dropped.
+#[test]
+fn a_third_partys_rtp_is_neither_heard_recorded_nor_followed() {
+    let metrics = hotline::telemetry::prometheus();
+    let ((record, _dir), stolen) = transfer_call_with("uas_agent_pcma.xml", (47900, 47939), true);
+    assert_eq!(
+        stolen, 0,
+        "the hotline sent the attacker {stolen} datagrams"
+    );
+    // The caller's 4 s of 300 Hz, and the agent's echo: about 200 packets from each; the
+    // attacker's ~200 to each port are not among them.
+    assert!((150..260).contains(&record.packets_received), "{record:?}");
+    let path = record.recording.expect("recorded");
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    // One second of the bridge: the caller's 300 Hz on the left and the agent's echo of what
+    // it heard on the right; a 2 kHz tone mixed in (4,000 crossings a second) would show.
+    let (l, r) = (&left[16_000..24_000], &right[16_000..24_000]);
+    assert!((560..640).contains(&crossings(l)), "left: {}", crossings(l));
+    assert!(
+        (560..640).contains(&crossings(r)),
+        "right: {}",
+        crossings(r)
+    );
+    let text = metrics.render();
+    let dropped = |reason: &str| -> u64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with("hotline_rtp_dropped_total")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // The caller's leg alone (the agent's is A-law: the attacker's mu-law is not even RTP of
+    // that call) gets about 50 a second for over 4 s.
+    assert!(dropped("rtp_source") >= 150, "{text}");
+    assert!(dropped("rtcp_source") >= 100, "{text}");
 }
 
 /// A `transfer` node bridges the caller to the target (a SIPp UAS that answers in A-law and
@@ -619,7 +735,6 @@ fn a_transfer_bridges_the_caller_to_the_target_with_transcoding() {
     let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
     let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
     assert!(left.len() > 8000 * 3, "{} samples", left.len());
-    let crossings = |s: &[i16]| s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
     // One second well inside the bridged part (greeting 0.5 s, ringing 1 s).
     let (l, r) = (&left[16_000..24_000], &right[16_000..24_000]);
     assert!((560..640).contains(&crossings(l)), "left: {}", crossings(l));

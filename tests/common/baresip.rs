@@ -58,7 +58,9 @@ pub fn start(
     std::fs::write(
         dir.join("config"),
         format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
+            // net_interface: SDP names the address baresip sends from (else the host's first
+            // interface, which the hotline's RTP latch rightly does not take for a loopback source).
+            "poll_method epoll\nnet_interface 127.0.0.1\nsip_listen 127.0.0.1:{sip_port}\naudio_player aubridge,x\n\
              audio_alert aubridge,x\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
              module aubridge.so\nmodule ctrl_tcp.so\n{audio}module_tmp account.so\n\
              module_app menu.so\nctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\

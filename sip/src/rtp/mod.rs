@@ -4,6 +4,7 @@
 
 pub mod dtmf;
 pub mod jitter;
+pub mod latch;
 pub mod ports;
 pub mod rtcp;
 pub mod session;

@@ -65,55 +65,6 @@ impl PortAllocator {
     }
 }
 
-/// Symmetric RTP (RFC 4961 practice for callers behind NAT): the address to send to is the
-/// one the first valid packet came from, not the one in the SDP; a later change of source is
-/// followed only after several packets agree (a stray packet cannot hijack the stream).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latch {
-    target: std::net::SocketAddr,
-    latched: bool,
-    candidate: Option<(std::net::SocketAddr, u8)>,
-}
-
-impl Latch {
-    /// Starts with the SDP's address.
-    pub fn new(sdp_addr: std::net::SocketAddr) -> Self {
-        Latch {
-            target: sdp_addr,
-            latched: false,
-            candidate: None,
-        }
-    }
-
-    /// Where to send now.
-    pub fn target(&self) -> std::net::SocketAddr {
-        self.target
-    }
-
-    /// A valid RTP packet (right SSRC and payload type) came from `source`.
-    pub fn on_packet(&mut self, source: std::net::SocketAddr) {
-        if !self.latched {
-            self.target = source;
-            self.latched = true;
-            return;
-        }
-        if source == self.target {
-            self.candidate = None;
-            return;
-        }
-        let count = match self.candidate {
-            Some((addr, n)) if addr == source => n + 1,
-            _ => 1,
-        };
-        if count >= 5 {
-            self.target = source;
-            self.candidate = None;
-        } else {
-            self.candidate = Some((source, count));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,28 +88,5 @@ mod tests {
         assert_eq!(a.allocate(), Ok(20006));
         assert_eq!(a.in_use(), 3, "20004, 20006 and 20008; 20002 is free");
         assert_eq!(PortAllocator::new(30000, 30000).allocate(), Err(Exhausted));
-    }
-
-    #[test]
-    fn the_first_packet_latches_and_a_move_needs_agreement() {
-        let sdp: std::net::SocketAddr = "10.0.0.5:4000".parse().unwrap();
-        let nat: std::net::SocketAddr = "198.51.100.7:61000".parse().unwrap();
-        let stray: std::net::SocketAddr = "203.0.113.9:5000".parse().unwrap();
-        let mut l = Latch::new(sdp);
-        assert_eq!(l.target(), sdp);
-        l.on_packet(nat);
-        assert_eq!(l.target(), nat);
-        l.on_packet(stray);
-        l.on_packet(nat);
-        l.on_packet(stray);
-        assert_eq!(l.target(), nat, "one stray packet does not move the stream");
-        for _ in 0..5 {
-            l.on_packet(stray);
-        }
-        assert_eq!(
-            l.target(),
-            stray,
-            "a source that keeps sending is followed (NAT rebinding)"
-        );
     }
 }

@@ -35,7 +35,8 @@ use hotline_sip::media::player::{Player, Prompt};
 use hotline_sip::media::relay::{LegFormat, Relay};
 use hotline_sip::rtp::RtpPacket;
 use hotline_sip::rtp::jitter::{JitterBuffer, Playout};
-use hotline_sip::rtp::ports::{Latch, PortAllocator};
+use hotline_sip::rtp::latch::Latch;
+use hotline_sip::rtp::ports::PortAllocator;
 use hotline_sip::rtp::session::{RtcpSession, ntp_now};
 use hotline_sip::sdp::{self, Codec, Direction, Local, Negotiated};
 use mio::net::UdpSocket;
@@ -401,6 +402,22 @@ struct Worker {
     buf: Vec<u8>,
     /// What the calls asked of the rest of the node since the last flush, in order.
     out: Vec<Effect>,
+    dropped: Dropped,
+}
+
+/// Packets dropped because they came from a source that is not the call's peer
+/// (`hotline_rtp_dropped_total`). The counter is looked up at each drop, not held: the
+/// recorder may be installed after the workers start.
+struct Dropped;
+
+impl Dropped {
+    fn rtp(&self) {
+        metrics::counter!("hotline_rtp_dropped_total", "reason" => "rtp_source").increment(1);
+    }
+
+    fn rtcp(&self) {
+        metrics::counter!("hotline_rtp_dropped_total", "reason" => "rtcp_source").increment(1);
+    }
 }
 
 impl Worker {
@@ -421,6 +438,7 @@ impl Worker {
             timers: BinaryHeap::new(),
             buf: vec![0u8; MAX_DATAGRAM],
             out: Vec::new(),
+            dropped: Dropped,
         }
     }
 

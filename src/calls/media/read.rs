@@ -19,6 +19,10 @@ impl Worker {
                     let datagram = &self.buf[..n];
                     if is_rtcp(datagram) {
                         // RTCP on the RTP port (rtcp-mux, RFC 5761).
+                        if !c.rtcp_from(from) {
+                            self.dropped.rtcp();
+                            continue;
+                        }
                         c.rtcp_peer = Some(from);
                         c.rtcp.on_rtcp(datagram, now, ntp_now());
                         continue;
@@ -27,8 +31,13 @@ impl Worker {
                     let Ok(p) = RtpPacket::parse(datagram) else {
                         continue;
                     };
-                    let Some(neg) = c.accept(&p, from) else {
-                        continue;
+                    let neg = match c.accept(now, &p, from) {
+                        Ok(Some(neg)) => neg,
+                        Ok(None) => continue,
+                        Err(()) => {
+                            self.dropped.rtp();
+                            continue;
+                        }
                     };
                     // Every packet of the stream counts for loss (telephone-events share its
                     // sequence numbers), but only audio for jitter.
@@ -82,6 +91,10 @@ impl Worker {
         for _ in 0..READ_BURST {
             match c.rtcp_socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
+                    if !c.rtcp_from(from) {
+                        self.dropped.rtcp();
+                        continue;
+                    }
                     c.rtcp_peer = Some(from);
                     c.rtcp.on_rtcp(&self.buf[..n], Instant::now(), ntp_now());
                 }
@@ -117,7 +130,11 @@ impl Worker {
                     {
                         continue;
                     }
-                    b.latch.on_packet(from);
+                    let seen = Instant::now();
+                    if !b.latch.on_packet(seen, from, p.ssrc, p.sequence).taken() {
+                        self.dropped.rtp();
+                        continue;
+                    }
                     if b.held {
                         continue; // the caller hears music, not the agent
                     }
@@ -152,7 +169,14 @@ impl Worker {
                     if p.payload_type != m.negotiated.codec.payload_type() {
                         continue;
                     }
-                    m.latch.on_packet(from);
+                    if !m
+                        .latch
+                        .on_packet(Instant::now(), from, p.ssrc, p.sequence)
+                        .taken()
+                    {
+                        self.dropped.rtp();
+                        continue;
+                    }
                     push_frames(&mut m.jitter, &p);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,

@@ -124,16 +124,30 @@ impl CallState {
         self.negotiated = Some(n);
     }
 
-    /// Whether a packet is the caller's RTP (the agreed codec or telephone-event): the
-    /// agreement when it is, after latching its source.
-    pub(super) fn accept(&mut self, p: &RtpPacket<'_>, from: SocketAddr) -> Option<Negotiated> {
-        let n = self.negotiated?;
+    /// Whether a packet is the caller's RTP (the agreed codec or telephone-event, from the
+    /// caller's source by the latch's rules): the agreement when it is, `Err(())` for a packet
+    /// of the agreed kind from a source that is not the caller's (counted as dropped).
+    pub(super) fn accept(
+        &mut self,
+        now: Instant,
+        p: &RtpPacket<'_>,
+        from: SocketAddr,
+    ) -> Result<Option<Negotiated>, ()> {
+        let Some(n) = self.negotiated else {
+            return Ok(None);
+        };
         if p.payload_type != n.codec.payload_type() && Some(p.payload_type) != n.dtmf {
-            return None;
+            return Ok(None);
         }
-        if let Some(l) = &mut self.latch {
-            l.on_packet(from);
-        }
-        Some(n)
+        let taken = self
+            .latch
+            .as_mut()
+            .is_none_or(|l| l.on_packet(now, from, p.ssrc, p.sequence).taken());
+        if taken { Ok(Some(n)) } else { Err(()) }
+    }
+
+    /// Whether RTCP from `from` is the caller's (from the latched host or the SDP's).
+    pub(super) fn rtcp_from(&self, from: SocketAddr) -> bool {
+        self.latch.is_some_and(|l| l.rtcp_from(from))
     }
 }

@@ -308,7 +308,8 @@ async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPoo
         (Some("object"), Some("citizen"))
     );
 
-    // Wrong digits and unknown numbers look the same; the sixth wrong try is throttled.
+    // Wrong digits and unknown numbers look the same; after five wrong tries the next waits
+    // 30 s (not a lock-out of a quarter of an hour), even with the right digits.
     let (s, wrong) = public(&api, format!("/api/public/tickets/{n}?phone_last4=0000")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, unknown) = public(
@@ -321,16 +322,117 @@ async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPoo
         let (s, _) = public(&api, format!("/api/public/tickets/{n}?phone_last4=1111")).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
-    let (s, _) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    let (s, wait) = public_from(&api, &n, "5678", "198.51.100.1").await;
     assert_eq!(
-        s,
-        StatusCode::TOO_MANY_REQUESTS,
+        (s, wait.as_deref()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("30")),
         "even the right digits wait now"
     );
+    // Failed tries are counted, not written to the append-only audit log.
     assert_eq!(
         audit_count(&api, "public.denied", &format!("ticket:{n}")).await,
-        5
+        0
     );
+}
+
+/// Issue 22, item 3: parallel wrong tries are counted one by one, one address guessing many
+/// tickets waits, the wait grows, and the citizen gets in once it is over.
+#[sqlx::test]
+async fn citizen_tries_are_counted_atomically_per_ticket_and_per_address(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let intake = api.login("intake").await;
+    let n = num(&api.file(&intake, json!({})).await);
+
+    // 40 wrong tries at once, from 40 addresses: exactly five are answered, the rest wait.
+    let tries = (0..40).map(|i| {
+        let (api, n) = (&api, n.clone());
+        async move {
+            public_from(
+                api,
+                &n,
+                &format!("{:04}", 1000 + i),
+                &format!("203.0.113.{i}"),
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(tries).await;
+    let answered = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::NOT_FOUND)
+        .count();
+    assert_eq!(answered, 5, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _)| matches!(*s, StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS))
+    );
+    // The next wrong try after the wait doubles it.
+    sqlx::query("UPDATE citizen_failures SET wait_until = now() - interval '1 second'")
+        .execute(&api.db)
+        .await
+        .unwrap();
+    let (s, _) = public_from(&api, &n, "0001", "203.0.113.99").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, wait) = public_from(&api, &n, "5678", "203.0.113.98").await;
+    assert_eq!(
+        (s, wait.as_deref()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("60"))
+    );
+    // Once the wait is over the citizen's right digits are taken, and the count is cleared.
+    sqlx::query("UPDATE citizen_failures SET wait_until = now() - interval '1 second'")
+        .execute(&api.db)
+        .await
+        .unwrap();
+    let (s, _) = public_from(&api, &n, "5678", "203.0.113.98").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = public_from(&api, &n, "0002", "203.0.113.97").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the ticket's count starts again");
+
+    // One address trying twenty tickets' numbers waits on every ticket; others do not.
+    let other = num(&api.file(&intake, json!({})).await);
+    for i in 0..20 {
+        let (s, _) = public_from(&api, &format!("2099010100{i:04}"), "5678", "192.0.2.7").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    let (s, wait) = public_from(&api, &other, "5678", "192.0.2.7").await;
+    assert_eq!(
+        (s, wait.as_deref()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("30"))
+    );
+    let (s, _) = public_from(&api, &other, "5678", "192.0.2.8").await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the citizen on another address is not held up"
+    );
+    assert_eq!(
+        audit_count(&api, "public.read", &format!("ticket:{other}")).await,
+        1
+    );
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action LIKE 'public.%'")
+            .fetch_one(&api.db)
+            .await
+            .unwrap();
+    assert_eq!(rows, 2, "only the two successful reads are audited");
+}
+
+/// A citizen's look-up of ticket `n` with `last4` from `ip`: the status and any Retry-After.
+async fn public_from(api: &Api, n: &str, last4: &str, ip: &str) -> (StatusCode, Option<String>) {
+    let mut req = Request::get(format!("/api/public/tickets/{n}?phone_last4={last4}"))
+        .body(Body::empty())
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    let resp = api.response(req).await;
+    let wait = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (resp.status(), wait)
 }
 
 async fn public(api: &Api, path: String) -> (StatusCode, Value) {

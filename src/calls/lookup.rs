@@ -19,6 +19,16 @@ use crate::tickets::citizen::{self, Lookup, NOT_FOUND_TEXT, THROTTLED_TEXT};
 use crate::tickets::store::StoreError;
 
 /// What a call asks for.
+/// A calling number, masked when logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", crate::mask::mask_number(&self.0))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Question {
     /// A ticket's status.
@@ -27,6 +37,8 @@ pub enum Question {
         number: Option<String>,
         /// The last four digits of the phone number on the ticket.
         last4: Option<String>,
+        /// The calling number (wrong tries are counted per caller too).
+        caller: Caller,
     },
     /// Knowledge-base answers.
     Knowledge {
@@ -206,8 +218,12 @@ pub fn position_text(place: usize, minutes: u64) -> String {
 }
 
 async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
-    let (number, last4) = match question {
-        Question::Ticket { number, last4 } => (number, last4),
+    let (number, last4, caller) = match question {
+        Question::Ticket {
+            number,
+            last4,
+            caller,
+        } => (number, last4, caller),
         Question::Position { place, minutes } => return Ok(position_text(place, minutes)),
         Question::Knowledge {
             article,
@@ -220,10 +236,10 @@ async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
     let (Some(number), Some(last4)) = (number, last4) else {
         return Ok(NOT_FOUND_TEXT.into());
     };
-    match citizen::lookup(db, &number, &last4, "ivr").await? {
+    match citizen::lookup(db, &number, &last4, "ivr", &format!("tel:{}", caller.0)).await? {
         Lookup::Found(t) => citizen::spoken_status(db, &t).await,
         Lookup::NotFound => Ok(NOT_FOUND_TEXT.into()),
-        Lookup::Throttled => Ok(THROTTLED_TEXT.into()),
+        Lookup::Throttled(_) => Ok(THROTTLED_TEXT.into()),
     }
 }
 

@@ -21,6 +21,14 @@ pub enum ApiError {
     /// 429: too many attempts.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 429 with Retry-After: too many attempts, try again in `retry_after` seconds.
+    #[error("{message}")]
+    Wait {
+        /// What to tell the client.
+        message: String,
+        /// Seconds until the next try is taken.
+        retry_after: u64,
+    },
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -45,7 +53,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::Wait { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,6 +117,9 @@ impl From<crate::users::UserError> for ApiError {
     }
 }
 
+/// Retry-After of a 503 answered because the database is not available.
+pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(e) = &self {
@@ -118,7 +129,20 @@ impl IntoResponse for ApiError {
             );
         }
         let body = serde_json::json!({ "error": self.to_string() });
-        (self.status(), Json(body)).into_response()
+        let mut r = (self.status(), Json(body)).into_response();
+        // When to come back: a throttled client after its wait, and after a few seconds when
+        // the database is away (a restart or a failover takes about that long).
+        let retry_after = match &self {
+            ApiError::Wait { retry_after, .. } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_SECS),
+            _ => None,
+        };
+        if let Some(v) =
+            retry_after.and_then(|s| axum::http::HeaderValue::from_str(&s.max(1).to_string()).ok())
+        {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        r
     }
 }
 

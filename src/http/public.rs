@@ -8,9 +8,10 @@
 //! - `POST /api/public/tickets/{number}/objection` `{"phone_last4", "reason"}`: the ticket goes
 //!   back to the same unit with a fresh time limit
 //!
-//! A wrong number and a wrong four digits get the same 404, and after five wrong tries on one
-//! ticket within 15 minutes it answers 429, so the four digits cannot be guessed by trying all
-//! 10,000. Every attempt is in the audit log.
+//! A wrong number and a wrong four digits get the same 404. After five wrong tries on one
+//! ticket, or twenty from one address, each further try waits (429 with Retry-After: 30 s,
+//! doubling up to an hour), so the four digits cannot be guessed by trying all 10,000; the
+//! tries are counted atomically (see [`citizen`]). Successful reads are in the audit log.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -31,15 +32,24 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The ticket, when `last4` proves the caller may see it.
-async fn check(state: &AppState, number: &str, last4: &str) -> Result<TicketRow, ApiError> {
-    match citizen::lookup(&state.db, number, last4, "citizen").await? {
+async fn check(
+    state: &AppState,
+    from: &axum::http::Extensions,
+    number: &str,
+    last4: &str,
+) -> Result<TicketRow, ApiError> {
+    let source = from
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    match citizen::lookup(&state.db, number, last4, "citizen", &source).await? {
         Lookup::Found(t) => Ok(*t),
         Lookup::NotFound => Err(ApiError::NotFound(
             "no ticket with this number and these last four digits of the phone".into(),
         )),
-        Lookup::Throttled => Err(ApiError::TooManyRequests(
-            "too many wrong attempts on this ticket; try again in 15 minutes".into(),
-        )),
+        Lookup::Throttled(secs) => Err(ApiError::Wait {
+            message: format!("too many wrong attempts; try again in {secs} s"),
+            retry_after: secs,
+        }),
     }
 }
 
@@ -51,10 +61,11 @@ struct Proof {
 
 async fn status(
     State(state): State<AppState>,
+    from: axum::http::Extensions,
     Path(number): Path<String>,
     Query(p): Query<Proof>,
 ) -> Result<Json<Value>, ApiError> {
-    let t = check(&state, &number, &p.phone_last4).await?;
+    let t = check(&state, &from, &number, &p.phone_last4).await?;
     Ok(Json(store::public_view(&state.db, &t).await?))
 }
 
@@ -69,10 +80,11 @@ struct Rating {
 
 async fn rate(
     State(state): State<AppState>,
+    from: axum::http::Extensions,
     Path(number): Path<String>,
     Json(r): Json<Rating>,
 ) -> Result<Json<Value>, ApiError> {
-    let t = check(&state, &number, &r.phone_last4).await?;
+    let t = check(&state, &from, &number, &r.phone_last4).await?;
     store::rate(&state.db, &state.tickets, &t, r.score, &r.comment).await?;
     let t = store::get(&state.db, &number).await?;
     Ok(Json(store::public_view(&state.db, &t).await?))
@@ -87,10 +99,11 @@ struct Objection {
 
 async fn object(
     State(state): State<AppState>,
+    from: axum::http::Extensions,
     Path(number): Path<String>,
     Json(o): Json<Objection>,
 ) -> Result<Json<Value>, ApiError> {
-    let t = check(&state, &number, &o.phone_last4).await?;
+    let t = check(&state, &from, &number, &o.phone_last4).await?;
     let by = By {
         name: "citizen".into(),
         actor: Actor::Citizen,

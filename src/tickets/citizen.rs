@@ -1,9 +1,15 @@
 //! What a citizen may learn about a ticket (REGULATION.md Art. 13), the same for the public
 //! API and the IVR's `ticket_status` node: the ticket number plus the last four digits of the
 //! phone number given on it prove the right to ask. A wrong number and wrong digits look the
-//! same; after [`MAX_FAILURES`] wrong tries on one ticket within 15 minutes every answer is
-//! [`Lookup::Throttled`], so the digits cannot be found by trying all 10,000. Every attempt is
-//! in the audit log.
+//! same.
+//!
+//! Wrong tries are counted per ticket and per source (the client's address on the API, the
+//! calling number in the IVR) in `citizen_failures`, one row per key changed under an advisory
+//! lock, so parallel tries are counted one by one. Past [`FREE_TRIES_TICKET`] wrong tries on a
+//! ticket, or [`FREE_TRIES_SOURCE`] from one source, each further try waits a growing time
+//! (30 s, doubling, at most an hour): the digits cannot be found by trying all 10,000, and the
+//! citizen is never locked out for long by somebody else's tries. A right answer clears both
+//! counts. Successful reads are in the audit log; failed tries are only counted.
 
 use chrono::{Datelike, Duration};
 use sqlx::PgPool;
@@ -12,8 +18,12 @@ use super::store::{self, StoreError, TicketRow};
 use super::workflow::Status;
 use crate::china::calendar::china_time;
 
-/// Wrong tries on one ticket within 15 minutes before look-ups wait.
-pub const MAX_FAILURES: i64 = 5;
+/// Wrong tries on one ticket before each further try waits.
+pub const FREE_TRIES_TICKET: i32 = 5;
+/// Wrong tries from one source (on any tickets) before each further try waits.
+pub const FREE_TRIES_SOURCE: i32 = 20;
+/// Failures are forgotten after an hour without one.
+const FORGET_AFTER_SECS: i64 = 3600;
 
 /// The answer to a citizen's look-up.
 #[derive(Debug, Clone)]
@@ -22,44 +32,101 @@ pub enum Lookup {
     Found(Box<TicketRow>),
     /// No ticket with this number and these digits.
     NotFound,
-    /// Too many wrong tries on this ticket lately.
-    Throttled,
+    /// Too many wrong tries on this ticket or from this source lately: try again in this
+    /// many seconds.
+    Throttled(u64),
 }
 
-/// Checks `number` and `last4` for `actor` (`citizen` on the API, `ivr` on the phone) and
-/// audits the attempt.
+/// Seconds the try after `failures` wrong ones must wait, with `free` of them allowed.
+pub fn wait_secs(failures: i32, free: i32) -> i64 {
+    if failures < free {
+        return 0;
+    }
+    let doublings = u32::try_from(failures - free).unwrap_or(0).min(7);
+    (30_i64 << doublings).min(3600)
+}
+
+/// Checks `number` and `last4` for `actor` (`citizen` on the API, `ivr` on the phone) coming
+/// from `source`; audits a successful read and counts a wrong try.
 pub async fn lookup(
     db: &PgPool,
     number: &str,
     last4: &str,
     actor: &str,
+    source: &str,
 ) -> Result<Lookup, StoreError> {
     let subject = format!("ticket:{number}");
-    let failures = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM audit_log
-           WHERE subject = $1 AND action = 'public.denied' AND at > now() - interval '15 minutes'"#,
-        subject
-    )
-    .fetch_one(db)
-    .await?;
-    if failures >= MAX_FAILURES {
-        return Ok(Lookup::Throttled);
+    let ticket_key = format!("ticket:{number}");
+    let source_key = format!("source:{source}");
+    let mut keys = [ticket_key.as_str(), source_key.as_str()];
+    keys.sort_unstable();
+    let mut tx = db.begin().await?;
+    // In key order, so two look-ups never wait for each other's second lock.
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 22))")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
     }
-    let found = match store::get(db, number).await {
-        Ok(t) if store::phone_matches(&t, last4) => Some(t),
-        Ok(_) | Err(StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e),
+    let wait: Option<i64> = sqlx::query_scalar(
+        "SELECT ceil(extract(epoch FROM max(wait_until) - now()))::bigint FROM citizen_failures
+         WHERE key = ANY($1) AND wait_until > now()",
+    )
+    .bind(&keys[..])
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(secs) = wait {
+        tx.commit().await?;
+        return Ok(Lookup::Throttled(u64::try_from(secs.max(1)).unwrap_or(1)));
+    }
+    // On the transaction's connection: a look-up holds one connection, never waits for two.
+    let found = sqlx::query_as::<_, TicketRow>("SELECT * FROM tickets WHERE number = $1")
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await?
+        .filter(|t| store::phone_matches(t, last4));
+    let Some(t) = found else {
+        for (key, free) in [
+            (&ticket_key, FREE_TRIES_TICKET),
+            (&source_key, FREE_TRIES_SOURCE),
+        ] {
+            let failures: i32 = sqlx::query_scalar(
+                "INSERT INTO citizen_failures AS c (key, failures, last_at, wait_until)
+                 VALUES ($1, 1, now(), now())
+                 ON CONFLICT (key) DO UPDATE SET
+                   failures = CASE WHEN c.last_at < now() - make_interval(secs => $2)
+                                   THEN 1 ELSE c.failures + 1 END,
+                   last_at = now()
+                 RETURNING failures",
+            )
+            .bind(key)
+            .bind(FORGET_AFTER_SECS as f64)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE citizen_failures SET wait_until = now() + make_interval(secs => $2)
+                 WHERE key = $1",
+            )
+            .bind(key)
+            .bind(wait_secs(failures, free) as f64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM citizen_failures WHERE last_at < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        metrics::counter!("hotline_citizen_lookups_failed_total", "actor" => actor.to_string())
+            .increment(1);
+        return Ok(Lookup::NotFound);
     };
-    let action = if found.is_some() {
-        "public.read"
-    } else {
-        "public.denied"
-    };
-    crate::audit::record(db, actor, action, &subject, serde_json::json!({})).await?;
-    Ok(match found {
-        Some(t) => Lookup::Found(Box::new(t)),
-        None => Lookup::NotFound,
-    })
+    sqlx::query("DELETE FROM citizen_failures WHERE key = ANY($1)")
+        .bind(&keys[..])
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    crate::audit::record(db, actor, "public.read", &subject, serde_json::json!({})).await?;
+    Ok(Lookup::Found(Box::new(t)))
 }
 
 /// How a state is said to the citizen.
@@ -127,7 +194,7 @@ pub async fn spoken_status(db: &PgPool, t: &TicketRow) -> Result<String, StoreEr
 /// Said when the number and digits do not match.
 pub const NOT_FOUND_TEXT: &str = "没有找到这个工单，请核对工单编号和电话号码后四位。";
 /// Said when the ticket has had too many wrong tries.
-pub const THROTTLED_TEXT: &str = "查询次数过多，请十五分钟后再试。";
+pub const THROTTLED_TEXT: &str = "查询次数过多，请稍后再试。";
 
 #[cfg(test)]
 mod tests {
@@ -151,5 +218,15 @@ mod tests {
         ] {
             assert!(!said(s).is_empty());
         }
+    }
+
+    #[test]
+    fn the_wait_grows_from_30_seconds_to_an_hour() {
+        assert_eq!(wait_secs(4, 5), 0);
+        assert_eq!(wait_secs(5, 5), 30);
+        assert_eq!(wait_secs(6, 5), 60);
+        assert_eq!(wait_secs(9, 5), 480);
+        assert_eq!(wait_secs(12, 5), 3600);
+        assert_eq!(wait_secs(i32::MAX, 5), 3600);
     }
 }

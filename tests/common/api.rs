@@ -191,6 +191,11 @@ impl Api {
         self.raw(req).await
     }
 
+    /// The whole response, headers included.
+    pub async fn response(&self, req: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
     pub async fn raw(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();

@@ -192,6 +192,7 @@ impl Worker {
                     Question::Ticket {
                         number,
                         last4: phone_last4,
+                        caller: crate::calls::lookup::Caller(c.record.caller.clone()),
                     },
                 ),
                 Action::Knowledge {

@@ -642,3 +642,157 @@ async fn open311_georeport_v2_services_and_requests(db: PgPool) {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// A filing POST with its key, answered as (status, Idempotency-Replayed, body).
+async fn file_with_key(
+    api: &Api,
+    token: &str,
+    key: &str,
+    description: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let body = json!({
+        "channel": "phone", "request_type": "complaint", "category": "noise",
+        "address": "经十路 100 号", "district": "槐荫区", "town": "道德街街道",
+        "description": description, "caller_name": "王女士", "caller_phone": "13812345678",
+    });
+    let req = Request::post("/api/tickets")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = api.response(req).await;
+    let status = resp.status();
+    let replayed = resp
+        .headers()
+        .get("idempotency-replayed")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, replayed, v)
+}
+
+async fn tickets_saying(api: &Api, description: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM tickets WHERE description = $1")
+        .bind(description)
+        .fetch_one(&api.db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_filing_retried_with_its_idempotency_key_files_one_ticket(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let intake = api.login("intake").await;
+    let disp = api.login("dispatcher").await;
+    let said = "小区门口的路灯坏了一个星期";
+
+    // The answer was lost; the client sends the same request with the same key again.
+    let (s, replayed, first) = file_with_key(&api, &intake, "retry-1", said).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(replayed.as_deref(), Some("false"));
+    let (s, replayed, again) = file_with_key(&api, &intake, "retry-1", said).await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(again["number"], first["number"]);
+    assert_eq!(
+        again["caller_phone"], "13812345678",
+        "the same view as the first answer"
+    );
+    assert_eq!(tickets_saying(&api, said).await, 1);
+
+    // Tries at once with one key: one ticket, and every one of them is told its number.
+    let said_twice = "楼上漏水，物业不管";
+    let tries = (0..8).map(|_| file_with_key(&api, &intake, "burst-7", said_twice));
+    let answers = futures_util::future::join_all(tries).await;
+    let numbers: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(s, _, t)| {
+            assert_eq!(*s, StatusCode::CREATED, "{t}");
+            num(t)
+        })
+        .collect();
+    assert_eq!(numbers.len(), 1, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.1.as_deref() == Some("false"))
+            .count(),
+        1,
+        "exactly one try filed it"
+    );
+    assert_eq!(tickets_saying(&api, said_twice).await, 1);
+
+    // The key with another request is the client's bug: refused, and nothing filed.
+    let (s, _, e) = file_with_key(&api, &intake, "retry-1", "另一件事").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("Idempotency-Key"),
+        "{e}"
+    );
+    assert_eq!(tickets_saying(&api, "另一件事").await, 0);
+
+    // Keys belong to who sent them: another login's same key files its own ticket.
+    let (s, replayed, other) = file_with_key(&api, &disp, "retry-1", said).await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    assert_eq!(replayed.as_deref(), Some("false"));
+    assert_ne!(other["number"], first["number"]);
+
+    // A key that is not one: 400, nothing filed.
+    for bad in ["", "has space", &"k".repeat(129)] {
+        let (s, _, e) = file_with_key(&api, &intake, bad, "坏的键").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad:?}: {e}");
+    }
+    assert_eq!(tickets_saying(&api, "坏的键").await, 0);
+
+    // A day later the key is forgotten and files anew.
+    api.set_now(china(2026, 3, 3) + chrono::Duration::hours(2));
+    let intake = api.login("intake").await;
+    let (s, replayed, later) = file_with_key(&api, &intake, "retry-1", said).await;
+    assert_eq!(s, StatusCode::CREATED, "{later}");
+    assert_eq!(replayed.as_deref(), Some("false"));
+    assert_eq!(tickets_saying(&api, said).await, 3);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_idempotency")
+        .fetch_one(&api.db)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "keys a day old are deleted");
+
+    // Open311 clients send the key the same way.
+    let admin = api.login("admin").await;
+    let (_, c) = api
+        .send(
+            "POST",
+            "/api/open311-clients",
+            Some(&admin),
+            json!({"name": "citizen-app", "channel": "app"}),
+        )
+        .await;
+    let key = c["api_key"].as_str().unwrap().to_string();
+    let body = format!(
+        "api_key={key}&service_code=noise&lat=36.6512&long=116.9972&description=%E5%A4%9C%E9%97%B4%E6%89%93%E6%A1%A9"
+    );
+    let mut ids = Vec::new();
+    for want in ["false", "true"] {
+        let req = Request::post("/open311/v2/requests.json")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("idempotency-key", "app-req-42")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let resp = api.response(req).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        assert_eq!(resp.headers()["idempotency-replayed"], want);
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        ids.push(v[0]["service_request_id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(tickets_saying(&api, "夜间打桩").await, 1);
+}

@@ -80,7 +80,20 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db) if db.is_check_violation() => ApiError::Unprocessable(
                 format!("breaks the rule {}", db.constraint().unwrap_or("check")),
             ),
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
+                ApiError::Unavailable("the database is not available; try again".into())
+            }
+            // SQLSTATE classes 08 (connection), 53 (out of resources) and 57 (the server is
+            // shutting down or restarting): the request may well succeed when tried again.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| ["08", "53", "57"].iter().any(|k| c.starts_with(k))) =>
+            {
                 ApiError::Unavailable("the database is not available; try again".into())
             }
             _ => ApiError::Internal(e.into()),

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Json, Router};
@@ -46,7 +46,14 @@ struct Error(StatusCode, String);
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = json!([{ "code": self.0.as_u16(), "description": self.1 }]);
-        (self.0, Json(body)).into_response()
+        let mut r = (self.0, Json(body)).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                super::error::UNAVAILABLE_RETRY_SECS.into(),
+            );
+        }
+        r
     }
 }
 
@@ -146,8 +153,10 @@ async fn definition(
 
 async fn post_request(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
-) -> Result<(StatusCode, Json<Value>), Error> {
+) -> Result<Response, Error> {
+    let idempotency = super::tickets::idempotency_key(&headers).map_err(bad)?;
     let get = |k: &str| f.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
     let key = get("api_key").ok_or_else(|| {
         Error(
@@ -213,21 +222,24 @@ async fn post_request(
         recording: None,
         ivr_path: Vec::new(),
     };
-    let row = store::create(
+    let filed = store::create_once(
         &state.db,
         &state.tickets,
         &ticket,
         &format!("open311:{}", client.name),
+        idempotency.as_ref(),
     )
     .await?;
     Ok((
         StatusCode::CREATED,
+        super::tickets::replayed(&filed),
         Json(json!([{
-            "service_request_id": row.number,
+            "service_request_id": filed.row().number,
             "service_notice": "",
             "account_id": null,
         }])),
-    ))
+    )
+        .into_response())
 }
 
 fn parse_time(f: &HashMap<String, String>, k: &str) -> Result<Option<DateTime<Utc>>, Error> {

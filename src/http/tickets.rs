@@ -13,7 +13,7 @@
 //! version and state, and so does a step the current state does not allow.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +25,9 @@ use super::auth::Authed;
 use super::export::{self, Format};
 use super::{ApiError, AppState};
 use crate::mask::mask_number;
-use crate::tickets::store::{self, By, Filter, NewTicket, Step, Summary, TicketRow};
+use crate::tickets::store::{
+    self, By, Filed, Filter, IdempotencyKey, NewTicket, Step, Summary, TicketRow,
+};
 use crate::tickets::workflow::Actor;
 use crate::users::{Role, User};
 
@@ -127,18 +129,38 @@ fn masked(mut rows: Vec<Summary>) -> Vec<Summary> {
     rows
 }
 
+/// The request's `Idempotency-Key`, if it sent one (400 when it is not a valid key).
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, String> {
+    headers
+        .get("idempotency-key")
+        .map(|v| IdempotencyKey::parse(v.as_bytes()))
+        .transpose()
+}
+
+/// The headers of a filing's answer: `Idempotency-Replayed: true` when nothing new was filed.
+pub(super) fn replayed(filed: &Filed) -> [(&'static str, &'static str); 1] {
+    match filed {
+        Filed::Replayed(_) => [("idempotency-replayed", "true")],
+        Filed::New(_) => [("idempotency-replayed", "false")],
+    }
+}
+
 async fn create(
     user: Authed,
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(t): Json<NewTicket>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let who = user.require(&OFFICE, "filing tickets")?;
-    let row = store::create(&state.db, &state.tickets, &t, &who.username).await?;
+    let key = idempotency_key(&headers).map_err(ApiError::BadRequest)?;
+    let filed =
+        store::create_once(&state.db, &state.tickets, &t, &who.username, key.as_ref()).await?;
+    let row = filed.row();
     let suggestion =
         store::suggest_unit(&state.db, &row.category, &row.district, &row.town).await?;
-    let mut v = view(&state, who, &row).await?;
+    let mut v = view(&state, who, row).await?;
     v["suggested_unit"] = json!(suggestion);
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((StatusCode::CREATED, replayed(&filed), Json(v)).into_response())
 }
 
 async fn show(

@@ -20,8 +20,10 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use super::workflow::{self, Action, Actor, NonAcceptance, Rules, Satisfaction, Status};
 use crate::china::calendar::WorkCalendar;
 
+mod once;
 mod reads;
 
+pub use self::once::{Filed, IdempotencyKey, create_once};
 pub use self::reads::*;
 
 /// Where "now" comes from: the system clock, or a hand-set one for tests and drills.
@@ -370,6 +372,17 @@ pub async fn create(
     t: &NewTicket,
     by: &str,
 ) -> Result<TicketRow, StoreError> {
+    let mut conn = db.acquire().await?;
+    create_on(&mut conn, settings, t, by).await
+}
+
+/// [`create`] on a connection the caller holds, so the ticket can be filed in its transaction.
+pub async fn create_on(
+    db: &mut sqlx::PgConnection,
+    settings: &Settings,
+    t: &NewTicket,
+    by: &str,
+) -> Result<TicketRow, StoreError> {
     if t.description.trim().is_empty() {
         return Err(StoreError::Invalid("description: must not be empty".into()));
     }
@@ -382,7 +395,7 @@ pub async fn create(
         "SELECT EXISTS (SELECT 1 FROM categories WHERE code = $1 AND active) AS \"e!\"",
         t.category
     )
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
     if !category_ok {
         return Err(StoreError::Invalid(format!(
@@ -429,7 +442,7 @@ pub async fn create(
     .bind(&t.recording)
     .bind(&t.ivr_path)
     .bind(by)
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await?;
     Ok(row)
 }

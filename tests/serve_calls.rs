@@ -343,3 +343,80 @@ fn a_caller_presses_1_and_hears_knowledge_base_answers() {
     assert_eq!(path, ["greeting", "queue", "self_service", "queue"]);
     assert_eq!(rows[0].get::<String, _>("ivr_keys"), "11");
 }
+
+/// Reads datagrams until a SIP response with `code` arrives (provisional ones skipped).
+fn sip_answer(sock: &std::net::UdpSocket, code: u16) -> String {
+    let mut buf = [0u8; 65536];
+    loop {
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .expect("an answer within the timeout");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with(&format!("SIP/2.0 {code} ")) {
+            return text;
+        }
+        assert!(text.starts_with("SIP/2.0 1"), "wanted {code}, got:\n{text}");
+    }
+}
+
+/// RFC 4475 3.4.1: a caller whose stack speaks RFC 2543 (no branch cookie, no From tag, no
+/// Max-Forwards, no Content-Length) and ends its lines with a bare LF is answered, hears the
+/// greeting, and hangs up with a BYE that is matched to its call; the record says so.
+#[test]
+fn an_rfc_2543_caller_with_bare_line_ends_is_answered_and_hangs_up() {
+    let dir = shared_tempdir();
+    let script = dir.path().join("ivr.toml");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let node = start_sip_node_env("", &[("HOTLINE_IVR__SCRIPT", script.as_os_str())]);
+    let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (me, media) = (sip.local_addr().unwrap(), rtp.local_addr().unwrap().port());
+    let head = |method: &str, cseq: u32, to_tag: &str| {
+        format!(
+            "{method} sip:12345@{udp} SIP/2.0\nVia: SIP/2.0/UDP {me}\n\
+             From: \"Old\" <sip:13912340000@127.0.0.1>\nTo: <sip:12345@{udp}>{to_tag}\n\
+             Call-ID: rfc2543-1@127.0.0.1\nCSeq: {cseq} {method}\n",
+            udp = node.udp
+        )
+    };
+    let sdp = format!(
+        "v=0\no=old 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=audio {media} RTP/AVP 0\na=rtpmap:0 PCMU/8000\n"
+    );
+    let invite = format!(
+        "{}Contact: <sip:13912340000@{me}>\nContent-Type: application/sdp\n\n{sdp}",
+        head("INVITE", 1, "")
+    );
+    sip.send_to(invite.as_bytes(), node.udp).unwrap();
+    let ok = sip_answer(&sip, 200);
+    assert!(ok.contains("m=audio "), "the answer carries SDP:\n{ok}");
+    let to = ok
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .unwrap();
+    let tag = &to[to.find(";tag=").expect("a To tag")..];
+    sip.send_to(format!("{}\n", head("ACK", 1, tag)).as_bytes(), node.udp)
+        .unwrap();
+    // The greeting plays to the address in the SDP.
+    let mut buf = [0u8; 2048];
+    let (n, _) = rtp.recv_from(&mut buf).expect("RTP from the node");
+    assert!(n > 12 && buf[0] >> 6 == 2, "an RTP packet");
+
+    sip.send_to(format!("{}\n", head("BYE", 2, tag)).as_bytes(), node.udp)
+        .unwrap();
+    sip_answer(&sip, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        let rows = node
+            .db
+            .rows("SELECT end_reason FROM calls WHERE ended_at IS NOT NULL");
+        if let Some(r) = rows.first() {
+            break r.get::<String, _>("end_reason");
+        }
+        assert!(Instant::now() < deadline, "the call never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(reason, "caller hung up");
+}

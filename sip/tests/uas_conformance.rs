@@ -180,3 +180,98 @@ fn invites_with_no_hops_left_and_unwanted_methods() {
     assert_eq!(resp.status(), Some(405));
     assert!(resp.header(&HeaderName::Allow).is_some());
 }
+
+/// RFC 4475 3.4.1 (`inv2543`): an RFC 2543 INVITE, with no branch, no From tag, no
+/// Content-Length and no Max-Forwards, here with the bare LF line ends real stacks send.
+const INV2543: &str = "INVITE sip:UserB@biloxi.example.com SIP/2.0\n\
+Via: SIP/2.0/UDP iftgw.biloxi.example.com\n\
+From: <sip:UserA@atlanta.example.com>\n\
+To: <sip:UserB@biloxi.example.com>\n\
+Call-ID: 0ha0isndaksdj@10.0.0.1\n\
+CSeq: 8 INVITE\n\
+Contact: <sip:UserA@iftgw.biloxi.example.com>\n\
+Content-Type: application/sdp\n\
+\n\
+v=0\n\
+o=mhandley 29739 7272939 IN IP4 192.0.2.5\n\
+s=-\n\
+c=IN IP4 192.0.2.5\n\
+t=0 0\n\
+m=audio 49217 RTP/AVP 0\n";
+
+/// Everything the endpoint sent, as status codes (0 for a request).
+fn sent(ep: &mut Endpoint) -> Vec<u16> {
+    std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| status_of(&t.bytes).unwrap_or(0))
+        .collect()
+}
+
+#[test]
+fn an_rfc_2543_invite_with_bare_line_ends_is_served_as_one_transaction() {
+    let now = Instant::now();
+    let mut ep = Endpoint::new(EndpointConfig::default(), now);
+    ep.handle_input(now, peer(), INV2543.as_bytes(), &NoUsers);
+    let events: Vec<_> = std::iter::from_fn(|| ep.poll_event()).collect();
+    let [EndpointEvent::Request { tx, request, .. }] = events.as_slice() else {
+        panic!("the RFC 2543 INVITE did not reach the application: {events:?}");
+    };
+    assert!(
+        request.body().starts_with(b"v=0"),
+        "the body is the rest of the datagram"
+    );
+    let tx = *tx;
+    sent(&mut ep);
+
+    // Its retransmission is the same transaction (matched by RFC 3261 17.2.3's legacy rule),
+    // not a second call.
+    ep.handle_input(now, peer(), INV2543.as_bytes(), &NoUsers);
+    assert_eq!(ep.poll_event().map(|e| format!("{e:?}")), None);
+    assert_eq!(
+        sent(&mut ep),
+        [100],
+        "the retransmission gets the 100 again"
+    );
+
+    let mut busy = Message::response_to(request, 486);
+    busy.replace_first_value(&HeaderName::To, "<sip:UserB@biloxi.example.com>;tag=busy1");
+    ep.respond(now, tx, busy).unwrap();
+    assert_eq!(sent(&mut ep), [486]);
+    // A retransmitted INVITE now gets the 486 again; the ACK (no branch either) ends it.
+    ep.handle_input(now, peer(), INV2543.as_bytes(), &NoUsers);
+    assert_eq!(sent(&mut ep), [486]);
+    let ack = "ACK sip:UserB@biloxi.example.com SIP/2.0\n\
+Via: SIP/2.0/UDP iftgw.biloxi.example.com\n\
+From: <sip:UserA@atlanta.example.com>\n\
+To: <sip:UserB@biloxi.example.com>;tag=busy1\n\
+Call-ID: 0ha0isndaksdj@10.0.0.1\n\
+CSeq: 8 ACK\n\
+\n";
+    ep.handle_input(now, peer(), ack.as_bytes(), &NoUsers);
+    assert_eq!(ep.poll_event().map(|e| format!("{e:?}")), None);
+    // Acknowledged: no more 486 retransmissions (timer G) after the ACK.
+    let later = now + std::time::Duration::from_secs(8);
+    ep.handle_timeout(later, &NoUsers);
+    assert_eq!(sent(&mut ep), Vec::<u16>::new());
+}
+
+#[test]
+fn a_request_that_cannot_be_read_is_answered_400_naming_the_reason() {
+    // A CSeq that is not a number, with bare line ends: no meaning to guess, so refused, and
+    // the Warning says why (the answer copies the broken CSeq, so it is read as text).
+    let broken = INV2543.replace("CSeq: 8 INVITE", "CSeq: eight INVITE");
+    let now = Instant::now();
+    let mut ep = Endpoint::new(EndpointConfig::default(), now);
+    ep.handle_input(now, peer(), broken.as_bytes(), &NoUsers);
+    let answers: Vec<String> = std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| String::from_utf8_lossy(&t.bytes).into_owned())
+        .collect();
+    let [answer] = answers.as_slice() else {
+        panic!("one answer, not {answers:?}");
+    };
+    assert!(answer.starts_with("SIP/2.0 400 "), "{answer}");
+    let warning = answer
+        .lines()
+        .find(|l| l.starts_with("Warning: 399 "))
+        .unwrap_or_default();
+    assert!(warning.contains("CSeq"), "{answer}");
+}

@@ -643,6 +643,145 @@ async fn open311_georeport_v2_services_and_requests(db: PgPool) {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// An Open311 client "citizen-app" on the app channel, made by `admin`: its API key.
+async fn open311_key(api: &Api, admin: &str) -> String {
+    let (s, c) = api
+        .send(
+            "POST",
+            "/api/open311-clients",
+            Some(admin),
+            json!({"name": "citizen-app", "channel": "app"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    c["api_key"].as_str().unwrap().to_string()
+}
+
+/// What the public feed shows of one request, by id (None when it is not listed).
+async fn published(api: &Api, id: &str) -> Option<Value> {
+    let (s, v) = api
+        .send(
+            "GET",
+            &format!("/open311/v2/requests/{id}.json"),
+            None,
+            Value::Null,
+        )
+        .await;
+    match s {
+        StatusCode::OK => Some(v[0].clone()),
+        StatusCode::NOT_FOUND => None,
+        s => panic!("{s}: {v}"),
+    }
+}
+
+#[sqlx::test]
+async fn the_public_feed_shows_what_the_category_allows_and_never_an_informant(db: PgPool) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let admin = api.login("admin").await;
+    let key = open311_key(&api, &admin).await;
+    let story = "夜间施工，住在三号楼的我每晚睡不着";
+    let file = |request_type: &'static str| {
+        let api = &api;
+        let key = key.clone();
+        async move {
+            let body = format!(
+                "api_key={key}&service_code=noise&lat=36.6512&long=116.9972\
+                 &address_string=%E7%BB%8F%E5%8D%81%E8%B7%AF%20100%20%E5%8F%B7&description={}\
+                 &attribute%5Brequest_type%5D={request_type}",
+                "%E5%A4%9C%E9%97%B4%E6%96%BD%E5%B7%A5%EF%BC%8C%E4%BD%8F%E5%9C%A8%E4%B8%89%E5%8F%B7%E6%A5%BC%E7%9A%84%E6%88%91%E6%AF%8F%E6%99%9A%E7%9D%A1%E4%B8%8D%E7%9D%80"
+            );
+            let (s, v) = form(api, "/open311/v2/requests.json", &body).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            v[0]["service_request_id"].as_str().unwrap().to_string()
+        }
+    };
+    let complaint = file("complaint").await;
+    let report = file("report").await;
+
+    // By default a category is published in full; a report never is: no story, no place.
+    let c = published(&api, &complaint).await.unwrap();
+    assert_eq!(c["description"], story);
+    assert_eq!(c["lat"], 36.6512);
+    let r = published(&api, &report).await.unwrap();
+    assert_eq!(r["service_code"], "noise");
+    assert_eq!(r["description"], "");
+    assert_eq!(r["address"], "");
+    assert!(r["lat"].is_null() && r["long"].is_null(), "{r}");
+
+    // The administrator makes noise a summary: the complaint loses its story and place too.
+    let (s, e) = api
+        .send(
+            "PATCH",
+            "/api/categories/noise",
+            Some(&admin),
+            json!({"public_view": "everything"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let disp = api.login("dispatcher").await;
+    let (s, _) = api
+        .send(
+            "PATCH",
+            "/api/categories/noise",
+            Some(&disp),
+            json!({"public_view": "full"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only an administrator");
+    let (s, cat) = api
+        .send(
+            "PATCH",
+            "/api/categories/noise",
+            Some(&admin),
+            json!({"public_view": "summary"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cat}");
+    assert_eq!(cat["public_view"], "summary");
+    assert_eq!(cat["time_limit_days"], 5, "the rest unchanged: {cat}");
+    let c = published(&api, &complaint).await.unwrap();
+    assert_eq!(
+        (c["description"].as_str(), c["address"].as_str()),
+        (Some(""), Some(""))
+    );
+    assert_eq!(c["status"], "open");
+    let (_, list) = api
+        .send("GET", "/open311/v2/requests.json", None, Value::Null)
+        .await;
+    assert!(!list.to_string().contains(story), "{list}");
+    assert!(!list.to_string().contains("116.9972"), "{list}");
+
+    // "none": the category's requests leave the feed.
+    api.send(
+        "PATCH",
+        "/api/categories/noise",
+        Some(&admin),
+        json!({"public_view": "none"}),
+    )
+    .await;
+    assert_eq!(published(&api, &complaint).await, None);
+    let (_, list) = api
+        .send("GET", "/open311/v2/requests.json", None, Value::Null)
+        .await;
+    assert_eq!(list, json!([]));
+
+    // A confidential ticket is never listed, whatever the category says.
+    api.send(
+        "PATCH",
+        "/api/categories/noise",
+        Some(&admin),
+        json!({"public_view": "full"}),
+    )
+    .await;
+    sqlx::query("UPDATE tickets SET confidential = TRUE WHERE number = $1")
+        .bind(&complaint)
+        .execute(&api.db)
+        .await
+        .unwrap();
+    assert_eq!(published(&api, &complaint).await, None);
+    assert!(published(&api, &report).await.is_some());
+}
+
 /// A filing POST with its key, answered as (status, Idempotency-Replayed, body).
 async fn file_with_key(
     api: &Api,
@@ -764,15 +903,7 @@ async fn a_filing_retried_with_its_idempotency_key_files_one_ticket(db: PgPool) 
 
     // Open311 clients send the key the same way.
     let admin = api.login("admin").await;
-    let (_, c) = api
-        .send(
-            "POST",
-            "/api/open311-clients",
-            Some(&admin),
-            json!({"name": "citizen-app", "channel": "app"}),
-        )
-        .await;
-    let key = c["api_key"].as_str().unwrap().to_string();
+    let key = open311_key(&api, &admin).await;
     let body = format!(
         "api_key={key}&service_code=noise&lat=36.6512&long=116.9972&description=%E5%A4%9C%E9%97%B4%E6%89%93%E6%A1%A9"
     );

@@ -3,6 +3,7 @@
 //! category and area (Art. 24), and Open311 clients' API keys. Every change is audited.
 //!
 //! - `GET|POST /api/units`, `GET|POST /api/users`, `GET|POST /api/categories`,
+//!   `PATCH /api/categories/{code}` (a category's fields, its Open311 `public_view` among them),
 //!   `GET|POST /api/dispatch-rules`, `GET /api/dispatch-rules/suggest?category=&district=&town=`
 //! - `POST /api/open311-clients` `{"name", "channel"}` -> the API key, shown once
 
@@ -24,6 +25,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/api/categories",
             get(list_categories).post(create_category),
+        )
+        .route(
+            "/api/categories/{code}",
+            axum::routing::patch(change_category),
         )
         .route("/api/dispatch-rules", get(list_rules).post(create_rule))
         .route("/api/dispatch-rules/suggest", get(suggest))
@@ -217,15 +222,37 @@ struct Category {
     description: String,
     #[serde(default = "yes")]
     active: bool,
+    /// What the public Open311 feed shows of its requests: "full", "summary" or "none".
+    #[serde(default = "full")]
+    public_view: String,
 }
 
 fn five() -> i32 {
     5
 }
 
+fn full() -> String {
+    "full".into()
+}
+
+/// The public views a category may have (the column's CHECK says the same).
+const PUBLIC_VIEWS: [&str; 3] = ["full", "summary", "none"];
+
+fn check_public_view(v: &str) -> Result<(), ApiError> {
+    if PUBLIC_VIEWS.contains(&v) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "public_view {v:?} is not one of full (description and place), summary (service, \
+             status, unit, dates) or none (not published)"
+        )))
+    }
+}
+
 async fn list_categories(State(state): State<AppState>) -> Result<Json<Vec<Category>>, ApiError> {
     let rows = sqlx::query_as::<_, Category>(
-        "SELECT code, name, time_limit_days, description, active FROM categories ORDER BY code",
+        "SELECT code, name, time_limit_days, description, active, public_view FROM categories
+         ORDER BY code",
     )
     .fetch_all(&state.db)
     .await?;
@@ -238,15 +265,17 @@ async fn create_category(
     Json(c): Json<Category>,
 ) -> Result<(StatusCode, Json<Category>), ApiError> {
     let who = user.require(&[Role::Admin], "managing the catalogue")?;
-    sqlx::query!(
-        "INSERT INTO categories (code, name, time_limit_days, description, active)
-         VALUES ($1, $2, $3, $4, $5)",
-        c.code,
-        c.name,
-        c.time_limit_days,
-        c.description,
-        c.active
+    check_public_view(&c.public_view)?;
+    sqlx::query(
+        "INSERT INTO categories (code, name, time_limit_days, description, active, public_view)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
+    .bind(&c.code)
+    .bind(&c.name)
+    .bind(c.time_limit_days)
+    .bind(&c.description)
+    .bind(c.active)
+    .bind(&c.public_view)
     .execute(&state.db)
     .await?;
     audit_change(
@@ -254,10 +283,60 @@ async fn create_category(
         &who.username,
         "category.create",
         format!("category:{}", c.code),
-        serde_json::json!({ "time_limit_days": c.time_limit_days }),
+        serde_json::json!({ "time_limit_days": c.time_limit_days, "public_view": c.public_view }),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(c)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryChange {
+    name: Option<String>,
+    time_limit_days: Option<i32>,
+    description: Option<String>,
+    active: Option<bool>,
+    public_view: Option<String>,
+}
+
+/// An administrator changes a category: what is given changes, the rest stays. A new time
+/// limit applies to tickets dispatched from now on.
+async fn change_category(
+    user: Authed,
+    State(state): State<AppState>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+    Json(c): Json<CategoryChange>,
+) -> Result<Json<Category>, ApiError> {
+    let who = user.require(&[Role::Admin], "managing the catalogue")?;
+    if let Some(v) = &c.public_view {
+        check_public_view(v)?;
+    }
+    let row = sqlx::query_as::<_, Category>(
+        "UPDATE categories SET name = COALESCE($2, name),
+                time_limit_days = COALESCE($3, time_limit_days),
+                description = COALESCE($4, description), active = COALESCE($5, active),
+                public_view = COALESCE($6, public_view)
+         WHERE code = $1
+         RETURNING code, name, time_limit_days, description, active, public_view",
+    )
+    .bind(&code)
+    .bind(&c.name)
+    .bind(c.time_limit_days)
+    .bind(&c.description)
+    .bind(c.active)
+    .bind(&c.public_view)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no category {code:?}")))?;
+    audit_change(
+        &state,
+        &who.username,
+        "category.change",
+        format!("category:{code}"),
+        serde_json::to_value(&c).unwrap_or_default(),
+    )
+    .await?;
+    Ok(Json(row))
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]

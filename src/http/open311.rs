@@ -12,7 +12,10 @@
 //!
 //! Only JSON is served (`.xml` answers 400 saying so). The public feed shows only requests
 //! filed through Open311, and never the caller's name, phone or e-mail: phone tickets hold
-//! citizens' stories that were not given for publication. Errors are the spec's list of
+//! citizens' stories that were not given for publication. What it shows of the rest is the
+//! category's `public_view`: "full" (description, address, position), "summary" (service,
+//! status, unit, dates) or "none" (not listed); a report (举报) is at most a summary and a
+//! confidential ticket is never listed. Errors are the spec's list of
 //! `{"code", "description"}`.
 
 use std::collections::HashMap;
@@ -281,6 +284,68 @@ async fn requests(
     )))
 }
 
+/// One published request as the feed reads it.
+#[derive(sqlx::FromRow)]
+struct Published {
+    number: String,
+    status: String,
+    category: String,
+    service_name: String,
+    description: String,
+    agency: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    due_at: Option<DateTime<Utc>>,
+    address: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    reply: Option<String>,
+    public_note: Option<String>,
+    public_view: String,
+    request_type: String,
+}
+
+impl Published {
+    /// Whether the story and the place may be shown: the category says "full" and the
+    /// request is not a report (an informant's account, Art. 11).
+    fn in_full(&self) -> bool {
+        self.public_view == "full" && self.request_type != "report"
+    }
+
+    fn to_json(&self) -> Value {
+        let open = crate::tickets::workflow::Status::is_open_name(&self.status);
+        let full = self.in_full();
+        // A summary keeps what the office wrote for the public, not the unit's reply to the
+        // citizen, which may repeat the story.
+        let notes = if full {
+            self.reply.as_ref().or(self.public_note.as_ref())
+        } else {
+            self.public_note.as_ref()
+        };
+        json!({
+            "service_request_id": self.number,
+            "status": if open { "open" } else { "closed" },
+            "status_notes": notes.cloned().unwrap_or_default(),
+            "service_name": self.service_name,
+            "service_code": self.category,
+            "description": if full { self.description.as_str() } else { "" },
+            "agency_responsible": self.agency.clone().unwrap_or_default(),
+            "service_notice": "",
+            "requested_datetime": self.created_at.to_rfc3339(),
+            "updated_datetime": self.updated_at.to_rfc3339(),
+            "expected_datetime": self.due_at.map(|d| d.to_rfc3339()),
+            "address": if full { self.address.as_str() } else { "" },
+            "address_id": "",
+            "zipcode": "",
+            "lat": self.lat.filter(|_| full),
+            "long": self.lon.filter(|_| full),
+            "media_url": "",
+        })
+    }
+}
+
+/// The public feed: requests filed through Open311 whose category is published, never a
+/// confidential one.
 async fn fetch(
     state: &AppState,
     ids: Option<&[String]>,
@@ -288,49 +353,26 @@ async fn fetch(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<Value>, Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as::<_, Published>(
         "SELECT t.number, t.status, t.category, c.name AS service_name, t.description,
-                u.name AS \"agency?\", t.created_at, t.updated_at, t.due_at, t.address,
-                t.lat, t.lon, t.reply, t.public_note
+                u.name AS agency, t.created_at, t.updated_at, t.due_at, t.address,
+                t.lat, t.lon, t.reply, t.public_note, c.public_view, t.request_type
          FROM tickets t JOIN categories c ON c.code = t.category
          LEFT JOIN units u ON u.id = t.lead_unit
          WHERE t.created_by LIKE 'open311:%'
+           AND NOT t.confidential AND c.public_view <> 'none'
            AND ($1::text[] IS NULL OR t.number = ANY($1))
            AND ($2::text IS NULL OR t.category = $2)
            AND ($1::text[] IS NOT NULL OR t.created_at BETWEEN $3 AND $4)
          ORDER BY t.id DESC LIMIT 1000",
-        ids,
-        service_code,
-        start,
-        end
     )
+    .bind(ids)
+    .bind(service_code)
+    .bind(start)
+    .bind(end)
     .fetch_all(&state.db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let open = crate::tickets::workflow::Status::is_open_name(&r.status);
-            json!({
-                "service_request_id": r.number,
-                "status": if open { "open" } else { "closed" },
-                "status_notes": r.reply.or(r.public_note).unwrap_or_default(),
-                "service_name": r.service_name,
-                "service_code": r.category,
-                "description": r.description,
-                "agency_responsible": r.agency.unwrap_or_default(),
-                "service_notice": "",
-                "requested_datetime": r.created_at.to_rfc3339(),
-                "updated_datetime": r.updated_at.to_rfc3339(),
-                "expected_datetime": r.due_at.map(|d| d.to_rfc3339()),
-                "address": r.address,
-                "address_id": "",
-                "zipcode": "",
-                "lat": r.lat,
-                "long": r.lon,
-                "media_url": "",
-            })
-        })
-        .collect())
+    Ok(rows.iter().map(Published::to_json).collect())
 }
 
 async fn one_request(

@@ -589,6 +589,18 @@ async fn run_node(
             None
         }
     };
+    // Frequent callers a supervisor sent to a dedicated queue keep going there.
+    match crate::acd::frequent::routes(&database.pool).await {
+        Ok(routes) => {
+            for r in routes {
+                acd.send(crate::acd::service::Command::Reroute {
+                    caller: r.caller,
+                    queue: Some(r.queue),
+                });
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the frequent callers' routes"),
+    }
     // The wall board's 24-hour connection rate goes on from the call records.
     match recent_calls(&database.pool).await {
         Ok(recent) => {
@@ -611,6 +623,7 @@ async fn run_node(
         acd: Some(acd),
         node,
         logins: Arc::default(),
+        frequent_calls_per_hour: cfg.acd.frequent_calls_per_hour,
     };
     if !cfg.http.web_dir.join("agent/index.html").is_file() {
         tracing::warn!(

@@ -793,3 +793,125 @@ fn row(b: &Value, matches: impl Fn(&Value) -> bool) -> Value {
         .cloned()
         .unwrap_or_else(|| panic!("no such row in {b}"))
 }
+
+/// `n` answered calls from `caller`, `every` minutes apart, the last `last` minutes before
+/// 10:00 China time on 2026-11-28 (the fixture's clock); call ids `{caller}-{i}`.
+async fn calls_from(db: &PgPool, caller: &str, n: i32, every: i32, last: i32) {
+    for i in 0..n {
+        sqlx::query(
+            "INSERT INTO calls (call_id, caller, called, started_at, answered_at, ended_at,
+                                end_reason, queue)
+             SELECT $1, $2, '12345', t, t, t + interval '20 seconds', 'caller hung up', 'general'
+               FROM (SELECT '2026-11-28 10:00+08'::timestamptz
+                            - make_interval(mins => $3) AS t) x",
+        )
+        .bind(format!("{caller}-{i}"))
+        .bind(caller)
+        .bind(last + i * every)
+        .execute(db)
+        .await
+        .unwrap();
+    }
+}
+
+fn queue_of(snap: &hotline::acd::service::Snapshot, call_id: &str) -> Option<String> {
+    snap.waiting
+        .iter()
+        .find(|w| w.call_id.as_deref() == Some(call_id))
+        .map(|w| w.queue.clone())
+}
+
+fn enqueue(api: &Api, call: u64, caller: &str) {
+    api.acd.send(Command::Enqueue {
+        call,
+        call_id: format!("live-{call}"),
+        caller: caller.into(),
+        queue: "general".into(),
+        priority: 0,
+        skills: vec![],
+        agent: None,
+    });
+}
+
+#[sqlx::test]
+async fn a_frequent_caller_is_flagged_and_a_supervisor_may_give_it_its_own_queue(db: PgPool) {
+    let api = Api::with_queues(db.clone(), china(2026, 11, 28), &["general", "repeat"]).await;
+    let sup = api.login("supervisor").await;
+    let intake = api.login("intake").await;
+    // Six calls in the last hour (the default threshold is five), and more before it; another
+    // number called twice.
+    calls_from(&db, "13900001111", 6, 9, 1).await;
+    calls_from(&db, "13900001111", 3, 30, 120).await;
+    calls_from(&db, "13700002222", 2, 10, 5).await;
+
+    // The agent who takes the call sees the flag with the count.
+    let (s, c) = api.get("/api/calls/13900001111-0", &intake).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["frequent"]["calls_last_hour"], 6);
+    assert_eq!(c["frequent"]["flagged"], true);
+    let (_, c) = api.get("/api/calls/13700002222-0", &intake).await;
+    assert_eq!(c["frequent"]["flagged"], false);
+
+    // The board's list: that number, with its calls of the day; not the other.
+    let (s, e) = api.get("/api/frequent-callers", &intake).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let (s, list) = api.get("/api/frequent-callers", &sup).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["threshold"], 5);
+    let callers = list["callers"].as_array().unwrap();
+    assert_eq!(callers.len(), 1, "{list}");
+    assert_eq!(callers[0]["caller"], "13900001111");
+    assert_eq!(callers[0]["caller_masked"], "139****1111");
+    assert_eq!(callers[0]["calls_last_hour"], 6);
+    assert_eq!(callers[0]["recent"].as_array().unwrap().len(), 9);
+    assert!(callers[0]["route"].is_null());
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'frequent.read'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+
+    // Never blocked: without a route its calls queue as anyone's.
+    enqueue(&api, 1, "13900001111");
+    let snap = api.acd.snapshot().await.unwrap();
+    assert_eq!(queue_of(&snap, "live-1").as_deref(), Some("general"));
+
+    // The supervisor routes it to the dedicated queue; only a supervisor, only a real queue.
+    let route = |number: &str, queue: &str| {
+        (
+            format!("/api/frequent-callers/{number}/route"),
+            json!({"queue": queue, "note": "每天反复来电询问同一事项"}),
+        )
+    };
+    let (path, body) = route("13900001111", "nowhere");
+    let (s, e) = api.send("PUT", &path, Some(&sup), body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (path, body) = route("1390000abc", "repeat");
+    let (s, _) = api.send("PUT", &path, Some(&sup), body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (path, body) = route("13900001111", "repeat");
+    let (s, _) = api.send("PUT", &path, Some(&intake), body.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, r) = api.send("PUT", &path, Some(&sup), body).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    enqueue(&api, 2, "13900001111");
+    enqueue(&api, 3, "13700002222");
+    let snap = api.acd.snapshot().await.unwrap();
+    assert_eq!(queue_of(&snap, "live-2").as_deref(), Some("repeat"));
+    assert_eq!(queue_of(&snap, "live-3").as_deref(), Some("general"));
+    let (_, c) = api.get("/api/calls/13900001111-0", &intake).await;
+    assert_eq!(c["frequent"]["routed_to"], "repeat");
+    let (_, list) = api.get("/api/frequent-callers", &sup).await;
+    assert_eq!(list["callers"][0]["route"]["queue"], "repeat");
+    assert_eq!(list["callers"][0]["route"]["set_by"], "supervisor");
+
+    // The route is lifted: back to the IVR's queue.
+    let (s, _) = api.send("DELETE", &path, Some(&sup), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api.send("DELETE", &path, Some(&sup), Value::Null).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    enqueue(&api, 4, "13900001111");
+    let snap = api.acd.snapshot().await.unwrap();
+    assert_eq!(queue_of(&snap, "live-4").as_deref(), Some("general"));
+}

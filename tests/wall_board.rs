@@ -59,6 +59,15 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
                    "description": "小区停水两天，自来水公司没有通知"}),
         );
     }
+    // A number that called six times in the last hour: the board flags it (Art. 12, 34).
+    center.node.db.execute(
+        "INSERT INTO calls (call_id, caller, called, started_at, answered_at, ended_at, end_reason)
+         SELECT 'often-' || i, '13900001111', '12345', now() - make_interval(mins => i * 9 + 1),
+                now() - make_interval(mins => i * 9 + 1), now() - make_interval(mins => i * 9),
+                'caller hung up'
+           FROM generate_series(0, 5) i"
+            .to_string(),
+    );
     let tone = microphone(&center, 700.0);
     let mut browser = Browser::start(
         &center,
@@ -72,7 +81,20 @@ fn the_board_shows_a_call_waiting_alerting_and_answered_within_a_second_and_a_su
             ("AGENT_HZ", "1000"),
         ],
     );
-    browser.expect("ready", 60);
+    // The supervisor routed it from the board to a queue of its own.
+    browser.expect("frequent-routed", 60);
+    browser.expect("ready", 5);
+    let routed = center
+        .node
+        .db
+        .rows("SELECT queue, set_by FROM frequent_caller_routes WHERE caller = '13900001111'");
+    assert_eq!(routed.len(), 1, "the route the board set is kept");
+    assert_eq!(routed[0].get::<String, _>("set_by"), "sue");
+    // Out of the way of the call records read below.
+    center
+        .node
+        .db
+        .execute("DELETE FROM calls WHERE call_id LIKE 'often-%'".to_string());
 
     // Nobody is logged in: the caller waits.
     let call = caller(&center, 20_000);

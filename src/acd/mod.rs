@@ -7,6 +7,7 @@
 //! ([`store`]).
 
 pub mod alerts;
+pub mod frequent;
 pub mod history;
 pub mod kpi;
 pub mod routing;

@@ -153,6 +153,14 @@ pub enum Command {
         /// How many were restored.
         reply: oneshot::Sender<(usize, usize)>,
     },
+    /// A supervisor sends a frequent caller's calls to a dedicated queue (`Some`), or back to
+    /// the queue the IVR chooses (`None`). Nothing is ever blocked (Art. 12, 34).
+    Reroute {
+        /// The caller's number.
+        caller: String,
+        /// The queue its calls wait in from now on.
+        queue: Option<String>,
+    },
     /// A SIP account registered a phone: an agent waiting for it ([`PHONE_WAIT`]) takes calls.
     PhoneAttached {
         /// The SIP account.
@@ -437,6 +445,8 @@ struct Service {
     entries: HashMap<u64, super::store::Entry>,
     /// Keys given to restored callbacks so far.
     restored: u64,
+    /// Frequent callers a supervisor sent to a dedicated queue: number -> queue.
+    reroutes: HashMap<String, String>,
 }
 
 impl Service {
@@ -850,7 +860,23 @@ impl Service {
                 agent,
             } => {
                 let s: Vec<&str> = skills.iter().map(String::as_str).collect();
-                match self.acd.enqueue(call, &queue, priority, &s, now) {
+                // A frequent caller a supervisor routed waits in that queue (a transfer to an
+                // agent stays a transfer); a queue that no longer exists leaves the IVR's.
+                let rerouted = self
+                    .reroutes
+                    .get(&caller)
+                    .filter(|q| agent.is_none() && **q != queue)
+                    .filter(|q| self.acd.enqueue(call, q, priority, &s, now).is_ok())
+                    .cloned();
+                if let Some(q) = &rerouted {
+                    tracing::info!(call, from = %queue, to = %q, "a frequent caller goes to its queue");
+                }
+                let queue = rerouted.clone().unwrap_or(queue);
+                let queued = match rerouted {
+                    Some(_) => Ok(()),
+                    None => self.acd.enqueue(call, &queue, priority, &s, now),
+                };
+                match queued {
                     Ok(()) => {
                         if let Some(a) = agent
                             && let Err(e) = self.acd.direct(call, a)
@@ -877,6 +903,14 @@ impl Service {
                     Err(e) => tracing::warn!(error = %e, call, "cannot queue the caller"),
                 }
             }
+            Command::Reroute { caller, queue } => match queue {
+                Some(q) => {
+                    self.reroutes.insert(caller, q);
+                }
+                None => {
+                    self.reroutes.remove(&caller);
+                }
+            },
             Command::SelfService { call, away } => {
                 if let Ok(events) = self.acd.set_paused(call, away) {
                     self.events(events).await;
@@ -1103,6 +1137,7 @@ pub fn spawn(
         noted: HashMap::new(),
         entries: HashMap::new(),
         restored: 0,
+        reroutes: HashMap::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -241,6 +241,9 @@ pub struct AcdConfig {
     pub queues: std::collections::BTreeMap<String, QueueRules>,
     /// `[acd.alerts]`: when the wall board raises alerts.
     pub alerts: AlertRules,
+    /// A number that calls more than this many times in an hour is flagged to its agent and
+    /// on the wall board (Art. 12, 34; never blocked). 0: nobody is flagged.
+    pub frequent_calls_per_hour: u32,
 }
 
 /// `[acd.alerts]`: when the wall board alerts (beside a wait past a queue's service-level
@@ -298,6 +301,7 @@ impl Default for AcdConfig {
             callback_numbers: DOMESTIC_NUMBERS.into(),
             callback_attempts: 3,
             callback_retry_secs: 600,
+            frequent_calls_per_hour: 5,
             callback_hours: "08:00-21:00".into(),
             emergency_routes: Default::default(),
             queues: Default::default(),
@@ -826,6 +830,12 @@ impl Config {
         {
             out.push(format!(
                 "`acd.callback_numbers` is not a regular expression: {e}"
+            ));
+        }
+        if self.acd.frequent_calls_per_hour > 1000 {
+            out.push(format!(
+                "`acd.frequent_calls_per_hour` is {}: expected 0 (off) to 1000",
+                self.acd.frequent_calls_per_hour
             ));
         }
         if !(1..=10).contains(&self.acd.callback_attempts) {

@@ -632,6 +632,9 @@ async fn call_details(
     .bind(&caller)
     .fetch_all(&state.db)
     .await?;
+    let now = state.tickets.clock.now();
+    let calls_last_hour = crate::acd::frequent::calls_last_hour(&state.db, &caller, now).await?;
+    let route = crate::acd::frequent::route_of(&state.db, &caller).await?;
     crate::audit::record(
         &state.db,
         &me.username,
@@ -650,6 +653,12 @@ async fn call_details(
         "ivr_keys": ivr_keys,
         "ivr_vars": ivr_vars,
         "started_at": started_at,
+        "frequent": {
+            "calls_last_hour": calls_last_hour,
+            "threshold": state.frequent_calls_per_hour,
+            "flagged": crate::acd::frequent::is_flagged(calls_last_hour, state.frequent_calls_per_hour),
+            "routed_to": route.map(|r| r.queue),
+        },
         "earlier_tickets": earlier.into_iter().map(|(number, status, category, filed_at)| json!({
             "number": number, "status": status, "category": category, "filed_at": filed_at,
         })).collect::<Vec<_>>(),

@@ -7,6 +7,7 @@ mod auth;
 mod directory;
 mod error;
 mod export;
+mod frequent;
 mod kb;
 mod kpis;
 mod open311;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub node: Arc<crate::node::NodeState>,
     /// Failed logins by address and user name.
     pub logins: Arc<throttle::LoginThrottle>,
+    /// `acd.frequent_calls_per_hour`: more calls than this in an hour flag a number.
+    pub frequent_calls_per_hour: u32,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             acd: None,
             node: Arc::default(),
             logins: Arc::default(),
+            frequent_calls_per_hour: crate::config::AcdConfig::default().frequent_calls_per_hour,
         }
     }
 }
@@ -91,6 +95,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tickets::routes())
         .merge(kb::routes())
         .merge(agents::routes())
+        .merge(frequent::routes())
         .merge(kpis::routes())
         .merge(public::routes())
         .merge(open311::routes())

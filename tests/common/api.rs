@@ -21,6 +21,8 @@ pub const PASSWORD: &str = "a long enough password";
 pub struct Api {
     pub db: PgPool,
     pub clock: Clock,
+    /// The ACD task the API talks to.
+    pub acd: hotline::acd::service::AcdHandle,
     router: Router,
 }
 
@@ -42,29 +44,50 @@ impl Api {
         api
     }
 
+    /// The fixture with an ACD of these queues.
+    pub async fn with_queues(db: PgPool, now: DateTime<Utc>, queues: &[&str]) -> Api {
+        let api = Api::attach_with(db, now, None, queues);
+        api.seed().await;
+        api
+    }
+
     /// Another node on the same database (nothing seeded), with its knowledge base.
     pub fn attach(
         db: PgPool,
         now: DateTime<Utc>,
         kb: Option<std::sync::Arc<hotline::kb::service::Kb>>,
     ) -> Api {
+        Api::attach_with(db, now, kb, &["general"])
+    }
+
+    fn attach_with(
+        db: PgPool,
+        now: DateTime<Utc>,
+        kb: Option<std::sync::Arc<hotline::kb::service::Kb>>,
+        queues: &[&str],
+    ) -> Api {
         let clock = Clock::manual(now);
         let settings = Settings {
             clock: clock.clone(),
             ..Settings::from_config(&Default::default()).expect("calendar")
         };
+        let acd = hotline::acd::service::spawn(
+            queues
+                .iter()
+                .map(|q| hotline::acd::routing::QueueConfig::new(q))
+                .collect(),
+            Default::default(),
+            tokio_util::sync::CancellationToken::new(),
+        );
         let state = AppState {
             kb,
-            acd: Some(hotline::acd::service::spawn(
-                vec![hotline::acd::routing::QueueConfig::new("general")],
-                Default::default(),
-                tokio_util::sync::CancellationToken::new(),
-            )),
+            acd: Some(acd.clone()),
             ..AppState::bare(db.clone(), settings)
         };
         Api {
             db,
             clock,
+            acd,
             router: app(state),
         }
     }

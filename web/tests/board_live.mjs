@@ -21,6 +21,11 @@ try {
   await page.click('#login-button');
   await page.waitForSelector('#feed[data-state=up]', { timeout: 10000 });
   await page.waitForSelector('#reg[data-state=up]', { timeout: 20000 });
+  // The frequent caller is flagged with its masked number; the supervisor routes it.
+  await page.waitForSelector('#frequent tr[data-flagged=true][data-caller="139****1111"]', { timeout: 10000 });
+  await page.click('#frequent tr[data-caller="139****1111"] button[data-route]');
+  await page.waitForSelector('#frequent tr[data-caller="139****1111"] button[data-unroute]', { timeout: 10000 });
+  step('frequent-routed');
   step('ready');
 
   // The board is only fed by the WebSocket: these times are when the page changed.

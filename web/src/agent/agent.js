@@ -216,6 +216,12 @@ async function findCall(tries = 10) {
     $('ivr-path').textContent = (c.ivr_path || []).join(' → ') || '-';
     const vars = Object.entries(c.ivr_vars || {}).map(([k, v]) => `${k}=${v}`).join(', ');
     $('ivr-vars').textContent = [c.ivr_keys, vars].filter(Boolean).join(' · ') || '-';
+    const f = c.frequent || {};
+    $('frequent').textContent = f.flagged
+      ? `频繁来电：过去一小时 ${f.calls_last_hour} 次（超过 ${f.threshold} 次）/ Frequent caller: ${f.calls_last_hour} calls in the last hour`
+        + (f.routed_to ? ` · 专用队列 / queue ${f.routed_to}` : '')
+      : `${f.calls_last_hour ?? 0}`;
+    $('frequent').classList.toggle('flag', Boolean(f.flagged));
     $('earlier').textContent = c.earlier_tickets.length
       ? c.earlier_tickets.map((t) => `${t.number} ${t.status} ${t.category}`).join('; ')
       : 'none';

@@ -55,6 +55,8 @@ async function start() {
     } catch (e) {
       badge('reg', 'failed', `softphone: ${e.message}`);
     }
+    $('frequent-panel').hidden = false;
+    setInterval(loadFrequent, 30000);
   } else {
     badge('reg', 'down', 'softphone: supervisors only');
   }
@@ -114,6 +116,11 @@ function render() {
   const s = app.snap;
   if (!s) return;
   app.updates += 1;
+  // The frequent callers' queue choices come from the first snapshot.
+  if (!app.frequentLoaded && app.me.role === 'supervisor') {
+    app.frequentLoaded = true;
+    loadFrequent();
+  }
   // Alerts.
   $('alerts').innerHTML = s.alerts
     .map((a) => `<div class="alert" data-kind="${esc(a.kind)}" data-subject="${esc(a.subject)}">⚠ ${esc(alertText(a))}</div>`)
@@ -206,6 +213,32 @@ function renderClocks() {
   for (const td of document.querySelectorAll('td.dur')) td.textContent = fmtSecs(Number(td.dataset.base) + add);
 }
 
+// ---- frequent callers (Art. 12, 34: flagged, never blocked) ---------------------------------
+
+const chinaTime = (iso) => new Date(iso).toLocaleTimeString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false });
+
+async function loadFrequent() {
+  try {
+    const f = await api('GET', '/api/frequent-callers');
+    $('frequent-rule').textContent = f.threshold
+      ? `一小时超过 ${f.threshold} 次 / more than ${f.threshold} calls an hour`
+      : '未启用 / off';
+    const queues = app.snap ? app.snap.queues.map((q) => q.name) : [];
+    $('frequent').tBodies[0].innerHTML = f.callers.map((c) => {
+      const times = c.recent.map((r) => chinaTime(r.started_at)).join(' ');
+      const route = c.route
+        ? `${esc(c.route.queue)} <button data-unroute="${esc(c.caller)}">取消 / Clear</button>`
+        : `<select data-for="${esc(c.caller)}">${queues.map((q) => `<option>${esc(q)}</option>`).join('')}</select>`
+          + ` <button data-route="${esc(c.caller)}">转入 / Route</button>`;
+      return `<tr data-caller="${esc(c.caller_masked)}" data-flagged="${c.flagged}"><td>${esc(c.caller_masked)}</td>`
+        + `<td class="num${c.flagged ? ' flag' : ''}">${c.calls_last_hour}</td><td>${esc(times)}</td>`
+        + `<td class="num">${c.tickets}</td><td>${route}</td></tr>`;
+    }).join('') || '<tr><td colspan="5">无 / None</td></tr>';
+  } catch (e) {
+    $('frequent-status').textContent = e.message;
+  }
+}
+
 // ---- supervisor actions ----------------------------------------------------------------------
 
 document.addEventListener('click', async (ev) => {
@@ -229,6 +262,21 @@ document.addEventListener('click', async (ev) => {
       $('monitor-status').textContent = e.message;
     }
     render();
+  } else if (t.dataset.route || t.dataset.unroute) {
+    const number = t.dataset.route || t.dataset.unroute;
+    const path = `/api/frequent-callers/${encodeURIComponent(number)}/route`;
+    try {
+      if (t.dataset.route) {
+        const queue = document.querySelector(`select[data-for="${CSS.escape(number)}"]`).value;
+        await api('PUT', path, { queue, note: '值班长从大屏设置 / set on the wall board' });
+      } else {
+        await api('DELETE', path);
+      }
+      $('frequent-status').textContent = '';
+    } catch (e) {
+      $('frequent-status').textContent = e.message;
+    }
+    loadFrequent();
   } else if (t.dataset.force) {
     const body = t.dataset.force === 'pause' ? { reason: 'supervisor' } : undefined;
     try {

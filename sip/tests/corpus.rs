@@ -3,6 +3,10 @@
 //! and the PROTOS c07-sip robustness suite. Messages are fed in-process; nothing is sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in a test, a panic is a failure report
 
+#[path = "support/protos.rs"]
+mod protos;
+use protos::protos_case;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -347,60 +351,6 @@ fn a_stream_of_messages_is_framed_by_content_length() {
     }
     // Messages with a Content-Length frame exactly; the first ones in this stream do.
     assert!(parsed >= 5, "only {parsed} messages framed: {methods:?}");
-}
-
-/// PROTOS c07-sip: fill the placeholders the original Java harness filled.
-fn protos_case(n: usize, raw: &[u8]) -> Vec<u8> {
-    // Two records `<decimal length> SP <bytes>`; the first is the INVITE.
-    let space = raw.iter().position(|b| *b == b' ').unwrap();
-    let len: usize = std::str::from_utf8(&raw[..space]).unwrap().parse().unwrap();
-    let template = &raw[space + 1..(space + 1 + len).min(raw.len())];
-    let mut out = Vec::with_capacity(template.len() + 64);
-    let mut i = 0;
-    let subst = |name: &[u8]| -> Option<String> {
-        Some(match name {
-            b"To" => "12345@127.0.0.1".into(),
-            b"From" => "protos@127.0.0.1".into(),
-            b"From-Address" | b"From-IP" => "127.0.0.1".into(),
-            b"Local-Port" => "5061".into(),
-            b"Call-ID" => format!("protos{n}"),
-            b"CSeq" => "1".into(),
-            b"Branch-ID" => format!("{n}"),
-            b"Teardown-Method" => "CANCEL".into(),
-            b"Content-Length" => "\u{0}CL\u{0}".into(),
-            _ => return None,
-        })
-    };
-    while i < template.len() {
-        if template[i] == b'<'
-            && let Some(close) = template[i..].iter().position(|b| *b == b'>')
-            && let Some(v) = subst(&template[i + 1..i + close])
-        {
-            out.extend_from_slice(v.as_bytes());
-            i += close + 1;
-            continue;
-        }
-        out.push(template[i]);
-        i += 1;
-    }
-    let body_len = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(0, |p| out.len() - p - 4);
-    let marker = b"\x00CL\x00";
-    let mut filled = Vec::with_capacity(out.len());
-    let mut j = 0;
-    while j < out.len() {
-        if out[j..].starts_with(marker) {
-            // The length changes by the marker's own size difference.
-            filled.extend_from_slice(body_len.to_string().as_bytes());
-            j += marker.len();
-        } else {
-            filled.push(out[j]);
-            j += 1;
-        }
-    }
-    filled
 }
 
 #[test]

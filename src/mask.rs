@@ -35,6 +35,12 @@ pub fn mask_number(number: &str) -> String {
     }
     let digits = number.bytes().filter(u8::is_ascii_digit).count();
     let (keep_head, keep_tail) = if digits > 7 { (3, 4) } else { (0, 2) };
+    star_digits(number, keep_head, keep_tail)
+}
+
+/// Stars every digit but the first `keep_head` and the last `keep_tail`; non-digits are kept.
+fn star_digits(number: &str, keep_head: usize, keep_tail: usize) -> String {
+    let digits = number.bytes().filter(u8::is_ascii_digit).count();
     let mut seen = 0;
     number
         .chars()
@@ -51,6 +57,12 @@ pub fn mask_number(number: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Keeps only the last `keep` digits of a number, every other digit starred:
+/// `mask_tail("13812345678", 4)` is `*******5678`. For lists shown to roles that need no more.
+pub fn mask_tail(number: &str, keep: usize) -> String {
+    star_digits(number, 0, keep)
 }
 
 /// Replaces every telephone number in `text` by its masked form and returns whether any was
@@ -147,6 +159,13 @@ mod tests {
         assert_eq!(Phone("13812345678").to_string(), "138****5678");
         assert_eq!(Phone("+8613812345678").to_string(), "+86138****5678");
         assert_eq!(Phone("110").to_string(), "*10");
+    }
+
+    #[test]
+    fn a_tail_keeps_only_the_last_digits() {
+        assert_eq!(mask_tail("13812345678", 4), "*******5678");
+        assert_eq!(mask_tail("+8613812345678", 4), "+*********5678");
+        assert_eq!(mask_tail("123", 4), "123");
     }
 
     #[test]

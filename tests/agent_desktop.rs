@@ -67,7 +67,10 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
     browser.expect("in-call", 15);
     let stats = browser.expect("stats", 20);
     let ticket = browser.expect("ticket", 30);
-    let number = ticket.trim_start_matches("ticket ").trim().to_string();
+    // "ticket N code C": the page shows the access code the agent reads out to the caller.
+    let mut words = ticket.split_whitespace().skip(1);
+    let number = words.next().unwrap_or_default().to_string();
+    let shown_code = words.nth(1).unwrap_or_default().to_string();
     browser.expect("held", 10);
     browser.expect("resumed", 10);
     let (code, errors) = caller.join().unwrap();
@@ -113,9 +116,14 @@ fn a_browser_agent_answers_a_call_with_audio_both_ways_and_files_the_ticket() {
         "ticket {number:?}"
     );
     let rows = center.node.db.rows(&format!(
-        "SELECT call_id, recording, category, description, channel FROM tickets WHERE number = '{number}'"
+        "SELECT call_id, recording, category, description, channel, access_code FROM tickets WHERE number = '{number}'"
     ));
     let t = &rows[0];
+    assert_eq!(
+        shown_code,
+        t.get::<String, _>("access_code"),
+        "the page shows the ticket's access code in its text"
+    );
     assert_eq!(
         t.get::<Option<String>, _>("call_id").as_deref(),
         Some(call_id.as_str())

@@ -226,7 +226,7 @@ fn ivr_walk_prints_what_a_caller_would_hear() {
     let out = hotline()
         .arg("ivr-walk")
         .arg(&script)
-        .arg("2 202611# 5678 h 5")
+        .arg("2 202611# 246810 h 5")
         .args(["--at", "2026-10-01T09:00:00+08:00"])
         .output()
         .expect("run hotline");

@@ -212,8 +212,9 @@ fn a_recording_paused_through_the_admin_api_holds_silence_for_the_pause() {
 }
 
 /// The demo flow's self-service: while waiting in the queue the caller presses 2, keys a
-/// ticket number and the last four digits of the phone, and hears the ticket's status (Art.
-/// 13), checked against PostgreSQL exactly as the public API checks it, and audited.
+/// ticket number and its access code, and hears the ticket's status (Art. 13), checked
+/// against PostgreSQL exactly as the public API checks it, and audited; the call record keeps
+/// the code masked.
 #[test]
 fn a_caller_keys_a_ticket_and_hears_its_status() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-scripts/12345.toml");
@@ -222,19 +223,19 @@ fn a_caller_keys_a_ticket_and_hears_its_status() {
         "INSERT INTO units (code, name, kind) VALUES ('huaiyin', '槐荫区人民政府', 'county');
          INSERT INTO categories (code, name) VALUES ('noise', '施工噪音');
          INSERT INTO tickets (number, channel, request_type, category, description,
-                              caller_phone, status, lead_unit, due_at, created_by)
+                              caller_phone, status, lead_unit, due_at, created_by, access_code)
          VALUES ('2026030200042', 'phone', 'complaint', 'noise', '夜间施工噪音',
-                 '13812345678', 'handling', 1, '2026-03-09T16:00:00Z', 'intake');"
+                 '13812345678', 'handling', 1, '2026-03-09T16:00:00Z', 'intake', '246810');"
             .into(),
     );
     // The demo's greeting (with the emergency numbers) lasts about 18 s and takes no keys;
-    // then 2, the number, and the four digits after the second prompt.
+    // then 2, the number, and the six-digit code after the second prompt.
     let (code, errors) = demo_call(
         &node,
         r#"<pause milliseconds="20000"/>
   <nop><action><exec play_dtmf="22026030200042#,100"/></action></nop>
   <pause milliseconds="6000"/>
-  <nop><action><exec play_dtmf="5678#,100"/></action></nop>
+  <nop><action><exec play_dtmf="246810#,100"/></action></nop>
   <pause milliseconds="14000"/>"#,
     );
     assert_eq!(code, 0, "the call failed:\n{errors}");
@@ -254,16 +255,21 @@ fn a_caller_keys_a_ticket_and_hears_its_status() {
     assert_eq!(audit.len(), 1, "one look-up, audited");
     assert_eq!(audit[0].get::<String, _>("actor"), "ivr");
     assert_eq!(audit[0].get::<String, _>("action"), "public.read");
-    let rows = node.ended_calls(1, "ivr_path, ivr_vars::text AS vars");
+    let rows = node.ended_calls(1, "ivr_path, ivr_keys, ivr_vars::text AS vars");
     // The caller hangs up while the status is still being read out.
     let path: Vec<String> = rows[0].get("ivr_path");
     assert_eq!(
         path[..5],
-        ["greeting", "queue", "ask_ticket", "ask_phone", "status"]
+        ["greeting", "queue", "ask_ticket", "ask_code", "status"]
     );
     assert_eq!(
         rows[0].get::<String, _>("vars"),
-        r#"{"phone4": "5678", "ticket": "2026030200042"}"#
+        r#"{"code": "******", "ticket": "2026030200042"}"#
+    );
+    let keys: String = rows[0].get("ivr_keys");
+    assert!(
+        keys.contains("2026030200042#******") && !keys.contains("246810"),
+        "the code's keys are not kept: {keys}"
     );
 }
 

@@ -332,7 +332,10 @@ async fn termination_is_requested_reviewed_and_explained_to_the_caller(db: PgPoo
     let (s, p) = api
         .send(
             "GET",
-            &format!("/api/public/tickets/{n}?phone_last4=5678"),
+            &format!(
+                "/api/public/tickets/{n}?access_code={}",
+                api.access_code(&n).await
+            ),
             None,
             serde_json::Value::Null,
         )
@@ -632,7 +635,10 @@ async fn duplicates_are_suggested_and_a_merged_ticket_gets_the_masters_outcome(d
     let (s, p) = api
         .send(
             "GET",
-            &format!("/api/public/tickets/{neighbour}?phone_last4=2222"),
+            &format!(
+                "/api/public/tickets/{neighbour}?access_code={}&phone_last4=2222",
+                api.access_code(&neighbour).await
+            ),
             None,
             serde_json::Value::Null,
         )

@@ -235,13 +235,15 @@ async fn the_audit_log_can_be_read_but_not_altered(db: PgPool) {
 }
 
 #[sqlx::test]
-async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPool) {
+async fn citizens_query_rate_and_object_by_number_and_access_code(db: PgPool) {
     let api = Api::new(db, china(2026, 3, 2)).await;
     let intake = api.login("intake").await;
     let disp = api.login("dispatcher").await;
     let unit = api.login("huaiyin").await;
-    let n = num(&api.file(&intake, json!({})).await);
-    let (s, p) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    let filed = api.file(&intake, json!({})).await;
+    let n = num(&filed);
+    let code = filed["access_code"].as_str().unwrap().to_string();
+    let (s, p) = public(&api, format!("/api/public/tickets/{n}?access_code={code}")).await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["status"], "accepted");
     assert!(
@@ -251,13 +253,13 @@ async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPoo
 
     api.ok(&disp, &n, json!({"action": "dispatch"})).await;
     api.ok(&unit, &n, json!({"action": "sign"})).await;
-    let (_, p) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    let (_, p) = public(&api, format!("/api/public/tickets/{n}?access_code={code}")).await;
     assert_eq!(p["status"], "handling");
     assert_eq!(p["due_at"], "2026-03-09T16:00:00Z");
     assert_eq!(p["handling_unit"], "槐荫区人民政府");
 
     // Rating before there is an answer is refused; after the reply it is kept.
-    let rating = |score: i64| json!({"phone_last4": "5678", "score": score, "comment": "处理及时"});
+    let rating = |score: i64| json!({"access_code": code, "score": score, "comment": "处理及时"});
     let (s, _) = api
         .send(
             "POST",
@@ -294,7 +296,7 @@ async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPoo
             "POST",
             &format!("/api/public/tickets/{n}/objection"),
             None,
-            json!({"phone_last4": "5678", "reason": "噪音仍在继续"}),
+            json!({"access_code": code, "phone_last4": "5678", "reason": "噪音仍在继续"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
@@ -308,31 +310,156 @@ async fn citizens_query_rate_and_object_by_number_and_last_four_digits(db: PgPoo
         (Some("object"), Some("citizen"))
     );
 
-    // Wrong digits and unknown numbers look the same; after five wrong tries the next waits
-    // 30 s (not a lock-out of a quarter of an hour), even with the right digits.
-    let (s, wrong) = public(&api, format!("/api/public/tickets/{n}?phone_last4=0000")).await;
+    // A wrong code and unknown numbers look the same; after five wrong tries the next waits
+    // 30 s (not a lock-out of a quarter of an hour), even with the right code.
+    let wrong_code = if code == "000000" { "000001" } else { "000000" };
+    let (s, wrong) = public(
+        &api,
+        format!("/api/public/tickets/{n}?access_code={wrong_code}"),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, unknown) = public(
         &api,
-        "/api/public/tickets/20990101000001?phone_last4=5678".into(),
+        format!("/api/public/tickets/20990101000001?access_code={code}"),
     )
     .await;
     assert_eq!(wrong, unknown);
     for _ in 0..4 {
-        let (s, _) = public(&api, format!("/api/public/tickets/{n}?phone_last4=1111")).await;
+        let (s, _) = public(
+            &api,
+            format!("/api/public/tickets/{n}?access_code={wrong_code}"),
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
-    let (s, wait) = public_from(&api, &n, "5678", "198.51.100.1").await;
+    let (s, wait) = public_from(&api, &n, &code, "198.51.100.1").await;
     assert_eq!(
         (s, wait.as_deref()),
         (StatusCode::TOO_MANY_REQUESTS, Some("30")),
-        "even the right digits wait now"
+        "even the right code waits now"
     );
     // Failed tries are counted, not written to the append-only audit log.
     assert_eq!(
         audit_count(&api, "public.denied", &format!("ticket:{n}")).await,
         0
     );
+}
+
+/// Issue 22, item 2: the phone's last four digits (which a list used to show) no longer open a
+/// ticket; the random access code told at intake does, with the digits as a second factor only;
+/// staff beyond the office never see the code; lists show no more of a number than the role
+/// needs, and nothing of a confidential informant.
+#[sqlx::test]
+async fn a_citizen_proves_a_ticket_by_its_access_code_and_lists_show_only_what_a_role_needs(
+    db: PgPool,
+) {
+    let api = Api::new(db, china(2026, 3, 2)).await;
+    let intake = api.login("intake").await;
+    let disp = api.login("dispatcher").await;
+    let huaiyin = api.login("huaiyin").await;
+    let analyst = api.login("analyst").await;
+    let open = api.file(&intake, json!({})).await;
+    let secret = api
+        .file(
+            &intake,
+            json!({"confidential": true, "request_type": "report", "caller_phone": "13987654321"}),
+        )
+        .await;
+    let (n, s_n) = (num(&open), num(&secret));
+    for t in [&n, &s_n] {
+        api.ok(
+            &disp,
+            t,
+            json!({"action": "dispatch", "lead_unit": HUAIYIN}),
+        )
+        .await;
+    }
+
+    // The intake agent is given the code to read out: six digits, one per ticket.
+    let code = open["access_code"].as_str().unwrap().to_string();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{open}"
+    );
+    assert_eq!(code, api.access_code(&n).await);
+    let mut codes = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        codes.insert(api.file(&intake, json!({})).await["access_code"].to_string());
+    }
+    assert!(
+        codes.len() >= 19,
+        "codes are random, not a sequence: {codes:?}"
+    );
+
+    // What any staff member could read off a list no longer opens the ticket.
+    let (s, b) = public(&api, format!("/api/public/tickets/{n}?phone_last4=5678")).await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "the digits alone are refused: {b}"
+    );
+    let (s, b) = public(&api, format!("/api/public/tickets/{n}?access_code=12345")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.to_string().contains("six digits"), "{b}");
+    // The code opens it; with the digits too they must be right.
+    let (s, _) = public(&api, format!("/api/public/tickets/{n}?access_code={code}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = public(
+        &api,
+        format!("/api/public/tickets/{n}?access_code={code}&phone_last4=5678"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = public(
+        &api,
+        format!("/api/public/tickets/{n}?access_code={code}&phone_last4=4321"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a wrong second factor fails");
+
+    // Only the office sees the code (to tell it again), and that read is audited.
+    let (_, t) = api.get(&format!("/api/tickets/{n}"), &disp).await;
+    assert_eq!(t["access_code"], code.as_str());
+    let fields: Value = sqlx::query_scalar(
+        "SELECT detail->'fields' FROM audit_log WHERE actor = 'dispatcher' AND subject = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(format!("ticket:{n}"))
+    .fetch_one(&api.db)
+    .await
+    .unwrap();
+    assert!(fields.to_string().contains("access_code"), "{fields}");
+    for who in [&huaiyin, &analyst] {
+        let (_, t) = api.get(&format!("/api/tickets/{n}"), who).await;
+        assert_eq!(t["access_code"], Value::Null, "{t}");
+        assert!(!t.to_string().contains(&code), "{t}");
+    }
+
+    // Lists: the office 138****5678, the unit only the last four and nothing of the
+    // informant, analysts nothing.
+    let phone_in = |l: &Value, t: &str| -> Value {
+        l["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["number"] == t)
+            .map(|r| r["caller_phone"].clone())
+            .unwrap_or(Value::String("not listed".into()))
+    };
+    let (_, l) = api.get("/api/tickets", &disp).await;
+    assert_eq!(phone_in(&l, &n), "138****5678");
+    assert_eq!(phone_in(&l, &s_n), "139****4321");
+    let (_, l) = api.get("/api/tickets", &huaiyin).await;
+    assert_eq!(phone_in(&l, &n), "*******5678");
+    assert_eq!(phone_in(&l, &s_n), Value::Null, "{l}");
+    assert!(!l.to_string().contains("4321"), "{l}");
+    let (_, l) = api.get("/api/tickets", &analyst).await;
+    assert_eq!(phone_in(&l, &n), Value::Null);
+    let (_, sup) = api.get("/api/supervision?within_hours=720", &huaiyin).await;
+    assert!(!sup.to_string().contains("4321"), "{sup}");
+    let (_, sup) = api.get("/api/supervision?within_hours=720", &analyst).await;
+    assert!(!sup.to_string().contains("5678"), "{sup}");
 }
 
 /// Issue 22, item 3: parallel wrong tries are counted one by one, one address guessing many
@@ -342,6 +469,7 @@ async fn citizen_tries_are_counted_atomically_per_ticket_and_per_address(db: PgP
     let api = Api::new(db, china(2026, 3, 2)).await;
     let intake = api.login("intake").await;
     let n = num(&api.file(&intake, json!({})).await);
+    set_code(&api, &n, "246810").await;
 
     // 40 wrong tries at once, from 40 addresses: exactly five are answered, the rest wait.
     let tries = (0..40).map(|i| {
@@ -350,7 +478,7 @@ async fn citizen_tries_are_counted_atomically_per_ticket_and_per_address(db: PgP
             public_from(
                 api,
                 &n,
-                &format!("{:04}", 1000 + i),
+                &format!("{:06}", 100000 + i),
                 &format!("203.0.113.{i}"),
             )
             .await
@@ -372,35 +500,36 @@ async fn citizen_tries_are_counted_atomically_per_ticket_and_per_address(db: PgP
         .execute(&api.db)
         .await
         .unwrap();
-    let (s, _) = public_from(&api, &n, "0001", "203.0.113.99").await;
+    let (s, _) = public_from(&api, &n, "000001", "203.0.113.99").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, wait) = public_from(&api, &n, "5678", "203.0.113.98").await;
+    let (s, wait) = public_from(&api, &n, "246810", "203.0.113.98").await;
     assert_eq!(
         (s, wait.as_deref()),
         (StatusCode::TOO_MANY_REQUESTS, Some("60"))
     );
-    // Once the wait is over the citizen's right digits are taken, and the count is cleared.
+    // Once the wait is over the citizen's right code is taken, and the count is cleared.
     sqlx::query("UPDATE citizen_failures SET wait_until = now() - interval '1 second'")
         .execute(&api.db)
         .await
         .unwrap();
-    let (s, _) = public_from(&api, &n, "5678", "203.0.113.98").await;
+    let (s, _) = public_from(&api, &n, "246810", "203.0.113.98").await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = public_from(&api, &n, "0002", "203.0.113.97").await;
+    let (s, _) = public_from(&api, &n, "000002", "203.0.113.97").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "the ticket's count starts again");
 
     // One address trying twenty tickets' numbers waits on every ticket; others do not.
     let other = num(&api.file(&intake, json!({})).await);
+    set_code(&api, &other, "135790").await;
     for i in 0..20 {
-        let (s, _) = public_from(&api, &format!("2099010100{i:04}"), "5678", "192.0.2.7").await;
+        let (s, _) = public_from(&api, &format!("2099010100{i:04}"), "135790", "192.0.2.7").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
-    let (s, wait) = public_from(&api, &other, "5678", "192.0.2.7").await;
+    let (s, wait) = public_from(&api, &other, "135790", "192.0.2.7").await;
     assert_eq!(
         (s, wait.as_deref()),
         (StatusCode::TOO_MANY_REQUESTS, Some("30"))
     );
-    let (s, _) = public_from(&api, &other, "5678", "192.0.2.8").await;
+    let (s, _) = public_from(&api, &other, "135790", "192.0.2.8").await;
     assert_eq!(
         s,
         StatusCode::OK,
@@ -418,9 +547,20 @@ async fn citizen_tries_are_counted_atomically_per_ticket_and_per_address(db: PgP
     assert_eq!(rows, 2, "only the two successful reads are audited");
 }
 
-/// A citizen's look-up of ticket `n` with `last4` from `ip`: the status and any Retry-After.
-async fn public_from(api: &Api, n: &str, last4: &str, ip: &str) -> (StatusCode, Option<String>) {
-    let mut req = Request::get(format!("/api/public/tickets/{n}?phone_last4={last4}"))
+/// Gives ticket `n` a known access code (the one given at intake is random).
+async fn set_code(api: &Api, n: &str, code: &str) {
+    sqlx::query("UPDATE tickets SET access_code = $2 WHERE number = $1")
+        .bind(n)
+        .bind(code)
+        .execute(&api.db)
+        .await
+        .unwrap();
+}
+
+/// A citizen's look-up of ticket `n` with access code `code` from `ip`: the status and any
+/// Retry-After.
+async fn public_from(api: &Api, n: &str, code: &str, ip: &str) -> (StatusCode, Option<String>) {
+    let mut req = Request::get(format!("/api/public/tickets/{n}?access_code={code}"))
         .body(Body::empty())
         .unwrap();
     let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
@@ -547,6 +687,9 @@ async fn open311_georeport_v2_services_and_requests(db: PgPool) {
         .unwrap()
         .to_string();
     assert!(created[0].get("service_notice").is_some());
+    // The app is given the citizen's access code to pass on; the feed never shows it.
+    let code = created[0]["access_code"].as_str().unwrap().to_string();
+    assert_eq!(code, api.access_code(&id).await);
 
     // It is a ticket on the app channel, in the office's queue.
     let (_, t) = api.get(&format!("/api/tickets/{id}"), &disp).await;
@@ -596,6 +739,10 @@ async fn open311_georeport_v2_services_and_requests(db: PgPool) {
     assert_eq!(r["status"], "open");
     assert_eq!(r["agency_responsible"], "槐荫区人民政府");
     assert_eq!(r["lat"], 36.6512);
+    assert!(
+        list[0].get("access_code").is_none(),
+        "no access code in the feed: {list}"
+    );
     assert!(
         !list.to_string().contains("13812345678"),
         "no phone in the public feed"

@@ -1,8 +1,9 @@
 //! The IVR's look-ups that need the database: a ticket's progress (the `ticket_status` node,
 //! REGULATION.md Art. 13) and knowledge-base answers (the `kb` node, Art. 31: an article's
 //! spoken answer, or the newest answers of a category). The media threads never wait on PostgreSQL or on speech synthesis:
-//! they hand a [`LookupRequest`] to this service, which checks the number and the phone's last
-//! four digits exactly as the public API does (same throttling, audited as `ivr`), composes
+//! they hand a [`LookupRequest`] to this service, which checks the number and the access code
+//! (and the phone's last four digits when the script asks them too) exactly as the public API
+//! does (same throttling, audited as `ivr`), composes
 //! what to say, synthesises it once (never cached: [`Tts::speak_once`]) and hands the prompt
 //! back to the call's thread. When the database or the speech engine fails, the caller hears
 //! the "not available" notice and the script goes on.
@@ -35,7 +36,9 @@ pub enum Question {
     Ticket {
         /// The ticket number the caller keyed.
         number: Option<String>,
-        /// The last four digits of the phone number on the ticket.
+        /// The access code the caller keyed.
+        code: Option<String>,
+        /// The last four digits of the phone number on the ticket, if the script asked them.
         last4: Option<String>,
         /// The calling number (wrong tries are counted per caller too).
         caller: Caller,
@@ -218,12 +221,13 @@ pub fn position_text(place: usize, minutes: u64) -> String {
 }
 
 async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
-    let (number, last4, caller) = match question {
+    let (number, code, last4, caller) = match question {
         Question::Ticket {
             number,
+            code,
             last4,
             caller,
-        } => (number, last4, caller),
+        } => (number, code, last4, caller),
         Question::Position { place, minutes } => return Ok(position_text(place, minutes)),
         Question::Knowledge {
             article,
@@ -233,10 +237,14 @@ async fn text(db: &PgPool, question: Question) -> Result<String, StoreError> {
             return knowledge(db, article, category, choice).await;
         }
     };
-    let (Some(number), Some(last4)) = (number, last4) else {
+    let (Some(number), Some(access_code)) = (number, code) else {
         return Ok(NOT_FOUND_TEXT.into());
     };
-    match citizen::lookup(db, &number, &last4, "ivr", &format!("tel:{}", caller.0)).await? {
+    let proof = citizen::Proof {
+        access_code,
+        phone_last4: last4,
+    };
+    match citizen::lookup(db, &number, &proof, "ivr", &format!("tel:{}", caller.0)).await? {
         Lookup::Found(t) => citizen::spoken_status(db, &t).await,
         Lookup::NotFound => Ok(NOT_FOUND_TEXT.into()),
         Lookup::Throttled(_) => Ok(THROTTLED_TEXT.into()),

@@ -5,7 +5,8 @@
 //! - `GET /open311/v2/services/{service_code}.json`: its definition (one attribute,
 //!   `request_type`, a single-value list of the hotline's request types)
 //! - `POST /open311/v2/requests.json` (form-encoded; `api_key` required): files a ticket on
-//!   the client's channel and answers its number as `service_request_id`
+//!   the client's channel and answers its number as `service_request_id`, with the
+//!   citizen's `access_code` for following it (see `public.rs`)
 //! - `GET /open311/v2/requests.json` (`service_request_id`, `service_code`, `start_date`,
 //!   `end_date`, `status`) and `GET /open311/v2/requests/{id}.json`
 //! - `GET /open311/v2/tokens/{token}.json`: requests get their id at once, so a token is the id
@@ -238,6 +239,9 @@ async fn post_request(
         super::tickets::replayed(&filed),
         Json(json!([{
             "service_request_id": filed.row().number,
+            // The citizen's proof for following the request (Art. 13): the client tells it to
+            // the citizen; it is never in a list or a later answer.
+            "access_code": filed.row().access_code,
             "service_notice": "",
             "account_id": null,
         }])),

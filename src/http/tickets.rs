@@ -5,7 +5,10 @@
 //! Who sees what: the hotline office (intake, dispatcher, supervisor) sees every ticket and its
 //! caller; unit staff see only their unit's tickets (lead or co-handling; 403 otherwise) and
 //! never a confidential caller's identity or recording (Art. 11); analysts and administrators
-//! see tickets without personal data. Lists show only masked numbers. Every answer that
+//! see tickets without personal data. The office also sees the citizen's access code (to tell
+//! it again to a citizen who lost it); nobody else does. Lists show no more of a number than
+//! the role needs: the office `138****5678`, a unit the last four digits (`*******5678`) and
+//! nothing of a confidential caller, analysts and administrators nothing. Every answer that
 //! carries a caller's identity is written to the audit log first (Art. 7, 33, 36); when that
 //! write fails, the data is not sent.
 //!
@@ -24,7 +27,7 @@ use serde_json::{Value, json};
 use super::auth::Authed;
 use super::export::{self, Format};
 use super::{ApiError, AppState};
-use crate::mask::mask_number;
+use crate::mask::{mask_number, mask_tail};
 use crate::tickets::store::{
     self, By, Filed, Filter, IdempotencyKey, NewTicket, Step, Summary, TicketRow,
 };
@@ -90,11 +93,15 @@ async fn view(state: &AppState, user: &User, t: &TicketRow) -> Result<Value, Api
     let mut v = serde_json::to_value(t).map_err(|e| ApiError::Internal(e.into()))?;
     let personal = ["caller_name", "caller_phone", "recording", "call_id"];
     if sees_identity(user, t) {
-        let shown: Vec<&str> = personal
+        let mut shown: Vec<&str> = personal
             .iter()
             .copied()
             .filter(|k| !v[*k].is_null())
             .collect();
+        if OFFICE.contains(&user.role) {
+            v["access_code"] = json!(t.access_code);
+            shown.push("access_code");
+        }
         if !shown.is_empty() {
             crate::audit::record(
                 &state.db,
@@ -122,9 +129,18 @@ async fn view(state: &AppState, user: &User, t: &TicketRow) -> Result<Value, Api
     Ok(v)
 }
 
-fn masked(mut rows: Vec<Summary>) -> Vec<Summary> {
+/// The rows of a list as `user` may see them: no more of a number than the role needs.
+fn masked(mut rows: Vec<Summary>, user: &User) -> Vec<Summary> {
     for r in &mut rows {
-        r.caller_phone = r.caller_phone.as_deref().map(mask_number);
+        r.caller_phone = match user.role {
+            Role::Intake | Role::Dispatcher | Role::Supervisor => {
+                r.caller_phone.as_deref().map(mask_number)
+            }
+            Role::UnitStaff if !r.confidential => {
+                r.caller_phone.as_deref().map(|p| mask_tail(p, 4))
+            }
+            Role::UnitStaff | Role::Analyst | Role::Admin => None,
+        };
     }
     rows
 }
@@ -240,7 +256,7 @@ async fn list(
         .await?;
     }
     let (rows, next) = store::list(&state.db, state.tickets.clock.now(), &f, only_unit).await?;
-    Ok(Json(json!({ "tickets": masked(rows), "next": next })))
+    Ok(Json(json!({ "tickets": masked(rows, u), "next": next })))
 }
 
 #[derive(Deserialize)]
@@ -266,7 +282,7 @@ async fn supervision(
     let within = Duration::hours(q.within_hours.unwrap_or(24).clamp(0, 24 * 30));
     let rows =
         store::due_before(&state.db, now + within, only_unit, q.limit.unwrap_or(200)).await?;
-    let (overdue, soon): (Vec<Summary>, Vec<Summary>) = masked(rows)
+    let (overdue, soon): (Vec<Summary>, Vec<Summary>) = masked(rows, u)
         .into_iter()
         .partition(|r| r.due_at.is_some_and(|d| d < now));
     Ok(Json(
@@ -282,7 +298,9 @@ async fn revisits(
     user.require(&[Role::Dispatcher, Role::Supervisor], "the revisit list")?;
     f.status = Some("replied".into());
     let (rows, next) = store::list(&state.db, state.tickets.clock.now(), &f, None).await?;
-    Ok(Json(json!({ "tickets": masked(rows), "next": next })))
+    Ok(Json(
+        json!({ "tickets": masked(rows, &user.0), "next": next }),
+    ))
 }
 
 async fn duplicates(

@@ -248,7 +248,12 @@ impl IvrCall {
     /// detection): all take this way, so the script sees the same events.
     pub fn digit(&mut self, now: Instant, key: char, facts: &dyn Facts) {
         if self.keys.len() < MAX_KEYS {
-            self.keys.push(key);
+            // A secret's keys (an access code) are kept as `*` in the call record.
+            self.keys.push(if self.session.in_secret_input() {
+                '*'
+            } else {
+                key
+            });
         }
         self.event(now, Event::Digit(key), facts);
     }

@@ -128,6 +128,10 @@ pub enum Node {
         next: String,
         /// Where to go without valid input.
         default: String,
+        /// The input is a secret (an access code): the call record keeps `******` for the
+        /// variable and `*` for each key pressed while this node plays or waits.
+        #[serde(default)]
+        secret: bool,
     },
     /// Speak knowledge-base answers: one article's spoken answer, or a category's menu (its
     /// newest published articles, "press 1 for ...", 5 s for the key; any other key or none

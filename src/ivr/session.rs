@@ -101,8 +101,11 @@ pub enum Action {
     TicketStatus {
         /// The ticket number the caller keyed, if the script collected one as `ticket`.
         number: Option<String>,
+        /// The access code told at intake, if collected as `code` (the check that the caller
+        /// may hear this ticket).
+        access_code: Option<String>,
         /// The last four digits of the phone number given on the ticket, if collected as
-        /// `phone4` (the check that the caller may hear this ticket).
+        /// `phone4` (a second factor beside the code; alone they open nothing).
         phone_last4: Option<String>,
     },
     /// Store a satisfaction score 1-5 for this call.
@@ -209,6 +212,43 @@ impl Session {
     /// Variables set so far (collected digits and `set` nodes).
     pub fn vars(&self) -> &BTreeMap<String, String> {
         &self.vars
+    }
+
+    /// The variables as the call record keeps them: a secret collect's value as `******`.
+    pub fn recorded_vars(&self) -> BTreeMap<String, String> {
+        let secret: Vec<&str> = self
+            .script
+            .nodes
+            .values()
+            .filter_map(|n| match n {
+                Node::Collect {
+                    var, secret: true, ..
+                } => Some(var.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.vars
+            .iter()
+            .map(|(k, v)| {
+                let v = if secret.contains(&k.as_str()) {
+                    "******".to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Whether the node playing or waiting now takes a secret (its keys are not recorded).
+    pub fn in_secret_input(&self) -> bool {
+        let (Wait::Prompt { node, .. } | Wait::Input { node, .. }) = &self.wait else {
+            return false;
+        };
+        matches!(
+            self.script.nodes.get(node),
+            Some(Node::Collect { secret: true, .. })
+        )
     }
 
     /// Every node the call entered, in order (kept with the call record).
@@ -430,6 +470,7 @@ impl Session {
                 Node::TicketStatus { .. } => {
                     out.push(Action::TicketStatus {
                         number: self.vars.get("ticket").cloned(),
+                        access_code: self.vars.get("code").cloned(),
                         phone_last4: self.vars.get("phone4").cloned(),
                     });
                     self.wait = Wait::Prompt {
@@ -448,7 +489,7 @@ impl Session {
                     match self.paused_in.take() {
                         // Back from self-service: the caller's place was kept.
                         Some(kept) if kept == name => out.push(Action::Resume {
-                            vars: self.vars.clone(),
+                            vars: self.recorded_vars(),
                         }),
                         other => {
                             if other.is_some() {
@@ -458,7 +499,7 @@ impl Session {
                                 queue: queue.clone(),
                                 priority: *priority,
                                 skills: skills.clone(),
-                                vars: self.vars.clone(),
+                                vars: self.recorded_vars(),
                             });
                         }
                     }

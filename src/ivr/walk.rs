@@ -110,10 +110,18 @@ fn describe(a: &Action) -> String {
         }
         Action::TicketStatus {
             number,
+            access_code,
             phone_last4,
-        } => match (number, phone_last4) {
-            (Some(n), Some(p)) => format!("speak the progress of ticket {n} (phone ending {p})"),
-            (Some(n), None) => format!("speak the progress of ticket {n}"),
+        } => match (number, access_code, phone_last4) {
+            (Some(n), Some(_), Some(p)) => {
+                format!("speak the progress of ticket {n} (access code given, phone ending {p})")
+            }
+            (Some(n), Some(_), None) => {
+                format!("speak the progress of ticket {n} (access code given)")
+            }
+            (Some(_), None, _) => {
+                "say the ticket was not found (no access code collected as `code`)".into()
+            }
             _ => "speak ticket progress (no number collected)".into(),
         },
         Action::Score(n) => format!("record satisfaction {n}"),
@@ -157,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_demo_flow_checks_a_ticket_returns_to_the_queue_and_ends_with_the_survey() {
-        let lines = walk(&shipped(), "2 202611# 5678 h 4", &night()).unwrap();
+        let lines = walk(&shipped(), "2 202611# 246810 h 4", &night()).unwrap();
         assert!(lines[0].starts_with("play text \"您好"), "{lines:#?}");
         assert_eq!(
             lines[1],
@@ -165,8 +173,8 @@ mod tests {
         );
         for expected in [
             "keep the place in the queue (self-service)",
-            "speak the progress of ticket 202611 (phone ending 5678)",
-            "back in the queue at the same place (vars {\"phone4\": \"5678\", \"ticket\": \"202611\"})",
+            "speak the progress of ticket 202611 (access code given)",
+            "back in the queue at the same place (vars {\"code\": \"******\", \"ticket\": \"202611\"})",
             "record satisfaction 4",
             "hang up",
         ] {
@@ -177,7 +185,7 @@ mod tests {
         }
         assert_eq!(
             lines.last().unwrap(),
-            "(path: greeting > queue > ask_ticket > ask_phone > status > queue > survey > thanks > bye)"
+            "(path: greeting > queue > ask_ticket > ask_code > status > queue > survey > thanks > bye)"
         );
     }
 

@@ -1,15 +1,19 @@
 //! What a citizen may learn about a ticket (REGULATION.md Art. 13), the same for the public
-//! API and the IVR's `ticket_status` node: the ticket number plus the last four digits of the
-//! phone number given on it prove the right to ask. A wrong number and wrong digits look the
-//! same.
+//! API and the IVR's `ticket_status` node: the ticket number plus its access code prove the
+//! right to ask. The access code is six random digits given to the citizen at intake (the
+//! agent reads it out from the agent page; an Open311 client gets it in the filing's answer);
+//! staff lists never show it, so knowing a masked number from a list is not enough. The last
+//! four digits of the phone on the ticket may be given as well, as a second factor: when
+//! given they must match, and alone they prove nothing. A wrong number, a wrong code and wrong
+//! digits look the same.
 //!
 //! Wrong tries are counted per ticket and per source (the client's address on the API, the
 //! calling number in the IVR) in `citizen_failures`, one row per key changed under an advisory
 //! lock, so parallel tries are counted one by one. Past [`FREE_TRIES_TICKET`] wrong tries on a
 //! ticket, or [`FREE_TRIES_SOURCE`] from one source, each further try waits a growing time
-//! (30 s, doubling, at most an hour): the digits cannot be found by trying all 10,000, and the
-//! citizen is never locked out for long by somebody else's tries. A right answer clears both
-//! counts. Successful reads are in the audit log; failed tries are only counted.
+//! (30 s, doubling, at most an hour): a million codes cannot be tried, and the citizen is
+//! never locked out for long by somebody else's tries. A right answer clears both counts.
+//! Successful reads are in the audit log; failed tries are only counted.
 
 use chrono::{Datelike, Duration};
 use sqlx::PgPool;
@@ -25,12 +29,36 @@ pub const FREE_TRIES_SOURCE: i32 = 20;
 /// Failures are forgotten after an hour without one.
 const FORGET_AFTER_SECS: i64 = 3600;
 
+/// What the citizen gives to prove the right to a ticket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proof {
+    /// The access code told at intake.
+    pub access_code: String,
+    /// The last four digits of the phone given on the ticket, if the citizen gave them too.
+    pub phone_last4: Option<String>,
+}
+
+impl Proof {
+    /// Whether this proof opens ticket `t`.
+    pub fn opens(&self, t: &TicketRow) -> bool {
+        // Compared without an early exit, so the time taken says nothing of how much matched.
+        let (a, b) = (self.access_code.as_bytes(), t.access_code.as_bytes());
+        let code = a.len() == b.len()
+            && !b.is_empty()
+            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        code && self
+            .phone_last4
+            .as_deref()
+            .is_none_or(|d| store::phone_matches(t, d))
+    }
+}
+
 /// The answer to a citizen's look-up.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// The number and the digits match.
+    /// The number and the proof match.
     Found(Box<TicketRow>),
-    /// No ticket with this number and these digits.
+    /// No ticket with this number and this proof.
     NotFound,
     /// Too many wrong tries on this ticket or from this source lately: try again in this
     /// many seconds.
@@ -46,12 +74,12 @@ pub fn wait_secs(failures: i32, free: i32) -> i64 {
     (30_i64 << doublings).min(3600)
 }
 
-/// Checks `number` and `last4` for `actor` (`citizen` on the API, `ivr` on the phone) coming
+/// Checks `number` and `proof` for `actor` (`citizen` on the API, `ivr` on the phone) coming
 /// from `source`; audits a successful read and counts a wrong try.
 pub async fn lookup(
     db: &PgPool,
     number: &str,
-    last4: &str,
+    proof: &Proof,
     actor: &str,
     source: &str,
 ) -> Result<Lookup, StoreError> {
@@ -84,7 +112,7 @@ pub async fn lookup(
         .bind(number)
         .fetch_optional(&mut *tx)
         .await?
-        .filter(|t| store::phone_matches(t, last4));
+        .filter(|t| proof.opens(t));
     let Some(t) = found else {
         for (key, free) in [
             (&ticket_key, FREE_TRIES_TICKET),
@@ -191,8 +219,8 @@ pub async fn spoken_status(db: &PgPool, t: &TicketRow) -> Result<String, StoreEr
     Ok(text)
 }
 
-/// Said when the number and digits do not match.
-pub const NOT_FOUND_TEXT: &str = "没有找到这个工单，请核对工单编号和电话号码后四位。";
+/// Said when the number and the code do not match.
+pub const NOT_FOUND_TEXT: &str = "没有找到这个工单，请核对工单编号和查询码。";
 /// Said when the ticket has had too many wrong tries.
 pub const THROTTLED_TEXT: &str = "查询次数过多，请稍后再试。";
 

@@ -253,6 +253,15 @@ impl Api {
         b
     }
 
+    /// The citizen's access code of ticket `number`, as told at intake.
+    pub async fn access_code(&self, number: &str) -> String {
+        sqlx::query_scalar("SELECT access_code FROM tickets WHERE number = $1")
+            .bind(number)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
     /// Takes a step on a ticket at the version it is at now (as `token` sees it).
     pub async fn step(&self, token: &str, number: &str, step: Value) -> (StatusCode, Value) {
         let (s, t) = self.get(&format!("/api/tickets/{number}"), token).await;

@@ -61,7 +61,9 @@ try {
   await page.click('#submit-ticket');
   await page.waitForFunction(() => document.getElementById('ticket-result').dataset.number, null, { timeout: 10000 });
   const number = await page.$eval('#ticket-result', (e) => e.dataset.number);
-  step(`ticket ${number}`);
+  const code = await page.$eval('#ticket-result', (e) => e.dataset.accessCode);
+  const shown = await page.$eval('#ticket-result', (e) => e.textContent);
+  step(`ticket ${number} code ${shown.includes(`查询码 ${code}`) ? code : 'not-shown'}`);
   await page.screenshot({ path: `${env.OUT}/agent-ticket.png`, fullPage: true });
   // Hold for 2 s (the caller hears music, the agent's audio stops), then back.
   await page.click('#hold');

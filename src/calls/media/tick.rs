@@ -183,6 +183,7 @@ impl Worker {
                 Action::Transfer { uri } => transfer = Some(uri),
                 Action::TicketStatus {
                     number,
+                    access_code,
                     phone_last4,
                 } => ask(
                     &self.shared,
@@ -191,6 +192,7 @@ impl Worker {
                     key,
                     Question::Ticket {
                         number,
+                        code: access_code,
                         last4: phone_last4,
                         caller: crate::calls::lookup::Caller(c.record.caller.clone()),
                     },
@@ -232,7 +234,7 @@ impl Worker {
                     let session = c.call.session();
                     let mut so_far = c.record.clone();
                     so_far.ivr_path = session.path().to_vec();
-                    so_far.ivr_vars = session.vars().clone();
+                    so_far.ivr_vars = session.recorded_vars();
                     so_far.ivr_keys = c.call.keys().to_string();
                     self.out
                         .push(Effect::record(CallEvent::Queued(key, so_far)));
@@ -395,7 +397,7 @@ impl Worker {
         };
         record.codec = c.negotiated.map(|n| n.codec.name().to_string());
         record.ivr_path = session.path().to_vec();
-        record.ivr_vars = session.vars().clone();
+        record.ivr_vars = session.recorded_vars();
         record.ivr_keys = c.call.keys().to_string();
         record.quality = Some(c.rtcp.final_quality());
         tracing::info!(

@@ -126,6 +126,7 @@ fn a_caller_checks_a_ticket_and_comes_back_to_the_menu() {
         a.last(),
         Some(&Action::TicketStatus {
             number: Some("202611".into()),
+            access_code: None,
             phone_last4: None,
         })
     );
@@ -162,6 +163,7 @@ fn typed_ahead_digits_fill_a_collect_node() {
     assert_eq!(a[0], Action::StopPrompt);
     assert!(a.contains(&Action::TicketStatus {
         number: Some("3456789".into()),
+        access_code: None,
         phone_last4: None,
     }));
 }
@@ -222,6 +224,7 @@ fn collect_refuses_short_or_malformed_input_and_stops_at_max() {
                 a.last(),
                 Some(&Action::TicketStatus {
                     number: Some(typed.into()),
+                    access_code: None,
                     phone_last4: None,
                 }),
                 "{typed}"

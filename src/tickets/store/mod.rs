@@ -279,6 +279,10 @@ pub struct TicketRow {
     pub updated_at: DateTime<Utc>,
     /// Optimistic version: send it back with every change.
     pub version: i32,
+    /// The citizen's six-digit access code (Art. 13, 14): with the number it proves the right
+    /// to follow the ticket. Never serialised; the office's view adds it (audited).
+    #[serde(skip)]
+    pub access_code: String,
 }
 
 impl TicketRow {

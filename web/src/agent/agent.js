@@ -365,8 +365,12 @@ $('ticket-form').addEventListener('submit', async (ev) => {
         answer: f.answer.value || f.description.value,
       });
     }
-    $('ticket-result').textContent = `Ticket ${t.number} filed (${t.status})`;
+    // The citizen follows the ticket with its number and access code: read both out.
+    $('ticket-result').textContent =
+      `工单 ${t.number} 已受理（${t.status}），查询码 ${t.access_code}，请告知来电人。` +
+      ` / Ticket ${t.number} filed (${t.status}); access code ${t.access_code}: tell the caller.`;
     $('ticket-result').dataset.number = t.number;
+    $('ticket-result').dataset.accessCode = t.access_code;
   } catch (e) {
     $('ticket-result').textContent = e.message;
   }

@@ -191,7 +191,11 @@ fn call_handler(
         .into_iter()
         .collect();
     let recordings = if cfg.recordings.enabled {
-        let r = Recordings::start(&cfg.recordings.dir).context("starting the recording thread")?;
+        let r = Recordings::start(
+            &cfg.recordings.dir,
+            cfg.recordings.min_free_mb.saturating_mul(1 << 20),
+        )
+        .context("starting the recording thread")?;
         Some(Arc::new(r))
     } else {
         tracing::warn!("recordings.enabled is false: calls are not recorded");

@@ -157,7 +157,7 @@ impl Engine {
             .unwrap();
         let shutdown = CancellationToken::new();
         let (records_tx, records) = mpsc::unbounded_channel::<CallEvent>();
-        let recordings = Recordings::start(&dir.join("recordings")).unwrap();
+        let recordings = Recordings::start(&dir.join("recordings"), 0).unwrap();
         let calls = Calls::new(
             CallsConfig {
                 bind: "127.0.0.1".parse().unwrap(),

@@ -98,6 +98,74 @@ fn a_served_call_walks_the_script_and_leaves_its_record() {
     assert!(!line.contains("13812345678"), "{line}");
 }
 
+/// Issue 22, item 7: below `recordings.min_free_mb` of free disk a call is answered and runs
+/// its script as ever, but is not recorded: no file, no recording in its record, the skip
+/// logged and counted.
+#[test]
+fn below_the_free_space_watermark_a_call_goes_on_unrecorded() {
+    let dir = shared_tempdir();
+    let script = dir.path().join("ivr.toml");
+    std::fs::write(&script, SCRIPT).unwrap();
+    // More free space than any disk has: the watermark is crossed from the start.
+    let recordings = dir.path().join("recordings");
+    let mut node = start_sip_node_env(
+        "",
+        &[
+            ("HOTLINE_IVR__SCRIPT", script.as_os_str()),
+            ("HOTLINE_RECORDINGS__DIR", recordings.as_os_str()),
+            ("HOTLINE_RECORDINGS__MIN_FREE_MB", "1000000000".as_ref()),
+        ],
+    );
+    // Said at start, before SIP listens.
+    assert!(
+        node.node.log.iter().any(|l| l.contains("recordings stop")),
+        "{:#?}",
+        node.node.log
+    );
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uac_keys.xml");
+    let (code, errors) = sipp(node.udp, &scenario, "12345");
+    assert_eq!(code, 0, "the call failed:\n{errors}");
+    let rows = node.ended_calls(1, "recording, end_reason, ivr_keys");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<Option<String>, _>("recording"), None);
+    assert_eq!(rows[0].get::<String, _>("end_reason"), "caller hung up");
+    assert_eq!(
+        rows[0].get::<String, _>("ivr_keys"),
+        "2123456#",
+        "the script ran"
+    );
+    node.node
+        .wait_for_line("call not recorded", Duration::from_secs(5));
+    let http = node.node.wait_http();
+    let metrics = reqwest::blocking::get(format!("{http}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("hotline_recordings_skipped_total") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    let wavs = walk_files(&recordings);
+    assert!(wavs.is_empty(), "no recording written: {wavs:?}");
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 /// The admin API pauses and resumes a call's recording (personal data read aloud): the file
 /// keeps its time line with silence on both channels while paused, and both switches are
 /// audited.

@@ -149,6 +149,10 @@ pub struct RecordingsConfig {
     pub dir: PathBuf,
     /// Record every answered call (the hotline's rule); off only for test benches.
     pub enabled: bool,
+    /// Below this many MiB free on the recordings' disk, recordings stop (those in progress
+    /// are finished where they are) and calls go on unrecorded, logged and counted; they
+    /// start again at a tenth above it. 0: no check.
+    pub min_free_mb: u64,
 }
 
 impl Default for RecordingsConfig {
@@ -156,6 +160,7 @@ impl Default for RecordingsConfig {
         RecordingsConfig {
             dir: PathBuf::from("recordings"),
             enabled: true,
+            min_free_mb: 512,
         }
     }
 }

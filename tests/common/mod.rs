@@ -152,7 +152,14 @@ impl Node {
 
     /// The HTTP base URL (`http://` or `https://`), from the "HTTP listening on" line.
     pub fn wait_http(&mut self) -> String {
-        let line = self.wait_for_line("HTTP listening on http", Duration::from_secs(90));
+        let seen = self
+            .log
+            .iter()
+            .find(|l| l.contains("HTTP listening on http"))
+            .cloned();
+        let line = seen.unwrap_or_else(|| {
+            self.wait_for_line("HTTP listening on http", Duration::from_secs(90))
+        });
         let start = line.find("HTTP listening on ").expect("url") + "HTTP listening on ".len();
         line[start..]
             .split_whitespace()

@@ -17,7 +17,14 @@ impl Worker {
                 c.record.answered_at = Some(Utc::now());
                 c.last_heard = now;
                 c.rtcp.start(now);
-                if let Some(rec) = &self.shared.recordings {
+                if let Some(rec) = &self.shared.recordings
+                    && !rec.accepting()
+                {
+                    // The disk is below the watermark: the call goes on, unrecorded.
+                    metrics::counter!("hotline_recordings_skipped_total", "reason" => "disk_low")
+                        .increment(1);
+                    tracing::warn!(key, "call not recorded: the disk is low");
+                } else if let Some(rec) = &self.shared.recordings {
                     let path = rec.path_for(c.record.started_at, key, &c.record.call_id);
                     c.record.recording = Some(path.display().to_string());
                     rec.open(key, path);

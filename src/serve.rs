@@ -220,6 +220,8 @@ fn call_handler(
                 .then(|| cfg.acd.callback_route.clone()),
             callback_numbers: cfg.acd.callback_numbers().context("acd.callback_numbers")?,
             emergency_routes: cfg.acd.emergency_routes.clone(),
+            trunks: cfg.sip.trunk_nets().map_err(anyhow::Error::msg)?,
+            max_calls_per_source: cfg.sip.max_calls_per_source,
         },
         scripts,
         Arc::new(calendar),

@@ -170,6 +170,8 @@ impl Engine {
                 callback_route: None,
                 callback_numbers: None,
                 emergency_routes: Default::default(),
+                trunks: Vec::new(),
+                max_calls_per_source: 0,
             },
             Arc::clone(&scripts),
             Arc::new(WorkCalendar::shipped().unwrap()),

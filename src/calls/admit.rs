@@ -2,6 +2,11 @@
 //! refused: 415, 400, 488, 503 with Retry-After), the call handed to a media worker with the
 //! script in force; and re-INVITEs and UPDATEs of calls and legs in progress (hold, unhold, a
 //! new address, a session refresh).
+//!
+//! Before anything is bound, where the call comes from is checked: with `sip.trunks` set only
+//! those addresses may call (403 otherwise), and one address that is neither a trunk nor
+//! loopback holds at most `sip.max_calls_per_source` calls (503 with Retry-After beyond), so
+//! one host cannot take every RTP port and every recording.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,7 +26,14 @@ use crate::ivr::call::IvrCall;
 const RETRY_AFTER_SECS: u32 = 5;
 
 impl Calls {
-    pub(super) fn invite(&mut self, ep: &mut Endpoint, now: Instant, tx: TxId, request: Message) {
+    pub(super) fn invite(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        tx: TxId,
+        request: Message,
+        source: std::net::IpAddr,
+    ) {
         if self.node.draining() {
             // A front proxy or trunk tries another node (RFC 3261 21.5.4).
             metrics::counter!("hotline_calls_refused_total", "reason" => "draining").increment(1);
@@ -33,6 +45,36 @@ impl Calls {
             r.push_header(
                 HeaderName::Other("Warning".into()),
                 "399 hotline \"this node is draining: try another\"",
+            );
+            let _ = ep.respond(now, tx, r);
+            return;
+        }
+        let trunk = self.cfg.trunks.iter().any(|n| n.contains(&source));
+        if !self.cfg.trunks.is_empty() && !trunk {
+            metrics::counter!("hotline_calls_refused_total", "reason" => "not_a_trunk")
+                .increment(1);
+            tracing::warn!(%source, "call refused: not from a trunk in sip.trunks");
+            let mut r = final_response(&request, 403, tx);
+            r.push_header(
+                HeaderName::Other("Warning".into()),
+                "399 hotline \"calls come through the carrier's trunks\"",
+            );
+            let _ = ep.respond(now, tx, r);
+            return;
+        }
+        let cap = self.cfg.max_calls_per_source;
+        if cap > 0
+            && !trunk
+            && !source.is_loopback()
+            && self.per_source.get(&source).copied().unwrap_or(0) >= cap
+        {
+            metrics::counter!("hotline_calls_refused_total", "reason" => "per_source").increment(1);
+            tracing::warn!(%source, cap, "call refused: too many calls from one address");
+            let mut r = final_response(&request, 503, tx);
+            r.push_header(HeaderName::RetryAfter, &RETRY_AFTER_SECS.to_string());
+            r.push_header(
+                HeaderName::Other("Warning".into()),
+                "399 hotline \"too many calls from this address\"",
             );
             let _ = ep.respond(now, tx, r);
             return;
@@ -131,6 +173,7 @@ impl Calls {
             worker,
             dialog,
             caller: from,
+            source,
             local,
             offered: offer.is_none(),
             codec: negotiated.map_or(sdp::Codec::Pcmu, |n| n.codec),
@@ -141,6 +184,9 @@ impl Calls {
 
     /// A call now in a media worker: known by its key and its caller's dialog from here on.
     pub(super) fn admit(&mut self, key: u64, call: Call) {
+        if !call.source.is_unspecified() {
+            *self.per_source.entry(call.source).or_default() += 1;
+        }
         self.by_dialog.insert(call.dialog.clone(), key);
         self.calls.insert(key, call);
         metrics::gauge!("hotline_calls_live").set(self.by_dialog.len() as f64);

@@ -641,6 +641,8 @@ impl Calls {
             worker,
             dialog,
             caller: dial.number.clone(),
+            // Placed by the node: no source to cap.
+            source: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             local,
             offered: false,
             codec: negotiated.codec,

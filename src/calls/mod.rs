@@ -91,6 +91,11 @@ pub struct CallsConfig {
     /// Where an agent may send a caller in an emergency: a name (110, 119, 120, 122) to a
     /// SIP URI with an IP address.
     pub emergency_routes: std::collections::BTreeMap<String, String>,
+    /// The only addresses calls may come from (`sip.trunks`); empty: any.
+    pub trunks: Vec<ipnet::IpNet>,
+    /// Most calls in progress from one address that is neither a trunk nor loopback
+    /// (`sip.max_calls_per_source`; 0: no cap).
+    pub max_calls_per_source: usize,
 }
 
 /// Where a call in progress is, as far as the legs the node places for it go (the IVR's own
@@ -136,6 +141,8 @@ struct Call {
     dialog: DialogId,
     /// The caller's number, as agents' phones display it (`anonymous` when none).
     caller: String,
+    /// The address the INVITE came from (calls per source are capped).
+    source: std::net::IpAddr,
     /// Our side of the caller's SDP.
     local: Local,
     /// Our 200 carried the offer: the ACK carries the answer.
@@ -194,6 +201,8 @@ pub struct Calls {
     music_on_hold: Vec<Arc<Prompt>>,
     /// Calls taken so far (the next call's key).
     taken: u64,
+    /// Calls in progress per source address (for `max_calls_per_source`).
+    per_source: HashMap<std::net::IpAddr, usize>,
     /// Browser agents' media (agents registered over WebSocket), when started.
     webrtc: Option<Arc<crate::engine::webrtc::Gateway>>,
     /// The node: while it drains new calls are refused; told how many calls are in progress.
@@ -231,6 +240,7 @@ impl Calls {
             workers: None,
             music_on_hold: vec![Arc::new(default_music_on_hold())],
             taken: 0,
+            per_source: HashMap::new(),
             webrtc: None,
             node: Arc::default(),
         }
@@ -357,7 +367,14 @@ impl Calls {
         let keys: std::collections::HashSet<u64> = done.iter().map(|(_, k)| *k).collect();
         for (d, k) in done {
             self.by_dialog.remove(&d);
-            self.calls.remove(&k);
+            if let Some(call) = self.calls.remove(&k)
+                && let Some(n) = self.per_source.get_mut(&call.source)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_source.remove(&call.source);
+                }
+            }
         }
         let stale: Vec<TxId> = self
             .placed
@@ -472,10 +489,10 @@ impl CallHandler for Calls {
     fn handle(&mut self, ep: &mut Endpoint, now: Instant, event: EndpointEvent) {
         self.forget_finished(ep, now);
         match event {
-            EndpointEvent::Request { tx, request, .. }
+            EndpointEvent::Request { tx, request, peer }
                 if request.method() == Some(&Method::Invite) =>
             {
-                self.invite(ep, now, tx, request);
+                self.invite(ep, now, tx, request, peer.addr.ip());
             }
             EndpointEvent::Request { tx, request, .. } => {
                 // Outside a dialog: nothing of ours (BYE and INFO of a known call come as

@@ -194,6 +194,8 @@ impl Net {
                 .callback_numbers()
                 .unwrap(),
             emergency_routes: [("110".to_string(), format!("sip:110@{EMERGENCY}"))].into(),
+            trunks: Vec::new(),
+            max_calls_per_source: 0,
         };
         let media = MediaLog::default();
         let mut calls = Calls::new(
@@ -393,19 +395,7 @@ impl Net {
 
     /// The caller dials 12345 and acknowledges the answer: the call's key.
     fn call_in(&mut self) -> u64 {
-        let offer = sdp("192.0.2.10", 30000);
-        let now = self.now;
-        self.party(CALLER)
-            .ep
-            .invite(
-                now,
-                udp(HOTLINE),
-                "sip:12345@192.0.2.1",
-                "13800138000",
-                Some(&offer),
-            )
-            .unwrap();
-        self.run_for(Duration::from_millis(100));
+        self.dial();
         assert_eq!(self.calls.live(), 1, "the call is answered");
         let key = *self.calls.calls.keys().next().unwrap();
         assert!(self.media.has(&format!("{key} added 13800138000")));
@@ -1029,4 +1019,71 @@ fn a_re_invite_of_the_caller_or_the_agent_reaches_the_call_s_media() {
         .unwrap();
     net.run_for(Duration::from_millis(100));
     assert!(net.media.has(&format!("{key} update b")));
+}
+
+impl Net {
+    /// The caller dials 12345 (its INVITE and what follows for 100 ms).
+    fn dial(&mut self) {
+        let offer = sdp("192.0.2.10", 30000);
+        let now = self.now;
+        self.party(CALLER)
+            .ep
+            .invite(
+                now,
+                udp(HOTLINE),
+                "sip:12345@192.0.2.1",
+                "13800138000",
+                Some(&offer),
+            )
+            .unwrap();
+        self.run_for(Duration::from_millis(100));
+    }
+
+    /// The caller dials 12345 once more; the final statuses of the caller's failed calls.
+    fn dial_again(&mut self) -> Vec<u16> {
+        self.dial();
+        self.parties[&addr(CALLER)]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                EndpointEvent::Failed { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Issue 22, item 7: one address that is not a trunk holds at most its cap of calls (503
+/// beyond, and a place again once a call ends); a trunk is not capped.
+#[test]
+fn one_address_holds_at_most_its_cap_of_calls_and_a_trunk_is_not_capped() {
+    let mut net = Net::new(46600);
+    net.calls.cfg.max_calls_per_source = 2;
+    let first = net.call_in();
+    assert_eq!(net.dial_again(), Vec::<u16>::new());
+    assert_eq!(net.calls.live(), 2);
+    assert_eq!(net.dial_again(), [503], "the third call is refused");
+    assert_eq!(net.calls.live(), 2);
+    // A call ends: the address may call again.
+    net.media_ends(first);
+    net.tell(Control::Count);
+    assert_eq!(net.dial_again(), [503], "answered, nothing more failed");
+    assert_eq!(net.calls.live(), 2);
+    // The same address listed as a trunk carries any number of calls.
+    net.calls.cfg.trunks = vec!["192.0.2.0/28".parse().unwrap()];
+    assert_eq!(net.dial_again(), [503]);
+    assert_eq!(net.calls.live(), 3);
+}
+
+/// Issue 22, item 7: with `sip.trunks` set, a call from anywhere else is refused 403 and
+/// nothing is bound for it.
+#[test]
+fn with_trunks_set_a_call_from_elsewhere_is_refused() {
+    let mut net = Net::new(46640);
+    net.calls.cfg.trunks = vec!["198.51.100.0/24".parse().unwrap()];
+    assert_eq!(net.dial_again(), [403]);
+    assert_eq!(net.calls.live(), 0);
+    net.calls.cfg.trunks = vec!["192.0.2.10/32".parse().unwrap()];
+    assert_eq!(net.dial_again(), [403], "the trunk's call is answered");
+    assert_eq!(net.calls.live(), 1);
 }

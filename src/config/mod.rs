@@ -724,6 +724,9 @@ impl Config {
                 self.sip.tcp_port
             ));
         }
+        if let Err(e) = self.sip.trunk_nets() {
+            out.push(e);
+        }
         let algs = &self.sip.digest_algorithms;
         let unknown: Vec<&String> = algs
             .iter()

@@ -257,4 +257,25 @@ overflow = "backup"
         };
         assert!(cfg.problems().join("\n").contains("acd.callback_numbers"));
     }
+
+    #[test]
+    fn trunks_are_addresses_or_blocks_and_anything_else_is_named() {
+        let mut cfg = Config::default();
+        cfg.sip.trunks = vec![
+            "10.1.2.3".into(),
+            "10.9.0.0/16".into(),
+            "2001:db8::/32".into(),
+        ];
+        let nets = cfg.sip.trunk_nets().unwrap();
+        assert!(nets[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(nets[1].contains(&"10.9.8.7".parse::<std::net::IpAddr>().unwrap()));
+        assert!(!nets[1].contains(&"10.8.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        cfg.sip.trunks.push("carrier.example".into());
+        let problems = cfg.problems().join("\n");
+        assert!(
+            problems.contains("`sip.trunks` entry \"carrier.example\""),
+            "{problems}"
+        );
+    }
 }

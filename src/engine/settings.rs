@@ -36,6 +36,14 @@ pub struct SipConfig {
     /// `MD5`. Some old phones (and SIPp 3.6) read only the first challenge; put `MD5` first,
     /// or alone, for them.
     pub digest_algorithms: Vec<String>,
+    /// The carrier trunks and front proxies that bring citizens' calls, as addresses
+    /// (`10.1.2.3`) or blocks (`10.1.2.0/24`). When set, an INVITE from any other address is
+    /// refused 403 (toll fraud and floods come from anywhere; the carrier from known places).
+    /// Empty: calls from any address.
+    pub trunks: Vec<String>,
+    /// Most calls in progress from one address that is neither a trunk nor loopback (a
+    /// local proxy); beyond it new calls get 503 with Retry-After. 0: no cap.
+    pub max_calls_per_source: usize,
 }
 
 impl Default for SipConfig {
@@ -51,11 +59,30 @@ impl Default for SipConfig {
             max_tcp_connections_per_ip: 32,
             ws_idle_secs: 90,
             digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            trunks: Vec::new(),
+            max_calls_per_source: 20,
         }
     }
 }
 
 impl SipConfig {
+    /// `trunks` parsed; `Err` names the first entry that is neither an address nor a block.
+    pub fn trunk_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trunks
+            .iter()
+            .map(|t| {
+                let t = t.trim();
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "`sip.trunks` entry {t:?} is not an address or a block such as \"10.1.2.0/24\""
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// The digest algorithms, parsed (unknown names were refused by [`Config::problems`]).
     pub fn algorithms(&self) -> Vec<hotline_sip::auth::Algorithm> {
         self.digest_algorithms

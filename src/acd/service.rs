@@ -15,6 +15,7 @@
 //! of occupancy.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
@@ -256,6 +257,70 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct AcdHandle {
     tx: mpsc::UnboundedSender<Command>,
+    kept: Arc<KeptCallbacks>,
+}
+
+/// The numbers holding a kept callback place (issue 22, item 7): the ACD keeps the book as
+/// its queue entries change; the media workers read it when a call starts and offer the
+/// callback only to a number without one while fewer than the cap are kept, so a flood of
+/// calls cannot pile up callbacks the hotline must dial at its cost.
+#[derive(Debug, Default)]
+pub struct KeptCallbacks {
+    book: std::sync::Mutex<KeptBook>,
+}
+
+#[derive(Debug, Default)]
+struct KeptBook {
+    max: usize,
+    by_call: HashMap<u64, String>,
+    by_number: HashMap<String, usize>,
+}
+
+impl KeptCallbacks {
+    fn new(max: usize) -> Self {
+        let k = KeptCallbacks::default();
+        if let Ok(mut b) = k.book.lock() {
+            b.max = max;
+        }
+        k
+    }
+
+    /// Call `call` holds a kept callback to `number`, or (`None`) none.
+    fn set(&self, call: u64, number: Option<&str>) {
+        let Ok(mut b) = self.book.lock() else {
+            return;
+        };
+        if let Some(old) = b.by_call.remove(&call)
+            && let Some(n) = b.by_number.get_mut(&old)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                b.by_number.remove(&old);
+            }
+        }
+        if let Some(number) = number {
+            b.by_call.insert(call, number.to_string());
+            *b.by_number.entry(number.to_string()).or_default() += 1;
+        }
+        metrics::gauge!("hotline_callbacks_kept").set(b.by_call.len() as f64);
+    }
+
+    /// Whether a caller from `number` may be offered a callback now.
+    pub fn may_keep(&self, number: &str) -> bool {
+        self.book
+            .lock()
+            .is_ok_and(|b| b.by_call.len() < b.max && !b.by_number.contains_key(number))
+    }
+
+    /// Callback places kept now.
+    pub fn len(&self) -> usize {
+        self.book.lock().map_or(0, |b| b.by_call.len())
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl AcdHandle {
@@ -264,11 +329,17 @@ impl AcdHandle {
         self.tx.send(c).is_ok()
     }
 
+    /// The book of kept callbacks (what the media workers ask before offering one).
+    pub fn kept_callbacks(&self) -> &KeptCallbacks {
+        &self.kept
+    }
+
     /// A handle whose commands arrive on the returned receiver instead of at an ACD task:
     /// what the call-path tests read to see what the call handler tells the ACD.
     pub fn channel() -> (AcdHandle, mpsc::UnboundedReceiver<Command>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (AcdHandle { tx }, rx)
+        let kept = Arc::new(KeptCallbacks::new(AcdSettings::default().max_callbacks));
+        (AcdHandle { tx, kept }, rx)
     }
 
     /// The current snapshot (`None` when the task has stopped).
@@ -294,6 +365,8 @@ pub struct AcdSettings {
     pub store: Option<mpsc::UnboundedSender<super::store::Write>>,
     /// How failed callbacks are tried again.
     pub callback_retry: CallbackRetry,
+    /// Most callback places kept at once (`acd.max_callbacks`).
+    pub max_callbacks: usize,
 }
 
 /// How a callback that did not reach the caller (busy, no answer, refused) is tried again:
@@ -375,6 +448,7 @@ impl Default for AcdSettings {
             history: None,
             store: None,
             callback_retry: CallbackRetry::default(),
+            max_callbacks: 200,
         }
     }
 }
@@ -419,6 +493,8 @@ struct Service {
     acd: Acd,
     queues: Vec<QueueConfig>,
     settings: AcdSettings,
+    /// The numbers holding kept callbacks, shared with the media workers.
+    kept: Arc<KeptCallbacks>,
     /// Where offers go (none until the call handler is up).
     offers: Option<mpsc::Sender<Offer>>,
     skills_of: BTreeMap<u64, Vec<(String, u8)>>,
@@ -536,12 +612,15 @@ impl Service {
 
     fn save_entry(&self, call: u64) {
         if let Some(e) = self.entries.get(&call) {
+            self.kept
+                .set(call, e.callback.as_ref().map(|c| c.number.as_str()));
             self.save(super::store::Write::Entry(e.clone()));
         }
     }
 
     /// The caller left its queue: its saved place goes.
     fn drop_entry(&mut self, call: u64) {
+        self.kept.set(call, None);
         if let Some(e) = self.entries.remove(&call) {
             self.save(super::store::Write::EntryGone(e.call_id));
         }
@@ -576,6 +655,7 @@ impl Service {
             "the callback did not reach the caller; it goes on the missed-call list"
         );
         metrics::counter!("hotline_callbacks_failed_total", "then" => "missed").increment(1);
+        self.kept.set(call, None);
         if let Some(e) = self.entries.remove(&call) {
             let waited = (wall - e.queued_at).num_milliseconds().max(0) as f64 / 1000.0;
             self.save(super::store::Write::CallbackFailed {
@@ -645,6 +725,7 @@ impl Service {
                 Ok(()) => {
                     self.callbacks.insert(key, cb.called.clone());
                     self.call_ids.insert(key, e.call_id.clone());
+                    self.kept.set(key, Some(&cb.number));
                     self.entries.insert(key, e);
                     callbacks += 1;
                 }
@@ -1118,7 +1199,9 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> AcdHandle {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let kept = Arc::new(KeptCallbacks::new(settings.max_callbacks));
     let mut service = Service {
+        kept: Arc::clone(&kept),
         acd: Acd::new(queues.clone()),
         queues,
         talk_secs: settings.default_talk_time.as_secs_f64(),
@@ -1159,7 +1242,7 @@ pub fn spawn(
             service.note_states();
         }
     });
-    AcdHandle { tx }
+    AcdHandle { tx, kept }
 }
 
 #[cfg(test)]
@@ -1212,5 +1295,69 @@ mod tests {
             any.next_try(china("2026-12-03T03:00:00+08:00")),
             china("2026-12-03T03:10:00+08:00")
         );
+    }
+
+    /// Issue 22, item 7: kept callbacks are capped, one per number; a place given up frees
+    /// the number and the room.
+    #[tokio::test]
+    async fn kept_callbacks_are_capped_and_one_per_number() {
+        let shutdown = CancellationToken::new();
+        let acd = spawn(
+            vec![QueueConfig::new("general")],
+            AcdSettings {
+                max_callbacks: 2,
+                callback_retry: CallbackRetry {
+                    attempts: 1,
+                    ..CallbackRetry::default()
+                },
+                ..Default::default()
+            },
+            shutdown.clone(),
+        );
+        let numbers = ["13800000001", "13800000002", "13800000003"];
+        for (i, n) in numbers.iter().enumerate() {
+            acd.send(Command::Enqueue {
+                call: i as u64 + 1,
+                call_id: format!("call-{i}"),
+                caller: (*n).into(),
+                queue: "general".into(),
+                priority: 0,
+                skills: vec![],
+                agent: None,
+            });
+        }
+        let book = || acd.kept_callbacks();
+        assert!(numbers.iter().all(|n| book().may_keep(n)));
+        let keep = |call: u64, number: &str| {
+            acd.send(Command::Callback {
+                call,
+                number: number.into(),
+                called: "12345".into(),
+            })
+        };
+        keep(1, numbers[0]);
+        acd.snapshot().await.unwrap();
+        assert!(!book().may_keep(numbers[0]), "one kept callback per number");
+        assert!(book().may_keep(numbers[1]));
+        keep(2, numbers[1]);
+        acd.snapshot().await.unwrap();
+        assert_eq!(book().len(), 2);
+        assert!(!book().may_keep(numbers[2]), "the book is full");
+        // The caller hangs up: the place is kept for the callback, still in the book.
+        acd.send(Command::Leave {
+            call: 1,
+            hung_up: true,
+        });
+        acd.snapshot().await.unwrap();
+        assert!(!book().may_keep(numbers[0]));
+        // The callback fails its last try: the caller goes on the missed-call list, and the
+        // number and the room are free.
+        acd.send(Command::CallbackFailed {
+            call: 1,
+            status: 486,
+        });
+        acd.snapshot().await.unwrap();
+        assert!(book().may_keep(numbers[0]) && book().may_keep(numbers[2]));
+        shutdown.cancel();
     }
 }

@@ -239,6 +239,9 @@ pub struct AcdConfig {
     /// When callbacks may be tried again, China time, `HH:MM-HH:MM` (empty: any time); a try
     /// due outside waits for the next opening.
     pub callback_hours: String,
+    /// Most callback places kept at once; beyond it, and to a number that has one already,
+    /// no callback is offered (the caller waits on as usual). 0: no callbacks offered.
+    pub max_callbacks: usize,
     /// Where agents may send a caller in an emergency, by name: `{ "110" = "sip:110@10.0.0.1" }`
     /// (police 110, fire 119, ambulance 120, traffic 122; IP addresses, no DNS).
     pub emergency_routes: std::collections::BTreeMap<String, String>,
@@ -308,6 +311,7 @@ impl Default for AcdConfig {
             callback_retry_secs: 600,
             frequent_calls_per_hour: 5,
             callback_hours: "08:00-21:00".into(),
+            max_callbacks: 200,
             emergency_routes: Default::default(),
             queues: Default::default(),
             alerts: Default::default(),
@@ -360,6 +364,7 @@ impl AcdConfig {
                 spacing: std::time::Duration::from_secs(self.callback_retry_secs),
                 hours: callback_hours(&self.callback_hours).ok().flatten(),
             },
+            max_callbacks: self.max_callbacks,
             ..Default::default()
         }
     }

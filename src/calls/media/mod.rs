@@ -555,11 +555,18 @@ impl Worker {
             key,
         );
         let mut facts = Facts::new(&record.caller, &self.shared.calendar, now);
+        // A number that may be dialled, that holds no kept callback yet, while the book of
+        // kept callbacks has room (issue 22, item 7).
         facts.may_call_back = self
             .shared
             .callback_numbers
             .as_ref()
-            .is_none_or(|r| r.is_match(&record.caller));
+            .is_none_or(|r| r.is_match(&record.caller))
+            && self
+                .shared
+                .acd
+                .as_ref()
+                .is_none_or(|a| a.kept_callbacks().may_keep(&record.caller));
         facts.facts.may_call_back = facts.may_call_back;
         let state = CallState {
             socket,

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_test_database
 log "tests use DATABASE_URL=$DATABASE_URL"
 # Real SIP peers for the interop tests, SIPVicious for the attack test; Chromium for the agent desktop's browser tests.
-apt_install sip-tester baresip sipvicious espeak-ng chromium fonts-wqy-microhei
+apt_install sip-tester baresip sipvicious espeak-ng chromium fonts-wqy-microhei iproute2
 # The pages (agent desktop) and playwright-core, which drives Chromium.
 scripts/web.sh
 export SQLX_OFFLINE=true
